@@ -1,0 +1,120 @@
+//! Names, paths and addresses of the lab: the single place that decides them.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use crate::{cmd::workspace_root, host};
+
+/// Name of the underlay bridge in the root namespace.
+pub const BRIDGE: &str = "skiff0";
+/// Address of the root namespace on the underlay (etcd and the API server listen here too).
+pub const BRIDGE_ADDR: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
+/// Prefix length of the underlay subnet.
+pub const UNDERLAY_PREFIX: u8 = 24;
+/// Prefix of every node's network namespace name.
+pub const NETNS_PREFIX: &str = "skiff-node-";
+/// Prefix of the root-namespace end of every node's veth.
+pub const HOST_VETH_PREFIX: &str = "skiff-n";
+/// Name of the cgroup (in every hierarchy) and bpffs directory under which the lab lives.
+pub const CGROUP_AND_PIN_ROOT: &str = "skiff";
+/// etcd client port (on 127.0.0.1 and the bridge address).
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+/// etcd peer port (127.0.0.1 only).
+pub const ETCD_PEER_PORT: u16 = 2380;
+/// Plain-HTTP debugging port of skiff-control on 127.0.0.1.
+pub const CONTROL_INSECURE_PORT: u16 = 8080;
+/// Port of each agent's node HTTP API on its node address.
+pub const AGENT_PORT: u16 = 10250;
+/// Largest node count the underlay subnet has room for.
+pub const MAX_NODES: usize = 200;
+
+/// One lab node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Node name, also its network namespace and containerd namespace name.
+    pub name: String,
+    /// Root-namespace end of its veth (attached to the bridge).
+    pub host_veth: String,
+    /// Its address on the underlay.
+    pub address: Ipv4Addr,
+}
+
+impl Node {
+    /// Node number `index` (1-based).
+    pub fn new(index: usize) -> Self {
+        let octet = u8::try_from(10 + index).unwrap_or(u8::MAX);
+        Self {
+            name: format!("{NETNS_PREFIX}{index}"),
+            host_veth: format!("{HOST_VETH_PREFIX}{index}"),
+            address: Ipv4Addr::new(172, 30, 0, octet),
+        }
+    }
+}
+
+/// Paths of one lab on this machine.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// `target/lab`.
+    pub root: PathBuf,
+}
+
+impl Layout {
+    /// The lab of this checkout.
+    pub fn current() -> Self {
+        Self { root: workspace_root().join("target").join("lab") }
+    }
+    /// The record of what `up` started.
+    pub fn record_file(&self) -> PathBuf {
+        self.root.join("lab.json")
+    }
+    /// Daemon logs.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// etcd's data directory.
+    pub fn etcd_data(&self) -> PathBuf {
+        self.root.join("etcd")
+    }
+    /// containerd's root, state and socket live here.
+    pub fn containerd_dir(&self) -> PathBuf {
+        self.root.join("containerd")
+    }
+    /// containerd's gRPC socket.
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.containerd_dir().join("containerd.sock")
+    }
+    /// skiff-control's data directory.
+    pub fn control_dir(&self) -> PathBuf {
+        self.root.join("control")
+    }
+    /// A node agent's state directory.
+    pub fn node_dir(&self, node: &Node) -> PathBuf {
+        self.root.join("nodes").join(&node.name)
+    }
+    /// The kubeconfig `up` writes.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig")
+    }
+    /// Where built binaries are.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        workspace_root().join("target").join("debug").join(name)
+    }
+}
+
+/// The cgroup parent of a node in the cgroup2 hierarchy (where the socket LB attaches).
+pub fn node_cgroup2(node: &Node) -> Option<PathBuf> {
+    host::cgroup2_mount().map(|m| m.join(CGROUP_AND_PIN_ROOT).join(&node.name))
+}
+
+/// The bpffs directory where a node's agent pins its maps and links.
+pub fn node_pin_dir(node: &Node) -> PathBuf {
+    PathBuf::from(host::BPFFS).join(CGROUP_AND_PIN_ROOT).join(&node.name)
+}
+
+/// Every cgroup hierarchy's `skiff` directory (v2 and each v1 controller).
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    host::cgroup2_mount()
+        .into_iter()
+        .chain(host::cgroup1_mounts())
+        .map(|m| m.join(CGROUP_AND_PIN_ROOT))
+        .collect()
+}

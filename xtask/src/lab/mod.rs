@@ -1,0 +1,22 @@
+//! The local multi-node lab: every node a network namespace on the `skiff0` underlay bridge,
+//! one etcd, one containerd (a containerd namespace and cgroup parent per node), the control
+//! plane and one agent per node. Layout and addresses are in ARCHITECTURE.md, "The lab".
+//!
+//! `up` records what it started in `target/lab/lab.json`; `down` stops exactly that (and
+//! anything else that names the lab directory) and removes every namespace, link, cgroup and
+//! bpffs pin the lab owns, so a killed run never leaves the next one broken.
+
+mod daemons;
+pub mod down;
+mod layout;
+mod network;
+mod probe;
+mod record;
+mod status;
+mod up;
+
+pub use down::down;
+pub use layout::Layout;
+pub use status::status;
+pub use up::{UpArgs, bring_up, up};
+pub use down::teardown;

@@ -1,0 +1,261 @@
+//! `cargo xtask up`: build Skiff and bring the lab up, or report the one already running.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::{
+    daemons, down,
+    layout::{
+        self, AGENT_PORT, BRIDGE_ADDR, CONTROL_INSECURE_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT,
+        Layout, MAX_NODES, Node,
+    },
+    network,
+    probe::{alive, http_get, wait_until},
+    record::{Daemon, Record},
+    status,
+};
+use crate::{
+    cmd::{Progress, cargo, command, output, run_cmd},
+    host, setup,
+};
+
+/// How long a daemon may take to become healthy.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Arguments of `cargo xtask up`.
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Number of nodes (network namespaces with one agent each).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+}
+
+/// Entry point of `cargo xtask up`.
+pub fn up(args: &UpArgs) -> Result<()> {
+    host::require_root("up")?;
+    if args.nodes == 0 || args.nodes > MAX_NODES {
+        bail!("--nodes must be between 1 and {MAX_NODES}, got {}", args.nodes);
+    }
+    let layout = Layout::current();
+    if let Some(record) = Record::load(&layout)?
+        && !record.daemons.is_empty()
+        && record.daemons.iter().all(|d| alive(d.pid))
+    {
+        eprintln!("A lab is already running; leaving it as it is.\n");
+        status::print(&layout, &record);
+        print_next_steps(&layout);
+        return Ok(());
+    }
+    if down::anything_left(&layout) {
+        eprintln!("Found a stale lab (its processes are gone); cleaning it up first.");
+        down::teardown(&layout)?;
+    }
+    setup::ensure()?;
+    bring_up(&layout, args.nodes)?;
+    print_next_steps(&layout);
+    Ok(())
+}
+
+/// Build, then start every component; on failure the partial lab stays recorded so the next
+/// `up` or `down` cleans it.
+pub fn bring_up(layout: &Layout, node_count: usize) -> Result<()> {
+    let nodes: Vec<Node> = (1..=node_count).map(Node::new).collect();
+    let mut record = Record { nodes: node_count, daemons: Vec::new() };
+    let mut progress = Progress::new("up", 7);
+    progress.step("build skiff-control and skiff-agent", build_binaries)?;
+    progress.step(&format!("underlay bridge and {node_count} node namespaces"), || {
+        for dir in [layout.logs(), layout.etcd_data(), layout.containerd_dir(), layout.control_dir()] {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        record.save(layout)?;
+        network::create_bridge()?;
+        for node in &nodes {
+            network::create_node(node)?;
+            let cgroup = layout::node_cgroup2(node).context("no cgroup2 hierarchy")?;
+            std::fs::create_dir_all(&cgroup)
+                .with_context(|| format!("creating cgroup {}", cgroup.display()))?;
+            std::fs::create_dir_all(layout.node_dir(node))?;
+        }
+        Ok(())
+    })?;
+    progress.step("etcd", || {
+        let daemon = start_etcd(layout)?;
+        started(layout, &mut record, daemon, || {
+            let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, ETCD_CLIENT_PORT).into();
+            let body = http_get(addr, "/health")?;
+            anyhow::ensure!(body.contains("true"), "etcd /health says {body}");
+            Ok(())
+        })
+    })?;
+    progress.step("containerd (own root, state and socket; CRI off)", || {
+        let daemon = start_containerd(layout)?;
+        let socket = layout.containerd_socket();
+        started(layout, &mut record, daemon, || ctr(&socket, &["version"]).map(drop))?;
+        for node in &nodes {
+            ctr(&socket, &["namespaces", "create", &node.name, "skiff.io/lab=true"])?;
+        }
+        Ok(())
+    })?;
+    progress.step("skiff-control", || {
+        let mut cmd = Command::new(layout.bin("skiff-control"));
+        cmd.arg("--etcd")
+            .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"))
+            .arg("--insecure-listen")
+            .arg(format!("127.0.0.1:{CONTROL_INSECURE_PORT}"))
+            .arg("--data-dir")
+            .arg(layout.control_dir());
+        let health = format!("http://127.0.0.1:{CONTROL_INSECURE_PORT}/healthz");
+        let daemon = daemons::spawn("skiff-control", cmd, &layout.logs().join("skiff-control.log"), health)?;
+        started(layout, &mut record, daemon, || {
+            http_get(SocketAddrV4::new(Ipv4Addr::LOCALHOST, CONTROL_INSECURE_PORT).into(), "/healthz")
+                .map(drop)
+        })
+    })?;
+    progress.step(&format!("skiff-agent on {node_count} nodes"), || {
+        let mut pending = Vec::new();
+        for node in &nodes {
+            let daemon = start_agent(layout, node)?;
+            record.daemons.push(daemon.clone());
+            record.save(layout)?;
+            pending.push((node.clone(), daemon));
+        }
+        for (node, daemon) in pending {
+            let addr = SocketAddr::from(SocketAddrV4::new(node.address, AGENT_PORT));
+            wait_healthy(&daemon, || http_get(addr, "/healthz").map(drop))?;
+        }
+        Ok(())
+    })?;
+    progress.step("kubeconfig", || write_kubeconfig(layout))?;
+    Ok(())
+}
+
+fn build_binaries() -> Result<()> {
+    run_cmd(cargo().args(["build", "--quiet", "--bins", "-p", "skiff-control", "-p", "skiff-agent"]))
+}
+
+/// Record a freshly spawned daemon, then wait for its health check.
+fn started(
+    layout: &Layout,
+    record: &mut Record,
+    daemon: Daemon,
+    check: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    record.daemons.push(daemon.clone());
+    record.save(layout)?;
+    wait_healthy(&daemon, check)
+}
+
+fn wait_healthy(daemon: &Daemon, mut check: impl FnMut() -> Result<()>) -> Result<()> {
+    wait_until(HEALTH_TIMEOUT, || {
+        if !alive(daemon.pid) {
+            bail!("{} exited", daemon.name);
+        }
+        check()
+    })
+    .with_context(|| format!("{} did not become healthy\n{}", daemon.name, log_tail(&daemon.log)))
+}
+
+/// The last lines of a log, for error messages.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    format!("last lines of {}:\n{tail}", log.display())
+}
+
+fn start_etcd(layout: &Layout) -> Result<Daemon> {
+    let client = format!("http://127.0.0.1:{ETCD_CLIENT_PORT},http://{BRIDGE_ADDR}:{ETCD_CLIENT_PORT}");
+    let peer = format!("http://127.0.0.1:{ETCD_PEER_PORT}");
+    let mut cmd = Command::new("etcd");
+    cmd.arg("--name=skiff-lab")
+        .arg(format!("--data-dir={}", layout.etcd_data().display()))
+        .arg(format!("--listen-client-urls={client}"))
+        .arg(format!("--advertise-client-urls=http://{BRIDGE_ADDR}:{ETCD_CLIENT_PORT}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster=skiff-lab={peer}"))
+        .arg("--listen-metrics-urls=http://127.0.0.1:2381")
+        .arg("--log-level=warn");
+    let health = format!("http://127.0.0.1:{ETCD_CLIENT_PORT}/health");
+    daemons::spawn("etcd", cmd, &layout.logs().join("etcd.log"), health)
+}
+
+fn start_containerd(layout: &Layout) -> Result<Daemon> {
+    let dir = layout.containerd_dir();
+    let socket = layout.containerd_socket();
+    // unix socket paths are limited to 108 bytes.
+    if socket.as_os_str().len() > 100 {
+        bail!(
+            "the containerd socket path {} is too long for a unix socket: clone Skiff to a shorter path",
+            socket.display()
+        );
+    }
+    let config = format!(
+        "version = 2\n\
+         root = \"{root}\"\n\
+         state = \"{state}\"\n\
+         disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+         [grpc]\n  address = \"{sock}\"\n\
+         [ttrpc]\n  address = \"{sock}.ttrpc\"\n\
+         [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{root}/opt\"\n",
+        root = dir.join("root").display(),
+        state = dir.join("state").display(),
+        sock = socket.display(),
+    );
+    let config_path = dir.join("config.toml");
+    std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
+    let mut cmd = Command::new("containerd");
+    cmd.arg("--config").arg(&config_path);
+    daemons::spawn("containerd", cmd, &layout.logs().join("containerd.log"), format!("ctr version @ {}", socket.display()))
+}
+
+/// Run `ctr` against the lab's containerd.
+pub fn ctr(socket: &Path, args: &[&str]) -> Result<String> {
+    let mut cmd = command("ctr", ["--address"]);
+    cmd.arg(socket).args(args);
+    output(&mut cmd)
+}
+
+fn start_agent(layout: &Layout, node: &Node) -> Result<Daemon> {
+    let cgroup = layout::node_cgroup2(node).context("no cgroup2 hierarchy")?;
+    let listen = SocketAddrV4::new(node.address, AGENT_PORT);
+    let mut cmd = Command::new(layout.bin("skiff-agent"));
+    cmd.arg("--node-name")
+        .arg(&node.name)
+        .arg("--netns")
+        .arg(&node.name)
+        .arg("--cgroup")
+        .arg(&cgroup)
+        .arg("--bpffs-dir")
+        .arg(layout::node_pin_dir(node))
+        .arg("--listen")
+        .arg(listen.to_string())
+        .arg("--state-dir")
+        .arg(layout.node_dir(node));
+    let name = format!("agent/{}", node.name);
+    let log = layout.logs().join(format!("agent-{}.log", node.name));
+    daemons::spawn(&name, cmd, &log, format!("http://{listen}/healthz"))
+}
+
+fn write_kubeconfig(layout: &Layout) -> Result<()> {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff-lab\n  cluster:\n    server: http://127.0.0.1:{CONTROL_INSECURE_PORT}\n\
+         contexts:\n- name: skiff-lab\n  context:\n    cluster: skiff-lab\n    user: admin\n\
+         current-context: skiff-lab\nusers:\n- name: admin\n  user: {{}}\n"
+    );
+    std::fs::write(layout.kubeconfig(), text).context("writing the kubeconfig")
+}
+
+fn print_next_steps(layout: &Layout) {
+    println!(
+        "\nThe Skiff lab is up. Next:\n  export KUBECONFIG={}\n  kubectl version\n  cargo xtask status\n  cargo xtask down   # when you are done",
+        layout.kubeconfig().display()
+    );
+}

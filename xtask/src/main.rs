@@ -1,0 +1,52 @@
+//! `cargo xtask`: Skiff's developer tasks.
+//!
+//! - `setup`: install what is missing (Debian packages, nightly rust-src, bpf-linker) and
+//!   check the host (root, bpffs, cgroup2, BTF).
+//! - `up` / `down` / `status`: the local multi-node lab (see ARCHITECTURE.md, "The lab").
+//! - `test`: fmt, clippy, unit tests, then end-to-end tests against a fresh lab.
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod host;
+mod lab;
+mod setup;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Skiff developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install missing prerequisites and check the host. Idempotent.
+    Setup,
+    /// Build Skiff and bring up the local lab cluster (etcd, containerd, control plane, agents).
+    Up(lab::UpArgs),
+    /// Stop everything `up` started and remove the lab's namespaces, links, cgroups and pins.
+    Down,
+    /// Show every lab component and node with its health.
+    Status,
+    /// fmt, clippy, unit tests, then end-to-end tests against a lab brought up for the run.
+    Test(test::TestArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<()> = match cli.task {
+        Task::Setup => setup::run(),
+        Task::Up(args) => lab::up(&args),
+        Task::Down => lab::down(),
+        Task::Status => lab::status(),
+        Task::Test(args) => test::run(&args),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,107 @@
+//! `cargo xtask test`: the whole test pipeline, exactly what CI runs.
+//!
+//! setup → fmt → clippy → unit tests → a fresh lab → end-to-end tests → down → the
+//! after-down checks. The lab is torn down even when a step fails.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::{
+    cmd::{Progress, cargo, run_cmd, workspace_root},
+    host,
+    lab::{self, Layout},
+    setup,
+};
+
+/// The e2e test target that runs after `down` and checks nothing of the lab is left.
+const TEARDOWN_TARGET: &str = "teardown";
+
+/// Arguments of `cargo xtask test`.
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// Nodes in the lab the end-to-end tests run against.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Only run the checks and unit tests (no lab, no end-to-end tests).
+    #[arg(long)]
+    pub unit_only: bool,
+    /// Leave the lab running after the end-to-end tests (skips the after-down checks).
+    #[arg(long)]
+    pub keep_lab: bool,
+}
+
+/// Entry point of `cargo xtask test`.
+pub fn run(args: &TestArgs) -> Result<()> {
+    host::require_root("test")?;
+    setup::ensure()?;
+    let steps = if args.unit_only { 3 } else { 7 };
+    let mut progress = Progress::new("test", steps);
+    progress.step("cargo fmt --check", || {
+        run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
+        run_cmd(cargo().args(["fmt", "--manifest-path", "ebpf/programs/Cargo.toml", "--", "--check"]))
+    })?;
+    progress.step("cargo clippy --all-targets -D warnings", || {
+        run_cmd(cargo().args(["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    })?;
+    progress.step("unit tests", || run_cmd(cargo().args(["test", "--workspace", "--exclude", "skiff-tests"])))?;
+    if args.unit_only {
+        return Ok(());
+    }
+    progress.step("build end-to-end tests", || {
+        run_cmd(cargo().args(["test", "--quiet", "-p", "skiff-tests", "--no-run"]))
+    })?;
+    let layout = Layout::current();
+    if lab::down::anything_left(&layout) {
+        eprintln!("A lab is present; the end-to-end tests need a fresh one, so it goes down first.");
+        lab::teardown(&layout)?;
+    }
+    let e2e = progress.step(&format!("lab up ({} nodes) and end-to-end tests", args.nodes), || {
+        lab::bring_up(&layout, args.nodes)?;
+        run_cmd(&mut e2e_command(&layout, args.nodes, &e2e_targets()?))
+    });
+    if args.keep_lab {
+        return e2e;
+    }
+    let down = progress.step("lab down", || lab::teardown(&layout));
+    e2e?;
+    down?;
+    progress.step("after-down checks", || {
+        let mut cmd = e2e_command(&layout, args.nodes, &[TEARDOWN_TARGET.to_owned()]);
+        cmd.env("SKIFF_LAB_TORN_DOWN", "1");
+        run_cmd(&mut cmd)
+    })?;
+    eprintln!("cargo xtask test: all steps passed");
+    Ok(())
+}
+
+/// The e2e test targets (files in tests/tests/), except the after-down checks.
+fn e2e_targets() -> Result<Vec<String>> {
+    let dir = workspace_root().join("tests").join("tests");
+    let mut targets: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.path().file_stem()?.to_str().map(str::to_owned))
+        .filter(|name| name != TEARDOWN_TARGET)
+        .collect();
+    targets.sort();
+    if targets.is_empty() {
+        bail!("no end-to-end tests found in {}", dir.display());
+    }
+    Ok(targets)
+}
+
+/// `cargo test -p skiff-tests --test …` with the lab described in the environment.
+fn e2e_command(layout: &Layout, nodes: usize, targets: &[String]) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "skiff-tests"]);
+    for target in targets {
+        cmd.args(["--test", target]);
+    }
+    let xtask: PathBuf = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
+    cmd.env("SKIFF_LAB_DIR", &layout.root)
+        .env("SKIFF_LAB_NODES", nodes.to_string())
+        .env("SKIFF_XTASK_BIN", xtask);
+    cmd
+}
