@@ -1,1 +1,118 @@
-fn main() {}
+//! skiff-agent daemon: enters the node's network namespace, loads the eBPF datapath and
+//! attaches the socket LB at the node's pod cgroup parent, then serves the node HTTP API
+//! (/healthz, /metrics) until SIGTERM.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+};
+
+use anyhow::{Context, Result};
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use clap::Parser;
+use skiff_agent::{datapath::Datapath, metrics::Metrics, netns};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+/// Command line of skiff-agent.
+#[derive(Parser, Debug)]
+#[command(name = "skiff-agent", version, about = "Skiff node agent: kubelet and eBPF Service datapath")]
+struct Args {
+    /// Name of this node.
+    #[arg(long, env = "SKIFF_NODE_NAME")]
+    node_name: String,
+    /// Network namespace (under /run/netns) to run in; the host namespace if absent.
+    #[arg(long)]
+    netns: Option<String>,
+    /// cgroup2 directory that is the parent of every pod cgroup on this node; the socket LB
+    /// attaches here.
+    #[arg(long)]
+    cgroup: PathBuf,
+    /// bpffs directory where maps and links are pinned (survive agent restarts).
+    #[arg(long)]
+    bpffs_dir: PathBuf,
+    /// Address of the node HTTP API (/healthz, /metrics).
+    #[arg(long, default_value = "127.0.0.1:10250")]
+    listen: SocketAddr,
+    /// Directory for this agent's state.
+    #[arg(long)]
+    state_dir: PathBuf,
+}
+
+struct AppState {
+    node: String,
+    metrics: Metrics,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    // setns affects the calling thread only; do it before any other thread exists.
+    if let Some(ns) = &args.netns {
+        netns::enter(ns)?;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("creating state directory {}", args.state_dir.display()))?;
+    let state = Arc::new(AppState { node: args.node_name.clone(), metrics: Metrics::default() });
+
+    let mut datapath = Datapath::load(Some(&args.bpffs_dir)).context("loading the eBPF datapath")?;
+    datapath
+        .attach_socket_lb(&args.cgroup)
+        .with_context(|| format!("attaching the socket LB to {}", args.cgroup.display()))?;
+    state.metrics.socket_lb_attached.store(1, Ordering::Relaxed);
+    info!(node = %args.node_name, cgroup = %args.cgroup.display(), pins = %args.bpffs_dir.display(), "socket LB attached");
+
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    info!(listen = %args.listen, "node API serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving the node API")?;
+    // The datapath stays pinned: established connections keep working while the agent is down.
+    drop(datapath);
+    info!("stopped");
+    Ok(())
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    state.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&state.node))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
+    }
+}
