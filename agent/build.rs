@@ -8,14 +8,26 @@ use anyhow::{Context, anyhow};
 fn main() -> anyhow::Result<()> {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR not set")?;
     let ebpf = Path::new(&manifest_dir).join("../ebpf");
-    let programs = ebpf.join("programs").canonicalize().context("ebpf/programs is missing")?;
-    let common = ebpf.join("common").canonicalize().context("ebpf/common is missing")?;
+    let programs = ebpf
+        .join("programs")
+        .canonicalize()
+        .context("ebpf/programs is missing")?;
+    let common = ebpf
+        .join("common")
+        .canonicalize()
+        .context("ebpf/common is missing")?;
     println!("cargo:rerun-if-changed={}", common.display());
-    let root_dir = programs.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", programs.display()))?;
+    let root_dir = programs
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {}", programs.display()))?;
     // ebpf/programs is its own workspace: build it from its own directory.
     std::env::set_current_dir(&programs).context("entering ebpf/programs")?;
     aya_build::build_ebpf(
-        [aya_build::Package { name: "skiff-ebpf", root_dir, ..Default::default() }],
+        [aya_build::Package {
+            name: "skiff-ebpf",
+            root_dir,
+            ..Default::default()
+        }],
         aya_build::Toolchain::default(),
     )
     .context(

@@ -17,7 +17,11 @@ use tracing::info;
 
 /// Command line of skiff-agent.
 #[derive(Parser, Debug)]
-#[command(name = "skiff-agent", version, about = "Skiff node agent: kubelet and eBPF Service datapath")]
+#[command(
+    name = "skiff-agent",
+    version,
+    about = "Skiff node agent: kubelet and eBPF Service datapath"
+)]
 struct Args {
     /// Name of this node.
     #[arg(long, env = "SKIFF_NODE_NAME")]
@@ -70,9 +74,13 @@ fn main() -> Result<()> {
 async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating state directory {}", args.state_dir.display()))?;
-    let state = Arc::new(AppState { node: args.node_name.clone(), metrics: Metrics::default() });
+    let state = Arc::new(AppState {
+        node: args.node_name.clone(),
+        metrics: Metrics::default(),
+    });
 
-    let mut datapath = Datapath::load(Some(&args.bpffs_dir)).context("loading the eBPF datapath")?;
+    let mut datapath =
+        Datapath::load(Some(&args.bpffs_dir)).context("loading the eBPF datapath")?;
     datapath
         .attach_socket_lb(&args.cgroup)
         .with_context(|| format!("attaching the socket LB to {}", args.cgroup.display()))?;
@@ -99,7 +107,10 @@ async fn run(args: Args) -> Result<()> {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     state.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&state.node))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.node),
+    )
 }
 
 /// Resolves on SIGTERM or SIGINT.

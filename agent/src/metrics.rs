@@ -18,7 +18,10 @@ impl Metrics {
     /// Render every metric in the Prometheus text exposition format.
     pub fn render(&self, node: &str) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP skiff_agent_info Static information about this agent.");
+        let _ = writeln!(
+            out,
+            "# HELP skiff_agent_info Static information about this agent."
+        );
         let _ = writeln!(out, "# TYPE skiff_agent_info gauge");
         let _ = writeln!(
             out,
@@ -26,19 +29,36 @@ impl Metrics {
             escape(node),
             env!("CARGO_PKG_VERSION")
         );
-        let _ = writeln!(out, "# HELP skiff_datapath_socket_lb_attached 1 if the socket load balancer is attached.");
+        let _ = writeln!(
+            out,
+            "# HELP skiff_datapath_socket_lb_attached 1 if the socket load balancer is attached."
+        );
         let _ = writeln!(out, "# TYPE skiff_datapath_socket_lb_attached gauge");
-        let _ = writeln!(out, "skiff_datapath_socket_lb_attached {}", self.socket_lb_attached.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP skiff_agent_http_requests_total Requests served by the node HTTP API.");
+        let _ = writeln!(
+            out,
+            "skiff_datapath_socket_lb_attached {}",
+            self.socket_lb_attached.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP skiff_agent_http_requests_total Requests served by the node HTTP API."
+        );
         let _ = writeln!(out, "# TYPE skiff_agent_http_requests_total counter");
-        let _ = writeln!(out, "skiff_agent_http_requests_total {}", self.http_requests.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "skiff_agent_http_requests_total {}",
+            self.http_requests.load(Ordering::Relaxed)
+        );
         out
     }
 }
 
 /// Escape a label value (backslash, quote, newline).
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -52,6 +72,9 @@ mod tests {
         let text = metrics.render("node\"1");
         assert!(text.contains("skiff_agent_info{node=\"node\\\"1\""));
         assert!(text.contains("skiff_datapath_socket_lb_attached 1\n"));
-        assert!(text.lines().all(|l| l.starts_with('#') || l.split(' ').count() == 2));
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with('#') || l.split(' ').count() == 2)
+        );
     }
 }

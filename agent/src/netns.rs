@@ -37,6 +37,8 @@ pub fn enter(name: &str) -> Result<(), NetnsError> {
         path: path.clone(),
         source,
     })?;
-    setns(&file, CloneFlags::CLONE_NEWNET)
-        .map_err(|source| NetnsError::Enter { name: name.to_owned(), source })
+    setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+        name: name.to_owned(),
+        source,
+    })
 }

@@ -22,7 +22,9 @@ fn describe(cmd: &Command) -> String {
 /// Run a command, inheriting stdout/stderr; fail if it exits non-zero.
 pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     let line = describe(cmd);
-    let status = cmd.status().with_context(|| format!("could not start `{line}`"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{line}`"))?;
     if !status.success() {
         bail!("`{line}` failed ({status})");
     }
@@ -76,7 +78,11 @@ pub struct Progress {
 impl Progress {
     /// A progress reporter for `total` steps of `task`.
     pub fn new(task: &'static str, total: usize) -> Self {
-        Self { task, total, current: 0 }
+        Self {
+            task,
+            total,
+            current: 0,
+        }
     }
 
     /// Run one step, printing its name, then how it ended and how long it took.
@@ -87,8 +93,14 @@ impl Progress {
         let result = f();
         let took = started.elapsed().as_secs_f32();
         match &result {
-            Ok(_) => eprintln!("[{} {}/{}]   ok ({took:.1} s)", self.task, self.current, self.total),
-            Err(_) => eprintln!("[{} {}/{}]   FAILED ({took:.1} s)", self.task, self.current, self.total),
+            Ok(_) => eprintln!(
+                "[{} {}/{}]   ok ({took:.1} s)",
+                self.task, self.current, self.total
+            ),
+            Err(_) => eprintln!(
+                "[{} {}/{}]   FAILED ({took:.1} s)",
+                self.task, self.current, self.total
+            ),
         }
         result
     }
@@ -97,7 +109,9 @@ impl Progress {
 /// The workspace root (parent of the xtask crate).
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
 }
 
 /// The cargo the xtask was launched with (so `cargo +toolchain xtask` stays consistent).

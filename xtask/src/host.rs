@@ -45,17 +45,26 @@ pub fn require_root(task: &str) -> Result<()> {
 /// The mount point of the cgroup2 hierarchy (`/sys/fs/cgroup/unified` on hybrid hosts,
 /// `/sys/fs/cgroup` on pure-v2 hosts), if any.
 pub fn cgroup2_mount() -> Option<PathBuf> {
-    mounts().into_iter().find(|m| m.fstype == "cgroup2").map(|m| m.target)
+    mounts()
+        .into_iter()
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| m.target)
 }
 
 /// All cgroup v1 hierarchy mount points (empty on pure-v2 hosts).
 pub fn cgroup1_mounts() -> Vec<PathBuf> {
-    mounts().into_iter().filter(|m| m.fstype == "cgroup").map(|m| m.target).collect()
+    mounts()
+        .into_iter()
+        .filter(|m| m.fstype == "cgroup")
+        .map(|m| m.target)
+        .collect()
 }
 
 /// True if bpffs is mounted at [`BPFFS`].
 pub fn bpffs_mounted() -> bool {
-    mounts().iter().any(|m| m.fstype == "bpf" && m.target == Path::new(BPFFS))
+    mounts()
+        .iter()
+        .any(|m| m.fstype == "bpf" && m.target == Path::new(BPFFS))
 }
 
 struct Mount {
@@ -73,7 +82,10 @@ fn mounts() -> Vec<Mount> {
             let _source = fields.next()?;
             let target = fields.next()?.replace("\\040", " ");
             let fstype = fields.next()?.to_owned();
-            Some(Mount { target: PathBuf::from(target), fstype })
+            Some(Mount {
+                target: PathBuf::from(target),
+                fstype,
+            })
         })
         .collect()
 }
@@ -81,7 +93,10 @@ fn mounts() -> Vec<Mount> {
 /// Check the kernel and mounts the datapath needs; mount bpffs if it is not mounted.
 pub fn check_kernel_features() -> Result<()> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut numbers = release.trim().split(['.', '-']).map(|n| n.parse::<u32>().unwrap_or(0));
+    let mut numbers = release
+        .trim()
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
     let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
     if version < MIN_KERNEL {
         bail!(

@@ -26,10 +26,12 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "iptables",          // kube-proxy comparison in the benchmarks
     "kubectl",           // the stock client the e2e tests drive
     "protobuf-compiler", // etcd-client's and containerd-client's build scripts
+    "libprotobuf-dev",   // google/protobuf/*.proto that protoc needs for those builds
     "pkg-config",
-    "util-linux",  // setpriv, nsenter
-    "procps",      // ps, pkill for humans debugging the lab
+    "util-linux", // setpriv, nsenter
+    "procps",     // ps, pkill for humans debugging the lab
     "ca-certificates",
+    "curl", // probing HTTP endpoints in tests and by hand
 ];
 
 /// Entry point of `cargo xtask setup`.
@@ -42,9 +44,18 @@ pub fn run() -> Result<()> {
 pub fn ensure() -> Result<()> {
     let mut progress = Progress::new("setup", 4);
     progress.step("Debian packages", install_debian_packages)?;
-    progress.step("nightly toolchain with rust-src (eBPF builds)", install_rust_src)?;
-    progress.step("bpf-linker (built against rustc's LLVM)", install_bpf_linker)?;
-    progress.step("host: kernel ≥ 5.10, BTF, cgroup2, bpffs", host::check_kernel_features)?;
+    progress.step(
+        "nightly toolchain with rust-src (eBPF builds)",
+        install_rust_src,
+    )?;
+    progress.step(
+        "bpf-linker (built against rustc's LLVM)",
+        install_bpf_linker,
+    )?;
+    progress.step(
+        "host: kernel ≥ 5.10, BTF, cgroup2, bpffs",
+        host::check_kernel_features,
+    )?;
     Ok(())
 }
 
@@ -54,8 +65,11 @@ fn package_installed(name: &str) -> bool {
 }
 
 fn install_debian_packages() -> Result<()> {
-    let missing: Vec<&str> =
-        DEBIAN_PACKAGES.iter().copied().filter(|p| !package_installed(p)).collect();
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !package_installed(p))
+        .collect();
     if missing.is_empty() {
         eprintln!("      all {} packages present", DEBIAN_PACKAGES.len());
         return Ok(());
@@ -72,22 +86,46 @@ fn install_debian_packages() -> Result<()> {
     let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
     install.args(&missing).stdout(std::process::Stdio::null());
     run_cmd(&mut install).with_context(|| {
-        format!("could not install {}: run `apt-get install {}` to see why", missing.join(" "), missing.join(" "))
+        format!(
+            "could not install {}: run `apt-get install {}` to see why",
+            missing.join(" "),
+            missing.join(" ")
+        )
     })?;
-    let still: Vec<&str> = missing.iter().copied().filter(|p| !package_installed(p)).collect();
+    let still: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|p| !package_installed(p))
+        .collect();
     if !still.is_empty() {
-        bail!("apt-get reported success but {} are still not installed", still.join(" "));
+        bail!(
+            "apt-get reported success but {} are still not installed",
+            still.join(" ")
+        );
     }
     Ok(())
 }
 
 fn install_rust_src() -> Result<()> {
-    if !succeeds(&mut command("rustup", ["run", "nightly", "rustc", "--version"])) {
+    if !succeeds(&mut command(
+        "rustup",
+        ["run", "nightly", "rustc", "--version"],
+    )) {
         run_cmd(&mut command(
             "rustup",
-            ["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"],
+            [
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ],
         ))
-        .context("the nightly toolchain is missing and `rustup toolchain install nightly` failed")?;
+        .context(
+            "the nightly toolchain is missing and `rustup toolchain install nightly` failed",
+        )?;
     }
     let installed = output(&mut command(
         "rustup",
@@ -97,19 +135,27 @@ fn install_rust_src() -> Result<()> {
         eprintln!("      rust-src present");
         return Ok(());
     }
-    run_cmd(&mut command("rustup", ["component", "add", "rust-src", "--toolchain", "nightly"]))
-        .context("`rustup component add rust-src --toolchain nightly` failed")
+    run_cmd(&mut command(
+        "rustup",
+        ["component", "add", "rust-src", "--toolchain", "nightly"],
+    ))
+    .context("`rustup component add rust-src --toolchain nightly` failed")
 }
 
 fn cargo_home() -> PathBuf {
-    std::env::var_os("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
-    })
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        })
 }
 
 /// bpf-linker works when it runs and links against the LLVM it was built for.
 fn bpf_linker_works() -> bool {
-    succeeds(&mut command("rustup", ["run", "nightly", "bpf-linker", "--version"]))
+    succeeds(&mut command(
+        "rustup",
+        ["run", "nightly", "bpf-linker", "--version"],
+    ))
 }
 
 fn install_bpf_linker() -> Result<()> {
@@ -122,7 +168,10 @@ fn install_bpf_linker() -> Result<()> {
     let sysroot = output(&mut command("rustc", ["+nightly", "--print", "sysroot"]))?;
     let sysroot = PathBuf::from(sysroot.trim());
     let libllvm = find_rust_libllvm(&sysroot.join("lib")).with_context(|| {
-        format!("no libLLVM.so.*-rust-* in {}/lib: is the nightly toolchain complete?", sysroot.display())
+        format!(
+            "no libLLVM.so.*-rust-* in {}/lib: is the nightly toolchain complete?",
+            sysroot.display()
+        )
     })?;
     let version = output(&mut command("rustc", ["+nightly", "-vV"]))?;
     let major = version
@@ -139,24 +188,42 @@ fn install_bpf_linker() -> Result<()> {
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&libllvm, &link)
         .with_context(|| format!("linking {} to {}", link.display(), libllvm.display()))?;
-    eprintln!("      building bpf-linker with llvm-{major} from {}", libllvm.display());
+    eprintln!(
+        "      building bpf-linker with llvm-{major} from {}",
+        libllvm.display()
+    );
     let mut install = Command::new("cargo");
     install
-        .args(["install", "--locked", "bpf-linker", "--no-default-features", "--features"])
+        .args([
+            "install",
+            "--locked",
+            "bpf-linker",
+            "--no-default-features",
+            "--features",
+        ])
         .arg(format!("llvm-{major}"))
         .env("LLVM_PREFIX", &prefix)
-        .env("RUSTFLAGS", format!("-C link-arg=-Wl,-rpath,{}", sysroot.join("lib").display()));
+        .env(
+            "RUSTFLAGS",
+            format!("-C link-arg=-Wl,-rpath,{}", sysroot.join("lib").display()),
+        );
     run_cmd(&mut install).context("building bpf-linker failed")?;
     if !bpf_linker_works() {
-        bail!("bpf-linker was installed but does not run: check `rustup run nightly bpf-linker --version`");
+        bail!(
+            "bpf-linker was installed but does not run: check `rustup run nightly bpf-linker --version`"
+        );
     }
     Ok(())
 }
 
 fn find_rust_libllvm(dir: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("libLLVM") && n.contains("-rust-"))
-    })
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM") && n.contains("-rust-"))
+        })
 }

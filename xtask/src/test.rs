@@ -40,12 +40,28 @@ pub fn run(args: &TestArgs) -> Result<()> {
     let mut progress = Progress::new("test", steps);
     progress.step("cargo fmt --check", || {
         run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
-        run_cmd(cargo().args(["fmt", "--manifest-path", "ebpf/programs/Cargo.toml", "--", "--check"]))
+        run_cmd(cargo().args([
+            "fmt",
+            "--manifest-path",
+            "ebpf/programs/Cargo.toml",
+            "--",
+            "--check",
+        ]))
     })?;
     progress.step("cargo clippy --all-targets -D warnings", || {
-        run_cmd(cargo().args(["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+        run_cmd(cargo().args([
+            "clippy",
+            "--quiet",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
     })?;
-    progress.step("unit tests", || run_cmd(cargo().args(["test", "--workspace", "--exclude", "skiff-tests"])))?;
+    progress.step("unit tests", || {
+        run_cmd(cargo().args(["test", "--workspace", "--exclude", "skiff-tests"]))
+    })?;
     if args.unit_only {
         return Ok(());
     }
@@ -54,13 +70,18 @@ pub fn run(args: &TestArgs) -> Result<()> {
     })?;
     let layout = Layout::current();
     if lab::down::anything_left(&layout) {
-        eprintln!("A lab is present; the end-to-end tests need a fresh one, so it goes down first.");
+        eprintln!(
+            "A lab is present; the end-to-end tests need a fresh one, so it goes down first."
+        );
         lab::teardown(&layout)?;
     }
-    let e2e = progress.step(&format!("lab up ({} nodes) and end-to-end tests", args.nodes), || {
-        lab::bring_up(&layout, args.nodes)?;
-        run_cmd(&mut e2e_command(&layout, args.nodes, &e2e_targets()?))
-    });
+    let e2e = progress.step(
+        &format!("lab up ({} nodes) and end-to-end tests", args.nodes),
+        || {
+            lab::bring_up(&layout, args.nodes, true)?;
+            run_cmd(&mut e2e_command(&layout, args.nodes, &e2e_targets()?))
+        },
+    );
     if args.keep_lab {
         return e2e;
     }

@@ -91,7 +91,11 @@ impl Datapath {
         }
         let mut ebpf = loader.load(object::BYTES).map_err(Box::new)?;
         let services = ServiceTable::take_from(&mut ebpf)?;
-        Ok(Self { ebpf, pin_dir: pin_dir.map(Path::to_path_buf), services })
+        Ok(Self {
+            ebpf,
+            pin_dir: pin_dir.map(Path::to_path_buf),
+            services,
+        })
     }
 
     /// Attach the socket LB (connect4) to the cgroup at `cgroup` (a cgroup2 directory) so it
@@ -101,7 +105,10 @@ impl Datapath {
     /// exits; a link pinned by a previous agent is replaced only after the new one is
     /// attached, so there is no moment without translation.
     pub fn attach_socket_lb(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
-        let program_error = |source| DatapathError::Program { program: CONNECT4, source: Box::new(source) };
+        let program_error = |source| DatapathError::Program {
+            program: CONNECT4,
+            source: Box::new(source),
+        };
         let program: &mut CgroupSockAddr = self
             .ebpf
             .program_mut(CONNECT4)
@@ -116,14 +123,17 @@ impl Datapath {
         })?;
         // bpf_link attachments (kernel ≥ 5.7) take no flags and always coexist with other
         // links on the cgroup, which is what lets a new agent attach before the old detaches.
-        let link_id = program.attach(cgroup_dir, CgroupAttachMode::Single).map_err(program_error)?;
+        let link_id = program
+            .attach(cgroup_dir, CgroupAttachMode::Single)
+            .map_err(program_error)?;
         let Some(dir) = &self.pin_dir else {
             return Ok(());
         };
         let link = program.take_link(link_id).map_err(program_error)?;
-        let link: FdLink = link
-            .try_into()
-            .map_err(|source| DatapathError::Link { program: CONNECT4, source: Box::new(source) })?;
+        let link: FdLink = link.try_into().map_err(|source| DatapathError::Link {
+            program: CONNECT4,
+            source: Box::new(source),
+        })?;
         let final_path = dir.join(format!("{CONNECT4}_link"));
         let new_path = dir.join(format!("{CONNECT4}_link_new"));
         let _ = std::fs::remove_file(&new_path);

@@ -73,14 +73,21 @@ pub struct ServiceTable {
 }
 
 fn map_error(map: &'static str) -> impl Fn(MapError) -> DatapathError {
-    move |source| DatapathError::Map { map, source: Box::new(source) }
+    move |source| DatapathError::Map {
+        map,
+        source: Box::new(source),
+    }
 }
 
 impl ServiceTable {
     /// Take the two maps out of a loaded object.
     pub(super) fn take_from(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
-        let services = ebpf.take_map(SERVICES_MAP).ok_or(DatapathError::Missing(SERVICES_MAP))?;
-        let backends = ebpf.take_map(BACKENDS_MAP).ok_or(DatapathError::Missing(BACKENDS_MAP))?;
+        let services = ebpf
+            .take_map(SERVICES_MAP)
+            .ok_or(DatapathError::Missing(SERVICES_MAP))?;
+        let backends = ebpf
+            .take_map(BACKENDS_MAP)
+            .ok_or(DatapathError::Missing(BACKENDS_MAP))?;
         Ok(Self {
             services: HashMap::try_from(services).map_err(map_error(SERVICES_MAP))?,
             backends: HashMap::try_from(backends).map_err(map_error(BACKENDS_MAP))?,
@@ -92,10 +99,17 @@ impl ServiceTable {
     /// Order matters for readers running concurrently in the kernel: backends first, then
     /// the backend slots, then the slot-0 count, and only then are surplus slots removed, so
     /// a connection never selects a slot that is not written yet.
-    pub fn upsert(&mut self, frontend: Frontend, backends: &[ServiceBackend]) -> Result<(), DatapathError> {
+    pub fn upsert(
+        &mut self,
+        frontend: Frontend,
+        backends: &[ServiceBackend],
+    ) -> Result<(), DatapathError> {
         let count = u16::try_from(backends.len()).map_err(|_| DatapathError::Map {
             map: SERVICES_MAP,
-            source: Box::new(MapError::OutOfBounds { index: backends.len() as u32, max_entries: u32::from(u16::MAX) }),
+            source: Box::new(MapError::OutOfBounds {
+                index: backends.len() as u32,
+                max_entries: u32::from(u16::MAX),
+            }),
         })?;
         let protocol = frontend.protocol.number();
         for backend in backends {
@@ -105,15 +119,27 @@ impl ServiceTable {
                 proto: protocol,
                 state: BACKEND_ACTIVE,
             };
-            self.backends.insert(backend.id, value, 0).map_err(map_error(BACKENDS_MAP))?;
+            self.backends
+                .insert(backend.id, value, 0)
+                .map_err(map_error(BACKENDS_MAP))?;
         }
         for (slot, backend) in (1..=count).zip(backends) {
-            let value = ServiceValue { backend_id: backend.id, ..ServiceValue::default() };
-            self.services.insert(frontend.key(slot), value, 0).map_err(map_error(SERVICES_MAP))?;
+            let value = ServiceValue {
+                backend_id: backend.id,
+                ..ServiceValue::default()
+            };
+            self.services
+                .insert(frontend.key(slot), value, 0)
+                .map_err(map_error(SERVICES_MAP))?;
         }
         let previous = self.count(frontend);
-        let service = ServiceValue { count, ..ServiceValue::default() };
-        self.services.insert(frontend.key(0), service, 0).map_err(map_error(SERVICES_MAP))?;
+        let service = ServiceValue {
+            count,
+            ..ServiceValue::default()
+        };
+        self.services
+            .insert(frontend.key(0), service, 0)
+            .map_err(map_error(SERVICES_MAP))?;
         for slot in count.saturating_add(1)..=previous {
             self.remove_key(frontend.key(slot))?;
         }
@@ -132,7 +158,9 @@ impl ServiceTable {
 
     /// Number of backend slots programmed for `frontend` (0 if absent).
     pub fn count(&self, frontend: Frontend) -> u16 {
-        self.services.get(&frontend.key(0), 0).map_or(0, |v| v.count)
+        self.services
+            .get(&frontend.key(0), 0)
+            .map_or(0, |v| v.count)
     }
 
     fn remove_key(&mut self, key: ServiceKey) -> Result<(), DatapathError> {

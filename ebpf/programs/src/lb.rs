@@ -19,7 +19,14 @@ static BACKENDS: HashMap<u32, Backend, { BACKENDS_MAX_ENTRIES as usize }> = Hash
 /// `None` if the destination is not a service frontend, or it has no active backend.
 #[inline(always)]
 pub fn select_backend(address: u32, port: u16, proto: u8) -> Option<Backend> {
-    let mut key = ServiceKey { address, port, proto, scope: SCOPE_ALL, slot: 0, pad: 0 };
+    let mut key = ServiceKey {
+        address,
+        port,
+        proto,
+        scope: SCOPE_ALL,
+        slot: 0,
+        pad: 0,
+    };
     // SAFETY: the value is copied out at once; a concurrent update can at worst make us read
     // a slot of the previous or next version of the service, both valid.
     let service = unsafe { SERVICES.get(&key) }?;

@@ -32,7 +32,12 @@ pub fn spawn(name: &str, mut cmd: Command, log: &Path, health: String) -> Result
         .spawn()
         .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
     let pid = i32::try_from(child.id()).context("pid out of range")?;
-    Ok(Daemon { name: name.to_owned(), pid, log: log.to_path_buf(), health })
+    Ok(Daemon {
+        name: name.to_owned(),
+        pid,
+        log: log.to_path_buf(),
+        health,
+    })
 }
 
 /// Pids of every process whose command line mentions `lab_root` (daemons, shims, children).
@@ -80,6 +85,9 @@ pub fn stop(pids: &[i32], grace: Duration) -> Vec<i32> {
 /// Collect exit statuses of pids that are our own children, so they do not linger as zombies.
 fn reap(pids: &[i32]) {
     for pid in pids {
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(*pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        let _ = nix::sys::wait::waitpid(
+            Pid::from_raw(*pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
     }
 }

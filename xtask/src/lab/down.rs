@@ -24,7 +24,10 @@ pub fn down() -> Result<()> {
         return Ok(());
     }
     teardown(&layout)?;
-    eprintln!("The lab is down: processes stopped; namespaces, links, cgroups and pins removed (logs kept in {}).", layout.logs().display());
+    eprintln!(
+        "The lab is down: processes stopped; namespaces, links, cgroups and pins removed (logs kept in {}).",
+        layout.logs().display()
+    );
     Ok(())
 }
 
@@ -34,14 +37,31 @@ pub fn leftovers(layout: &Layout) -> Vec<String> {
     if layout.record_file().exists() {
         found.push(format!("record {}", layout.record_file().display()));
     }
-    found.extend(network::lab_namespaces().into_iter().map(|n| format!("netns {n}")));
-    found.extend(network::lab_links().into_iter().map(|l| format!("link {l}")));
-    found.extend(layout::cgroup_roots().into_iter().filter(|c| c.exists()).map(|c| format!("cgroup {}", c.display())));
+    found.extend(
+        network::lab_namespaces()
+            .into_iter()
+            .map(|n| format!("netns {n}")),
+    );
+    found.extend(
+        network::lab_links()
+            .into_iter()
+            .map(|l| format!("link {l}")),
+    );
+    found.extend(
+        layout::cgroup_roots()
+            .into_iter()
+            .filter(|c| c.exists())
+            .map(|c| format!("cgroup {}", c.display())),
+    );
     let pins = pin_root();
     if pins.exists() {
         found.push(format!("bpffs {}", pins.display()));
     }
-    found.extend(daemons::processes_mentioning(&layout.root).into_iter().map(|p| format!("process {p}")));
+    found.extend(
+        daemons::processes_mentioning(&layout.root)
+            .into_iter()
+            .map(|p| format!("process {p}")),
+    );
     found.extend(lab_mounts(layout).into_iter().map(|m| format!("mount {m}")));
     found
 }
@@ -69,7 +89,8 @@ pub fn teardown(layout: &Layout) -> Result<()> {
     daemons::stop(&rest, Duration::from_secs(5));
 
     for mount in lab_mounts(layout).into_iter().rev() {
-        output(&mut command("umount", ["-l", &mount])).with_context(|| format!("unmounting {mount}"))?;
+        output(&mut command("umount", ["-l", &mount]))
+            .with_context(|| format!("unmounting {mount}"))?;
     }
     network::remove_all()?;
     for root in layout::cgroup_roots() {
@@ -77,19 +98,32 @@ pub fn teardown(layout: &Layout) -> Result<()> {
     }
     let pins = pin_root();
     if pins.exists() {
-        std::fs::remove_dir_all(&pins).with_context(|| format!("removing bpffs pins {}", pins.display()))?;
+        std::fs::remove_dir_all(&pins)
+            .with_context(|| format!("removing bpffs pins {}", pins.display()))?;
     }
-    for dir in [layout.etcd_data(), layout.containerd_dir(), layout.control_dir(), layout.root.join("nodes")] {
+    for dir in [
+        layout.etcd_data(),
+        layout.containerd_dir(),
+        layout.control_dir(),
+        layout.root.join("nodes"),
+    ] {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
     }
-    for file in [layout.record_file(), layout.kubeconfig()] {
-        let _ = std::fs::remove_file(file);
+    // The record moves next to the logs it describes: what ran, with which pids.
+    if layout.record_file().exists() {
+        std::fs::create_dir_all(layout.logs())?;
+        std::fs::rename(layout.record_file(), layout.logs().join("last-lab.json"))
+            .context("moving the lab record to logs/last-lab.json")?;
     }
+    let _ = std::fs::remove_file(layout.kubeconfig());
     let left = leftovers(layout);
     if !left.is_empty() {
-        bail!("the lab could not be removed completely; still present: {}", left.join(", "));
+        bail!(
+            "the lab could not be removed completely; still present: {}",
+            left.join(", ")
+        );
     }
     Ok(())
 }
@@ -121,7 +155,10 @@ fn remove_cgroup_tree(dir: &Path) -> Result<()> {
         remove_cgroup_tree(&child)?;
     }
     let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-    let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let pids: Vec<i32> = procs
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
     if !pids.is_empty() {
         daemons::stop(&pids, Duration::from_secs(2));
     }

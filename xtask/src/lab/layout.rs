@@ -60,7 +60,9 @@ pub struct Layout {
 impl Layout {
     /// The lab of this checkout.
     pub fn current() -> Self {
-        Self { root: workspace_root().join("target").join("lab") }
+        Self {
+            root: workspace_root().join("target").join("lab"),
+        }
     }
     /// The record of what `up` started.
     pub fn record_file(&self) -> PathBuf {
@@ -107,7 +109,9 @@ pub fn node_cgroup2(node: &Node) -> Option<PathBuf> {
 
 /// The bpffs directory where a node's agent pins its maps and links.
 pub fn node_pin_dir(node: &Node) -> PathBuf {
-    PathBuf::from(host::BPFFS).join(CGROUP_AND_PIN_ROOT).join(&node.name)
+    PathBuf::from(host::BPFFS)
+        .join(CGROUP_AND_PIN_ROOT)
+        .join(&node.name)
 }
 
 /// Every cgroup hierarchy's `skiff` directory (v2 and each v1 controller).

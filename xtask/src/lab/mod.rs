@@ -16,7 +16,7 @@ mod status;
 mod up;
 
 pub use down::down;
+pub use down::teardown;
 pub use layout::Layout;
 pub use status::status;
 pub use up::{UpArgs, bring_up, up};
-pub use down::teardown;

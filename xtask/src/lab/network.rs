@@ -23,7 +23,10 @@ pub fn create_bridge() -> Result<()> {
         ip(["link", "add", BRIDGE, "type", "bridge"])?;
     }
     let cidr = format!("{BRIDGE_ADDR}/{UNDERLAY_PREFIX}");
-    let addrs = output(&mut command("ip", ["-4", "-o", "addr", "show", "dev", BRIDGE]))?;
+    let addrs = output(&mut command(
+        "ip",
+        ["-4", "-o", "addr", "show", "dev", BRIDGE],
+    ))?;
     if !addrs.contains(&format!("inet {cidr}")) {
         ip(["addr", "add", &cidr, "dev", BRIDGE])?;
     }
@@ -36,7 +39,16 @@ pub fn create_node(node: &Node) -> Result<()> {
     let ns = node.name.as_str();
     ip(["netns", "add", ns]).with_context(|| format!("creating network namespace {ns}"))?;
     let peer = format!("{}p", node.host_veth);
-    ip(["link", "add", &node.host_veth, "type", "veth", "peer", "name", &peer])?;
+    ip([
+        "link",
+        "add",
+        &node.host_veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer,
+    ])?;
     ip(["link", "set", &peer, "netns", ns])?;
     ip(["link", "set", &node.host_veth, "master", BRIDGE])?;
     ip(["link", "set", &node.host_veth, "up"])?;
@@ -46,7 +58,13 @@ pub fn create_node(node: &Node) -> Result<()> {
         output(&mut cmd).map(drop)
     };
     in_ns(&["link", "set", &peer, "name", "eth0"])?;
-    in_ns(&["addr", "add", &format!("{}/{UNDERLAY_PREFIX}", node.address), "dev", "eth0"])?;
+    in_ns(&[
+        "addr",
+        "add",
+        &format!("{}/{UNDERLAY_PREFIX}", node.address),
+        "dev",
+        "eth0",
+    ])?;
     in_ns(&["link", "set", "eth0", "up"])?;
     in_ns(&["link", "set", "lo", "up"])?;
     Ok(())
@@ -90,7 +108,11 @@ pub fn remove_all() -> Result<()> {
 
 /// The IPv4 address of `eth0` in a node namespace, if it has one.
 pub fn node_address(ns: &str) -> Option<Ipv4Addr> {
-    let out = output(&mut command("ip", ["-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"])).ok()?;
+    let out = output(&mut command(
+        "ip",
+        ["-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"],
+    ))
+    .ok()?;
     out.split_whitespace()
         .skip_while(|w| *w != "inet")
         .nth(1)

@@ -26,10 +26,17 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).with_context(|| format!("reading from {addr}"))?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response.as_str(), ""));
+    stream
+        .read_to_string(&mut response)
+        .with_context(|| format!("reading from {addr}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or((response.as_str(), ""));
     let status = head.lines().next().unwrap_or_default();
     if status.split_whitespace().nth(1) != Some("200") {
         bail!("http://{addr}{path} answered `{status}`");

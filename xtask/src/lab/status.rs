@@ -36,17 +36,33 @@ pub fn print(layout: &Layout, record: &Record) {
     println!("{:<22} {:>8}  {:<8} HEALTH", "COMPONENT", "PID", "STATE");
     for daemon in &record.daemons {
         let state = if alive(daemon.pid) { "running" } else { "dead" };
-        println!("{:<22} {:>8}  {:<8} {}", daemon.name, daemon.pid, state, health(layout, daemon));
+        println!(
+            "{:<22} {:>8}  {:<8} {}",
+            daemon.name,
+            daemon.pid,
+            state,
+            health(layout, daemon)
+        );
     }
-    println!("\n{:<14} {:<14} {:<8} {:<8} PINS", "NODE", "ADDRESS", "NETNS", "CGROUP");
+    println!(
+        "\n{:<14} {:<14} {:<8} {:<8} PINS",
+        "NODE", "ADDRESS", "NETNS", "CGROUP"
+    );
     let namespaces = network::lab_namespaces();
     for index in 1..=record.nodes {
         let node = super::layout::Node::new(index);
         let netns = namespaces.contains(&node.name);
-        let address = network::node_address(&node.name).map_or_else(|| "-".to_owned(), |a| a.to_string());
+        let address =
+            network::node_address(&node.name).map_or_else(|| "-".to_owned(), |a| a.to_string());
         let cgroup = node_cgroup2(&node).is_some_and(|c| c.exists());
         let pins = std::fs::read_dir(node_pin_dir(&node)).map_or(0, |d| d.count());
-        println!("{:<14} {:<14} {:<8} {:<8} {pins}", node.name, address, yes(netns), yes(cgroup));
+        println!(
+            "{:<14} {:<14} {:<8} {:<8} {pins}",
+            node.name,
+            address,
+            yes(netns),
+            yes(cgroup)
+        );
     }
     println!("\nlogs: {}", layout.logs().display());
 }

@@ -35,13 +35,19 @@ pub struct UpArgs {
     /// Number of nodes (network namespaces with one agent each).
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
+    /// Use the binaries already in target/debug instead of building first.
+    #[arg(long)]
+    pub no_build: bool,
 }
 
 /// Entry point of `cargo xtask up`.
 pub fn up(args: &UpArgs) -> Result<()> {
     host::require_root("up")?;
     if args.nodes == 0 || args.nodes > MAX_NODES {
-        bail!("--nodes must be between 1 and {MAX_NODES}, got {}", args.nodes);
+        bail!(
+            "--nodes must be between 1 and {MAX_NODES}, got {}",
+            args.nodes
+        );
     }
     let layout = Layout::current();
     if let Some(record) = Record::load(&layout)?
@@ -58,33 +64,61 @@ pub fn up(args: &UpArgs) -> Result<()> {
         down::teardown(&layout)?;
     }
     setup::ensure()?;
-    bring_up(&layout, args.nodes)?;
+    bring_up(&layout, args.nodes, !args.no_build)?;
     print_next_steps(&layout);
     Ok(())
 }
 
 /// Build, then start every component; on failure the partial lab stays recorded so the next
 /// `up` or `down` cleans it.
-pub fn bring_up(layout: &Layout, node_count: usize) -> Result<()> {
+pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
     let nodes: Vec<Node> = (1..=node_count).map(Node::new).collect();
-    let mut record = Record { nodes: node_count, daemons: Vec::new() };
+    let mut record = Record {
+        nodes: node_count,
+        daemons: Vec::new(),
+    };
     let mut progress = Progress::new("up", 7);
-    progress.step("build skiff-control and skiff-agent", build_binaries)?;
-    progress.step(&format!("underlay bridge and {node_count} node namespaces"), || {
-        for dir in [layout.logs(), layout.etcd_data(), layout.containerd_dir(), layout.control_dir()] {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        record.save(layout)?;
-        network::create_bridge()?;
-        for node in &nodes {
-            network::create_node(node)?;
-            let cgroup = layout::node_cgroup2(node).context("no cgroup2 hierarchy")?;
-            std::fs::create_dir_all(&cgroup)
-                .with_context(|| format!("creating cgroup {}", cgroup.display()))?;
-            std::fs::create_dir_all(layout.node_dir(node))?;
-        }
-        Ok(())
-    })?;
+    if build {
+        progress.step("build skiff-control and skiff-agent", build_binaries)?;
+    } else {
+        progress.step(
+            "use the skiff-control and skiff-agent already built",
+            || {
+                for bin in ["skiff-control", "skiff-agent"] {
+                    anyhow::ensure!(
+                        layout.bin(bin).exists(),
+                        "{} is not built: run without --no-build",
+                        layout.bin(bin).display()
+                    );
+                }
+                Ok(())
+            },
+        )?;
+    }
+    progress.step(
+        &format!("underlay bridge and {node_count} node namespaces"),
+        || {
+            for dir in [
+                layout.logs(),
+                layout.etcd_data(),
+                layout.containerd_dir(),
+                layout.control_dir(),
+            ] {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            record.save(layout)?;
+            network::create_bridge()?;
+            for node in &nodes {
+                network::create_node(node)?;
+                let cgroup = layout::node_cgroup2(node).context("no cgroup2 hierarchy")?;
+                std::fs::create_dir_all(&cgroup)
+                    .with_context(|| format!("creating cgroup {}", cgroup.display()))?;
+                std::fs::create_dir_all(layout.node_dir(node))?;
+            }
+            Ok(())
+        },
+    )?;
     progress.step("etcd", || {
         let daemon = start_etcd(layout)?;
         started(layout, &mut record, daemon, || {
@@ -97,9 +131,14 @@ pub fn bring_up(layout: &Layout, node_count: usize) -> Result<()> {
     progress.step("containerd (own root, state and socket; CRI off)", || {
         let daemon = start_containerd(layout)?;
         let socket = layout.containerd_socket();
-        started(layout, &mut record, daemon, || ctr(&socket, &["version"]).map(drop))?;
+        started(layout, &mut record, daemon, || {
+            ctr(&socket, &["version"]).map(drop)
+        })?;
         for node in &nodes {
-            ctr(&socket, &["namespaces", "create", &node.name, "skiff.io/lab=true"])?;
+            ctr(
+                &socket,
+                &["namespaces", "create", &node.name, "skiff.io/lab=true"],
+            )?;
         }
         Ok(())
     })?;
@@ -112,10 +151,18 @@ pub fn bring_up(layout: &Layout, node_count: usize) -> Result<()> {
             .arg("--data-dir")
             .arg(layout.control_dir());
         let health = format!("http://127.0.0.1:{CONTROL_INSECURE_PORT}/healthz");
-        let daemon = daemons::spawn("skiff-control", cmd, &layout.logs().join("skiff-control.log"), health)?;
+        let daemon = daemons::spawn(
+            "skiff-control",
+            cmd,
+            &layout.logs().join("skiff-control.log"),
+            health,
+        )?;
         started(layout, &mut record, daemon, || {
-            http_get(SocketAddrV4::new(Ipv4Addr::LOCALHOST, CONTROL_INSECURE_PORT).into(), "/healthz")
-                .map(drop)
+            http_get(
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, CONTROL_INSECURE_PORT).into(),
+                "/healthz",
+            )
+            .map(drop)
         })
     })?;
     progress.step(&format!("skiff-agent on {node_count} nodes"), || {
@@ -137,7 +184,15 @@ pub fn bring_up(layout: &Layout, node_count: usize) -> Result<()> {
 }
 
 fn build_binaries() -> Result<()> {
-    run_cmd(cargo().args(["build", "--quiet", "--bins", "-p", "skiff-control", "-p", "skiff-agent"]))
+    run_cmd(cargo().args([
+        "build",
+        "--quiet",
+        "--bins",
+        "-p",
+        "skiff-control",
+        "-p",
+        "skiff-agent",
+    ]))
 }
 
 /// Record a freshly spawned daemon, then wait for its health check.
@@ -159,7 +214,13 @@ fn wait_healthy(daemon: &Daemon, mut check: impl FnMut() -> Result<()>) -> Resul
         }
         check()
     })
-    .with_context(|| format!("{} did not become healthy\n{}", daemon.name, log_tail(&daemon.log)))
+    .with_context(|| {
+        format!(
+            "{} did not become healthy\n{}",
+            daemon.name,
+            log_tail(&daemon.log)
+        )
+    })
 }
 
 /// The last lines of a log, for error messages.
@@ -171,13 +232,16 @@ fn log_tail(log: &Path) -> String {
 }
 
 fn start_etcd(layout: &Layout) -> Result<Daemon> {
-    let client = format!("http://127.0.0.1:{ETCD_CLIENT_PORT},http://{BRIDGE_ADDR}:{ETCD_CLIENT_PORT}");
+    let client =
+        format!("http://127.0.0.1:{ETCD_CLIENT_PORT},http://{BRIDGE_ADDR}:{ETCD_CLIENT_PORT}");
     let peer = format!("http://127.0.0.1:{ETCD_PEER_PORT}");
     let mut cmd = Command::new("etcd");
     cmd.arg("--name=skiff-lab")
         .arg(format!("--data-dir={}", layout.etcd_data().display()))
         .arg(format!("--listen-client-urls={client}"))
-        .arg(format!("--advertise-client-urls=http://{BRIDGE_ADDR}:{ETCD_CLIENT_PORT}"))
+        .arg(format!(
+            "--advertise-client-urls=http://{BRIDGE_ADDR}:{ETCD_CLIENT_PORT}"
+        ))
         .arg(format!("--listen-peer-urls={peer}"))
         .arg(format!("--initial-advertise-peer-urls={peer}"))
         .arg(format!("--initial-cluster=skiff-lab={peer}"))
@@ -210,10 +274,16 @@ fn start_containerd(layout: &Layout) -> Result<Daemon> {
         sock = socket.display(),
     );
     let config_path = dir.join("config.toml");
-    std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
+    std::fs::write(&config_path, config)
+        .with_context(|| format!("writing {}", config_path.display()))?;
     let mut cmd = Command::new("containerd");
     cmd.arg("--config").arg(&config_path);
-    daemons::spawn("containerd", cmd, &layout.logs().join("containerd.log"), format!("ctr version @ {}", socket.display()))
+    daemons::spawn(
+        "containerd",
+        cmd,
+        &layout.logs().join("containerd.log"),
+        format!("ctr version @ {}", socket.display()),
+    )
 }
 
 /// Run `ctr` against the lab's containerd.

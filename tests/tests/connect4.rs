@@ -1,0 +1,169 @@
+//! The eBPF toolchain end to end: the embedded connect4 program loads into the real kernel,
+//! attaches to a cgroup, and a process in that cgroup that connects to a service VIP
+//! reaches the backend the agent programmed — while the same connect without a service
+//! entry fails. Runs in a scratch network namespace with only loopback, so a missed
+//! rewrite can never send a packet anywhere.
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::{Ipv4Addr, TcpListener},
+    path::PathBuf,
+    process::Command,
+    sync::mpsc,
+    time::Duration,
+};
+
+use skiff_agent::datapath::{Datapath, Frontend, Protocol, ServiceBackend};
+use skiff_tests::{cgroup2_mount, netns::ScratchNetns, process, require_root};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 77, 7);
+
+/// A cgroup2 directory removed when dropped.
+struct ScratchCgroup(PathBuf);
+
+impl ScratchCgroup {
+    fn new(tag: &str) -> Self {
+        let root = cgroup2_mount().expect("no cgroup2 hierarchy mounted");
+        let dir = root.join(format!("skiff-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating the test cgroup");
+        Self(dir)
+    }
+}
+
+impl Drop for ScratchCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Listeners on 127.0.0.1 inside `netns`, each answering the first line it reads with its
+/// own name; every accepted connection's backend name is reported on the returned channel.
+fn backends(netns: &str, names: &[&'static str]) -> (Vec<u16>, mpsc::Receiver<&'static str>) {
+    let (tx, rx) = mpsc::channel();
+    let mut ports = Vec::new();
+    for name in names {
+        let listener =
+            skiff_tests::netns::run_in(netns, || TcpListener::bind("127.0.0.1:0").expect("bind"));
+        ports.push(listener.local_addr().expect("local addr").port());
+        let tx = tx.clone();
+        let name = *name;
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buf = [0u8; 64];
+                let _ = stream.read(&mut buf);
+                let _ = writeln!(stream, "{name}");
+                if tx.send(name).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    (ports, rx)
+}
+
+/// Run a bash script inside `cgroup` and `netns` (join the cgroup first: `ip netns exec`
+/// remounts /sys).
+fn run_in_cgroup(cgroup: &ScratchCgroup, netns: &str, script: &str) -> process::Finished {
+    let procs = cgroup.0.join("cgroup.procs");
+    let wrapper = format!(
+        "echo $$ > '{}' && exec ip netns exec '{netns}' bash -c \"$0\"",
+        procs.display()
+    );
+    process::output(Command::new("sh").args(["-c", &wrapper, script]))
+}
+
+#[test]
+fn connect4_rewrites_a_service_vip_to_its_backends() {
+    if !require_root() {
+        return;
+    }
+    let netns = ScratchNetns::new("connect4");
+    let cgroup = ScratchCgroup::new("connect4");
+    let (ports, accepted) = backends(&netns.name, &["backend-a", "backend-b", "backend-c"]);
+
+    let mut datapath = Datapath::load(None).expect("loading the embedded eBPF object");
+    datapath
+        .attach_socket_lb(&cgroup.0)
+        .expect("attaching connect4 to the test cgroup");
+
+    // Without a service entry the VIP is just an unroutable address: connect fails locally.
+    let before = run_in_cgroup(&cgroup, &netns.name, &format!("exec 3<>/dev/tcp/{VIP}/80"));
+    assert_ne!(
+        before.code, 0,
+        "connect to an unprogrammed VIP succeeded: {before:?}"
+    );
+    assert!(
+        before.stderr.contains("unreachable"),
+        "expected a local 'Network is unreachable', got: {}",
+        before.stderr
+    );
+
+    let frontend = Frontend {
+        address: VIP,
+        port: 80,
+        protocol: Protocol::Tcp,
+    };
+    let service_backends: Vec<ServiceBackend> = ports
+        .iter()
+        .zip(1..)
+        .map(|(port, id)| ServiceBackend {
+            id,
+            address: Ipv4Addr::LOCALHOST,
+            port: *port,
+        })
+        .collect();
+    datapath
+        .services()
+        .upsert(frontend, &service_backends)
+        .expect("programming the service");
+    assert_eq!(datapath.services().count(frontend), 3);
+
+    // 30 connections to the VIP from inside the cgroup: every one answered by a backend,
+    // each backend chosen at least once (P(missing one) = 3·(2/3)^30 ≈ 1.6e-5).
+    let script = format!(
+        "for i in $(seq 30); do exec 3<>/dev/tcp/{VIP}/80 || exit 9; echo hi >&3; read -r line <&3; echo \"$line\"; exec 3<&-; done"
+    );
+    let out = run_in_cgroup(&cgroup, &netns.name, &script);
+    assert_eq!(out.code, 0, "connections through the VIP failed: {out:?}");
+    let answers: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(answers.len(), 30, "expected 30 answers, got {answers:?}");
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for _ in 0..30 {
+        let name = accepted
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a backend accepted");
+        *seen.entry(name).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 3, "not every backend was selected: {seen:?}");
+    for answer in answers {
+        assert!(seen.contains_key(answer), "unexpected answer {answer}");
+    }
+
+    // Shrinking to one backend removes the surplus slots; every connection then lands there.
+    datapath
+        .services()
+        .upsert(frontend, &service_backends[..1])
+        .expect("shrinking the service");
+    assert_eq!(datapath.services().count(frontend), 1);
+    let out = run_in_cgroup(&cgroup, &netns.name, &script);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.lines().all(|l| l == "backend-a"),
+        "{}",
+        out.stdout
+    );
+
+    // Removing the service restores the original behaviour.
+    datapath
+        .services()
+        .remove(frontend)
+        .expect("removing the service");
+    let after = run_in_cgroup(&cgroup, &netns.name, &format!("exec 3<>/dev/tcp/{VIP}/80"));
+    assert_ne!(
+        after.code, 0,
+        "VIP still translated after removal: {after:?}"
+    );
+}

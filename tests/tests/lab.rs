@@ -1,0 +1,187 @@
+//! The lab itself: nodes on the underlay reach each other and nothing else; every daemon
+//! is healthy; each agent has its datapath attached and pinned; kubectl reaches the
+//! control plane through the kubeconfig `up` wrote.
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    process::Command,
+    time::Duration,
+};
+
+use skiff_tests::{AGENT_PORT, BRIDGE_ADDR, Lab, cgroup2_mount, netns::run_in, process};
+
+/// An address in TEST-NET-1 (RFC 5737): never routed anywhere. Nodes have no route to it,
+/// so every attempt must fail inside the node before a packet is sent.
+const OUTSIDE: &str = "192.0.2.1";
+
+#[test]
+fn every_node_reaches_every_other_node_over_the_underlay() {
+    let Some(lab) = Lab::from_env() else { return };
+    assert_eq!(lab.nodes.len(), 3, "the default lab has 3 nodes");
+    for server in &lab.nodes {
+        let address = server.address;
+        let listener = run_in(&server.name, move || {
+            TcpListener::bind((address, 0)).expect("bind on node address")
+        });
+        let port = listener.local_addr().expect("addr").port();
+        let acceptor = std::thread::spawn(move || {
+            let mut count = 0;
+            for stream in listener.incoming().take(lab_size()) {
+                let mut stream = stream.expect("accept");
+                let mut buf = [0u8; 5];
+                stream.read_exact(&mut buf).expect("read");
+                stream.write_all(&buf).expect("echo");
+                count += 1;
+            }
+            count
+        });
+        for client in &lab.nodes {
+            let target = SocketAddr::from((address, port));
+            run_in(&client.name, move || {
+                let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+                    .unwrap_or_else(|e| panic!("connecting to {target}: {e}"));
+                stream.write_all(b"hello").expect("write");
+                let mut buf = [0u8; 5];
+                stream.read_exact(&mut buf).expect("read echo");
+                assert_eq!(&buf, b"hello");
+            });
+        }
+        assert_eq!(acceptor.join().expect("acceptor"), lab.nodes.len());
+    }
+}
+
+fn lab_size() -> usize {
+    Lab::from_env().map_or(0, |l| l.nodes.len())
+}
+
+#[test]
+fn nodes_reach_nothing_outside_the_lab() {
+    let Some(lab) = Lab::from_env() else { return };
+    for node in &lab.nodes {
+        let routes =
+            process::run("ip", &["-n", &node.name, "-4", "route", "show"]).expect("ip route");
+        assert!(
+            !routes.contains("default"),
+            "{} has a default route:\n{routes}",
+            node.name
+        );
+        // The root namespace is reachable on the underlay …
+        let bridge = SocketAddr::from((BRIDGE_ADDR, 2379));
+        run_in(&node.name, move || {
+            TcpStream::connect_timeout(&bridge, Duration::from_secs(2))
+                .expect("etcd on the underlay")
+        });
+        // … anything else fails locally with "network unreachable", for TCP and UDP.
+        let outside: SocketAddr = format!("{OUTSIDE}:80").parse().expect("addr");
+        let (tcp, udp) = run_in(&node.name, move || {
+            let tcp = TcpStream::connect_timeout(&outside, Duration::from_secs(2)).map(drop);
+            let udp = UdpSocket::bind("0.0.0.0:0")
+                .and_then(|s| s.send_to(b"x", outside))
+                .map(drop);
+            (tcp, udp)
+        });
+        let tcp = tcp.expect_err("TCP to an outside address succeeded");
+        assert_eq!(
+            tcp.kind(),
+            ErrorKind::NetworkUnreachable,
+            "{}: {tcp}",
+            node.name
+        );
+        let udp = udp.expect_err("UDP to an outside address was sent");
+        assert_eq!(
+            udp.kind(),
+            ErrorKind::NetworkUnreachable,
+            "{}: {udp}",
+            node.name
+        );
+    }
+}
+
+#[test]
+fn agents_are_healthy_with_the_datapath_attached_and_pinned() {
+    let Some(lab) = Lab::from_env() else { return };
+    let cgroup2 = cgroup2_mount().expect("cgroup2");
+    for node in &lab.nodes {
+        let base = format!("http://{}:{AGENT_PORT}", node.address);
+        let health = process::run(
+            "curl",
+            &["-sf", "--max-time", "2", &format!("{base}/healthz")],
+        );
+        assert_eq!(health.as_deref(), Ok("ok"), "{} /healthz", node.name);
+        let metrics = process::run(
+            "curl",
+            &["-sf", "--max-time", "2", &format!("{base}/metrics")],
+        )
+        .expect("metrics");
+        assert!(
+            metrics.contains("skiff_datapath_socket_lb_attached 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!("skiff_agent_info{{node=\"{}\"", node.name)),
+            "{metrics}"
+        );
+
+        let cgroup = cgroup2.join("skiff").join(&node.name);
+        let attached = process::run("bpftool", &["cgroup", "show", &cgroup.to_string_lossy()])
+            .expect("bpftool cgroup show");
+        assert!(
+            attached.contains("connect4"),
+            "connect4 not attached to {}:\n{attached}",
+            cgroup.display()
+        );
+
+        // Maps are pinned and carry BTF, so bpftool shows them by name with their types.
+        for map in ["SERVICES", "BACKENDS"] {
+            let pin = format!("/sys/fs/bpf/skiff/{}/{map}", node.name);
+            let shown = process::run("bpftool", &["map", "show", "pinned", &pin])
+                .expect("bpftool map show");
+            assert!(
+                shown.contains(&format!("name {map}")) && shown.contains("btf_id"),
+                "{pin}: {shown}"
+            );
+        }
+    }
+}
+
+#[test]
+fn kubectl_reaches_the_control_plane_through_the_lab_kubeconfig() {
+    let Some(lab) = Lab::from_env() else { return };
+    let out = process::output(
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(lab.kubeconfig())
+            .args(["version", "-o", "json"]),
+    );
+    assert_eq!(out.code, 0, "kubectl version failed: {out:?}");
+    let version: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("kubectl printed JSON");
+    assert_eq!(version["serverVersion"]["major"], "1", "{version}");
+    assert_eq!(version["serverVersion"]["minor"], "33", "{version}");
+}
+
+#[test]
+fn control_plane_reports_health_and_metrics() {
+    if Lab::from_env().is_none() {
+        return;
+    }
+    for path in ["healthz", "livez", "readyz"] {
+        let body = process::run(
+            "curl",
+            &[
+                "-sf",
+                "--max-time",
+                "2",
+                &format!("http://127.0.0.1:8080/{path}"),
+            ],
+        );
+        assert_eq!(body.as_deref(), Ok("ok"), "/{path}");
+    }
+    let metrics = process::run(
+        "curl",
+        &["-sf", "--max-time", "2", "http://127.0.0.1:8080/metrics"],
+    )
+    .expect("metrics");
+    assert!(metrics.contains("skiff_control_etcd_up 1"), "{metrics}");
+}
