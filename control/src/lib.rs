@@ -1,5 +1,14 @@
-//! skiff-control: the control plane. `api` serves HTTP; `store` owns etcd.
+//! skiff-control: the control plane.
+//!
+//! - `model`: API errors, validation, selectors — no I/O.
+//! - `resources`: the registry of served resources and their per-kind rules.
+//! - `store`: etcd and the per-resource watch caches.
+//! - `api`: the HTTP surface (generic REST handler, discovery, watch, health).
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod bootstrap;
+pub mod model;
+pub mod pki;
+pub mod resources;
 pub mod store;

@@ -1,20 +1,42 @@
-//! skiff-control daemon: the Kubernetes API server over etcd (growing; see issue 3).
+//! skiff-control: the Kubernetes API server over etcd.
 //!
-//! Serves /healthz, /livez, /readyz, /metrics and /version today.
+//! `skiff-control serve` runs the server (HTTPS with client-certificate and bearer-token
+//! authentication; optional plain HTTP on loopback for debugging). `skiff-control
+//! kubeconfig` issues a client certificate from the cluster CA and writes a kubeconfig.
 #![forbid(unsafe_code)]
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result};
-use clap::Parser;
-use skiff_control::{api, store::Store};
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use clap::{Args, Parser, Subcommand};
+use skiff_control::{
+    api::{self, auth::Tokens, serve},
+    bootstrap,
+    pki::Ca,
+    store::Store,
+};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 
 /// Command line of skiff-control.
 #[derive(Parser, Debug)]
 #[command(name = "skiff-control", version, about = "Skiff control plane")]
-struct Args {
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Issue a client certificate from the cluster CA and write a kubeconfig.
+    Kubeconfig(KubeconfigArgs),
+}
+
+#[derive(Args, Debug)]
+struct EtcdArgs {
     /// etcd endpoints, comma separated.
     #[arg(
         long,
@@ -23,12 +45,45 @@ struct Args {
         default_value = "http://127.0.0.1:2379"
     )]
     etcd: Vec<String>,
-    /// Serve plain HTTP on this loopback address (debugging only; never exposed).
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// HTTPS listen addresses (repeatable).
+    #[arg(long = "listen", default_value = "127.0.0.1:6443")]
+    listen: Vec<SocketAddr>,
+    /// Extra names and addresses for the serving certificate (repeatable).
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// Also serve plain HTTP on this loopback address (debugging only).
     #[arg(long)]
-    insecure_listen: SocketAddr,
-    /// Directory for this server's local state.
+    insecure_listen: Option<SocketAddr>,
+    /// Bearer token file (CSV: token,user,uid,"groups").
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Directory for this server's local state (its serving certificate).
     #[arg(long)]
     data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct KubeconfigArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// API server URL written into the kubeconfig.
+    #[arg(long, default_value = "https://127.0.0.1:6443")]
+    server: String,
+    /// User name (certificate CN).
+    #[arg(long)]
+    user: String,
+    /// Groups (certificate O), repeatable.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// Where to write the kubeconfig.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[tokio::main]
@@ -41,26 +96,121 @@ async fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
-    if !args.insecure_listen.ip().is_loopback() {
-        anyhow::bail!(
-            "--insecure-listen {} is not a loopback address: plain HTTP is only for debugging on 127.0.0.1",
-            args.insecure_listen
+    match Cli::parse().command {
+        Command::Serve(args) => run_server(args).await,
+        Command::Kubeconfig(args) => write_kubeconfig(args).await,
+    }
+}
+
+/// Load (or create) the CA, retrying while etcd comes up.
+async fn load_ca(store: &Store) -> Result<Ca> {
+    let mut last = None;
+    for _ in 0..50 {
+        match Ca::load_or_create(store).await {
+            Ok(ca) => return Ok(ca),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("etcd unavailable"), anyhow::Error::from))
+        .context("loading the cluster CA from etcd")
+}
+
+async fn run_server(args: ServeArgs) -> Result<()> {
+    if let Some(addr) = args.insecure_listen
+        && !addr.ip().is_loopback()
+    {
+        bail!(
+            "--insecure-listen {addr} is not a loopback address: plain HTTP is only for debugging on 127.0.0.1"
         );
     }
     std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-    let store = Arc::new(Store::new(args.etcd.clone()));
-    let app = api::router(api::AppState::new(store));
-    let listener = tokio::net::TcpListener::bind(args.insecure_listen)
-        .await
-        .with_context(|| format!("listening on {}", args.insecure_listen))?;
-    info!(listen = %args.insecure_listen, etcd = ?args.etcd, "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let tokens = match &args.token_auth_file {
+        Some(path) => Tokens::load(path).map_err(anyhow::Error::msg)?,
+        None => Tokens::default(),
+    };
+    let store = Store::new(args.etcd.etcd.clone());
+    let ca = load_ca(&store).await?;
+    if let Err(e) = bootstrap::ensure_namespaces(&store).await {
+        warn!(error = %e, "could not create the system namespaces yet");
+    }
+    let mut names: Vec<String> = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "127.0.0.1",
+        "10.96.0.1",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    names.extend(args.listen.iter().map(|a| a.ip().to_string()));
+    names.extend(args.tls_san.iter().cloned());
+    names.sort();
+    names.dedup();
+    let serving = ca.serving(&names)?;
+    std::fs::write(args.data_dir.join("ca.crt"), &ca.pem.cert).context("writing ca.crt")?;
+    std::fs::write(args.data_dir.join("serving.crt"), &serving.cert)
+        .context("writing serving.crt")?;
+    let tls = serve::tls_config(&ca.pem.cert, &serving)?;
+    let app = api::router(api::AppState::new(store, tokens));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut servers = Vec::new();
+    for addr in &args.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        info!(listen = %addr, "serving HTTPS");
+        servers.push(tokio::spawn(serve::serve_tls(
+            listener,
+            tls.clone(),
+            app.clone(),
+            stopped(stop_rx.clone()),
+        )));
+    }
+    if let Some(addr) = args.insecure_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        info!(listen = %addr, "serving plain HTTP (debugging)");
+        servers.push(tokio::spawn(serve::serve_plain(
+            listener,
+            app.clone(),
+            stopped(stop_rx.clone()),
+        )));
+    }
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    for server in servers {
+        let _ = server.await;
+    }
     info!("stopped");
+    Ok(())
+}
+
+async fn write_kubeconfig(args: KubeconfigArgs) -> Result<()> {
+    let store = Store::new(args.etcd.etcd);
+    let ca = load_ca(&store).await?;
+    let client = ca.client(&args.user, &args.groups)?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+         contexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\ncurrent-context: skiff\n\
+         users:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
+        server = args.server,
+        ca = b64(&ca.pem.cert),
+        user = args.user,
+        cert = b64(&client.cert),
+        key = b64(&client.key),
+    );
+    std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
     Ok(())
 }
 

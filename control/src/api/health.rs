@@ -1,21 +1,25 @@
 //! /healthz, /readyz (etcd reachable) and /livez (process alive).
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
 
 use super::AppState;
 
 /// 200 "ok" when etcd answers, 503 naming the failure otherwise.
-pub async fn healthz(State(state): State<AppState>) -> (StatusCode, String) {
+pub async fn healthz(state: &AppState) -> Response {
     match state.store.check().await {
-        Ok(()) => (StatusCode::OK, "ok".to_owned()),
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("[-]etcd failed: {e}\nhealthz check failed"),
-        ),
+        )
+            .into_response(),
     }
 }
 
 /// 200 while the process serves requests.
-pub async fn livez() -> &'static str {
-    "ok"
+pub fn livez() -> Response {
+    (StatusCode::OK, "ok").into_response()
 }

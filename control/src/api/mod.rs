@@ -1,16 +1,33 @@
-//! The HTTP surface of skiff-control.
+//! The HTTP surface of skiff-control: one handler that authenticates, then routes to
+//! health, discovery, OpenAPI or the generic REST handler.
 
+pub mod auth;
+mod body;
+mod discovery;
 mod health;
 mod metrics;
+mod openapi;
+pub mod request;
+mod response;
+mod rest;
+pub mod serve;
+mod table;
 mod version;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
-use axum::{Router, routing::get};
-
-use crate::store::Store;
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{Method, header},
+    response::{IntoResponse, Response},
+};
 
 pub use metrics::Metrics;
+
+use self::auth::{Identity, Tokens};
+use crate::{model::ApiError, store::Store};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -19,25 +36,106 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Request counters.
     pub metrics: Arc<Metrics>,
+    /// Bearer tokens.
+    pub tokens: Arc<Tokens>,
 }
 
 impl AppState {
-    /// State over `store` with fresh metrics.
-    pub fn new(store: Arc<Store>) -> Self {
+    /// State over `store`.
+    pub fn new(store: Arc<Store>, tokens: Tokens) -> Self {
         Self {
             store,
             metrics: Arc::new(Metrics::default()),
+            tokens: Arc::new(tokens),
         }
     }
 }
 
 /// Every route the server answers.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/livez", get(health::livez))
-        .route("/readyz", get(health::healthz))
-        .route("/version", get(version::version))
-        .route("/metrics", get(metrics::metrics))
-        .with_state(state)
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// Authenticate: the connection's certificate identity, or a bearer token.
+fn identify(state: &AppState, request: &Request) -> Option<Identity> {
+    if let Some(identity) = request.extensions().get::<Identity>() {
+        return Some(identity.clone());
+    }
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    state.tokens.authenticate(header)
+}
+
+async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let identity = identify(&state, &request);
+    let response = if identity.is_none() && !auth::is_public(&path) {
+        ApiError::unauthorized().into_response()
+    } else {
+        route(&state, request).await
+    };
+    state.metrics.observe(
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn route(state: &AppState, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().trim_end_matches('/').to_owned();
+    let get = parts.method == Method::GET;
+    let result = match path.as_str() {
+        "/healthz" | "/readyz" => return health::healthz(state).await,
+        "/livez" => return health::livez(),
+        "/version" => return version::version(),
+        "/metrics" => return metrics::render(state).await,
+        "/api" if get => Ok(discovery::core(&parts.headers)),
+        "/apis" if get => Ok(discovery::groups(&parts.headers)),
+        "/openapi/v3" if get => Ok(openapi::root()),
+        p if get && p.starts_with("/openapi/v3/") => {
+            openapi::group_version(&p["/openapi/v3/".len()..])
+        }
+        p => match p
+            .trim_start_matches('/')
+            .split('/')
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["api", version] if get => discovery::resource_list("", version),
+            ["apis", group] if get => discovery::group(group),
+            ["apis", group, version] if get => discovery::resource_list(group, version),
+            ["api" | "apis", ..] => match request::parse_path(p) {
+                Ok(target) => {
+                    let query = request::Query::parse(parts.uri.query());
+                    let bytes =
+                        match axum::body::to_bytes(Body::new(body), body::MAX_BODY + 1).await {
+                            Ok(b) if b.len() > body::MAX_BODY => {
+                                return ApiError::too_large(body::MAX_BODY).into_response();
+                            }
+                            Ok(b) => b,
+                            Err(_) => return ApiError::too_large(body::MAX_BODY).into_response(),
+                        };
+                    return rest::dispatch(
+                        state,
+                        &parts.method,
+                        &target,
+                        &query,
+                        &parts.headers,
+                        bytes,
+                    )
+                    .await;
+                }
+                Err(e) => Err(e),
+            },
+            _ => Err(ApiError::no_route()),
+        },
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
 }

@@ -20,6 +20,8 @@ pub const CGROUP_AND_PIN_ROOT: &str = "skiff";
 pub const ETCD_CLIENT_PORT: u16 = 2379;
 /// etcd peer port (127.0.0.1 only).
 pub const ETCD_PEER_PORT: u16 = 2380;
+/// HTTPS port of skiff-control (127.0.0.1 and the bridge address).
+pub const CONTROL_PORT: u16 = 6443;
 /// Plain-HTTP debugging port of skiff-control on 127.0.0.1.
 pub const CONTROL_INSECURE_PORT: u16 = 8080;
 /// Port of each agent's node HTTP API on its node address.

@@ -13,8 +13,8 @@ use clap::Args;
 use super::{
     daemons, down,
     layout::{
-        self, AGENT_PORT, BRIDGE_ADDR, CONTROL_INSECURE_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT,
-        Layout, MAX_NODES, Node,
+        self, AGENT_PORT, BRIDGE_ADDR, CONTROL_INSECURE_PORT, CONTROL_PORT, ETCD_CLIENT_PORT,
+        ETCD_PEER_PORT, Layout, MAX_NODES, Node,
     },
     network,
     probe::{alive, http_get, wait_until},
@@ -144,8 +144,13 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
     })?;
     progress.step("skiff-control", || {
         let mut cmd = Command::new(layout.bin("skiff-control"));
-        cmd.arg("--etcd")
+        cmd.arg("serve")
+            .arg("--etcd")
             .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{CONTROL_PORT}"))
+            .arg("--listen")
+            .arg(format!("{BRIDGE_ADDR}:{CONTROL_PORT}"))
             .arg("--insecure-listen")
             .arg(format!("127.0.0.1:{CONTROL_INSECURE_PORT}"))
             .arg("--data-dir")
@@ -179,7 +184,24 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
         }
         Ok(())
     })?;
-    progress.step("kubeconfig", || write_kubeconfig(layout))?;
+    progress.step("kubeconfigs (admin, and one per node)", || {
+        kubeconfig(
+            layout,
+            "kubernetes-admin",
+            &["system:masters"],
+            &layout.kubeconfig(),
+        )?;
+        for node in &nodes {
+            let user = format!("system:node:{}", node.name);
+            kubeconfig(
+                layout,
+                &user,
+                &["system:nodes"],
+                &layout.node_dir(node).join("kubeconfig"),
+            )?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -314,13 +336,24 @@ fn start_agent(layout: &Layout, node: &Node) -> Result<Daemon> {
     daemons::spawn(&name, cmd, &log, format!("http://{listen}/healthz"))
 }
 
-fn write_kubeconfig(layout: &Layout) -> Result<()> {
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff-lab\n  cluster:\n    server: http://127.0.0.1:{CONTROL_INSECURE_PORT}\n\
-         contexts:\n- name: skiff-lab\n  context:\n    cluster: skiff-lab\n    user: admin\n\
-         current-context: skiff-lab\nusers:\n- name: admin\n  user: {{}}\n"
-    );
-    std::fs::write(layout.kubeconfig(), text).context("writing the kubeconfig")
+/// Issue a client certificate for `user` from the cluster CA and write a kubeconfig.
+fn kubeconfig(layout: &Layout, user: &str, groups: &[&str], out: &Path) -> Result<()> {
+    let mut cmd = Command::new(layout.bin("skiff-control"));
+    cmd.arg("kubeconfig")
+        .arg("--etcd")
+        .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"))
+        .arg("--server")
+        .arg(format!("https://{BRIDGE_ADDR}:{CONTROL_PORT}"))
+        .arg("--user")
+        .arg(user)
+        .arg("--out")
+        .arg(out);
+    for group in groups {
+        cmd.arg("--group").arg(group);
+    }
+    output(&mut cmd)
+        .map(drop)
+        .with_context(|| format!("writing the kubeconfig of {user}"))
 }
 
 fn print_next_steps(layout: &Layout) {

@@ -1,0 +1,149 @@
+//! The cluster CA and the certificates it issues.
+//!
+//! The CA is generated on first start and stored in etcd (created once with a
+//! compare-and-swap, so racing replicas agree on one CA); every replica then issues its own
+//! serving certificate, and `skiff-control kubeconfig` issues client certificates whose
+//! CN is the user and O the groups, as Kubernetes does.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::store::{Store, StoreError};
+
+/// etcd key of the CA.
+const CA_KEY: &str = "/skiff/pki/ca";
+
+/// Errors of the PKI.
+#[derive(Debug, Error)]
+pub enum PkiError {
+    /// Generating or parsing a certificate failed.
+    #[error("certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// Reading or writing the CA in etcd failed.
+    #[error("storing the CA: {0}")]
+    Store(#[from] StoreError),
+    /// The stored CA is unreadable.
+    #[error("the CA stored in etcd at {CA_KEY} is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// A certificate and its private key, PEM-encoded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pem {
+    /// Certificate.
+    pub cert: String,
+    /// Private key.
+    pub key: String,
+}
+
+/// The cluster CA.
+pub struct Ca {
+    /// CA certificate and key.
+    pub pem: Pem,
+}
+
+impl Ca {
+    /// Load the CA from etcd, creating it if this is the first start of the cluster.
+    pub async fn load_or_create(store: &Store) -> Result<Self, PkiError> {
+        match store.get(CA_KEY).await {
+            Ok(value) => return Self::from_value(&value),
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let fresh = Self::generate()?;
+        let value =
+            serde_json::to_value(&fresh.pem).map_err(|e| PkiError::Corrupt(e.to_string()))?;
+        match store.create(CA_KEY, &value).await {
+            Ok(_) => Ok(fresh),
+            // Another replica won the race: use its CA.
+            Err(StoreError::AlreadyExists) => Self::from_value(&store.get(CA_KEY).await?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn from_value(value: &serde_json::Value) -> Result<Self, PkiError> {
+        let mut value = value.clone();
+        if let Some(map) = value.as_object_mut() {
+            map.remove("metadata");
+        }
+        let pem: Pem =
+            serde_json::from_value(value).map_err(|e| PkiError::Corrupt(e.to_string()))?;
+        Ok(Self { pem })
+    }
+
+    fn generate() -> Result<Self, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "skiff-ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            pem: Pem {
+                cert: cert.pem(),
+                key: key.serialize_pem(),
+            },
+        })
+    }
+
+    fn issue(&self, params: CertificateParams) -> Result<Pem, PkiError> {
+        let ca_key = KeyPair::from_pem(&self.pem.key)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.pem.cert, ca_key)?;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
+    }
+
+    /// A serving certificate for the API server, valid for `names` (DNS names or IPs).
+    pub fn serving(&self, names: &[String]) -> Result<Pem, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => n.clone().try_into().map(SanType::DnsName),
+            })
+            .collect::<Result<_, _>>()?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        self.issue(params)
+    }
+
+    /// A client certificate: CN = user, O = each group.
+    pub fn client(&self, user: &str, groups: &[String]) -> Result<Pem, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        for group in groups {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, group.as_str());
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        self.issue(params)
+    }
+}

@@ -1,0 +1,113 @@
+//! Namespaces, nodes, configuration and the other kinds with few rules.
+
+use k8s_openapi::api::{
+    coordination::v1::Lease,
+    core::v1::{
+        ConfigMap, Event, Namespace, NamespaceSpec, NamespaceStatus, Node, PersistentVolume,
+        PersistentVolumeClaim, Secret, ServiceAccount,
+    },
+    events::v1::Event as EventsV1Event,
+};
+
+use crate::{
+    model::validation::{ErrorList, FieldError},
+    resources::strategy::Kind,
+};
+
+/// Keys of ConfigMaps and Secrets: `[-._a-zA-Z0-9]+`, at most 253 characters.
+fn config_key(key: &str, field: &str, errors: &mut ErrorList) {
+    let ok = !key.is_empty()
+        && key.len() <= 253
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && key != "."
+        && key != ".."
+        && !key.starts_with("..");
+    if !ok {
+        errors.push(FieldError::invalid(
+            field,
+            key,
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or \
+             'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+        ));
+    }
+}
+
+impl Kind for Namespace {
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_with(NamespaceSpec::default);
+        spec.finalizers
+            .get_or_insert_with(|| vec!["kubernetes".to_owned()]);
+        self.status
+            .get_or_insert_with(NamespaceStatus::default)
+            .phase
+            .get_or_insert_with(|| "Active".to_owned());
+        let name = self.metadata.name.clone().unwrap_or_default();
+        self.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("kubernetes.io/metadata.name".to_owned(), name);
+    }
+}
+
+impl Kind for ConfigMap {
+    fn validate(&self, _old: Option<&Self>, errors: &mut ErrorList) {
+        let mut size = 0;
+        for (key, value) in self.data.iter().flatten() {
+            config_key(key, &format!("data[{key}]"), errors);
+            size += value.len();
+        }
+        for (key, value) in self.binary_data.iter().flatten() {
+            config_key(key, &format!("binaryData[{key}]"), errors);
+            size += value.0.len();
+        }
+        if size > 1024 * 1024 {
+            errors.push(FieldError::too_long("", 1024 * 1024));
+        }
+    }
+}
+
+impl Kind for Secret {
+    fn default_fields(&mut self) {
+        self.type_.get_or_insert_with(|| "Opaque".to_owned());
+        // stringData is write-only: merged into data, as kube-apiserver does.
+        if let Some(strings) = self.string_data.take() {
+            let data = self.data.get_or_insert_with(Default::default);
+            for (key, value) in strings {
+                data.insert(key, k8s_openapi::ByteString(value.into_bytes()));
+            }
+        }
+    }
+
+    fn validate(&self, _old: Option<&Self>, errors: &mut ErrorList) {
+        for key in self
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .chain(self.string_data.iter().flatten().map(|(k, _)| k))
+        {
+            config_key(key, &format!("data[{key}]"), errors);
+        }
+    }
+}
+
+impl Kind for Node {}
+impl Kind for ServiceAccount {}
+impl Kind for Event {}
+impl Kind for EventsV1Event {}
+impl Kind for Lease {}
+impl Kind for PersistentVolume {}
+
+impl Kind for PersistentVolumeClaim {
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        spec.volume_mode
+            .get_or_insert_with(|| "Filesystem".to_owned());
+        self.status
+            .get_or_insert_with(Default::default)
+            .phase
+            .get_or_insert_with(|| "Pending".to_owned());
+    }
+}

@@ -1,0 +1,136 @@
+//! Per-kind rules applied to every write, implemented once over k8s-openapi types.
+//!
+//! Decoding a request body into the typed struct and encoding it back normalizes the object
+//! (dropping fields the type does not have) and tells which fields were unknown — that is
+//! what `fieldValidation=Strict` reports — and what is malformed.
+
+use std::marker::PhantomData;
+
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+use crate::model::validation::ErrorList;
+
+/// A kind's defaulting and validation on its typed form.
+pub trait Kind: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Fill in defaults (kube-apiserver's defaulting functions and defaulting admission).
+    fn default_fields(&mut self) {}
+    /// Kind-specific validation; `old` is the stored object on updates.
+    fn validate(&self, _old: Option<&Self>, _errors: &mut ErrorList) {}
+}
+
+/// The outcome of preparing a written object.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The normalized, defaulted object.
+    pub object: Value,
+    /// Paths of fields the type does not know (`spec.foo`).
+    pub unknown_fields: Vec<String>,
+    /// Validation errors.
+    pub errors: ErrorList,
+}
+
+/// Object-safe rules of one resource.
+pub trait Strategy: Send + Sync {
+    /// Decode, default and validate `object` (`old`: the stored object on updates).
+    /// Err(message) if the body cannot be decoded as the kind at all.
+    fn prepare(&self, object: &Value, old: Option<&Value>) -> Result<Prepared, String>;
+}
+
+/// [`Strategy`] for a k8s-openapi type implementing [`Kind`].
+pub struct Typed<K>(PhantomData<fn() -> K>);
+
+impl<K> Typed<K> {
+    /// The strategy (a zero-sized value usable in statics).
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<K> Default for Typed<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Kind> Strategy for Typed<K> {
+    fn prepare(&self, object: &Value, old: Option<&Value>) -> Result<Prepared, String> {
+        let mut typed: K = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+        let round_trip = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+        let mut unknown_fields = Vec::new();
+        unknown(object, &round_trip, "", &mut unknown_fields);
+        unknown_fields.sort();
+        typed.default_fields();
+        let old_typed: Option<K> = old.and_then(|o| serde_json::from_value(o.clone()).ok());
+        let mut errors = ErrorList::new();
+        typed.validate(old_typed.as_ref(), &mut errors);
+        let object = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+        Ok(Prepared {
+            object,
+            unknown_fields,
+            errors,
+        })
+    }
+}
+
+/// Collect paths present in `input` (with a non-null value) but absent from `output`.
+fn unknown(input: &Value, output: &Value, path: &str, found: &mut Vec<String>) {
+    match (input, output) {
+        (Value::Object(inp), Value::Object(out)) => {
+            for (key, value) in inp {
+                if value.is_null() {
+                    continue;
+                }
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match out.get(key) {
+                    Some(next) => unknown(value, next, &child, found),
+                    None => found.push(child),
+                }
+            }
+        }
+        (Value::Array(inp), Value::Array(out)) => {
+            for (i, (a, b)) in inp.iter().zip(out).enumerate() {
+                unknown(a, b, &format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn reports_unknown_fields_with_paths() {
+        let strategy = Typed::<ConfigMap>::new();
+        let body = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "bogus": 1, "labels": {"a": "b"}},
+            "data": {"k": "v"}, "extra": {"x": 1}, "nothing": null
+        });
+        let prepared = strategy.prepare(&body, None).expect("decodes");
+        assert_eq!(
+            prepared.unknown_fields,
+            vec!["extra".to_owned(), "metadata.bogus".to_owned()]
+        );
+        assert!(prepared.object.get("extra").is_none());
+        assert_eq!(prepared.object["data"]["k"], "v");
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        let strategy = Typed::<ConfigMap>::new();
+        let err = strategy
+            .prepare(&json!({"metadata": {"name": 5}}), None)
+            .unwrap_err();
+        assert!(err.contains("invalid type"), "{err}");
+    }
+}
