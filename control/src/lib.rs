@@ -10,5 +10,6 @@ pub mod api;
 pub mod bootstrap;
 pub mod model;
 pub mod pki;
+pub mod protobuf;
 pub mod resources;
 pub mod store;

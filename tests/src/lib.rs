@@ -5,6 +5,7 @@
 //! (`SKIFF_LAB_DIR`, `SKIFF_LAB_NODES`, `SKIFF_XTASK_BIN`). Without it a test skips with a
 //! message — except under `CI=true`, where a test that cannot run fails.
 
+pub mod cluster;
 pub mod netns;
 pub mod process;
 
@@ -79,6 +80,13 @@ impl Lab {
     /// containerd's socket.
     pub fn containerd_socket(&self) -> PathBuf {
         self.dir.join("containerd").join("containerd.sock")
+    }
+
+    /// Where the lab's binaries are (skiff-control, skiff-agent).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        std::env::var_os("SKIFF_BIN_DIR")
+            .map_or_else(|| PathBuf::from("target/debug"), PathBuf::from)
+            .join(name)
     }
 
     /// The record of the last lab `down` removed.

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod generate;
 mod host;
 mod lab;
 mod setup;
@@ -32,8 +33,12 @@ enum Task {
     Down,
     /// Show every lab component and node with its health.
     Status,
+    /// Stop, start or restart one lab component (e.g. `restart skiff-control`).
+    Component(lab::ComponentArgs),
     /// fmt, clippy, unit tests, then end-to-end tests against a lab brought up for the run.
     Test(test::TestArgs),
+    /// Regenerate control/src/protobuf/schema.rs from the pinned k8s-pb and k8s-openapi.
+    GenerateProtoSchema,
 }
 
 fn main() {
@@ -43,7 +48,9 @@ fn main() {
         Task::Up(args) => lab::up(&args),
         Task::Down => lab::down(),
         Task::Status => lab::status(),
+        Task::Component(args) => lab::component(&args),
         Task::Test(args) => test::run(&args),
+        Task::GenerateProtoSchema => generate::run(),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -123,6 +123,10 @@ fn e2e_command(layout: &Layout, nodes: usize, targets: &[String]) -> Command {
     let xtask: PathBuf = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
     cmd.env("SKIFF_LAB_DIR", &layout.root)
         .env("SKIFF_LAB_NODES", nodes.to_string())
-        .env("SKIFF_XTASK_BIN", xtask);
+        .env("SKIFF_XTASK_BIN", xtask)
+        .env(
+            "SKIFF_BIN_DIR",
+            workspace_root().join("target").join("debug"),
+        );
     cmd
 }

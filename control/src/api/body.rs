@@ -39,6 +39,9 @@ pub fn decode_object(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiErro
                 ApiError::bad_request(format!("error decoding request body as YAML: {e}"))
             })?
         }
+        crate::protobuf::CONTENT_TYPE => crate::protobuf::decode_request(body).map_err(|e| {
+            ApiError::bad_request(format!("error decoding the protobuf request body: {e}"))
+        })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !value.is_object() {

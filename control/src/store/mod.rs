@@ -16,7 +16,7 @@ use etcd_client::{
 };
 use serde_json::Value;
 use thiserror::Error;
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 pub use cache::{Event, EventType, Snapshot, Subscription, WatchCache, WatchError};
 pub use object::{CachedObject, Projection};
@@ -52,6 +52,21 @@ pub enum StoreError {
     /// etcd could not be reached or answered with an error.
     #[error("etcd is unavailable: {0}")]
     Unavailable(#[from] etcd_client::Error),
+    /// etcd did not answer in time.
+    #[error("etcd did not answer within {} s", ETCD_DEADLINE.as_secs())]
+    Timeout,
+}
+
+/// Deadline of every etcd call: an outage is answered with 503, never a hung request.
+pub const ETCD_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Run an etcd operation under [`ETCD_DEADLINE`].
+async fn bounded<T>(
+    operation: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(ETCD_DEADLINE, operation)
+        .await
+        .unwrap_or(Err(StoreError::Timeout))
 }
 
 /// The etcd key prefix of a resource (`/registry/apps/deployments/`).
@@ -97,7 +112,8 @@ pub struct Page {
 /// Handle to the cluster's etcd.
 pub struct Store {
     endpoints: Vec<String>,
-    client: Mutex<Option<Client>>,
+    /// Connected once; the gRPC channel reconnects by itself when etcd comes back.
+    client: OnceCell<Client>,
     caches: std::sync::Mutex<HashMap<String, Arc<WatchCache>>>,
 }
 
@@ -106,52 +122,42 @@ impl Store {
     pub fn new(endpoints: Vec<String>) -> Arc<Self> {
         Arc::new(Self {
             endpoints,
-            client: Mutex::new(None),
+            client: OnceCell::new(),
             caches: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
     /// A connected client (cloning is cheap: it shares the gRPC channel).
     pub async fn client(&self) -> Result<Client, StoreError> {
-        let mut guard = self.client.lock().await;
-        if let Some(client) = guard.as_ref() {
-            return Ok(client.clone());
-        }
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(Duration::from_secs(10))
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        let client = Client::connect(&self.endpoints, Some(options)).await?;
-        *guard = Some(client.clone());
-        Ok(client)
-    }
-
-    async fn forget_client_on_error<T>(
-        &self,
-        result: Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        if matches!(result, Err(StoreError::Unavailable(_))) {
-            *self.client.lock().await = None;
-        }
-        result
+        let client = self
+            .client
+            .get_or_try_init(|| async {
+                let options = ConnectOptions::new()
+                    .with_connect_timeout(Duration::from_secs(2))
+                    .with_timeout(ETCD_DEADLINE)
+                    .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+                bounded(async { Ok(Client::connect(&self.endpoints, Some(options)).await?) }).await
+            })
+            .await?;
+        Ok(client.clone())
     }
 
     /// Check that etcd answers.
     pub async fn check(&self) -> Result<(), StoreError> {
-        let result = async {
+        bounded(async {
             self.client()
                 .await?
                 .status()
                 .await
                 .map_err(StoreError::from)
-        }
-        .await;
-        self.forget_client_on_error(result).await.map(drop)
+        })
+        .await
+        .map(drop)
     }
 
     /// The current etcd revision.
     pub async fn current_revision(&self) -> Result<i64, StoreError> {
-        let result = async {
+        bounded(async {
             let mut client = self.client().await?;
             let response = client
                 .get(
@@ -160,27 +166,25 @@ impl Store {
                 )
                 .await?;
             Ok(response.header().map_or(0, |h| h.revision()))
-        }
-        .await;
-        self.forget_client_on_error(result).await
+        })
+        .await
     }
 
     /// Read one object (resourceVersion set).
     pub async fn get(&self, key: &str) -> Result<Value, StoreError> {
-        let result = async {
+        bounded(async {
             let mut client = self.client().await?;
             let response = client.get(key, None).await?;
             let kv = response.kvs().first().ok_or(StoreError::NotFound)?;
             object::decode(key, kv.value(), kv.mod_revision())
-        }
-        .await;
-        self.forget_client_on_error(result).await
+        })
+        .await
     }
 
     /// Create an object; fails with AlreadyExists. Returns the new resourceVersion.
     pub async fn create(&self, key: &str, object: &Value) -> Result<i64, StoreError> {
         let bytes = object::encode(object);
-        let result = async {
+        bounded(async {
             let mut client = self.client().await?;
             let txn = Txn::new()
                 .when([Compare::version(key, CompareOp::Equal, 0)])
@@ -190,9 +194,8 @@ impl Store {
                 return Err(StoreError::AlreadyExists);
             }
             Ok(response.header().map_or(0, |h| h.revision()))
-        }
-        .await;
-        self.forget_client_on_error(result).await
+        })
+        .await
     }
 
     /// Replace an object whose current resourceVersion is `expected`; fails with Conflict
@@ -204,7 +207,7 @@ impl Store {
         expected: i64,
     ) -> Result<i64, StoreError> {
         let bytes = object::encode(object);
-        let result = async {
+        bounded(async {
             let mut client = self.client().await?;
             let txn = Txn::new()
                 .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
@@ -219,15 +222,14 @@ impl Store {
             } else {
                 StoreError::NotFound
             })
-        }
-        .await;
-        self.forget_client_on_error(result).await
+        })
+        .await
     }
 
     /// Delete an object whose current resourceVersion is `expected`. Returns the revision
     /// of the deletion.
     pub async fn delete(&self, key: &str, expected: i64) -> Result<i64, StoreError> {
-        let result = async {
+        bounded(async {
             let mut client = self.client().await?;
             let txn = Txn::new()
                 .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
@@ -242,9 +244,8 @@ impl Store {
             } else {
                 StoreError::NotFound
             })
-        }
-        .await;
-        self.forget_client_on_error(result).await
+        })
+        .await
     }
 
     /// Read up to `limit` objects with keys in `[start, end_of prefix)` at `revision`
@@ -256,7 +257,7 @@ impl Store {
         revision: i64,
         limit: i64,
     ) -> Result<Page, StoreError> {
-        let result = async {
+        bounded(async {
             let mut client = self.client().await?;
             let mut options = GetOptions::new()
                 .with_range(prefix_end(prefix))
@@ -300,9 +301,8 @@ impl Store {
                 next_key,
                 remaining,
             })
-        }
-        .await;
-        self.forget_client_on_error(result).await
+        })
+        .await
     }
 
     /// The watch cache of the resource stored under `prefix`, started on first use.

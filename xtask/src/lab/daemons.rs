@@ -32,11 +32,16 @@ pub fn spawn(name: &str, mut cmd: Command, log: &Path, health: String) -> Result
         .spawn()
         .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
     let pid = i32::try_from(child.id()).context("pid out of range")?;
+    let command = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     Ok(Daemon {
         name: name.to_owned(),
         pid,
         log: log.to_path_buf(),
         health,
+        command,
     })
 }
 

@@ -6,6 +6,7 @@
 //! anything else that names the lab directory) and removes every namespace, link, cgroup and
 //! bpffs pin the lab owns, so a killed run never leaves the next one broken.
 
+mod component;
 mod daemons;
 pub mod down;
 mod layout;
@@ -15,6 +16,7 @@ mod record;
 mod status;
 mod up;
 
+pub use component::{ComponentArgs, run as component};
 pub use down::down;
 pub use down::teardown;
 pub use layout::Layout;

@@ -18,6 +18,9 @@ pub struct Daemon {
     pub log: PathBuf,
     /// URL or probe used for its health.
     pub health: String,
+    /// Program and arguments, to start it again.
+    #[serde(default)]
+    pub command: Vec<String>,
 }
 
 /// Everything one `up` created.

@@ -153,6 +153,8 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             .arg(format!("{BRIDGE_ADDR}:{CONTROL_PORT}"))
             .arg("--insecure-listen")
             .arg(format!("127.0.0.1:{CONTROL_INSECURE_PORT}"))
+            .arg("--token-auth-file")
+            .arg(write_token_file(layout)?)
             .arg("--data-dir")
             .arg(layout.control_dir());
         let health = format!("http://127.0.0.1:{CONTROL_INSECURE_PORT}/healthz");
@@ -334,6 +336,20 @@ fn start_agent(layout: &Layout, node: &Node) -> Result<Daemon> {
     let name = format!("agent/{}", node.name);
     let log = layout.logs().join(format!("agent-{}.log", node.name));
     daemons::spawn(&name, cmd, &log, format!("http://{listen}/healthz"))
+}
+
+/// A token file with one random admin token (for clients that use bearer tokens).
+fn write_token_file(layout: &Layout) -> Result<std::path::PathBuf> {
+    let path = layout.control_dir().join("tokens.csv");
+    let mut random = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
+    let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(
+        &path,
+        format!("# token,user,uid,groups\n{token},lab-admin,lab-admin,\"system:masters\"\n"),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// Issue a client certificate for `user` from the cluster CA and write a kubeconfig.

@@ -73,6 +73,7 @@ impl Ctx<'_> {
             StoreError::Unavailable(e) => {
                 ApiError::unavailable(format!("etcd is unavailable: {e}"))
             }
+            StoreError::Timeout => ApiError::unavailable(StoreError::Timeout.to_string()),
         }
     }
 }

@@ -41,7 +41,12 @@ impl Kind for Service {
         }
         for port in spec.ports.iter_mut().flatten() {
             port.protocol.get_or_insert_with(|| "TCP".to_owned());
-            port.target_port.get_or_insert(IntOrString::Int(port.port));
+            // A zero or empty targetPort means "same as port", as in kube's defaulting.
+            if matches!(&port.target_port, None | Some(IntOrString::Int(0)))
+                || matches!(&port.target_port, Some(IntOrString::String(s)) if s.is_empty())
+            {
+                port.target_port = Some(IntOrString::Int(port.port));
+            }
         }
         self.status
             .get_or_insert_with(Default::default)
@@ -79,7 +84,10 @@ impl Kind for Service {
             let field = format!("spec.ports[{i}]");
             match p.name.as_deref() {
                 Some(name) if !name.is_empty() => {
-                    port_name(name, &format!("{field}.name"), errors);
+                    // Service port names are DNS labels (container port names are IANA names).
+                    if let Some(why) = validation::dns1123_label(name) {
+                        errors.push(FieldError::invalid(format!("{field}.name"), name, why));
+                    }
                     if !names.insert(name.to_owned()) {
                         errors.push(FieldError::duplicate(format!("{field}.name"), name));
                     }

@@ -1,0 +1,100 @@
+//! Talking to the lab's API server: kube-rs clients, the kubectl on PATH, a namespace per
+//! test, and controlling lab components.
+
+use std::{path::Path, process::Command};
+
+use kube::{
+    Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+use crate::{Lab, process};
+
+impl Lab {
+    /// A kube-rs client from the admin kubeconfig.
+    pub async fn client(&self) -> Client {
+        client_from(&self.kubeconfig()).await
+    }
+
+    /// A kube-rs client that reports 429/503/504 at once instead of retrying them.
+    pub async fn client_without_retries(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(self.kubeconfig()).expect("reading the kubeconfig");
+        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig");
+        config.default_retry = false;
+        Client::try_from(config).expect("kube client")
+    }
+
+    /// Run the kubectl on PATH with the lab's kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> process::Finished {
+        process::output(
+            Command::new("kubectl")
+                .env("KUBECONFIG", self.kubeconfig())
+                .args(args),
+        )
+    }
+
+    /// Run kubectl with `stdin` piped in.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> process::Finished {
+        use std::io::Write as _;
+        let mut child = Command::new("kubectl")
+            .env("KUBECONFIG", self.kubeconfig())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting kubectl");
+        if let Some(mut input) = child.stdin.take() {
+            input
+                .write_all(stdin.as_bytes())
+                .expect("writing kubectl stdin");
+        }
+        child.wait_with_output().expect("kubectl").into()
+    }
+
+    /// Run kubectl and require success; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert_eq!(
+            out.code,
+            0,
+            "kubectl {} failed: {}",
+            args.join(" "),
+            out.stderr
+        );
+        out.stdout
+    }
+
+    /// Create a namespace unique to this test run (`<prefix>-<pid>`).
+    pub fn namespace(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", std::process::id());
+        self.kubectl_ok(&["create", "namespace", &name]);
+        name
+    }
+
+    /// `cargo xtask component <action> <name> [--kill]`.
+    pub fn component(&self, action: &str, name: &str, kill: bool) {
+        let mut cmd = Command::new(&self.xtask);
+        cmd.args(["component", action, name]);
+        if kill {
+            cmd.arg("--kill");
+        }
+        let out = process::output(&mut cmd);
+        assert_eq!(
+            out.code, 0,
+            "xtask component {action} {name} failed: {}",
+            out.stderr
+        );
+    }
+}
+
+/// A kube-rs client from a kubeconfig file.
+pub async fn client_from(path: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path).expect("reading the kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("kube client")
+}

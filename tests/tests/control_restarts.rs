@@ -1,0 +1,291 @@
+//! The control plane across restarts: a kube-runtime watcher sees every change, survives a
+//! restart of skiff-control and relists after a 410; nothing is lost when etcd and
+//! skiff-control restart; etcd outages answer 503 and heal; two replicas share one etcd.
+//! These tests stop lab components, so they take turns.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::json;
+use skiff_tests::{ETCD_URL, Lab, cluster::client_from};
+use tokio::sync::mpsc;
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Init,
+    InitDone,
+    Apply(String, Option<String>),
+    Delete(String),
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .expect("pod")
+}
+
+async fn next_matching(
+    rx: &mut mpsc::UnboundedReceiver<Seen>,
+    want: impl Fn(&Seen) -> bool,
+    what: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(seen)) if want(&seen) => return,
+            Ok(Some(_)) => continue,
+            _ => panic!("the watcher never reported {what}"),
+        }
+    }
+}
+
+/// Bump etcd's revision with a key no resource watches.
+async fn bump_revision() {
+    let mut etcd = etcd_client::Client::connect([ETCD_URL], None)
+        .await
+        .expect("etcd");
+    etcd.put("/skiff-e2e/bump", "x", None).await.expect("put");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_runtime_watcher_sees_every_change_and_survives_a_restart() {
+    let _turn = TURN.lock().await;
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("watcher");
+    let client = lab.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let stream = watcher(pods.clone(), watcher::Config::default()).default_backoff();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            let seen = match event {
+                Ok(watcher::Event::Init) => Seen::Init,
+                Ok(watcher::Event::InitDone) => Seen::InitDone,
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                    let label = p
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("step").cloned());
+                    Seen::Apply(p.metadata.name.unwrap_or_default(), label)
+                }
+                Ok(watcher::Event::Delete(p)) => Seen::Delete(p.metadata.name.unwrap_or_default()),
+                Err(_) => continue,
+            };
+            if tx.send(seen).is_err() {
+                return;
+            }
+        }
+    });
+    next_matching(&mut rx, |s| *s == Seen::InitDone, "the initial list").await;
+
+    pods.create(&PostParams::default(), &pod("one"))
+        .await
+        .expect("create");
+    next_matching(
+        &mut rx,
+        |s| *s == Seen::Apply("one".into(), None),
+        "the create",
+    )
+    .await;
+    let patch = json!({"metadata": {"labels": {"step": "updated"}}});
+    pods.patch("one", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    next_matching(
+        &mut rx,
+        |s| *s == Seen::Apply("one".into(), Some("updated".into())),
+        "the update",
+    )
+    .await;
+    pods.delete("one", &DeleteParams::default())
+        .await
+        .expect("delete");
+    next_matching(&mut rx, |s| *s == Seen::Delete("one".into()), "the delete").await;
+
+    // Restart skiff-control while etcd moves on: the watcher's resourceVersion is then older
+    // than the new server's watch cache, it gets 410 Expired, and relists.
+    lab.component("stop", "skiff-control", false);
+    bump_revision().await;
+    lab.component("start", "skiff-control", false);
+    next_matching(&mut rx, |s| *s == Seen::Init, "a relist after 410").await;
+    next_matching(&mut rx, |s| *s == Seen::InitDone, "the end of the relist").await;
+
+    pods.create(&PostParams::default(), &pod("two"))
+        .await
+        .expect("create after restart");
+    next_matching(
+        &mut rx,
+        |s| *s == Seen::Apply("two".into(), None),
+        "a create after the restart",
+    )
+    .await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_resource_version_is_an_in_stream_410() {
+    let _turn = TURN.lock().await;
+    let Some(lab) = Lab::from_env() else { return };
+    // A fresh server's cache starts at the current revision: revision 1 is long gone.
+    lab.component("restart", "skiff-control", false);
+    bump_revision().await;
+    let client = lab.client().await;
+    let request = http::Request::get(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1&timeoutSeconds=2",
+    )
+    .body(Vec::new())
+    .expect("request");
+    let text = client
+        .request_text(request)
+        .await
+        .expect("a 200 response with an ERROR event");
+    let event: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("one event")).expect("json");
+    assert_eq!(event["type"], "ERROR", "{event}");
+    assert_eq!(event["object"]["code"], 410, "{event}");
+    assert_eq!(event["object"]["reason"], "Expired", "{event}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_lost_across_etcd_and_control_restarts_and_outages_answer_503() {
+    let _turn = TURN.lock().await;
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("durable");
+    let client = lab.client().await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "keep"}, "data": {"answer": "42"}}))
+            .expect("cm");
+    let created = maps
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
+
+    lab.component("stop", "etcd", true);
+    let impatient: Api<ConfigMap> = Api::namespaced(lab.client_without_retries().await, &ns);
+    match impatient.get("keep").await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(
+                (status.code, status.reason.as_str()),
+                (503, "ServiceUnavailable"),
+                "{status:?}"
+            )
+        }
+        other => panic!("expected 503 while etcd is down, got {other:?}"),
+    }
+    lab.component("start", "etcd", false);
+    lab.component("restart", "skiff-control", true);
+
+    let fresh = lab.client().await;
+    let maps: Api<ConfigMap> = Api::namespaced(fresh, &ns);
+    let mut got = None;
+    for _ in 0..100 {
+        if let Ok(found) = maps.get("keep").await {
+            got = Some(found);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = got.expect("the configmap is readable again after the restarts");
+    assert_eq!(got.metadata.uid, created.metadata.uid);
+    assert_eq!(
+        got.data.and_then(|d| d.get("answer").cloned()).as_deref(),
+        Some("42")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_one_etcd_see_each_others_writes() {
+    let _turn = TURN.lock().await;
+    let Some(lab) = Lab::from_env() else { return };
+    let data_dir = lab.dir.join("control-replica-2");
+    let mut replica = std::process::Command::new(lab.bin("skiff-control"))
+        .args([
+            "serve",
+            "--etcd",
+            ETCD_URL,
+            "--listen",
+            "127.0.0.1:16443",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting a second skiff-control");
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(lab.kubeconfig()).expect("kubeconfig");
+    for cluster in &mut kubeconfig.clusters {
+        if let Some(c) = cluster.cluster.as_mut() {
+            c.server = Some("https://127.0.0.1:16443".to_owned());
+        }
+    }
+    let path = data_dir.join("kubeconfig");
+    std::fs::create_dir_all(&data_dir).expect("dir");
+    std::fs::write(
+        &path,
+        serde_json::to_string(&kubeconfig).expect("serialize"),
+    )
+    .expect("write");
+    let second: Client = client_from(&path).await;
+    let ns = lab.namespace("replicas");
+
+    // Wait for the replica to serve.
+    let maps_two: Api<ConfigMap> = Api::namespaced(second, &ns);
+    let mut ready = false;
+    for _ in 0..100 {
+        if maps_two.list(&Default::default()).await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the second replica never answered");
+
+    let stream = watcher(maps_two.clone(), watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let maps_one: Api<ConfigMap> = Api::namespaced(lab.client().await, &ns);
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "via-one"}})).expect("cm");
+    let wait = async {
+        let mut created = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::InitDone) if !created => {
+                    maps_one
+                        .create(&PostParams::default(), &cm)
+                        .await
+                        .expect("create through replica one");
+                    created = true;
+                }
+                Ok(watcher::Event::Apply(c)) if c.metadata.name.as_deref() == Some("via-one") => {
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        false
+    };
+    let seen = tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or(false);
+    let _ = replica.kill();
+    let _ = replica.wait();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    assert!(
+        seen,
+        "a write through replica one never reached a watch on replica two"
+    );
+}
