@@ -116,7 +116,19 @@ async fn load_ca(store: &Store) -> Result<Ca> {
         .context("loading the cluster CA from etcd")
 }
 
+/// Every watch is a socket: raise the open-files limit to the hard limit, as
+/// kube-apiserver deployments do.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        warn!(error = %e, "could not raise the open-files limit");
+    }
+}
+
 async fn run_server(args: ServeArgs) -> Result<()> {
+    raise_open_files_limit();
     if let Some(addr) = args.insecure_listen
         && !addr.ip().is_loopback()
     {

@@ -5,6 +5,7 @@
 //! (`SKIFF_LAB_DIR`, `SKIFF_LAB_NODES`, `SKIFF_XTASK_BIN`). Without it a test skips with a
 //! message — except under `CI=true`, where a test that cannot run fails.
 
+pub mod bench;
 pub mod cluster;
 pub mod netns;
 pub mod process;

@@ -6,6 +6,7 @@
 //! - `test`: fmt, clippy, unit tests, then end-to-end tests against a fresh lab.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cmd;
 mod generate;
 mod host;
@@ -37,6 +38,8 @@ enum Task {
     Component(lab::ComponentArgs),
     /// fmt, clippy, unit tests, then end-to-end tests against a lab brought up for the run.
     Test(test::TestArgs),
+    /// Benchmarks against a lab on release builds; report in target/bench/<timestamp>/.
+    Bench(bench::BenchArgs),
     /// Regenerate control/src/protobuf/schema.rs from the pinned k8s-pb and k8s-openapi.
     GenerateProtoSchema,
 }
@@ -51,6 +54,7 @@ fn main() {
         Task::Component(args) => lab::component(&args),
         Task::Test(args) => test::run(&args),
         Task::GenerateProtoSchema => generate::run(),
+        Task::Bench(args) => bench::run(&args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

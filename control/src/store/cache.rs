@@ -231,6 +231,15 @@ impl WatchCache {
         }
     }
 
+    /// One object by full key, if the cache has synced and holds it.
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        let state = self.read();
+        if !state.synced {
+            return None;
+        }
+        state.objects.get(key).cloned()
+    }
+
     /// The highest revision reflected.
     pub fn revision(&self) -> i64 {
         self.read().revision

@@ -57,6 +57,8 @@ impl Node {
 pub struct Layout {
     /// `target/lab`.
     pub root: PathBuf,
+    /// Cargo profile directory the daemons run from (`debug` or `release`).
+    pub profile: &'static str,
 }
 
 impl Layout {
@@ -64,6 +66,15 @@ impl Layout {
     pub fn current() -> Self {
         Self {
             root: workspace_root().join("target").join("lab"),
+            profile: "debug",
+        }
+    }
+
+    /// The same lab running release builds (for benchmarks).
+    pub fn release() -> Self {
+        Self {
+            profile: "release",
+            ..Self::current()
         }
     }
     /// The record of what `up` started.
@@ -100,7 +111,10 @@ impl Layout {
     }
     /// Where built binaries are.
     pub fn bin(&self, name: &str) -> PathBuf {
-        workspace_root().join("target").join("debug").join(name)
+        workspace_root()
+            .join("target")
+            .join(self.profile)
+            .join(name)
     }
 }
 

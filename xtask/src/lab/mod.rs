@@ -12,7 +12,7 @@ pub mod down;
 mod layout;
 mod network;
 mod probe;
-mod record;
+pub mod record;
 mod status;
 mod up;
 
@@ -20,5 +20,6 @@ pub use component::{ComponentArgs, run as component};
 pub use down::down;
 pub use down::teardown;
 pub use layout::Layout;
+pub use record::Record;
 pub use status::status;
 pub use up::{UpArgs, bring_up, up};

@@ -97,33 +97,38 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
-/// Refuse objects in a namespace that does not exist or is terminating.
+/// Refuse objects in a namespace that does not exist or is terminating. The namespaces'
+/// watch cache answers; only a miss (a namespace created a moment ago) goes to etcd.
 async fn check_namespace(ctx: &Ctx<'_>, name: &str) -> Result<(), ApiError> {
     let info = ctx.info();
     if !info.namespaced {
         return Ok(());
     }
     let ns = ctx.namespace();
+    let namespaces = crate::resources::find("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces are not served"))?;
     let key = crate::store::object_key("", "namespaces", "", ns);
-    match ctx.state.store.get(&key).await {
-        Ok(namespace) => {
-            let phase = namespace
-                .get("status")
-                .and_then(|s| s.get("phase"))
-                .and_then(Value::as_str);
-            if phase == Some("Terminating") {
-                return Err(ApiError::namespace_terminating(
-                    info.group,
-                    info.plural,
-                    name,
-                    ns,
-                ));
-            }
-            Ok(())
-        }
-        Err(StoreError::NotFound) => Err(ApiError::namespace_missing(ns)),
-        Err(e) => Err(ctx.storage_error(name, e)),
+    let cache = ctx
+        .state
+        .store
+        .cache(&namespaces.prefix(), namespaces.projection());
+    let phase = match cache.get(&key) {
+        Some(cached) => cached.field("status.phase"),
+        None => match ctx.state.store.get(&key).await {
+            Ok(namespace) => meta::field_value(&namespace, "status.phase"),
+            Err(StoreError::NotFound) => return Err(ApiError::namespace_missing(ns)),
+            Err(e) => return Err(ctx.storage_error(name, e)),
+        },
+    };
+    if phase == "Terminating" {
+        return Err(ApiError::namespace_terminating(
+            info.group,
+            info.plural,
+            name,
+            ns,
+        ));
     }
+    Ok(())
 }
 
 /// POST on a collection.

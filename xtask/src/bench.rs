@@ -1,0 +1,193 @@
+//! `cargo xtask bench [api|all] [--quick]`: benchmarks against a lab running release
+//! builds, written to target/bench/<timestamp>/report.json and report.md with each figure
+//! beside its target and its floor (the same operation straight on etcd).
+
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::{
+    cmd::{Progress, cargo, command, output, run_cmd, workspace_root},
+    host,
+    lab::{self, Layout, Record},
+    setup,
+};
+
+/// Which benchmarks.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Suite {
+    /// The API server: create/get/list/watch at 1k and 10k pods, watch fan-out, RSS.
+    Api,
+    /// Everything available.
+    All,
+}
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Which benchmarks to run.
+    #[arg(value_enum, default_value = "all")]
+    pub suite: Suite,
+    /// Smaller sizes, for a smoke run (under 5 minutes).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Entry point.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    host::require_root("bench")?;
+    setup::ensure()?;
+    let stamp = output(&mut command("date", ["-u", "+%Y%m%d-%H%M%S"]))?
+        .trim()
+        .to_owned();
+    let dir = workspace_root().join("target").join("bench").join(&stamp);
+    std::fs::create_dir_all(&dir)?;
+    let layout = Layout::release();
+    let mut progress = Progress::new("bench", 4);
+    progress.step("build release binaries", || {
+        run_cmd(cargo().args([
+            "build",
+            "--quiet",
+            "--release",
+            "--bins",
+            "-p",
+            "skiff-control",
+            "-p",
+            "skiff-agent",
+            "-p",
+            "skiff-tests",
+        ]))
+    })?;
+    progress.step("fresh lab on release builds (1 node)", || {
+        if lab::down::anything_left(&layout) {
+            lab::teardown(&layout)?;
+        }
+        lab::bring_up(&layout, 1, false)
+    })?;
+    let api = progress.step("API server benchmark", || run_api(&layout, args.quick));
+    let down = progress.step("lab down", || lab::teardown(&layout));
+    let api = api?;
+    down?;
+    let report = json!({"date": stamp, "machine": machine(), "api": api});
+    std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    std::fs::write(dir.join("report.md"), markdown(&report))?;
+    println!("{}", markdown(&report));
+    eprintln!("report: {}", dir.join("report.md").display());
+    Ok(())
+}
+
+fn run_api(layout: &Layout, quick: bool) -> Result<Value> {
+    let record = Record::load(layout)?.context("the lab has no record")?;
+    let control = record
+        .daemons
+        .iter()
+        .find(|d| d.name == "skiff-control")
+        .context("no skiff-control in the lab")?;
+    let mut cmd = Command::new(layout.bin("skiff-bench"));
+    cmd.arg("api")
+        .arg("--kubeconfig")
+        .arg(layout.kubeconfig())
+        .arg("--control-pid")
+        .arg(control.pid.to_string());
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = output(&mut cmd)?;
+    serde_json::from_str(&out).context("skiff-bench printed no JSON")
+}
+
+fn first_line(path: &str, prefix: &str) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or_else(String::new, |v| v.trim().to_owned())
+}
+
+fn machine() -> Value {
+    json!({
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu": first_line("/proc/cpuinfo", "model name"),
+        "memory": first_line("/proc/meminfo", "MemTotal"),
+    })
+}
+
+fn number(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn row<'a>(rows: &'a [Value], starts: &str) -> Option<&'a Value> {
+    rows.iter()
+        .rfind(|r| r["name"].as_str().is_some_and(|n| n.starts_with(starts)))
+}
+
+fn markdown(report: &Value) -> String {
+    let mut md = String::new();
+    let m = &report["machine"];
+    md.push_str(&format!(
+        "# Skiff benchmarks — {}\n\nMachine: Linux {}, {} cores ({}), {} memory. Release builds, one lab on this machine.\n",
+        report["date"].as_str().unwrap_or_default(),
+        m["kernel"].as_str().unwrap_or_default(),
+        m["cores"],
+        m["cpu"].as_str().unwrap_or_default(),
+        m["memory"].as_str().unwrap_or_default(),
+    ));
+    let api = &report["api"];
+    let rows = api["rows"].as_array().cloned().unwrap_or_default();
+    md.push_str("\n## API server (`cargo xtask bench api`)\n\n| operation | n | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | per s | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in &rows {
+        md.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} |\n",
+            r["name"].as_str().unwrap_or_default(),
+            r["count"],
+            number(&r["p50_ms"]),
+            number(&r["p90_ms"]),
+            number(&r["p99_ms"]),
+            number(&r["p999_ms"]),
+            number(&r["max_ms"]),
+            number(&r["per_second"]),
+            r["errors"],
+        ));
+    }
+    let large = api["sizes"]["large"].as_u64().unwrap_or(0);
+    let watchers = api["sizes"]["watchers"].as_u64().unwrap_or(0);
+    let floor = row(&rows, "etcd put").map_or(0.0, |r| number(&r["p99_ms"]));
+    let create_8 = row(&rows, "create pod (0→").map_or(f64::NAN, |r| number(&r["p99_ms"]));
+    let create_32 = row(&rows, &format!("create pod ({}→", api["sizes"]["small"]))
+        .map_or(f64::NAN, |r| number(&r["p99_ms"]));
+    let list =
+        row(&rows, &format!("list {large} pods (one")).map_or(f64::NAN, |r| number(&r["p99_ms"]));
+    let delivery = row(&rows, "watch event delivery").map_or(f64::NAN, |r| number(&r["p99_ms"]));
+    let rss = number(&api["rss_mib"]["after_large"]);
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    md.push_str("\n| target | measured | verdict |\n|---|---|---|\n");
+    for (load, create) in [
+        ("8 requests in flight", create_8),
+        ("32 requests in flight", create_32),
+    ] {
+        md.push_str(&format!(
+            "| create p99 ≤ 10 ms, {load} | {create:.2} ms (etcd put floor p99 {floor:.2} ms) | {} |\n",
+            verdict(create <= 10.0)
+        ));
+    }
+    md.push_str(&format!(
+        "| list of {large} pods ≤ 300 ms | p99 {list:.1} ms | {} |\n",
+        verdict(list <= 300.0)
+    ));
+    md.push_str(&format!(
+        "| event delivery p99 ≤ 20 ms to {watchers} watchers | {delivery:.2} ms | {} |\n",
+        verdict(delivery <= 20.0)
+    ));
+    md.push_str(&format!(
+        "| RSS ≤ 200 MiB at {large} pods | {rss:.0} MiB | {} |\n",
+        verdict(rss <= 200.0)
+    ));
+    if api["sizes"]["quick"].as_bool() == Some(true) {
+        md.push_str("\n`--quick` run: smaller sizes than the targets name; a smoke test, not a measurement.\n");
+    }
+    md
+}
