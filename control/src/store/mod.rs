@@ -206,34 +206,30 @@ impl Store {
         object: &Value,
         expected: i64,
     ) -> Result<i64, StoreError> {
-        let bytes = object::encode(object);
-        bounded(async {
-            let mut client = self.client().await?;
-            let txn = Txn::new()
-                .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-                .and_then([TxnOp::put(key, bytes, None)])
-                .or_else([TxnOp::get(key, None)]);
-            let response = client.txn(txn).await?;
-            if response.succeeded() {
-                return Ok(response.header().map_or(0, |h| h.revision()));
-            }
-            Err(if exists_in(&response) {
-                StoreError::Conflict
-            } else {
-                StoreError::NotFound
-            })
-        })
-        .await
+        self.when_unchanged(key, expected, TxnOp::put(key, object::encode(object), None))
+            .await
     }
 
     /// Delete an object whose current resourceVersion is `expected`. Returns the revision
     /// of the deletion.
     pub async fn delete(&self, key: &str, expected: i64) -> Result<i64, StoreError> {
+        self.when_unchanged(key, expected, TxnOp::delete(key, None))
+            .await
+    }
+
+    /// Run `operation` on `key` if its revision is still `expected` (Conflict if it changed,
+    /// NotFound if it is gone). Returns the revision of the write.
+    async fn when_unchanged(
+        &self,
+        key: &str,
+        expected: i64,
+        operation: TxnOp,
+    ) -> Result<i64, StoreError> {
         bounded(async {
             let mut client = self.client().await?;
             let txn = Txn::new()
                 .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-                .and_then([TxnOp::delete(key, None)])
+                .and_then([operation])
                 .or_else([TxnOp::get(key, None)]);
             let response = client.txn(txn).await?;
             if response.succeeded() {
