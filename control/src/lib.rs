@@ -9,6 +9,7 @@
 pub mod api;
 pub mod bootstrap;
 pub mod model;
+pub mod patch;
 pub mod pki;
 pub mod protobuf;
 pub mod resources;

@@ -38,13 +38,13 @@ const OPENAPI_VERSION_DIR: &str = "v1_33";
 /// Entry point.
 pub fn run() -> Result<()> {
     let (pb, openapi) = crate_sources()?;
-    let names = json_names(&openapi.join(OPENAPI_VERSION_DIR))?;
+    let (names, strategies) = json_names(&openapi.join(OPENAPI_VERSION_DIR))?;
     let mut messages = BTreeMap::new();
     for module in MODULES {
         let file = pb.join(module).join("mod.rs");
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
-        parse_module(module, &text, &names, &mut messages)?;
+        parse_module(module, &text, &names, &strategies, &mut messages)?;
     }
     let out = workspace_root().join("control/src/protobuf/schema.rs");
     std::fs::write(&out, render(&messages))
@@ -76,8 +76,51 @@ fn crate_sources() -> Result<(PathBuf, PathBuf)> {
 /// (module path, type name) → rust field name → JSON name, from k8s-openapi's serde code.
 type Names = HashMap<(String, String), HashMap<String, String>>;
 
-fn json_names(root: &Path) -> Result<Names> {
+/// (module path, type name) → rust field name → list merge strategy, from k8s-openapi's
+/// DeepMerge impls (generated from the API's list-type and patch-merge-key markers).
+type Strategies = HashMap<(String, String), HashMap<String, String>>;
+
+/// Parse `merge_strategies::list::{map,set,atomic}` calls of one file.
+fn list_strategies(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("crate::merge_strategies::list::") {
+        rest = &rest[at + "crate::merge_strategies::list::".len()..];
+        let kind: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect();
+        let Some(field_at) = rest.find("&mut self.") else {
+            break;
+        };
+        let field: String = rest[field_at + "&mut self.".len()..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let strategy = match kind.as_str() {
+            "map" => {
+                let key = rest
+                    .find("|lhs, rhs| lhs.")
+                    .map(|k| {
+                        rest[k + "|lhs, rhs| lhs.".len()..]
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect::<String>()
+                    })
+                    .unwrap_or_default();
+                format!("map:{}", normalize(&key))
+            }
+            "set" => "set".to_owned(),
+            _ => "atomic".to_owned(),
+        };
+        out.insert(normalize(&field), strategy);
+    }
+    out
+}
+
+fn json_names(root: &Path) -> Result<(Names, Strategies)> {
     let mut names = Names::new();
+    let mut strategies = Strategies::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir)? {
@@ -99,6 +142,10 @@ fn json_names(root: &Path) -> Result<Names> {
                 .unwrap_or(&dir)
                 .to_string_lossy()
                 .into_owned();
+            strategies.insert(
+                (module.clone(), type_name.to_owned()),
+                list_strategies(&text),
+            );
             let fields = names.entry((module, type_name.to_owned())).or_default();
             for line in text.lines() {
                 let line = line.trim();
@@ -110,7 +157,7 @@ fn json_names(root: &Path) -> Result<Names> {
             }
         }
     }
-    Ok(names)
+    Ok((names, strategies))
 }
 
 /// `r#type`, `type_` → `type`.
@@ -142,12 +189,14 @@ struct FieldDef {
     json: String,
     ty: String,
     repeated: bool,
+    list: String,
 }
 
 fn parse_module(
     module: &str,
     text: &str,
     names: &Names,
+    strategies: &Strategies,
     out: &mut BTreeMap<String, Vec<FieldDef>>,
 ) -> Result<()> {
     let mut current: Option<(String, Vec<FieldDef>)> = None;
@@ -200,11 +249,13 @@ fn parse_module(
                 .with_context(|| format!("no tag in {prost}"))?;
             let repeated = prost.contains("repeated");
             let ty = field_type(module, &prost, rust_type.trim())?;
+            let list = list_merge(module, name, &field, &ty, names, strategies);
             fields.push(FieldDef {
                 tag,
                 json,
                 ty,
                 repeated,
+                list,
             });
         }
     }
@@ -212,6 +263,39 @@ fn parse_module(
         bail!("unterminated struct in {module}");
     }
     Ok(())
+}
+
+/// Strategic merge of a field: lists are replaced unless the API marks them as a set or as
+/// a map keyed by a field (their patch merge key).
+fn list_merge(
+    module: &str,
+    type_name: &str,
+    field: &str,
+    ty: &str,
+    names: &Names,
+    strategies: &Strategies,
+) -> String {
+    let strategy = strategies
+        .get(&(module.to_owned(), type_name.to_owned()))
+        .and_then(|s| s.get(field));
+    match strategy.map(String::as_str) {
+        Some("set") => "ListMerge::Set".to_owned(),
+        Some(map) if map.starts_with("map:") => {
+            let key_rust = &map["map:".len()..];
+            let item = ty
+                .strip_prefix("Ty::Message(\"")
+                .and_then(|t| t.strip_suffix("\")"))
+                .and_then(|t| t.rsplit_once('/'))
+                .map(|(m, n)| (m.to_owned(), n.to_owned()));
+            let key_json = item
+                .and_then(|k| names.get(&k))
+                .and_then(|f| f.get(key_rust))
+                .cloned()
+                .unwrap_or_else(|| camel(key_rust));
+            format!("ListMerge::Key(\"{key_json}\")")
+        }
+        _ => "ListMerge::Replace".to_owned(),
+    }
 }
 
 /// The schema type expression for a field.
@@ -298,7 +382,7 @@ fn render(messages: &BTreeMap<String, Vec<FieldDef>>) -> String {
     );
     let _ = writeln!(out, "//! crates. Do not edit by hand.");
     let _ = writeln!(out);
-    let _ = writeln!(out, "use super::{{Field, Message, Ty}};");
+    let _ = writeln!(out, "use super::{{Field, ListMerge, Message, Ty}};");
     let _ = writeln!(out);
     let _ = writeln!(out, "/// Every message, sorted by name.");
     let _ = writeln!(out, "#[rustfmt::skip]");
@@ -308,8 +392,8 @@ fn render(messages: &BTreeMap<String, Vec<FieldDef>>) -> String {
         for f in fields {
             let _ = writeln!(
                 out,
-                "        Field {{ tag: {}, json: \"{}\", ty: {}, repeated: {} }},",
-                f.tag, f.json, f.ty, f.repeated
+                "        Field {{ tag: {}, json: \"{}\", ty: {}, repeated: {}, list: {} }},",
+                f.tag, f.json, f.ty, f.repeated, f.list
             );
         }
         let _ = writeln!(out, "    ] }},");

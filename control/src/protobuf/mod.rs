@@ -39,6 +39,17 @@ pub enum Ty {
     Map(&'static Ty, &'static Ty),
 }
 
+/// How a strategic merge patch combines a list field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListMerge {
+    /// The patch's list replaces the object's.
+    Replace,
+    /// A set of primitives: union (with `$deleteFromPrimitiveList`).
+    Set,
+    /// A list of objects merged by this key (the patch merge key).
+    Key(&'static str),
+}
+
 /// One field of a message.
 #[derive(Debug)]
 pub struct Field {
@@ -50,6 +61,8 @@ pub struct Field {
     pub ty: Ty,
     /// Repeated (a JSON array).
     pub repeated: bool,
+    /// Strategic-merge behaviour of a repeated field.
+    pub list: ListMerge,
 }
 
 /// One message type.
@@ -83,6 +96,12 @@ pub enum ProtobufError {
 fn index() -> &'static HashMap<&'static str, &'static Message> {
     static INDEX: OnceLock<HashMap<&'static str, &'static Message>> = OnceLock::new();
     INDEX.get_or_init(|| schema::MESSAGES.iter().map(|m| (m.name, m)).collect())
+}
+
+/// The message type of a kind (`apps/v1`, `Deployment` → `api/apps/v1/Deployment`).
+pub fn message_for(api_version: &str, kind: &str) -> Option<&'static Message> {
+    message(&format!("{}/{kind}", module_of(api_version)))
+        .or_else(|| message(&format!("apimachinery/pkg/apis/meta/v1/{kind}")))
 }
 
 /// A message by schema name.

@@ -162,7 +162,13 @@ pub async fn patch_scale(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Respo
         .get(&ctx.key(name))
         .await
         .map_err(|e| ctx.storage_error(name, e))?;
-    let scale = write::apply_patch(&content_type, &scale_of(&current), raw)?;
+    let scale = crate::patch::apply(
+        &content_type,
+        &scale_of(&current),
+        raw,
+        "autoscaling/v1",
+        "Scale",
+    )?;
     apply_scale(ctx, name, &scale, &current).await
 }
 

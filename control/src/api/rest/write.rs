@@ -318,39 +318,6 @@ pub async fn update(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, 
     ))
 }
 
-/// Apply a patch document of `content_type` to `current`.
-pub(super) fn apply_patch(
-    content_type: &str,
-    current: &Value,
-    patch: &[u8],
-) -> Result<Value, ApiError> {
-    let mut target = current.clone();
-    match content_type {
-        "application/merge-patch+json" => {
-            let patch: Value = serde_json::from_slice(patch)
-                .map_err(|e| ApiError::bad_request(format!("invalid merge patch: {e}")))?;
-            json_patch::merge(&mut target, &patch);
-        }
-        "application/json-patch+json" => {
-            let patch: json_patch::Patch = serde_json::from_slice(patch)
-                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut target, &patch).map_err(|e| {
-                ApiError::unprocessable(format!(
-                    "the server rejected our request due to an error in our request: {e}"
-                ))
-            })?;
-        }
-        "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
-            return Err(ApiError::unsupported_media_type(&format!(
-                "{content_type} (strategic merge patch and server-side apply are not implemented yet; use \
-                 --type=merge or --type=json)"
-            )));
-        }
-        other => return Err(ApiError::unsupported_media_type(other)),
-    }
-    Ok(target)
-}
-
 /// PATCH of an object or its status, retried when the object changes concurrently (unless
 /// the patch itself names a resourceVersion).
 pub async fn patch(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, ApiError> {
@@ -367,7 +334,13 @@ pub async fn patch(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, A
             .get(&ctx.key(name))
             .await
             .map_err(|e| ctx.storage_error(name, e))?;
-        let patched = apply_patch(&content_type, &current, raw)?;
+        let patched = crate::patch::apply(
+            &content_type,
+            &current,
+            raw,
+            &ctx.info().api_version(),
+            ctx.info().kind,
+        )?;
         let pinned = meta::resource_version(&patched) != meta::resource_version(&current);
         match replace(ctx, name, patched, &current).await {
             Err(e) if e.reason == "Conflict" && !pinned && attempt < PATCH_RETRIES => continue,

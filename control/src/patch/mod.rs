@@ -1,0 +1,58 @@
+//! Patches: JSON merge patch (RFC 7396), JSON patch (RFC 6902) and Kubernetes' strategic
+//! merge patch, applied to objects held as JSON.
+
+pub mod strategic;
+
+use serde_json::Value;
+
+use crate::{model::ApiError, protobuf};
+
+/// Patch content types.
+pub const MERGE: &str = "application/merge-patch+json";
+/// RFC 6902.
+pub const JSON: &str = "application/json-patch+json";
+/// Kubernetes strategic merge patch.
+pub const STRATEGIC: &str = "application/strategic-merge-patch+json";
+/// Server-side apply.
+pub const APPLY: &str = "application/apply-patch+yaml";
+
+/// Apply a patch document of `content_type` to `current` (an object of `api_version`/`kind`).
+pub fn apply(
+    content_type: &str,
+    current: &Value,
+    patch: &[u8],
+    api_version: &str,
+    kind: &str,
+) -> Result<Value, ApiError> {
+    let mut target = current.clone();
+    match content_type {
+        MERGE => {
+            let patch: Value = serde_json::from_slice(patch)
+                .map_err(|e| ApiError::bad_request(format!("invalid merge patch: {e}")))?;
+            json_patch::merge(&mut target, &patch);
+        }
+        JSON => {
+            let patch: json_patch::Patch = serde_json::from_slice(patch)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            json_patch::patch(&mut target, &patch).map_err(|e| {
+                ApiError::unprocessable(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?;
+        }
+        STRATEGIC => {
+            let patch: Value = serde_json::from_slice(patch).map_err(|e| {
+                ApiError::bad_request(format!("invalid strategic merge patch: {e}"))
+            })?;
+            let schema = protobuf::message_for(api_version, kind);
+            target = strategic::apply(current, &patch, schema).map_err(|e| e.into_api_error())?;
+        }
+        APPLY => {
+            return Err(ApiError::unsupported_media_type(&format!(
+                "{content_type} (server-side apply is not implemented yet; use client-side `kubectl apply`)"
+            )));
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    }
+    Ok(target)
+}
