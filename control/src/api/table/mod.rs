@@ -1,11 +1,13 @@
-//! meta.k8s.io/v1 Table responses (what `kubectl get` prints). Every resource gets NAME and
-//! AGE; kind-specific columns come with the kubectl-fidelity work.
+//! meta.k8s.io/v1 Table responses (what `kubectl get` prints), with the columns a real
+//! cluster shows for each kind ([`printers`]); `-o wide` columns have priority 1.
+
+mod printers;
 
 use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
 
 use super::request::Query;
-use crate::{model::meta, resources::ResourceInfo};
+use crate::resources::ResourceInfo;
 
 /// True if the client asked for a Table (`Accept: application/json;as=Table;…`).
 pub fn wanted(headers: &HeaderMap) -> bool {
@@ -17,16 +19,23 @@ pub fn wanted(headers: &HeaderMap) -> bool {
 }
 
 /// Column definitions for `info`.
-pub fn columns(_info: &ResourceInfo) -> Value {
-    json!([
-        {"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0},
-        {"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0},
-    ])
+pub fn columns(info: &ResourceInfo) -> Value {
+    let printer = printers::printer(info.group, info.kind);
+    Value::Array(
+        printer
+            .columns
+            .iter()
+            .map(|(name, kind, priority)| {
+                let format = if *name == "Name" { "name" } else { "" };
+                json!({"name": name, "type": kind, "format": format, "description": "", "priority": priority})
+            })
+            .collect(),
+    )
 }
 
 /// One row for `object`, embedding it as `includeObject` asks (default: metadata only).
-pub fn row(object: &Value, query: &Query) -> Value {
-    let age = age(meta::meta_str(object, "creationTimestamp"));
+pub fn row(info: &ResourceInfo, object: &Value, query: &Query) -> Value {
+    let cells = (printers::printer(info.group, info.kind).cells)(object);
     let embedded = match query.get("includeObject") {
         Some("None") => Value::Null,
         Some("Object") => object.clone(),
@@ -36,7 +45,7 @@ pub fn row(object: &Value, query: &Query) -> Value {
             "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
         }),
     };
-    json!({"cells": [meta::name(object), age], "object": embedded})
+    json!({"cells": cells, "object": embedded})
 }
 
 /// A whole Table.
@@ -46,7 +55,7 @@ pub fn table(info: &ResourceInfo, objects: &[Value], query: &Query, list_meta: V
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
         "columnDefinitions": columns(info),
-        "rows": objects.iter().map(|o| row(o, query)).collect::<Vec<_>>(),
+        "rows": objects.iter().map(|o| row(info, o, query)).collect::<Vec<_>>(),
     })
 }
 
