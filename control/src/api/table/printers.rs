@@ -9,12 +9,15 @@ use crate::model::meta;
 /// A column: name, type, priority (0 = default, 1 = `-o wide`).
 pub type Column = (&'static str, &'static str, u8);
 
+/// Computes one row's cells, in column order.
+pub type Cells = fn(&Value) -> Vec<Value>;
+
 /// Columns and the cell function of one kind.
 pub struct Printer {
     /// Column definitions (Name is always first).
     pub columns: &'static [Column],
     /// One row's cells, in column order.
-    pub cells: fn(&Value) -> Vec<Value>,
+    pub cells: Cells,
 }
 
 const NAME: Column = ("Name", "string", 0);
@@ -22,7 +25,7 @@ const AGE: Column = ("Age", "string", 0);
 
 /// The printer of `group`/`kind`.
 pub fn printer(group: &str, kind: &str) -> Printer {
-    let (columns, cells): (&'static [Column], fn(&Value) -> Vec<Value>) = match (group, kind) {
+    let (columns, cells): (&'static [Column], Cells) = match (group, kind) {
         ("", "Pod") => (
             &[
                 NAME,
