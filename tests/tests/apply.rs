@@ -179,3 +179,101 @@ fn bad_patches_get_kubes_status_and_change_nothing() {
     ]);
     assert_eq!(before, after, "a failed patch changed the object");
 }
+
+#[test]
+fn server_side_apply_from_two_managers_conflicts_until_forced() {
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("ssa");
+    let manifest = |replicas: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: {replicas}\n  \
+             selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      \
+             containers: [{{name: web, image: \"nginx:1.25\"}}]\n"
+        )
+    };
+    let first = lab.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &manifest(2));
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(
+        first
+            .stdout
+            .contains("deployment.apps/web serverside-applied"),
+        "{}",
+        first.stdout
+    );
+    // The same manager again: no conflict.
+    assert_eq!(
+        lab.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &manifest(2))
+            .code,
+        0
+    );
+
+    let conflict = lab.kubectl_stdin(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        &manifest(5),
+    );
+    assert_ne!(conflict.code, 0);
+    assert!(
+        conflict
+            .stderr
+            .contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
+        "{}",
+        conflict.stderr
+    );
+    let replicas = lab.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "2", "a conflicting apply changed the object");
+
+    let forced = lab.kubectl_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        &manifest(5),
+    );
+    assert_eq!(forced.code, 0, "{forced:?}");
+    let state = lab.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-n",
+        &ns,
+        "--show-managed-fields",
+        "-o",
+        "json",
+    ]);
+    let state: Value = serde_json::from_str(&state).expect("json");
+    assert_eq!(state["spec"]["replicas"], 5);
+    let managers: Vec<&str> = state["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .filter_map(|e| e["manager"].as_str())
+        .collect();
+    assert!(
+        managers.contains(&"kubectl") && managers.contains(&"other"),
+        "{managers:?}"
+    );
+    let kubectl_fields = state["metadata"]["managedFields"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["manager"] == "kubectl")
+        .expect("kubectl entry");
+    assert!(
+        kubectl_fields["fieldsV1"]["f:spec"]
+            .get("f:replicas")
+            .is_none(),
+        "forcing moved .spec.replicas to `other`: {kubectl_fields}"
+    );
+}

@@ -126,6 +126,11 @@ impl ApiError {
         .with_details(group, resource, name)
     }
 
+    /// 409 Conflict with its own message (server-side apply conflicts).
+    pub fn conflict_with_message(message: &str) -> Self {
+        Self::new(409, "Conflict", message)
+    }
+
     /// 409 Conflict because the object changed since the client read it.
     pub fn modified(group: &str, resource: &str, name: &str) -> Self {
         Self::conflict(

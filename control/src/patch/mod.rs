@@ -1,6 +1,7 @@
 //! Patches: JSON merge patch (RFC 7396), JSON patch (RFC 6902) and Kubernetes' strategic
 //! merge patch, applied to objects held as JSON.
 
+pub mod apply;
 pub mod strategic;
 
 use serde_json::Value;
@@ -46,11 +47,6 @@ pub fn apply(
             })?;
             let schema = protobuf::message_for(api_version, kind);
             target = strategic::apply(current, &patch, schema).map_err(|e| e.into_api_error())?;
-        }
-        APPLY => {
-            return Err(ApiError::unsupported_media_type(&format!(
-                "{content_type} (server-side apply is not implemented yet; use client-side `kubectl apply`)"
-            )));
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     }

@@ -325,6 +325,9 @@ pub async fn patch(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, A
         return Err(ApiError::too_large(body::MAX_BODY));
     }
     let content_type = body::content_type(ctx.headers);
+    if content_type == crate::patch::APPLY {
+        return server_side_apply(ctx, name, raw).await;
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -353,4 +356,65 @@ pub async fn patch(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, A
             }
         }
     }
+}
+
+/// PATCH with `application/apply-patch+yaml`: server-side apply as `fieldManager`, creating
+/// the object if it does not exist.
+async fn server_side_apply(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, ApiError> {
+    let info = ctx.info();
+    let manager = ctx
+        .query
+        .get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| ApiError::bad_request("fieldManager must be set for apply requests"))?
+        .to_owned();
+    let force = ctx.query.flag("force");
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| ApiError::bad_request("the apply body is not UTF-8"))?;
+    let mut config: Value = serde_saphyr::from_str(text).map_err(|e| {
+        ApiError::bad_request(format!("error decoding the apply configuration: {e}"))
+    })?;
+    super::check_type(info, &config)?;
+    let body_name = meta::name(&config).to_owned();
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    meta::set_meta(&mut config, "name", json!(name));
+    object_meta::settle_identity(ctx, &mut config)?;
+    let now = object_meta::now();
+    for _ in 0..PATCH_RETRIES {
+        match ctx.state.store.get(&ctx.key(name)).await {
+            Err(StoreError::NotFound) => {
+                let object = crate::patch::apply::apply(None, &config, &manager, force, &now)?;
+                match create_object(ctx, object).await {
+                    Ok((object, warnings)) => {
+                        return Ok(with_warnings(
+                            object_response(ctx, StatusCode::CREATED, &object),
+                            &warnings,
+                        ));
+                    }
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(ctx.storage_error(name, e)),
+            Ok(live) => {
+                let object =
+                    crate::patch::apply::apply(Some(&live), &config, &manager, force, &now)?;
+                match replace(ctx, name, object, &live).await {
+                    Err(e) if e.reason == "Conflict" && e.details.causes.is_empty() => continue,
+                    Err(e) => return Err(e),
+                    Ok((object, warnings)) => {
+                        return Ok(with_warnings(
+                            object_response(ctx, StatusCode::OK, &object),
+                            &warnings,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Err(ApiError::modified(info.group, info.plural, name))
 }
