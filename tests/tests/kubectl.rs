@@ -241,3 +241,17 @@ fn api_resources_and_version() {
         assert_eq!(direct.stdout.trim(), "namespace/default", "{direct:?}");
     }
 }
+
+#[test]
+fn explain_reads_the_openapi_schemas() {
+    let Some(lab) = Lab::from_env() else { return };
+    let out = lab.kubectl_ok(&["explain", "pod.spec.containers"]);
+    assert!(out.contains("KIND:       Pod"), "{out}");
+    assert!(out.contains("FIELD: containers <[]Container>"), "{out}");
+    assert!(out.contains("image\t<string>"), "{out}");
+    let out = lab.kubectl_ok(&["explain", "deployment.spec.strategy.rollingUpdate"]);
+    assert!(
+        out.contains("GROUP:      apps") && out.contains("maxSurge"),
+        "{out}"
+    );
+}

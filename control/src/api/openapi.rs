@@ -1,9 +1,13 @@
 //! OpenAPI v3 documents generated from the resource registry: the root index and one
 //! document per group-version, with the operations, `x-kubernetes-group-version-kind` and
 //! the `fieldValidation` parameter kubectl looks for before it relies on server-side field
-//! validation. (Full schemas, for `kubectl explain`, come with the kubectl-fidelity work.)
+//! validation, and the component schemas (from k8s-openapi, with kube's names and
+//! descriptions) that `kubectl explain` walks. Documents are built once and cached.
+
+use std::{collections::HashMap, sync::OnceLock};
 
 use axum::{http::StatusCode, response::Response};
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::response;
@@ -48,10 +52,26 @@ fn operation(id: String, gvk: &Value, params: &[Value]) -> Value {
 
 /// GET /openapi/v3/{api/v1 | apis/g/v}.
 pub fn group_version(path: &str) -> Result<Response, ApiError> {
-    let (g, v) = group_versions()
-        .into_iter()
-        .find(|(g, v)| gv_path(g, v) == path.trim_matches('/'))
+    static DOCS: OnceLock<HashMap<String, Bytes>> = OnceLock::new();
+    let docs = DOCS.get_or_init(|| {
+        group_versions()
+            .into_iter()
+            .map(|(g, v)| {
+                (
+                    gv_path(g, v),
+                    Bytes::from(serde_json::to_vec(&document(g, v)).unwrap_or_default()),
+                )
+            })
+            .collect()
+    });
+    let doc = docs
+        .get(path.trim_matches('/'))
         .ok_or_else(ApiError::no_route)?;
+    Ok(response::raw_json(StatusCode::OK, doc.clone()))
+}
+
+/// The OpenAPI document of one group-version.
+fn document(g: &str, v: &str) -> Value {
     let mut paths = Map::new();
     let field_validation = param("fieldValidation", "query");
     let dry_run = param("dryRun", "query");
@@ -108,11 +128,29 @@ pub fn group_version(path: &str) -> Result<Response, ApiError> {
             );
         }
     }
-    let doc = json!({
+    json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths,
-        "components": {"schemas": {}},
-    });
-    Ok(response::json(StatusCode::OK, &doc))
+        "components": {"schemas": schemas(g, v)},
+    })
+}
+
+/// Component schemas of a group-version's kinds, each kind tagged with its GVK.
+fn schemas(g: &str, v: &str) -> Value {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
+    for r in REGISTRY.iter().filter(|r| r.group == g && r.version == v) {
+        kinds.push((r.strategy.add_schema(&mut generator), r));
+    }
+    let mut definitions = generator.take_definitions(true);
+    for (name, r) in kinds {
+        if let Some(Value::Object(schema)) = definitions.get_mut(&name) {
+            schema.insert(
+                "x-kubernetes-group-version-kind".to_owned(),
+                json!([{"group": r.group, "version": r.version, "kind": r.kind}]),
+            );
+        }
+    }
+    Value::Object(definitions)
 }

@@ -12,7 +12,9 @@ use serde_json::Value;
 use crate::model::validation::ErrorList;
 
 /// A kind's defaulting and validation on its typed form.
-pub trait Kind: Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Kind:
+    Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static
+{
     /// Fill in defaults (kube-apiserver's defaulting functions and defaulting admission).
     fn default_fields(&mut self) {}
     /// Kind-specific validation; `old` is the stored object on updates.
@@ -35,6 +37,10 @@ pub trait Strategy: Send + Sync {
     /// Decode, default and validate `object` (`old`: the stored object on updates).
     /// Err(message) if the body cannot be decoded as the kind at all.
     fn prepare(&self, object: &Value, old: Option<&Value>) -> Result<Prepared, String>;
+
+    /// Add the kind's OpenAPI schema (and every schema it references) to `generator`;
+    /// returns the kind's schema name (`io.k8s.api.core.v1.Pod`).
+    fn add_schema(&self, generator: &mut schemars::SchemaGenerator) -> String;
 }
 
 /// [`Strategy`] for a k8s-openapi type implementing [`Kind`].
@@ -70,6 +76,11 @@ impl<K: Kind> Strategy for Typed<K> {
             unknown_fields,
             errors,
         })
+    }
+
+    fn add_schema(&self, generator: &mut schemars::SchemaGenerator) -> String {
+        generator.subschema_for::<K>();
+        K::schema_name().into_owned()
     }
 }
 
