@@ -6,3 +6,4 @@
 pub mod datapath;
 pub mod metrics;
 pub mod netns;
+pub mod node;

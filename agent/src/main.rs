@@ -4,14 +4,20 @@
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, atomic::Ordering},
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use clap::Parser;
-use skiff_agent::{datapath::Datapath, metrics::Metrics, netns};
+use skiff_agent::{
+    datapath::Datapath,
+    metrics::Metrics,
+    netns,
+    node::{self, HostFacts, NodeConfig},
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
@@ -42,6 +48,18 @@ struct Args {
     /// Directory for this agent's state.
     #[arg(long)]
     state_dir: PathBuf,
+    /// Kubeconfig to reach the API server (the node's own client certificate).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// containerd socket.
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    containerd: PathBuf,
+    /// Pod CIDR to claim if the Node has none.
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// Maximum pods on this node.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
 }
 
 struct AppState {
@@ -87,6 +105,17 @@ async fn run(args: Args) -> Result<()> {
     state.metrics.socket_lb_attached.store(1, Ordering::Relaxed);
     info!(node = %args.node_name, cgroup = %args.cgroup.display(), pins = %args.bpffs_dir.display(), "socket LB attached");
 
+    let _node = match &args.kubeconfig {
+        Some(path) => Some(tokio::spawn(node_lifecycle(
+            path.clone(),
+            node_config(&args).await,
+        ))),
+        None => {
+            info!("no --kubeconfig: not registering with an API server");
+            None
+        }
+    };
+
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
@@ -103,6 +132,79 @@ async fn run(args: Args) -> Result<()> {
     drop(datapath);
     info!("stopped");
     Ok(())
+}
+
+/// How this node presents itself to the API server.
+async fn node_config(args: &Args) -> NodeConfig {
+    let address = match args.listen.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(_) => std::net::Ipv4Addr::LOCALHOST,
+    };
+    NodeConfig {
+        name: args.node_name.clone(),
+        address,
+        pod_cidr: args.pod_cidr.clone(),
+        max_pods: args.max_pods,
+        runtime_version: runtime_version(&args.containerd).await,
+    }
+}
+
+/// `containerd://<version>` from the runtime itself.
+async fn runtime_version(socket: &Path) -> String {
+    let version = async {
+        let channel = containerd_client::connect(socket).await.ok()?;
+        let reply = containerd_client::services::v1::version_client::VersionClient::new(channel)
+            .version(())
+            .await
+            .ok()?;
+        Some(reply.into_inner().version)
+    };
+    match tokio::time::timeout(Duration::from_secs(3), version).await {
+        Ok(Some(v)) => format!("containerd://{v}"),
+        _ => "containerd://unknown".to_owned(),
+    }
+}
+
+/// Register the Node (retrying until the API server answers), then heartbeat forever.
+async fn node_lifecycle(kubeconfig: PathBuf, config: NodeConfig) {
+    let facts = HostFacts::read();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(&kubeconfig).map_err(|e| e.to_string())?;
+            let options = kube::config::KubeConfigOptions::default();
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| e.to_string())?;
+            kube::Client::try_from(config).map_err(|e| e.to_string())
+        };
+        let client = match attempt.await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build an API client from the kubeconfig yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        match node::register(&client, &config, &facts, &now).await {
+            Ok(node) => {
+                info!(node = %config.name, "registered with the API server");
+                let uid = node.metadata.uid.unwrap_or_default();
+                node::heartbeat(client, config, uid).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "node registration failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {

@@ -38,6 +38,8 @@ pub struct Node {
     pub host_veth: String,
     /// Its address on the underlay.
     pub address: Ipv4Addr,
+    /// Its pod CIDR (`10.244.N.0/24`).
+    pub pod_cidr: String,
 }
 
 impl Node {
@@ -48,6 +50,7 @@ impl Node {
             name: format!("{NETNS_PREFIX}{index}"),
             host_veth: format!("{HOST_VETH_PREFIX}{index}"),
             address: Ipv4Addr::new(172, 30, 0, octet),
+            pod_cidr: format!("10.244.{index}.0/24"),
         }
     }
 }

@@ -172,20 +172,6 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             .map(drop)
         })
     })?;
-    progress.step(&format!("skiff-agent on {node_count} nodes"), || {
-        let mut pending = Vec::new();
-        for node in &nodes {
-            let daemon = start_agent(layout, node)?;
-            record.daemons.push(daemon.clone());
-            record.save(layout)?;
-            pending.push((node.clone(), daemon));
-        }
-        for (node, daemon) in pending {
-            let addr = SocketAddr::from(SocketAddrV4::new(node.address, AGENT_PORT));
-            wait_healthy(&daemon, || http_get(addr, "/healthz").map(drop))?;
-        }
-        Ok(())
-    })?;
     progress.step("kubeconfigs (admin, and one per node)", || {
         kubeconfig(
             layout,
@@ -201,6 +187,20 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
                 &["system:nodes"],
                 &layout.node_dir(node).join("kubeconfig"),
             )?;
+        }
+        Ok(())
+    })?;
+    progress.step(&format!("skiff-agent on {node_count} nodes"), || {
+        let mut pending = Vec::new();
+        for node in &nodes {
+            let daemon = start_agent(layout, node)?;
+            record.daemons.push(daemon.clone());
+            record.save(layout)?;
+            pending.push((node.clone(), daemon));
+        }
+        for (node, daemon) in pending {
+            let addr = SocketAddr::from(SocketAddrV4::new(node.address, AGENT_PORT));
+            wait_healthy(&daemon, || http_get(addr, "/healthz").map(drop))?;
         }
         Ok(())
     })?;
@@ -332,7 +332,13 @@ fn start_agent(layout: &Layout, node: &Node) -> Result<Daemon> {
         .arg("--listen")
         .arg(listen.to_string())
         .arg("--state-dir")
-        .arg(layout.node_dir(node));
+        .arg(layout.node_dir(node))
+        .arg("--kubeconfig")
+        .arg(layout.node_dir(node).join("kubeconfig"))
+        .arg("--containerd")
+        .arg(layout.containerd_socket())
+        .arg("--pod-cidr")
+        .arg(&node.pod_cidr);
     let name = format!("agent/{}", node.name);
     let log = layout.logs().join(format!("agent-{}.log", node.name));
     daemons::spawn(&name, cmd, &log, format!("http://{listen}/healthz"))
