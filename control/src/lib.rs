@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod controllers;
 pub mod model;
 pub mod patch;
 pub mod pki;

@@ -8,7 +8,6 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
 use clap::{Args, Parser, Subcommand};
 use skiff_control::{
     api::{self, auth::Tokens, serve},
@@ -198,7 +197,9 @@ async fn run_server(args: ServeArgs) -> Result<()> {
             stopped(stop_rx.clone()),
         )));
     }
+    let controllers = tokio::spawn(run_controllers(args.listen[0], ca, args.data_dir.clone()));
     shutdown_signal().await;
+    controllers.abort();
     let _ = stop_tx.send(true);
     for server in servers {
         let _ = server.await;
@@ -207,21 +208,54 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The controllers, with their own client certificate, against this server.
+async fn run_controllers(listen: SocketAddr, ca: Ca, data_dir: PathBuf) {
+    let connect = async {
+        let user = "system:kube-controller-manager";
+        let client_pem = ca.client(user, &[])?;
+        let host = if listen.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            listen.ip().to_string()
+        };
+        let text = skiff_control::pki::kubeconfig(
+            &format!("https://{host}:{}", listen.port()),
+            &ca.pem,
+            user,
+            &client_pem,
+        );
+        let path = data_dir.join("controller-manager.kubeconfig");
+        std::fs::write(&path, text)?;
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path)?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        anyhow::Ok(kube::Client::try_from(config)?)
+    };
+    match connect.await {
+        Ok(client) => {
+            let identity = format!(
+                "{}_{}",
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .unwrap_or_default()
+                    .trim(),
+                std::process::id()
+            );
+            skiff_control::controllers::run(client, identity).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "controllers cannot reach the API server; they are not running")
+        }
+    }
+}
+
 async fn write_kubeconfig(args: KubeconfigArgs) -> Result<()> {
     let store = Store::new(args.etcd.etcd);
     let ca = load_ca(&store).await?;
     let client = ca.client(&args.user, &args.groups)?;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
-         contexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\ncurrent-context: skiff\n\
-         users:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
-        server = args.server,
-        ca = b64(&ca.pem.cert),
-        user = args.user,
-        cert = b64(&client.cert),
-        key = b64(&client.key),
-    );
+    let text = skiff_control::pki::kubeconfig(&args.server, &ca.pem, &args.user, &client);
     std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
     Ok(())
 }

@@ -147,3 +147,17 @@ impl Ca {
         self.issue(params)
     }
 }
+
+/// A kubeconfig for `user` at `server`, trusting `ca` and presenting `client`.
+pub fn kubeconfig(server: &str, ca: &Pem, user: &str, client: &Pem) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+         contexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\ncurrent-context: skiff\n\
+         users:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
+        ca = b64(&ca.cert),
+        cert = b64(&client.cert),
+        key = b64(&client.key),
+    )
+}

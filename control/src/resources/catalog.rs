@@ -45,7 +45,7 @@ pub static REGISTRY: &[ResourceInfo] = &[
         namespaced: false,
         short_names: &["ns"],
         categories: &[],
-        subresources: STATUS,
+        subresources: &[S::Status, S::Finalize],
         field_selectors: &["status.phase"],
         name_is_label: true,
         strategy: &Typed::<Namespace>::new(),

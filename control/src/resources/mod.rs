@@ -26,6 +26,8 @@ pub enum Subresource {
     Log,
     /// `pods/exec`.
     Exec,
+    /// `namespaces/finalize`: update `spec.finalizers` of a terminating namespace.
+    Finalize,
 }
 
 impl Subresource {
@@ -38,6 +40,7 @@ impl Subresource {
             Self::Eviction => "eviction",
             Self::Log => "log",
             Self::Exec => "exec",
+            Self::Finalize => "finalize",
         }
     }
 
@@ -48,6 +51,7 @@ impl Subresource {
             Self::Binding | Self::Eviction => &["create"],
             Self::Log => &["get"],
             Self::Exec => &["create", "get"],
+            Self::Finalize => &["update"],
         }
     }
 
@@ -55,7 +59,7 @@ impl Subresource {
     /// parent's own kind.
     pub fn response_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
         match self {
-            Self::Status => None,
+            Self::Status | Self::Finalize => None,
             Self::Scale => Some(("autoscaling", "v1", "Scale")),
             Self::Binding => Some(("", "v1", "Binding")),
             Self::Eviction => Some(("policy", "v1", "Eviction")),

@@ -19,6 +19,11 @@ pub trait Kind:
     fn default_fields(&mut self) {}
     /// Kind-specific validation; `old` is the stored object on updates.
     fn validate(&self, _old: Option<&Self>, _errors: &mut ErrorList) {}
+    /// Kind-specific finalization that holds a deletion back (namespaces: `spec.finalizers`,
+    /// processed by the namespace controller). Marks the object and returns true if so.
+    fn hold_deletion(&mut self) -> bool {
+        false
+    }
 }
 
 /// The outcome of preparing a written object.
@@ -37,6 +42,9 @@ pub trait Strategy: Send + Sync {
     /// Decode, default and validate `object` (`old`: the stored object on updates).
     /// Err(message) if the body cannot be decoded as the kind at all.
     fn prepare(&self, object: &Value, old: Option<&Value>) -> Result<Prepared, String>;
+
+    /// Kind-specific deletion hold: mark `object` and return true if its deletion must wait.
+    fn hold_deletion(&self, object: &mut Value) -> bool;
 
     /// Add the kind's OpenAPI schema (and every schema it references) to `generator`;
     /// returns the kind's schema name (`io.k8s.api.core.v1.Pod`).
@@ -81,6 +89,22 @@ impl<K: Kind> Strategy for Typed<K> {
     fn add_schema(&self, generator: &mut schemars::SchemaGenerator) -> String {
         generator.subschema_for::<K>();
         K::schema_name().into_owned()
+    }
+
+    fn hold_deletion(&self, object: &mut Value) -> bool {
+        let Ok(mut typed) = serde_json::from_value::<K>(object.clone()) else {
+            return false;
+        };
+        if !typed.hold_deletion() {
+            return false;
+        }
+        match serde_json::to_value(&typed) {
+            Ok(marked) => {
+                *object = marked;
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 

@@ -116,8 +116,11 @@ async fn delete_object(ctx: &Ctx<'_>, name: &str, opts: &Options) -> Result<Valu
             .get("metadata")
             .and_then(|m| m.get("deletionGracePeriodSeconds"))
             .and_then(Value::as_i64);
-        let deferred = grace > 0 || !finalizers.is_empty();
-        if !deferred || (already.is_some() && grace == 0 && finalizers.is_empty()) {
+        // Kind-specific holds (a namespace waits for the namespace controller).
+        let mut marked = current.clone();
+        let held = info.strategy.hold_deletion(&mut marked);
+        let deferred = grace > 0 || !finalizers.is_empty() || held;
+        if !deferred || (already.is_some() && grace == 0 && finalizers.is_empty() && !held) {
             if ctx.query.dry_run() {
                 return Ok(current);
             }
@@ -132,7 +135,6 @@ async fn delete_object(ctx: &Ctx<'_>, name: &str, opts: &Options) -> Result<Valu
         if already.is_some_and(|a| a <= grace) {
             return Ok(current);
         }
-        let mut marked = current.clone();
         let deadline = jiff::Timestamp::now()
             .checked_add(jiff::SignedDuration::from_secs(grace))
             .unwrap_or_else(|_| jiff::Timestamp::now());

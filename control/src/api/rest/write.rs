@@ -272,7 +272,8 @@ pub(super) async fn replace(
         .and_then(|m| m.get("deletionGracePeriodSeconds"))
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    if deleting && meta::finalizers(&object).is_empty() && grace == 0 {
+    let held = info.strategy.hold_deletion(&mut object.clone());
+    if deleting && meta::finalizers(&object).is_empty() && grace == 0 && !held {
         if !ctx.query.dry_run() {
             ctx.state
                 .store
@@ -417,4 +418,50 @@ async fn server_side_apply(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Res
         }
     }
     Err(ApiError::modified(info.group, info.plural, name))
+}
+
+/// PUT namespaces/{name}/finalize: set `spec.finalizers`; a terminating namespace whose
+/// finalizers are all gone is deleted.
+pub async fn finalize(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, ApiError> {
+    let body = body::decode_object(ctx.headers, raw)?;
+    super::check_type(ctx.info(), &body)?;
+    let finalizers = body
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or_else(|| json!([]));
+    if !finalizers.is_array() {
+        return Err(ApiError::bad_request("spec.finalizers must be a list"));
+    }
+    for _ in 0..PATCH_RETRIES {
+        let old = ctx
+            .state
+            .store
+            .get(&ctx.key(name))
+            .await
+            .map_err(|e| ctx.storage_error(name, e))?;
+        let revision: i64 = meta::resource_version(&old).parse().unwrap_or(0);
+        let mut new = old.clone();
+        new["spec"]["finalizers"] = finalizers.clone();
+        let done = finalizers.as_array().is_some_and(Vec::is_empty)
+            && !meta::meta_str(&old, "deletionTimestamp").is_empty()
+            && meta::finalizers(&old).is_empty();
+        let result = if done {
+            ctx.state.store.delete(&ctx.key(name), revision).await
+        } else {
+            ctx.state.store.update(&ctx.key(name), &new, revision).await
+        };
+        match result {
+            Ok(rv) => {
+                meta::set_meta(&mut new, "resourceVersion", json!(rv.to_string()));
+                return Ok(object_response(ctx, StatusCode::OK, &new));
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(ctx.storage_error(name, e)),
+        }
+    }
+    Err(ApiError::modified(
+        ctx.info().group,
+        ctx.info().plural,
+        name,
+    ))
 }

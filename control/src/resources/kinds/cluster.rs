@@ -49,6 +49,20 @@ impl Kind for Namespace {
             .get_or_insert_with(Default::default)
             .insert("kubernetes.io/metadata.name".to_owned(), name);
     }
+
+    fn hold_deletion(&mut self) -> bool {
+        let finalizers = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.finalizers.as_ref())
+            .is_some_and(|f| !f.is_empty());
+        if finalizers {
+            self.status
+                .get_or_insert_with(NamespaceStatus::default)
+                .phase = Some("Terminating".to_owned());
+        }
+        finalizers
+    }
 }
 
 impl Kind for ConfigMap {

@@ -1,0 +1,32 @@
+//! Controllers inside skiff-control. They talk to the API server like any client (a kube-rs
+//! client with their own certificate), and only the replica holding the leader Lease runs
+//! them, so several replicas never act twice.
+
+mod leader;
+mod namespace;
+
+use std::time::Duration;
+
+use kube::Client;
+use tracing::{info, warn};
+
+pub use leader::LeaderElection;
+
+/// Run the controllers whenever this replica leads; returns when `client` is unusable.
+pub async fn run(client: Client, identity: String) {
+    let election = LeaderElection::new(
+        client.clone(),
+        "kube-system",
+        "skiff-controller-manager",
+        identity,
+    );
+    loop {
+        election.acquire().await;
+        info!("became the leader: starting controllers");
+        let controllers = tokio::spawn(namespace::run(client.clone()));
+        election.hold().await;
+        warn!("lost the leader lease: stopping controllers");
+        controllers.abort();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
