@@ -211,6 +211,51 @@ impl FieldSelector {
     }
 }
 
+/// Render a selector object as the string form kubectl and Scale status use
+/// (`app=web,tier in (a,b),!legacy`). Accepts a `LabelSelector` or a plain label map
+/// (ReplicationControllers, Services).
+pub fn render(selector: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let labels = selector.get("matchLabels").unwrap_or(selector);
+    let mut terms: Vec<String> = labels
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != "matchExpressions")
+                .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        terms.push(
+            match e
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+            {
+                "In" => format!("{key} in ({})", values.join(",")),
+                "NotIn" => format!("{key} notin ({})", values.join(",")),
+                "Exists" => key.to_owned(),
+                _ => format!("!{key}"),
+            },
+        );
+    }
+    terms.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +306,14 @@ mod tests {
         ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn selectors_render_like_kubectl() {
+        let selector = serde_json::json!({"matchLabels": {"app": "web"}, "matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["a", "b"]}, {"key": "legacy", "operator": "DoesNotExist"}]});
+        assert_eq!(render(&selector), "app=web,tier in (a,b),!legacy");
+        assert_eq!(render(&serde_json::json!({"app": "web"})), "app=web");
     }
 
     #[test]

@@ -14,48 +14,10 @@ use crate::{
 
 /// The label selector of a workload as the string form Scale.status.selector uses.
 fn selector_string(object: &Value) -> String {
-    let selector = object.get("spec").and_then(|s| s.get("selector"));
-    let Some(selector) = selector else {
-        return String::new();
-    };
-    // ReplicationControllers have a plain map; the rest a LabelSelector.
-    let labels = selector.get("matchLabels").unwrap_or(selector);
-    let mut terms: Vec<String> = labels
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    for e in selector
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-        let values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        terms.push(
-            match e
-                .get("operator")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-            {
-                "In" => format!("{key} in ({})", values.join(",")),
-                "NotIn" => format!("{key} notin ({})", values.join(",")),
-                "Exists" => key.to_owned(),
-                _ => format!("!{key}"),
-            },
-        );
-    }
-    terms.join(",")
+    object
+        .pointer("/spec/selector")
+        .map(crate::model::selector::render)
+        .unwrap_or_default()
 }
 
 /// The Scale view of a workload.

@@ -250,29 +250,9 @@ fn created(o: &Value) -> Value {
 
 /// Label selector as `k=v,k2 in (a,b)` (maps and LabelSelectors).
 fn selector(selector: Option<&Value>) -> String {
-    let Some(selector) = selector else {
-        return String::new();
-    };
-    let labels = selector.get("matchLabels").unwrap_or(selector);
-    let mut terms: Vec<String> = labels
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    for e in list(selector, "matchExpressions") {
-        let values: Vec<&str> = list(e, "values").iter().filter_map(Value::as_str).collect();
-        let key = s(e, "key");
-        terms.push(match s(e, "operator") {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_owned(),
-            _ => format!("!{key}"),
-        });
-    }
-    terms.join(",")
+    selector
+        .map(crate::model::selector::render)
+        .unwrap_or_default()
 }
 
 fn containers_and_images(template_spec: &Value) -> (Value, Value) {
