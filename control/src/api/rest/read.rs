@@ -116,14 +116,15 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let token = ctx.query.get("continue").filter(|t| !t.is_empty());
     let info = ctx.info();
     let list_kind = format!("{}List", info.kind);
-    let (items, revision, next, remaining) = if limit.is_some() || token.is_some() {
-        list_from_etcd(ctx, &filter, limit, token).await?
-    } else {
-        match list_from_cache(ctx, &filter).await {
+    // The watch cache answers while it is at the list's revision (a first page, or a
+    // continuation of a list nothing changed since); otherwise etcd does, at the token's
+    // revision, so every page belongs to one consistent list.
+    let resume = token.map(decode_continue).transpose()?;
+    let (items, revision, next, remaining) =
+        match list_from_cache(ctx, &filter, limit, resume.as_ref()).await {
             Ok(result) => result,
-            Err(_) => list_from_etcd(ctx, &filter, None, None).await?,
-        }
-    };
+            Err(_) => list_from_etcd(ctx, &filter, limit, token).await?,
+        };
     if table::wanted(ctx.headers) {
         let objects: Vec<Value> = items
             .iter()
@@ -151,11 +152,16 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 
 type Listed = (Vec<Bytes>, i64, Option<String>, Option<i64>);
 
-async fn list_from_cache(ctx: &Ctx<'_>, filter: &Filter) -> Result<Listed, ApiError> {
+async fn list_from_cache(
+    ctx: &Ctx<'_>,
+    filter: &Filter,
+    limit: Option<i64>,
+    resume: Option<&Continue>,
+) -> Result<Listed, ApiError> {
     let info = ctx.info();
     let cache = ctx.state.store.cache(&info.prefix(), info.projection());
     // resourceVersion=0 means "any recent state"; otherwise the list must be consistent.
-    if ctx.query.get("resourceVersion") != Some("0") {
+    if resume.is_none() && ctx.query.get("resourceVersion") != Some("0") {
         let current = ctx
             .state
             .store
@@ -170,13 +176,42 @@ async fn list_from_cache(ctx: &Ctx<'_>, filter: &Filter) -> Result<Listed, ApiEr
     let snapshot = cache
         .snapshot(&namespace_prefix(ctx))
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let items = snapshot
+    if let Some(resume) = resume
+        && resume.rv != snapshot.revision
+    {
+        return Err(ApiError::expired(
+            "the cache moved past the list's revision",
+        ));
+    }
+    let key_of = |o: &CachedObject| {
+        if info.namespaced {
+            format!("{}{}/{}", info.prefix(), o.namespace, o.name)
+        } else {
+            format!("{}{}", info.prefix(), o.name)
+        }
+    };
+    let start = resume.map(|r| r.start.as_str()).unwrap_or_default();
+    let mut matching = snapshot
         .objects
         .iter()
-        .filter(|o| filter.matches_cached(o))
-        .map(|o| o.raw.clone())
-        .collect();
-    Ok((items, snapshot.revision, None, None))
+        .filter(|o| key_of(o).as_str() >= start)
+        .filter(|o| filter.matches_cached(o));
+    let take = usize::try_from(limit.unwrap_or(i64::MAX)).unwrap_or(usize::MAX);
+    let page: Vec<&std::sync::Arc<CachedObject>> = matching.by_ref().take(take).collect();
+    let more = matching.count();
+    let next = (more > 0)
+        .then(|| {
+            page.last()
+                .map(|last| encode_continue(snapshot.revision, &format!("{}\0", key_of(last))))
+        })
+        .flatten();
+    let remaining = (more > 0).then_some(more as i64);
+    Ok((
+        page.iter().map(|o| o.raw.clone()).collect(),
+        snapshot.revision,
+        next,
+        remaining,
+    ))
 }
 
 async fn list_from_etcd(
