@@ -37,13 +37,16 @@ fn deleting_a_namespace_empties_it_then_removes_it() {
         &ns,
         "--from-literal=a=b",
     ]);
-    if refused.code != 0 {
-        assert!(
-            refused.stderr.contains("is being terminated") || refused.stderr.contains("not found"),
-            "{}",
-            refused.stderr
-        );
-    }
+    // Refused either way: Forbidden while it is Terminating, NotFound once it is gone.
+    assert_ne!(
+        refused.code, 0,
+        "an object was created in a deleted namespace: {refused:?}"
+    );
+    assert!(
+        refused.stderr.contains("is being terminated") || refused.stderr.contains("not found"),
+        "{}",
+        refused.stderr
+    );
 
     let waited = lab.kubectl(&[
         "wait",

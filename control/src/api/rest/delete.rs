@@ -77,12 +77,7 @@ fn grace_period(ctx: &Ctx<'_>, object: &Value, requested: Option<i64>) -> i64 {
 async fn delete_object(ctx: &Ctx<'_>, name: &str, opts: &Options) -> Result<Value, ApiError> {
     let info = ctx.info();
     for _ in 0..5 {
-        let current = ctx
-            .state
-            .store
-            .get(&ctx.key(name))
-            .await
-            .map_err(|e| ctx.storage_error(name, e))?;
+        let current = ctx.load(name).await?;
         if let Some(uid) = &opts.uid
             && uid != meta::meta_str(&current, "uid")
         {
@@ -187,18 +182,7 @@ pub async fn delete(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, 
 pub async fn delete_collection(ctx: &Ctx<'_>, raw: &Bytes) -> Result<Response, ApiError> {
     let opts = options(ctx, raw)?;
     let filter = Filter::from_query(ctx)?;
-    let info = ctx.info();
-    let cache = ctx.state.store.cache(&info.prefix(), info.projection());
-    let current = ctx
-        .state
-        .store
-        .current_revision()
-        .await
-        .map_err(|e| ctx.storage_error("", e))?;
-    cache
-        .wait_for(current, std::time::Duration::from_secs(3))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let cache = ctx.fresh_cache(std::time::Duration::from_secs(3)).await?;
     let snapshot = cache
         .snapshot(&namespace_prefix(ctx))
         .map_err(|e| ApiError::unavailable(e.to_string()))?;

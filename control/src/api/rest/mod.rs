@@ -23,7 +23,7 @@ use super::{
 use crate::{
     model::ApiError,
     resources::ResourceInfo,
-    store::{StoreError, object_key},
+    store::{StoreError, WatchCache, object_key},
 };
 
 /// Everything a verb needs about one request.
@@ -54,6 +54,36 @@ impl Ctx<'_> {
             self.namespace(),
             name,
         )
+    }
+
+    /// The stored object `name` (resourceVersion set), or the API error for its absence.
+    async fn load(&self, name: &str) -> Result<Value, ApiError> {
+        self.state
+            .store
+            .get(&self.key(name))
+            .await
+            .map_err(|e| self.storage_error(name, e))
+    }
+
+    /// The resource's watch cache once it reflects everything etcd has committed (a
+    /// consistent read), waiting at most `limit`.
+    async fn fresh_cache(
+        &self,
+        limit: std::time::Duration,
+    ) -> Result<std::sync::Arc<WatchCache>, ApiError> {
+        let info = self.info();
+        let cache = self.state.store.cache(&info.prefix(), info.projection());
+        let current = self
+            .state
+            .store
+            .current_revision()
+            .await
+            .map_err(|e| self.storage_error("", e))?;
+        cache
+            .wait_for(current, limit)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        Ok(cache)
     }
 
     /// Map a storage error to the API error kube-apiserver would give for `name`.

@@ -39,12 +39,7 @@ pub fn object_response(ctx: &Ctx<'_>, status: StatusCode, object: &Value) -> Res
 
 /// GET of one object (and its `status` subresource, which reads the same object).
 pub async fn get(ctx: &Ctx<'_>, name: &str) -> Result<Response, ApiError> {
-    let object = ctx
-        .state
-        .store
-        .get(&ctx.key(name))
-        .await
-        .map_err(|e| ctx.storage_error(name, e))?;
+    let object = ctx.load(name).await?;
     Ok(object_response(ctx, StatusCode::OK, &object))
 }
 
@@ -159,20 +154,12 @@ async fn list_from_cache(
     resume: Option<&Continue>,
 ) -> Result<Listed, ApiError> {
     let info = ctx.info();
-    let cache = ctx.state.store.cache(&info.prefix(), info.projection());
     // resourceVersion=0 means "any recent state"; otherwise the list must be consistent.
-    if resume.is_none() && ctx.query.get("resourceVersion") != Some("0") {
-        let current = ctx
-            .state
-            .store
-            .current_revision()
-            .await
-            .map_err(|e| ctx.storage_error("", e))?;
-        cache
-            .wait_for(current, CACHE_FRESHNESS_WAIT)
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    }
+    let cache = if resume.is_none() && ctx.query.get("resourceVersion") != Some("0") {
+        ctx.fresh_cache(CACHE_FRESHNESS_WAIT).await?
+    } else {
+        ctx.state.store.cache(&info.prefix(), info.projection())
+    };
     let snapshot = cache
         .snapshot(&namespace_prefix(ctx))
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
@@ -183,18 +170,20 @@ async fn list_from_cache(
             "the cache moved past the list's revision",
         ));
     }
+    let prefix = info.prefix();
     let key_of = |o: &CachedObject| {
         if info.namespaced {
-            format!("{}{}/{}", info.prefix(), o.namespace, o.name)
+            format!("{prefix}{}/{}", o.namespace, o.name)
         } else {
-            format!("{}{}", info.prefix(), o.name)
+            format!("{prefix}{}", o.name)
         }
     };
+    // Keys are only built when resuming; a first page starts at the beginning.
     let start = resume.map(|r| r.start.as_str()).unwrap_or_default();
     let mut matching = snapshot
         .objects
         .iter()
-        .filter(|o| key_of(o).as_str() >= start)
+        .filter(|o| start.is_empty() || key_of(o).as_str() >= start)
         .filter(|o| filter.matches_cached(o));
     let take = usize::try_from(limit.unwrap_or(i64::MAX)).unwrap_or(usize::MAX);
     let page: Vec<&std::sync::Arc<CachedObject>> = matching.by_ref().take(take).collect();

@@ -58,12 +58,7 @@ fn scale_of(object: &Value) -> Value {
 
 /// GET …/scale.
 pub async fn get_scale(ctx: &Ctx<'_>, name: &str) -> Result<Response, ApiError> {
-    let object = ctx
-        .state
-        .store
-        .get(&ctx.key(name))
-        .await
-        .map_err(|e| ctx.storage_error(name, e))?;
+    let object = ctx.load(name).await?;
     Ok(response::json(StatusCode::OK, &scale_of(&object)))
 }
 
@@ -106,24 +101,14 @@ async fn apply_scale(
 /// PUT …/scale.
 pub async fn update_scale(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, ApiError> {
     let scale = body::decode_object(ctx.headers, raw)?;
-    let current = ctx
-        .state
-        .store
-        .get(&ctx.key(name))
-        .await
-        .map_err(|e| ctx.storage_error(name, e))?;
+    let current = ctx.load(name).await?;
     apply_scale(ctx, name, &scale, &current).await
 }
 
 /// PATCH …/scale (the patch applies to the Scale view).
 pub async fn patch_scale(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, ApiError> {
     let content_type = body::content_type(ctx.headers);
-    let current = ctx
-        .state
-        .store
-        .get(&ctx.key(name))
-        .await
-        .map_err(|e| ctx.storage_error(name, e))?;
+    let current = ctx.load(name).await?;
     let scale = crate::patch::apply(
         &content_type,
         &scale_of(&current),
@@ -156,12 +141,7 @@ pub async fn bind(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, Ap
         .to_owned();
     let info = ctx.info();
     for _ in 0..5 {
-        let mut pod = ctx
-            .state
-            .store
-            .get(&ctx.key(name))
-            .await
-            .map_err(|e| ctx.storage_error(name, e))?;
+        let mut pod = ctx.load(name).await?;
         let assigned = meta::field_value(&pod, "spec.nodeName");
         if !assigned.is_empty() {
             return Err(ApiError::conflict(

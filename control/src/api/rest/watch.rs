@@ -167,16 +167,7 @@ async fn start(ctx: &Ctx<'_>, filter: Filter) -> Result<Response, ApiError> {
     }
     if resume_from.is_none() && requested != Some(0) {
         // A consistent start: the snapshot must include everything written before the watch.
-        let current = ctx
-            .state
-            .store
-            .current_revision()
-            .await
-            .map_err(|e| ctx.storage_error("", e))?;
-        cache
-            .wait_for(current, FUTURE_RV_WAIT)
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        ctx.fresh_cache(FUTURE_RV_WAIT).await?;
     }
     let subscribed = cache.subscribe(resume_from, &sub_prefix);
     let (subscription, snapshot) = match subscribed {

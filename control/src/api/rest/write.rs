@@ -272,8 +272,12 @@ pub(super) async fn replace(
         .and_then(|m| m.get("deletionGracePeriodSeconds"))
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let held = info.strategy.hold_deletion(&mut object.clone());
-    if deleting && meta::finalizers(&object).is_empty() && grace == 0 && !held {
+    // Only an object under deletion can have its deletion held (kept off the update path).
+    if deleting
+        && meta::finalizers(&object).is_empty()
+        && grace == 0
+        && !info.strategy.hold_deletion(&mut object.clone())
+    {
         if !ctx.query.dry_run() {
             ctx.state
                 .store
@@ -306,12 +310,7 @@ pub async fn update(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, 
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));
     }
-    let old = ctx
-        .state
-        .store
-        .get(&ctx.key(name))
-        .await
-        .map_err(|e| ctx.storage_error(name, e))?;
+    let old = ctx.load(name).await?;
     let (object, warnings) = replace(ctx, name, object, &old).await?;
     Ok(with_warnings(
         object_response(ctx, StatusCode::OK, &object),
@@ -332,12 +331,7 @@ pub async fn patch(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, A
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let current = ctx
-            .state
-            .store
-            .get(&ctx.key(name))
-            .await
-            .map_err(|e| ctx.storage_error(name, e))?;
+        let current = ctx.load(name).await?;
         let patched = crate::patch::apply(
             &content_type,
             &current,
@@ -433,12 +427,7 @@ pub async fn finalize(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response
         return Err(ApiError::bad_request("spec.finalizers must be a list"));
     }
     for _ in 0..PATCH_RETRIES {
-        let old = ctx
-            .state
-            .store
-            .get(&ctx.key(name))
-            .await
-            .map_err(|e| ctx.storage_error(name, e))?;
+        let old = ctx.load(name).await?;
         let revision: i64 = meta::resource_version(&old).parse().unwrap_or(0);
         let mut new = old.clone();
         new["spec"]["finalizers"] = finalizers.clone();
