@@ -1,9 +1,21 @@
-//! skiff-agent: the node agent. Today it owns the eBPF Service datapath; the kubelet half
-//! (pods on containerd) and the node HTTP API grow beside it.
+//! skiff-agent: the node agent — the kubelet (pods on containerd, pod networking) and the
+//! eBPF Service datapath.
 //!
 //! The library part is what tests and the binary share; `main.rs` is only the daemon's edge.
+//! - [`node`]: Node registration, Lease and status heartbeats.
+//! - [`runtime`]: containerd — images (pull through mirrors, import, unpack) and containers.
+//! - [`network`]: pod network namespaces, veths, IPAM, routes to other nodes' pods.
+//! - [`kubelet`]: pod workers turning bound pods into containers and back into pod status.
+//! - [`logs`]: container logs in CRI format (the log shim) and reading them back.
+//! - [`server`]: the node HTTP API's container-log endpoint.
+//! - [`datapath`]: the eBPF Service datapath.
 
 pub mod datapath;
+pub mod kubelet;
+pub mod logs;
 pub mod metrics;
 pub mod netns;
+pub mod network;
 pub mod node;
+pub mod runtime;
+pub mod server;

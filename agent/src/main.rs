@@ -1,6 +1,10 @@
 //! skiff-agent daemon: enters the node's network namespace, loads the eBPF datapath and
-//! attaches the socket LB at the node's pod cgroup parent, then serves the node HTTP API
-//! (/healthz, /metrics) until SIGTERM.
+//! attaches the socket LB at the node's pod cgroup parent, registers the node, runs the pods
+//! bound to it, and serves the node HTTP API (/healthz, /metrics, container logs) until
+//! SIGTERM.
+//!
+//! Two helper modes share the binary: `skiff-agent log-shim FILE` (run by containerd's shim
+//! to write a container's output in CRI format) and `skiff-agent images import FILE.tar`.
 
 use std::{
     net::SocketAddr,
@@ -11,12 +15,20 @@ use std::{
 
 use anyhow::{Context, Result};
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use skiff_agent::{
     datapath::Datapath,
+    kubelet::{Kubelet, KubeletConfig},
+    logs,
     metrics::Metrics,
     netns,
+    network::{Cidr, ipam::Ipam, node_routes},
     node::{self, HostFacts, NodeConfig},
+    runtime::{
+        Runtime,
+        registry::{Fetcher, RegistryConfig},
+    },
+    server,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
@@ -26,7 +38,49 @@ use tracing::info;
 #[command(
     name = "skiff-agent",
     version,
-    about = "Skiff node agent: kubelet and eBPF Service datapath"
+    about = "Skiff node agent helper modes (run without a subcommand for the daemon)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a container's stdout/stderr (fds 3 and 4) to FILE in CRI log format; started
+    /// by containerd's shim, not by hand.
+    LogShim {
+        /// Log file.
+        file: PathBuf,
+    },
+    /// Manage images in this node's containerd namespace.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImagesCommand {
+    /// Import the images of an OCI archive (air-gapped nodes).
+    Import {
+        /// The archive (`cargo xtask images` writes them to target/images/).
+        file: PathBuf,
+        /// containerd namespace (the node name).
+        #[arg(long, env = "SKIFF_NODE_NAME")]
+        namespace: String,
+        /// containerd socket.
+        #[arg(long, default_value = "/run/containerd/containerd.sock")]
+        containerd: PathBuf,
+    },
+}
+
+/// Flags of the daemon.
+#[derive(Parser, Debug)]
+#[command(
+    name = "skiff-agent",
+    version,
+    about = "Skiff node agent: kubelet and eBPF Service datapath (helper modes: log-shim, images)"
 )]
 struct Args {
     /// Name of this node.
@@ -60,6 +114,12 @@ struct Args {
     /// Maximum pods on this node.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// Registry mirrors (k3s registries.yaml format).
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
+    /// Allow privileged containers.
+    #[arg(long)]
+    allow_privileged: bool,
 }
 
 struct AppState {
@@ -68,7 +128,14 @@ struct AppState {
 }
 
 fn main() -> Result<()> {
+    let helper = std::env::args()
+        .nth(1)
+        .is_some_and(|a| a == "log-shim" || a == "images");
+    if helper {
+        return run_helper(Cli::parse().command);
+    }
     let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -89,6 +156,37 @@ fn main() -> Result<()> {
         .block_on(run(args))
 }
 
+/// The helper modes: the log shim containerd starts per container, and image import.
+fn run_helper(command: Command) -> Result<()> {
+    match command {
+        Command::LogShim { file } => {
+            logs::run_shim(&file).with_context(|| format!("writing {}", file.display()))
+        }
+        Command::Images {
+            command:
+                ImagesCommand::Import {
+                    file,
+                    namespace,
+                    containerd,
+                },
+        } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?
+            .block_on(async {
+                let runtime = Runtime::connect(&containerd, &namespace).await?;
+                let names = runtime
+                    .import_archive(&file)
+                    .await
+                    .with_context(|| format!("importing {}", file.display()))?;
+                for name in names {
+                    println!("imported {name}");
+                }
+                anyhow::Ok(())
+            }),
+    }
+}
+
 async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating state directory {}", args.state_dir.display()))?;
@@ -105,21 +203,23 @@ async fn run(args: Args) -> Result<()> {
     state.metrics.socket_lb_attached.store(1, Ordering::Relaxed);
     info!(node = %args.node_name, cgroup = %args.cgroup.display(), pins = %args.bpffs_dir.display(), "socket LB attached");
 
-    let _node = match &args.kubeconfig {
-        Some(path) => Some(tokio::spawn(node_lifecycle(
-            path.clone(),
-            node_config(&args).await,
-        ))),
-        None => {
-            info!("no --kubeconfig: not registering with an API server");
-            None
+    match &args.kubeconfig {
+        Some(path) => {
+            let client = api_client(path).await;
+            tokio::spawn(node_lifecycle(client.clone(), node_config(&args).await));
+            match start_kubelet(&args, client).await {
+                Ok(()) => {}
+                Err(e) => tracing::error!(error = format!("{e:#}"), "the kubelet could not start; this node runs no pods"),
+            }
         }
-    };
+        None => info!("no --kubeconfig: not registering with an API server"),
+    }
 
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .with_state(state);
+        .with_state(state)
+        .merge(server::routes(args.state_dir.clone()));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -165,29 +265,85 @@ async fn runtime_version(socket: &Path) -> String {
     }
 }
 
-/// Register the Node (retrying until the API server answers), then heartbeat forever.
-async fn node_lifecycle(kubeconfig: PathBuf, config: NodeConfig) {
-    let facts = HostFacts::read();
+/// An API client from the kubeconfig, retrying until the file is readable.
+async fn api_client(kubeconfig: &Path) -> kube::Client {
     let mut delay = Duration::from_millis(200);
     loop {
         let attempt = async {
             let kubeconfig =
-                kube::config::Kubeconfig::read_from(&kubeconfig).map_err(|e| e.to_string())?;
+                kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| e.to_string())?;
             let options = kube::config::KubeConfigOptions::default();
             let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
                 .map_err(|e| e.to_string())?;
             kube::Client::try_from(config).map_err(|e| e.to_string())
         };
-        let client = match attempt.await {
-            Ok(client) => client,
+        match attempt.await {
+            Ok(client) => return client,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot build an API client from the kubeconfig yet; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
-                continue;
             }
-        };
+        }
+    }
+}
+
+/// Connect to containerd, load IPAM and mirrors, and start the pod workers and node routes.
+async fn start_kubelet(args: &Args, client: kube::Client) -> Result<()> {
+    let cidr_text = args
+        .pod_cidr
+        .clone()
+        .context("no --pod-cidr: the kubelet needs this node's pod CIDR")?;
+    let pod_cidr = Cidr::parse(&cidr_text)?;
+    let runtime = Runtime::connect(&args.containerd, &args.node_name).await?;
+    let registries = RegistryConfig::load(args.registry_config.as_deref())?;
+    let ipam = Ipam::load(pod_cidr, args.state_dir.join("ipam.json"))?;
+    let (connection, netlink, _) =
+        rtnetlink::new_connection().context("opening a netlink socket")?;
+    tokio::spawn(connection);
+    let host_ip = match args.listen.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(_) => std::net::Ipv4Addr::LOCALHOST,
+    };
+    let cgroup_parent = cgroup_parent(&args.cgroup);
+    let kubelet = Arc::new(Kubelet {
+        client: client.clone(),
+        runtime,
+        fetcher: Fetcher::new(registries),
+        ipam,
+        netlink: netlink.clone(),
+        config: KubeletConfig {
+            node_name: args.node_name.clone(),
+            host_ip,
+            state_dir: args.state_dir.clone(),
+            pod_cidr,
+            agent_binary: std::env::current_exe().context("locating the agent binary")?,
+            cgroup_parent,
+            allow_privileged: args.allow_privileged,
+        },
+    });
+    tokio::spawn(kubelet.run());
+    tokio::spawn(node_routes::sync(client, netlink, args.node_name.clone()));
+    Ok(())
+}
+
+/// The pod cgroup parent relative to the hierarchy roots: `/sys/fs/cgroup/unified/skiff/n1`
+/// → `/skiff/n1`.
+fn cgroup_parent(cgroup2_dir: &Path) -> String {
+    for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        if let Ok(rest) = cgroup2_dir.strip_prefix(root) {
+            return format!("/{}", rest.display());
+        }
+    }
+    format!("/{}", cgroup2_dir.display())
+}
+
+/// Register the Node (retrying until the API server answers), then heartbeat forever.
+async fn node_lifecycle(client: kube::Client, config: NodeConfig) {
+    let facts = HostFacts::read();
+    let mut delay = Duration::from_millis(200);
+    loop {
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();

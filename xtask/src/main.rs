@@ -10,6 +10,7 @@ mod bench;
 mod cmd;
 mod generate;
 mod host;
+mod images;
 mod lab;
 mod setup;
 mod test;
@@ -36,6 +37,9 @@ enum Task {
     Status,
     /// Stop, start or restart one lab component (e.g. `restart skiff-control`).
     Component(lab::ComponentArgs),
+    /// Build the lab's test images (busybox, skiff/echo) offline into target/images/ and push
+    /// them to the lab registry when the lab is up.
+    Images(images::ImagesArgs),
     /// fmt, clippy, unit tests, then end-to-end tests against a lab brought up for the run.
     Test(test::TestArgs),
     /// Benchmarks against a lab on release builds; report in target/bench/<timestamp>/.
@@ -53,6 +57,7 @@ fn main() {
         Task::Status => lab::status(),
         Task::Component(args) => lab::component(&args),
         Task::Test(args) => test::run(&args),
+        Task::Images(args) => images::run(&args),
         Task::GenerateProtoSchema => generate::run(),
         Task::Bench(args) => bench::run(&args),
     };

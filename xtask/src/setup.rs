@@ -31,7 +31,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "util-linux", // setpriv, nsenter
     "procps",     // ps, pkill for humans debugging the lab
     "ca-certificates",
-    "curl", // probing HTTP endpoints in tests and by hand
+    "curl",            // probing HTTP endpoints in tests and by hand; pushing lab images
+    "docker-registry", // the lab's image registry (every node's mirror)
 ];
 
 /// Entry point of `cargo xtask setup`.

@@ -105,6 +105,7 @@ pub fn teardown(layout: &Layout) -> Result<()> {
         layout.etcd_data(),
         layout.containerd_dir(),
         layout.control_dir(),
+        layout.registry_dir(),
         layout.root.join("nodes"),
     ] {
         if dir.exists() {

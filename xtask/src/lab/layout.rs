@@ -26,6 +26,8 @@ pub const CONTROL_PORT: u16 = 6443;
 pub const CONTROL_INSECURE_PORT: u16 = 8080;
 /// Port of each agent's node HTTP API on its node address.
 pub const AGENT_PORT: u16 = 10250;
+/// Port of the lab's image registry on the bridge address (every node's registry mirror).
+pub const REGISTRY_PORT: u16 = 5001;
 /// Largest node count the underlay subnet has room for.
 pub const MAX_NODES: usize = 200;
 
@@ -99,6 +101,10 @@ impl Layout {
     /// containerd's gRPC socket.
     pub fn containerd_socket(&self) -> PathBuf {
         self.containerd_dir().join("containerd.sock")
+    }
+    /// The lab registry's storage and config.
+    pub fn registry_dir(&self) -> PathBuf {
+        self.root.join("registry")
     }
     /// skiff-control's data directory.
     pub fn control_dir(&self) -> PathBuf {

@@ -23,3 +23,11 @@ pub use layout::Layout;
 pub use record::Record;
 pub use status::status;
 pub use up::{UpArgs, bring_up, up};
+
+/// `host:port` of the lab registry if a lab is up and it answers.
+pub fn registry_if_up() -> Option<String> {
+    let addr = std::net::SocketAddrV4::new(layout::BRIDGE_ADDR, layout::REGISTRY_PORT);
+    probe::http_get(addr.into(), "/v2/")
+        .ok()
+        .map(|_| addr.to_string())
+}

@@ -14,7 +14,7 @@ use super::{
     daemons, down,
     layout::{
         self, AGENT_PORT, BRIDGE_ADDR, CONTROL_INSECURE_PORT, CONTROL_PORT, ETCD_CLIENT_PORT,
-        ETCD_PEER_PORT, Layout, MAX_NODES, Node,
+        ETCD_PEER_PORT, Layout, MAX_NODES, Node, REGISTRY_PORT,
     },
     network,
     probe::{alive, http_get, wait_until},
@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     cmd::{Progress, cargo, command, output, run_cmd},
-    host, setup,
+    host, images, setup,
 };
 
 /// How long a daemon may take to become healthy.
@@ -77,7 +77,7 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
         nodes: node_count,
         daemons: Vec::new(),
     };
-    let mut progress = Progress::new("up", 7);
+    let mut progress = Progress::new("up", 9);
     if build {
         progress.step("build skiff-control and skiff-agent", build_binaries)?;
     } else {
@@ -103,6 +103,7 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
                 layout.etcd_data(),
                 layout.containerd_dir(),
                 layout.control_dir(),
+                layout.registry_dir(),
             ] {
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
@@ -141,6 +142,16 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             )?;
         }
         Ok(())
+    })?;
+    progress.step("image registry (every node's mirror)", || {
+        let daemon = start_registry(layout)?;
+        started(layout, &mut record, daemon, || {
+            http_get(
+                SocketAddrV4::new(BRIDGE_ADDR, REGISTRY_PORT).into(),
+                "/v2/",
+            )
+            .map(drop)
+        })
     })?;
     progress.step("skiff-control", || {
         let mut cmd = Command::new(layout.bin("skiff-control"));
@@ -203,6 +214,9 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             wait_healthy(&daemon, || http_get(addr, "/healthz").map(drop))?;
         }
         Ok(())
+    })?;
+    progress.step("test images into the registry (cargo xtask images)", || {
+        images::build_and_publish(Some(&format!("{BRIDGE_ADDR}:{REGISTRY_PORT}")))
     })?;
     Ok(())
 }
@@ -310,6 +324,29 @@ fn start_containerd(layout: &Layout) -> Result<Daemon> {
     )
 }
 
+/// Docker Distribution (Debian's docker-registry) on the bridge address, storage in the lab.
+fn start_registry(layout: &Layout) -> Result<Daemon> {
+    let dir = layout.registry_dir();
+    let config = format!(
+        "version: 0.1\n\
+         log:\n  level: warn\n\
+         storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
+         http:\n  addr: {BRIDGE_ADDR}:{REGISTRY_PORT}\n",
+        root = dir.join("data").display(),
+    );
+    let config_path = dir.join("config.yml");
+    std::fs::write(&config_path, config)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(&config_path);
+    daemons::spawn(
+        "registry",
+        cmd,
+        &layout.logs().join("registry.log"),
+        format!("http://{BRIDGE_ADDR}:{REGISTRY_PORT}/v2/"),
+    )
+}
+
 /// Run `ctr` against the lab's containerd.
 pub fn ctr(socket: &Path, args: &[&str]) -> Result<String> {
     let mut cmd = command("ctr", ["--address"]);
@@ -338,10 +375,24 @@ fn start_agent(layout: &Layout, node: &Node) -> Result<Daemon> {
         .arg("--containerd")
         .arg(layout.containerd_socket())
         .arg("--pod-cidr")
-        .arg(&node.pod_cidr);
+        .arg(&node.pod_cidr)
+        .arg("--registry-config")
+        .arg(write_registries(layout)?);
     let name = format!("agent/{}", node.name);
     let log = layout.logs().join(format!("agent-{}.log", node.name));
     daemons::spawn(&name, cmd, &log, format!("http://{listen}/healthz"))
+}
+
+/// Every registry is mirrored by the lab registry (k3s registries.yaml format), so plain
+/// manifests (`image: busybox`) pull on nodes that reach nothing else.
+fn write_registries(layout: &Layout) -> Result<std::path::PathBuf> {
+    let path = layout.registry_dir().join("registries.yaml");
+    std::fs::write(
+        &path,
+        format!("mirrors:\n  \"*\":\n    endpoint:\n      - \"http://{BRIDGE_ADDR}:{REGISTRY_PORT}\"\n"),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// A token file with one random admin token (for clients that use bearer tokens).

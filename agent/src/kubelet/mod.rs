@@ -1,0 +1,194 @@
+//! The kubelet half of the agent: watch the pods bound to this node and run one worker per
+//! pod that turns its spec into a sandbox and containers on containerd and reports status
+//! back, like kubelet's pod workers. Everything goes through the public API (watch pods with
+//! `spec.nodeName=<node>`, patch `pods/status`, delete at the end of graceful termination).
+
+pub mod container;
+pub mod env;
+pub mod quantity;
+pub mod status;
+pub mod volumes;
+mod worker;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::Arc,
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, Client,
+    runtime::watcher::{self, Event},
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    network::{Cidr, ipam::Ipam, sandbox},
+    runtime::{Runtime, registry::Fetcher},
+};
+
+/// Label on every container: the UID of its pod.
+pub const LABEL_POD_UID: &str = "skiff.io/pod-uid";
+
+/// Static settings of the kubelet.
+#[derive(Debug, Clone)]
+pub struct KubeletConfig {
+    /// This node's name.
+    pub node_name: String,
+    /// This node's address (status.hostIP).
+    pub host_ip: Ipv4Addr,
+    /// The agent's state directory (pods, netns, IPAM).
+    pub state_dir: PathBuf,
+    /// The node's pod CIDR.
+    pub pod_cidr: Cidr,
+    /// The agent binary (run by containerd's shim as the log writer).
+    pub agent_binary: PathBuf,
+    /// cgroup parent of every pod, relative to each hierarchy (`/skiff/<node>`).
+    pub cgroup_parent: String,
+    /// Whether privileged containers may run.
+    pub allow_privileged: bool,
+}
+
+/// Everything pod workers share.
+pub struct Kubelet {
+    /// API client (the node's identity).
+    pub client: Client,
+    /// containerd in this node's namespace.
+    pub runtime: Runtime,
+    /// Image fetching through mirrors.
+    pub fetcher: Fetcher,
+    /// Pod addresses.
+    pub ipam: Ipam,
+    /// rtnetlink in the node namespace.
+    pub netlink: rtnetlink::Handle,
+    /// Settings.
+    pub config: KubeletConfig,
+}
+
+/// A message to a pod worker.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// The pod as the API now has it.
+    Update(Box<Pod>),
+    /// The pod is gone from the API.
+    Gone,
+    /// A container's task exited.
+    Exited {
+        /// containerd ID.
+        id: String,
+        /// Exit status.
+        code: u32,
+        /// When (RFC 3339).
+        at: Option<String>,
+    },
+}
+
+impl Kubelet {
+    /// Directory where pinned pod network namespaces live.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.config.state_dir.join("netns")
+    }
+
+    /// Run forever: prepare the node network, then watch this node's pods and keep one
+    /// worker per pod.
+    pub async fn run(self: Arc<Self>) {
+        if let Err(e) = sandbox::prepare_node(&self.netlink, self.config.pod_cidr.gateway()).await {
+            tracing::error!(error = %e, "cannot prepare the node for pod networking");
+        }
+        let _ = std::fs::create_dir_all(self.netns_dir());
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let config =
+            watcher::Config::default().fields(&format!("spec.nodeName={}", self.config.node_name));
+        let mut events = watcher::watcher(pods, config).boxed();
+        let mut workers: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
+        let mut listed: HashSet<String> = HashSet::new();
+        let mut collected_orphans = false;
+        while let Some(event) = events.next().await {
+            workers.retain(|_, tx| !tx.is_closed());
+            match event {
+                Ok(Event::Init) => listed.clear(),
+                Ok(Event::InitApply(pod)) => {
+                    listed.insert(pod.metadata.uid.clone().unwrap_or_default());
+                    self.dispatch(&mut workers, pod);
+                }
+                Ok(Event::Apply(pod)) => self.dispatch(&mut workers, pod),
+                Ok(Event::Delete(pod)) => {
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    if let Some(tx) = workers.get(&uid) {
+                        let _ = tx.send(Message::Gone);
+                    }
+                }
+                Ok(Event::InitDone) => {
+                    for (uid, tx) in &workers {
+                        if !listed.contains(uid) {
+                            let _ = tx.send(Message::Gone);
+                        }
+                    }
+                    if !collected_orphans {
+                        collected_orphans = true;
+                        let known: HashSet<String> = listed.clone();
+                        let kubelet = self.clone();
+                        tokio::spawn(async move { kubelet.collect_orphans(&known).await });
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "pod watch interrupted; resuming"),
+            }
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, workers: &mut HashMap<String, mpsc::UnboundedSender<Message>>, pod: Pod) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        if let Some(tx) = workers.get(&uid) {
+            let _ = tx.send(Message::Update(Box::new(pod)));
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        worker::spawn(self.clone(), pod, tx.clone(), rx);
+        workers.insert(uid, tx);
+    }
+
+    /// Remove containers and sandboxes whose pods the API no longer has (deleted while the
+    /// agent was down).
+    async fn collect_orphans(&self, known: &HashSet<String>) {
+        let containers = match self.runtime.list_containers("").await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list containers to collect orphans");
+                return;
+            }
+        };
+        let mut orphan_pods = HashSet::new();
+        for container in containers {
+            let Some(uid) = container.labels.get(LABEL_POD_UID) else {
+                continue;
+            };
+            if known.contains(uid) {
+                continue;
+            }
+            orphan_pods.insert(uid.clone());
+            let _ = self.runtime.kill(&container.id, 9).await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if let Err(e) = self.runtime.remove_container(&container.id).await {
+                tracing::warn!(container = %container.id, error = %e, "cannot remove orphaned container");
+            }
+        }
+        for uid in self.ipam.owners().await {
+            if !known.contains(&uid) {
+                orphan_pods.insert(uid);
+            }
+        }
+        for uid in orphan_pods {
+            let netns = self.netns_dir().join(&uid);
+            if let Err(e) = sandbox::tear_down(&self.netlink, &netns, &uid).await {
+                tracing::warn!(pod_uid = %uid, error = %e, "cannot remove an orphaned sandbox");
+            }
+            let _ = self.ipam.release(&uid).await;
+            tracing::info!(pod_uid = %uid, "removed what was left of a pod deleted while the agent was away");
+        }
+    }
+}

@@ -1,0 +1,680 @@
+//! One pod's worker: sandbox, volumes, init containers in order, app containers with
+//! restart policy and back-off, status, and graceful termination. It adopts containers a
+//! previous agent left running (same labels), so an agent restart restarts nothing.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, Preconditions},
+};
+use serde_json::Value;
+use tokio::{sync::mpsc, time::Instant};
+
+use super::{
+    Kubelet, LABEL_POD_UID, Message, container,
+    status::{self, ContainerRecord, PodFacts, State, Terminated},
+    volumes,
+};
+use crate::{
+    logs,
+    network::sandbox,
+    runtime::{
+        containers::{NewContainer, TaskState},
+        images::PullPolicy,
+        spec::{self, BindMount},
+    },
+};
+
+/// First restart delay after the immediate one; doubles up to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+/// Back-off ceiling.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A container that ran this long resets its back-off.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+/// How often a worker re-syncs without news.
+const RESYNC: Duration = Duration::from_secs(10);
+
+const LABEL_CONTAINER: &str = "skiff.io/container";
+const LABEL_RESTART: &str = "skiff.io/restart-count";
+const LABEL_STARTED: &str = "skiff.io/started-at";
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Per-container bookkeeping beyond what status shows.
+struct Slot {
+    record: ContainerRecord,
+    spec: Container,
+    index: usize,
+    /// Not before this instant (back-off).
+    next_start: Option<Instant>,
+    backoff: Duration,
+    pull_backoff: Duration,
+    started: Option<Instant>,
+}
+
+struct Worker {
+    kubelet: Arc<Kubelet>,
+    pod: Pod,
+    uid: String,
+    name: String,
+    namespace: String,
+    pod_dir: PathBuf,
+    netns: PathBuf,
+    ip: Option<Ipv4Addr>,
+    blocked: Option<(String, String)>,
+    volumes: Option<volumes::Prepared>,
+    slots: Vec<Slot>,
+    tx: mpsc::UnboundedSender<Message>,
+    transitions: BTreeMap<&'static str, (bool, String)>,
+    start_time: String,
+    last_status: Option<Value>,
+    wake: Option<Instant>,
+}
+
+/// Start the worker of `pod`.
+pub(crate) fn spawn(
+    kubelet: Arc<Kubelet>,
+    pod: Pod,
+    tx: mpsc::UnboundedSender<Message>,
+    rx: mpsc::UnboundedReceiver<Message>,
+) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let pod_dir = logs::pod_dir(&kubelet.config.state_dir, &namespace, &name, &uid);
+    let netns = kubelet.netns_dir().join(&uid);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut slots = Vec::new();
+    for (init, list) in [(true, spec.init_containers.unwrap_or_default()), (false, spec.containers)] {
+        for (index, c) in list.into_iter().enumerate() {
+            slots.push(Slot {
+                record: ContainerRecord {
+                    name: c.name.clone(),
+                    init,
+                    image: c.image.clone().unwrap_or_default(),
+                    image_id: None,
+                    id: None,
+                    restart_count: 0,
+                    state: State::Waiting {
+                        reason: if init { "PodInitializing".into() } else { "ContainerCreating".into() },
+                        message: None,
+                    },
+                    last_state: None,
+                },
+                spec: c,
+                index,
+                next_start: None,
+                backoff: Duration::ZERO,
+                pull_backoff: INITIAL_BACKOFF,
+                started: None,
+            });
+        }
+    }
+    let start_time = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map_or_else(now, |t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    let worker = Worker {
+        kubelet,
+        pod,
+        uid,
+        name,
+        namespace,
+        pod_dir,
+        netns,
+        ip: None,
+        blocked: None,
+        volumes: None,
+        slots,
+        tx,
+        transitions: BTreeMap::new(),
+        start_time,
+        last_status: None,
+        wake: None,
+    };
+    tokio::spawn(worker.run(rx));
+}
+
+impl Worker {
+    fn restart_policy(&self) -> String {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".to_owned())
+    }
+
+    fn terminating(&self) -> bool {
+        self.pod.metadata.deletion_timestamp.is_some()
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Message>) {
+        tracing::info!(pod = %format!("{}/{}", self.namespace, self.name), "pod worker started");
+        self.adopt().await;
+        let mut gone = false;
+        loop {
+            if gone || self.terminating() {
+                self.terminate(&mut rx, gone).await;
+                return;
+            }
+            self.sync().await;
+            self.publish().await;
+            let deadline = self.wake.take().unwrap_or_else(|| Instant::now() + RESYNC);
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(Message::Update(pod)) => self.pod = *pod,
+                    Some(Message::Gone) | None => gone = true,
+                    Some(Message::Exited { id, code, at }) => self.exited(&id, code, at).await,
+                },
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// Take over containers a previous agent started for this pod.
+    async fn adopt(&mut self) {
+        let filter = format!("labels.\"{LABEL_POD_UID}\"=={}", self.uid);
+        let existing = match self.kubelet.runtime.list_containers(&filter).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(pod = %self.name, error = %e, "cannot list containers to adopt");
+                return;
+            }
+        };
+        if !existing.is_empty() && crate::network::netns::is_pinned(&self.netns) {
+            if let Ok(ip) = self.kubelet.ipam.allocate(&self.uid).await {
+                self.ip = Some(ip);
+            }
+        }
+        for found in existing {
+            let Some(slot) = self
+                .slots
+                .iter_mut()
+                .find(|s| found.labels.get(LABEL_CONTAINER) == Some(&s.record.name))
+            else {
+                let _ = self.kubelet.runtime.remove_container(&found.id).await;
+                continue;
+            };
+            slot.record.restart_count = found
+                .labels
+                .get(LABEL_RESTART)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            slot.record.image_id = found.labels.get("skiff.io/image-id").cloned();
+            let started_at = found.labels.get(LABEL_STARTED).cloned().or(found.created_at);
+            match self.kubelet.runtime.task_state(&found.id).await {
+                Ok(TaskState::Running(_)) => {
+                    slot.record.id = Some(found.id.clone());
+                    slot.record.state = State::Running {
+                        started_at: started_at.unwrap_or_else(now),
+                    };
+                    slot.started = Some(Instant::now());
+                    watch_exit(&self.kubelet, &self.tx, found.id.clone());
+                    tracing::info!(pod = %self.name, container = %slot.record.name, "adopted running container");
+                }
+                Ok(TaskState::Exited(code, at)) => {
+                    slot.record.id = Some(found.id.clone());
+                    slot.record.state = State::Running {
+                        started_at: started_at.unwrap_or_else(now),
+                    };
+                    let _ = self.tx.send(Message::Exited { id: found.id, code, at });
+                }
+                _ => {
+                    let _ = self.kubelet.runtime.remove_container(&found.id).await;
+                }
+            }
+        }
+    }
+
+    async fn sync(&mut self) {
+        if self.ip.is_none() || !crate::network::netns::is_pinned(&self.netns) {
+            match self.set_up_sandbox().await {
+                Ok(ip) => {
+                    self.ip = Some(ip);
+                    self.blocked = None;
+                }
+                Err(message) => {
+                    tracing::warn!(pod = %self.name, %message, "pod sandbox failed");
+                    self.blocked = Some(("FailedCreatePodSandBox".into(), message));
+                    self.wake = Some(Instant::now() + Duration::from_secs(5));
+                    return;
+                }
+            }
+        }
+        if self.volumes.is_none() {
+            match volumes::prepare(&self.kubelet.client, &self.pod, &self.pod_dir).await {
+                Ok(prepared) => {
+                    self.volumes = Some(prepared);
+                    self.blocked = None;
+                }
+                Err(e) => {
+                    self.blocked = Some(("FailedMount".into(), e.0.clone()));
+                    for slot in &mut self.slots {
+                        if matches!(slot.record.state, State::Waiting { .. }) {
+                            slot.record.state = State::Waiting {
+                                reason: "ContainerCreating".into(),
+                                message: Some(e.0.clone()),
+                            };
+                        }
+                    }
+                    self.wake = Some(Instant::now() + Duration::from_secs(5));
+                    return;
+                }
+            }
+        }
+        let policy = self.restart_policy();
+        // Init containers, one at a time, in order.
+        for i in 0..self.slots.len() {
+            if !self.slots[i].record.init {
+                continue;
+            }
+            match &self.slots[i].record.state {
+                State::Terminated(t) if t.exit_code == 0 => continue,
+                State::Running { .. } => return,
+                State::Terminated(_) if policy == "Never" => return,
+                _ => {
+                    self.start(i).await;
+                    return;
+                }
+            }
+        }
+        for i in 0..self.slots.len() {
+            if self.slots[i].record.init {
+                continue;
+            }
+            let start = match &self.slots[i].record.state {
+                State::Running { .. } => false,
+                State::Waiting { .. } => true,
+                State::Terminated(t) => match policy.as_str() {
+                    "Never" => false,
+                    "OnFailure" => t.exit_code != 0,
+                    _ => true,
+                },
+            };
+            if start {
+                self.start(i).await;
+            }
+        }
+    }
+
+    async fn set_up_sandbox(&mut self) -> Result<Ipv4Addr, String> {
+        let ip = self.kubelet.ipam.allocate(&self.uid).await.map_err(|e| e.to_string())?;
+        let gateway = self.kubelet.config.pod_cidr.gateway();
+        sandbox::set_up(&self.kubelet.netlink, &self.netns, &self.uid, ip, gateway)
+            .await
+            .map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&self.pod_dir).map_err(|e| e.to_string())?;
+        let hosts = format!(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{}\n",
+            self.name
+        );
+        let resolv = format!(
+            "search {}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n",
+            self.namespace
+        );
+        for (file, text) in [("etc-hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{}\n", self.name))] {
+            std::fs::write(self.pod_dir.join(file), text).map_err(|e| e.to_string())?;
+        }
+        tracing::info!(pod = %self.name, %ip, "pod sandbox ready");
+        Ok(ip)
+    }
+
+    fn pod_files(&self) -> Vec<BindMount> {
+        [("etc-hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf"), ("hostname", "/etc/hostname")]
+            .into_iter()
+            .map(|(file, destination)| BindMount {
+                source: self.pod_dir.join(file),
+                destination: destination.to_owned(),
+                read_only: false,
+            })
+            .collect()
+    }
+
+    fn full_name(&self) -> String {
+        format!("{}_{}({})", self.name, self.namespace, self.uid)
+    }
+
+    /// Start slot `i` unless it is backing off.
+    async fn start(&mut self, i: usize) {
+        let full_name = self.full_name();
+        let now_instant = Instant::now();
+        if let Some(at) = self.slots[i].next_start
+            && at > now_instant
+        {
+            let slot = &mut self.slots[i];
+            if !matches!(&slot.record.state, State::Waiting { reason, .. } if reason == "ImagePullBackOff" || reason == "CreateContainerConfigError") {
+                slot.record.state = State::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: Some(format!(
+                        "back-off {}s restarting failed container={} pod={full_name}",
+                        slot.backoff.as_secs(),
+                        slot.record.name
+                    )),
+                };
+            }
+            self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+            return;
+        }
+        let spec = self.slots[i].spec.clone();
+        let image_name = spec.image.clone().unwrap_or_default();
+        let policy = PullPolicy::from_spec(spec.image_pull_policy.as_deref(), &image_name);
+        let image = match self
+            .kubelet
+            .runtime
+            .ensure_image(&image_name, policy, &self.kubelet.fetcher)
+            .await
+        {
+            Ok(image) => image,
+            Err(e) => {
+                let slot = &mut self.slots[i];
+                let reason = if matches!(&slot.record.state, State::Waiting { reason, .. } if reason == "ErrImagePull" || reason == "ImagePullBackOff") {
+                    "ImagePullBackOff"
+                } else {
+                    "ErrImagePull"
+                };
+                let message = if reason == "ImagePullBackOff" {
+                    format!("Back-off pulling image \"{image_name}\": {e}")
+                } else {
+                    e.to_string()
+                };
+                tracing::warn!(pod = %self.name, container = %slot.record.name, error = %e, "image pull failed");
+                slot.record.state = State::Waiting { reason: reason.into(), message: Some(message) };
+                slot.next_start = Some(now_instant + slot.pull_backoff);
+                self.wake = Some(now_instant + slot.pull_backoff);
+                slot.pull_backoff = (slot.pull_backoff * 2).min(MAX_BACKOFF);
+                return;
+            }
+        };
+        self.slots[i].pull_backoff = INITIAL_BACKOFF;
+        self.slots[i].record.image_id = Some(image.image_id.clone());
+        let restart = if self.slots[i].record.last_state.is_some() || matches!(self.slots[i].record.state, State::Terminated(_)) {
+            self.slots[i].record.restart_count + 1
+        } else {
+            self.slots[i].record.restart_count
+        };
+        let kind = if self.slots[i].record.init { "i" } else { "c" };
+        let uid_hex: String = self.uid.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+        let id = format!("{uid_hex}-{kind}{}-{restart}", self.slots[i].index);
+        let cgroups_path = format!("{}/pod{}/{id}", self.kubelet.config.cgroup_parent, self.uid);
+        let prepared = self.volumes.clone().unwrap_or_default();
+        let config = container::build(&self.kubelet, &self.pod, &spec, &image, &prepared, &self.pod_files(), cgroups_path).await;
+        let mut config = match config {
+            Ok(c) => c,
+            Err(e) => {
+                let slot = &mut self.slots[i];
+                slot.record.state = State::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(e.0),
+                };
+                slot.next_start = Some(now_instant + Duration::from_secs(5));
+                self.wake = Some(now_instant + Duration::from_secs(5));
+                return;
+            }
+        };
+        config.netns.clone_from(&self.netns);
+        let log_file = logs::container_file(&self.pod_dir, &self.slots[i].record.name, restart);
+        let started_at = now();
+        let labels = HashMap::from([
+            (LABEL_POD_UID.to_owned(), self.uid.clone()),
+            ("skiff.io/pod-name".to_owned(), self.name.clone()),
+            ("skiff.io/pod-namespace".to_owned(), self.namespace.clone()),
+            (LABEL_CONTAINER.to_owned(), self.slots[i].record.name.clone()),
+            (LABEL_RESTART.to_owned(), restart.to_string()),
+            (LABEL_STARTED.to_owned(), started_at.clone()),
+            ("skiff.io/image-id".to_owned(), image.image_id.clone()),
+        ]);
+        let new = NewContainer {
+            id: id.clone(),
+            image: image.name.clone(),
+            chain_id: image.chain_id.clone(),
+            spec: spec::build(&config),
+            labels,
+            log_uri: logs::shim_uri(&self.kubelet.config.agent_binary, &log_file),
+        };
+        if let Some(dir) = log_file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let result = self.kubelet.runtime.run_container(&new).await;
+        let slot = &mut self.slots[i];
+        if let State::Terminated(previous) = &slot.record.state {
+            slot.record.last_state = Some(previous.clone());
+        }
+        slot.record.restart_count = restart;
+        match result {
+            Ok(pid) => {
+                tracing::info!(pod = %self.name, container = %slot.record.name, pid, "container started");
+                slot.record.id = Some(id.clone());
+                slot.record.state = State::Running { started_at };
+                slot.started = Some(Instant::now());
+                slot.next_start = None;
+                watch_exit(&self.kubelet, &self.tx, id);
+            }
+            Err(e) => {
+                tracing::warn!(pod = %self.name, container = %slot.record.name, error = %e, "container failed to start");
+                let _ = self.kubelet.runtime.remove_container(&id).await;
+                slot.record.id = None;
+                slot.record.state = State::Terminated(Terminated {
+                    exit_code: 128,
+                    reason: "StartError".into(),
+                    message: Some(e.to_string()),
+                    started_at: Some(started_at),
+                    finished_at: Some(now()),
+                    container_id: Some(format!("containerd://{id}")),
+                });
+                Self::schedule_restart(slot, &mut self.wake);
+            }
+        }
+    }
+
+    fn schedule_restart(slot: &mut Slot, wake: &mut Option<Instant>) {
+        let ran_long = slot.started.is_some_and(|s| s.elapsed() > BACKOFF_RESET);
+        slot.backoff = if ran_long || slot.backoff.is_zero() && slot.record.restart_count == 0 {
+            Duration::ZERO
+        } else if slot.backoff.is_zero() {
+            INITIAL_BACKOFF
+        } else {
+            (slot.backoff * 2).min(MAX_BACKOFF)
+        };
+        let at = Instant::now() + slot.backoff;
+        slot.next_start = Some(at);
+        *wake = Some(wake.map_or(at, |w| w.min(at)));
+    }
+
+    /// A container exited: record why, remove it, schedule its restart.
+    async fn exited(&mut self, id: &str, code: u32, at: Option<String>) {
+        let Some(i) = self.slots.iter().position(|s| s.record.id.as_deref() == Some(id)) else {
+            return;
+        };
+        let cgroup = format!("{}/pod{}/{id}", self.kubelet.config.cgroup_parent, self.uid);
+        let oom = oom_killed(&cgroup);
+        if let Err(e) = self.kubelet.runtime.remove_container(id).await {
+            tracing::warn!(container = id, error = %e, "cannot remove exited container");
+        }
+        let slot = &mut self.slots[i];
+        let exit_code = i32::try_from(code).unwrap_or(255);
+        let reason = if oom {
+            "OOMKilled"
+        } else if exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        };
+        let started_at = match &slot.record.state {
+            State::Running { started_at } => Some(started_at.clone()),
+            _ => None,
+        };
+        tracing::info!(pod = %self.name, container = %slot.record.name, exit_code, reason, "container exited");
+        slot.record.id = None;
+        slot.record.state = State::Terminated(Terminated {
+            exit_code,
+            reason: reason.into(),
+            message: None,
+            started_at,
+            finished_at: Some(at.unwrap_or_else(now)),
+            container_id: Some(format!("containerd://{id}")),
+        });
+        Self::schedule_restart(slot, &mut self.wake);
+    }
+
+    /// Patch pods/status when it changed.
+    async fn publish(&mut self) {
+        let records: Vec<ContainerRecord> = self.slots.iter().map(|s| s.record.clone()).collect();
+        let facts = PodFacts {
+            host_ip: self.kubelet.config.host_ip.to_string(),
+            pod_ip: self.ip.map(|ip| ip.to_string()),
+            start_time: self.start_time.clone(),
+            restart_policy: self.restart_policy(),
+            blocked: self.blocked.clone(),
+            readiness: BTreeMap::new(),
+        };
+        let status = status::render(&records, &facts, &mut self.transitions, &now());
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        let pods: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &self.namespace);
+        let patch = serde_json::json!({"status": status});
+        match pods.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => self.last_status = Some(status),
+            Err(e) => {
+                tracing::debug!(pod = %self.name, error = %e, "status patch failed; retrying");
+                self.wake = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Stop every container (SIGTERM, grace period, SIGKILL), remove the sandbox, and
+    /// finish the deletion in the API unless the pod is already gone.
+    async fn terminate(&mut self, rx: &mut mpsc::UnboundedReceiver<Message>, gone: bool) {
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| self.pod.spec.as_ref()?.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0);
+        tracing::info!(pod = %self.name, grace, "terminating pod");
+        let running: Vec<String> = self.slots.iter().filter_map(|s| s.record.id.clone()).collect();
+        for id in &running {
+            let _ = self.kubelet.runtime.kill(id, 15).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(30));
+        while self.slots.iter().any(|s| s.record.id.is_some()) {
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(Message::Exited { id, code, at }) => self.exited(&id, code, at).await,
+                    Some(Message::Update(pod)) => self.pod = *pod,
+                    Some(Message::Gone) => {}
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        for id in self.slots.iter().filter_map(|s| s.record.id.clone()).collect::<Vec<_>>() {
+            let _ = self.kubelet.runtime.kill(&id, 9).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.kubelet.runtime.wait(&id)).await;
+            let _ = self.kubelet.runtime.remove_container(&id).await;
+        }
+        // Anything else labelled with this pod (e.g. from a crashed start).
+        let filter = format!("labels.\"{LABEL_POD_UID}\"=={}", self.uid);
+        for left in self.kubelet.runtime.list_containers(&filter).await.unwrap_or_default() {
+            let _ = self.kubelet.runtime.kill(&left.id, 9).await;
+            let _ = self.kubelet.runtime.remove_container(&left.id).await;
+        }
+        volumes::unmount_all(&self.pod_dir);
+        if let Err(e) = sandbox::tear_down(&self.kubelet.netlink, &self.netns, &self.uid).await {
+            tracing::warn!(pod = %self.name, error = %e, "cannot remove the pod sandbox");
+        }
+        let _ = self.kubelet.ipam.release(&self.uid).await;
+        remove_pod_cgroups(&self.kubelet.config.cgroup_parent, &self.uid);
+        let _ = std::fs::remove_dir_all(&self.pod_dir);
+        if !gone {
+            let pods: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &self.namespace);
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            if let Err(e) = pods.delete(&self.name, &params).await {
+                tracing::debug!(pod = %self.name, error = %e, "final delete failed (already gone?)");
+            }
+        }
+        tracing::info!(pod = %self.name, "pod terminated");
+    }
+}
+
+/// Wait for a container's task to exit and tell the worker (retrying through containerd
+/// restarts).
+fn watch_exit(kubelet: &Arc<Kubelet>, tx: &mpsc::UnboundedSender<Message>, id: String) {
+    let runtime = kubelet.runtime.clone();
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            match runtime.wait(&id).await {
+                Ok((code, at)) => {
+                    let _ = tx.send(Message::Exited { id, code, at });
+                    return;
+                }
+                Err(e) if e.is_not_found() => {
+                    let _ = tx.send(Message::Exited { id, code: 255, at: None });
+                    return;
+                }
+                Err(e) => {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    tracing::debug!(container = %id, error = %e, "waiting on the task failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+}
+
+/// Whether the kernel OOM-killed something in this container's memory cgroup.
+fn oom_killed(cgroup: &str) -> bool {
+    let relative = cgroup.trim_start_matches('/');
+    let candidates = [
+        PathBuf::from("/sys/fs/cgroup/memory").join(relative).join("memory.oom_control"),
+        PathBuf::from("/sys/fs/cgroup").join(relative).join("memory.events"),
+        PathBuf::from("/sys/fs/cgroup/unified").join(relative).join("memory.events"),
+    ];
+    candidates.iter().any(|file| {
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            text.lines().any(|line| {
+                line.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+    })
+}
+
+/// Remove the pod's (now empty) cgroup directories in every hierarchy.
+fn remove_pod_cgroups(parent: &str, uid: &str) {
+    let relative = format!("{}/pod{uid}", parent.trim_start_matches('/'));
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut roots: Vec<PathBuf> = hierarchies.flatten().map(|e| e.path()).collect();
+    roots.push(PathBuf::from("/sys/fs/cgroup"));
+    for root in roots {
+        let dir = root.join(&relative);
+        if dir.is_dir() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! containerd, the agent's container runtime: one gRPC channel, every request tagged with the
+//! node's containerd namespace. Images (pull, import, unpack) and containers (create, start,
+//! wait, kill, remove) are built on it; the kubelet never talks gRPC itself.
+
+pub mod containers;
+pub mod content;
+pub mod images;
+pub mod registry;
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+
+use containerd_client::tonic::{self, Code, transport::Channel};
+use thiserror::Error;
+
+/// The snapshotter every container and image uses.
+pub const SNAPSHOTTER: &str = "overlayfs";
+
+/// A runtime failure, with the operation it happened in.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// containerd could not be reached.
+    #[error("connecting to containerd at {socket}: {source}")]
+    Connect {
+        /// Socket path.
+        socket: PathBuf,
+        /// Transport error.
+        source: tonic::transport::Error,
+    },
+    /// A containerd call failed.
+    #[error("containerd {op}: {status}", status = .source.message())]
+    Call {
+        /// What was being done.
+        op: String,
+        /// gRPC status.
+        source: tonic::Status,
+    },
+    /// An image could not be fetched from its registry.
+    #[error("{0}")]
+    Pull(String),
+    /// An image or archive is malformed.
+    #[error("{0}")]
+    BadImage(String),
+    /// A local file could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl RuntimeError {
+    /// True if containerd said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Call { source, .. } if source.code() == Code::NotFound)
+    }
+
+    /// True if containerd said the object already exists.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, Self::Call { source, .. } if source.code() == Code::AlreadyExists)
+    }
+}
+
+/// Wrap a gRPC status with the operation it failed.
+pub(crate) fn call_error(op: impl Into<String>) -> impl FnOnce(tonic::Status) -> RuntimeError {
+    let op = op.into();
+    move |source| RuntimeError::Call { op, source }
+}
+
+/// A connection to containerd scoped to one containerd namespace.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    channel: Channel,
+    namespace: String,
+}
+
+impl Runtime {
+    /// Connect to the containerd socket; calls use `namespace`.
+    pub async fn connect(socket: &Path, namespace: &str) -> Result<Self, RuntimeError> {
+        let channel = containerd_client::connect(socket)
+            .await
+            .map_err(|source| RuntimeError::Connect {
+                socket: socket.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            channel,
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    /// The gRPC channel (cheap to clone).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The containerd namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// A request carrying the namespace header (and a lease, if given: content and
+    /// snapshots made under a lease are safe from garbage collection until it ends).
+    pub fn request<T>(&self, message: T, lease: Option<&str>) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        if let Ok(value) = self.namespace.parse() {
+            metadata.insert("containerd-namespace", value);
+        }
+        if let Some(value) = lease.and_then(|l| l.parse().ok()) {
+            metadata.insert("containerd-lease", value);
+        }
+        request
+    }
+}

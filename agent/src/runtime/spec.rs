@@ -1,0 +1,190 @@
+//! The OCI runtime spec (config.json) runc gets for one container: process, root, mounts,
+//! namespaces (the pod's network namespace shared by all its containers), cgroup path and
+//! resource limits. Defaults follow containerd's and Docker's (capability set, masked paths).
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+/// containerd's type URL for a runtime spec carried in a protobuf `Any`.
+pub const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+/// Docker's default capabilities, which kubelet (through containerd's CRI) also grants.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// A bind mount from the host (volumes, /etc/hosts, /etc/resolv.conf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindMount {
+    /// Host path.
+    pub source: PathBuf,
+    /// Path in the container.
+    pub destination: String,
+    /// Read-only.
+    pub read_only: bool,
+}
+
+/// Everything that varies between containers.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerConfig {
+    /// argv.
+    pub args: Vec<String>,
+    /// `KEY=value`.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// uid and gid.
+    pub user: (u32, u32),
+    /// Hostname (the pod name).
+    pub hostname: String,
+    /// The pod's network namespace file.
+    pub netns: PathBuf,
+    /// cgroupsPath (`/skiff/<node>/pod<uid>/<container>`).
+    pub cgroups_path: String,
+    /// Extra mounts.
+    pub mounts: Vec<BindMount>,
+    /// Memory limit in bytes.
+    pub memory_limit: Option<i64>,
+    /// CPU quota in microseconds per 100 ms period.
+    pub cpu_quota: Option<i64>,
+    /// CPU shares (from the request).
+    pub cpu_shares: Option<u64>,
+    /// Read-only root filesystem.
+    pub read_only_root: bool,
+    /// Capabilities granted (bounding, effective, permitted).
+    pub capabilities: Vec<String>,
+    /// Privileged: every capability, no masked paths, devices allowed.
+    pub privileged: bool,
+}
+
+/// The runtime spec as JSON bytes.
+pub fn build(config: &ContainerConfig) -> Value {
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if config.privileged { "rw" } else { "ro" }]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    ];
+    for mount in &config.mounts {
+        let mode = if mount.read_only { "ro" } else { "rw" };
+        mounts.push(json!({
+            "destination": mount.destination,
+            "type": "bind",
+            "source": mount.source,
+            "options": ["rbind", "rprivate", mode],
+        }));
+    }
+    let capabilities: Vec<&str> = if config.privileged {
+        ALL_CAPABILITIES.to_vec()
+    } else {
+        config.capabilities.iter().map(String::as_str).collect()
+    };
+    let mut resources = json!({"devices": [{"allow": config.privileged, "access": "rwm"}]});
+    if let Some(limit) = config.memory_limit {
+        resources["memory"] = json!({"limit": limit});
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(quota) = config.cpu_quota {
+        cpu.insert("quota".into(), json!(quota));
+        cpu.insert("period".into(), json!(100_000));
+    }
+    if let Some(shares) = config.cpu_shares {
+        cpu.insert("shares".into(), json!(shares));
+    }
+    if !cpu.is_empty() {
+        resources["cpu"] = Value::Object(cpu);
+    }
+    let mut linux = json!({
+        "namespaces": [
+            {"type": "pid"},
+            {"type": "ipc"},
+            {"type": "uts"},
+            {"type": "mount"},
+            {"type": "network", "path": config.netns},
+        ],
+        "cgroupsPath": config.cgroups_path,
+        "resources": resources,
+    });
+    if !config.privileged {
+        linux["maskedPaths"] = json!([
+            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+            "/sys/firmware", "/sys/devices/virtual/powercap"
+        ]);
+        linux["readonlyPaths"] = json!([
+            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+        ]);
+    }
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": config.user.0, "gid": config.user.1},
+            "args": config.args,
+            "env": config.env,
+            "cwd": if config.cwd.is_empty() { "/" } else { config.cwd.as_str() },
+            "capabilities": {
+                "bounding": capabilities,
+                "effective": capabilities,
+                "permitted": capabilities,
+            },
+            "noNewPrivileges": false,
+        },
+        "root": {"path": "rootfs", "readonly": config.read_only_root},
+        "hostname": config.hostname,
+        "mounts": mounts,
+        "linux": linux,
+    })
+}
+
+/// Every capability (privileged containers).
+const ALL_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_joins_the_pod_network_and_limits_memory() {
+        let spec = build(&ContainerConfig {
+            args: vec!["sh".into()],
+            netns: "/run/x/netns/p".into(),
+            cgroups_path: "/skiff/n1/podu/c".into(),
+            memory_limit: Some(64 << 20),
+            capabilities: vec!["CAP_KILL".into()],
+            ..ContainerConfig::default()
+        });
+        assert_eq!(spec["linux"]["namespaces"][4]["path"], "/run/x/netns/p");
+        assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(spec["linux"]["cgroupsPath"], "/skiff/n1/podu/c");
+        assert_eq!(spec["process"]["capabilities"]["bounding"][0], "CAP_KILL");
+        assert_eq!(spec["process"]["cwd"], "/");
+    }
+}

@@ -1,0 +1,75 @@
+//! `cargo xtask images`: the lab's test images, built offline from this machine's files.
+//!
+//! - `docker.io/library/busybox:latest` — Debian's static busybox with its applet links.
+//! - `docker.io/skiff/echo:latest` — `images/echo` (this repo) linked statically: HTTP
+//!   hostname on 8080, TCP echo on 9000, UDP hostname on 9001.
+//!
+//! Each image is written as an OCI archive to `target/images/<name>.tar` (what
+//! `skiff-agent images import` reads) and, when the lab is up, pushed to the lab registry
+//! under the same repository path, so nodes pull `busybox` through their registry mirror.
+
+mod catalog;
+pub mod oci;
+mod registry;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::{cmd::Progress, cmd::workspace_root, lab};
+
+/// Arguments of `cargo xtask images`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ImagesArgs {
+    /// Only build the archives; do not push to the lab registry even if it is up.
+    #[arg(long)]
+    pub no_push: bool,
+}
+
+/// Where the image archives go.
+pub fn archive_dir() -> PathBuf {
+    workspace_root().join("target").join("images")
+}
+
+/// Entry point of `cargo xtask images`.
+pub fn run(args: &ImagesArgs) -> Result<()> {
+    let registry = lab::registry_if_up();
+    build_and_publish(if args.no_push { None } else { registry.as_deref() })
+}
+
+/// Build every image into [`archive_dir`] and push each to `registry` if given.
+pub fn build_and_publish(registry: Option<&str>) -> Result<()> {
+    let dir = archive_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut progress = Progress::new("images", 3);
+    let echo = progress.step("build images/echo statically", catalog::build_echo_binary)?;
+    let images = progress.step("build busybox and skiff/echo", || {
+        let mut built = Vec::new();
+        for (file, spec) in [
+            ("busybox.tar", catalog::busybox()?),
+            ("echo.tar", catalog::echo(&echo)),
+        ] {
+            let image = oci::build(&spec)?;
+            oci::write_archive(&image, &dir.join(file))?;
+            eprintln!(
+                "      {} {} → {}",
+                image.reference,
+                image.manifest.digest,
+                dir.join(file).display()
+            );
+            built.push(image);
+        }
+        Ok(built)
+    })?;
+    match registry {
+        Some(registry) => progress.step(&format!("push to the lab registry {registry}"), || {
+            for image in &images {
+                registry::push(registry, image, &dir)?;
+            }
+            Ok(())
+        })?,
+        None => progress.step("push: skipped (no lab registry up)", || Ok(()))?,
+    }
+    Ok(())
+}
