@@ -4,6 +4,7 @@
 
 mod delete;
 mod meta;
+mod node_proxy;
 mod read;
 mod subresource;
 mod watch;
@@ -151,9 +152,10 @@ async fn route(ctx: &Ctx<'_>, method: &Method, body: Bytes) -> Result<Response, 
         ("PATCH", Some(name), Some("scale")) => subresource::patch_scale(ctx, name, &body).await,
         ("DELETE", Some(name), None) => delete::delete(ctx, name, &body).await,
         ("DELETE", None, None) => delete::delete_collection(ctx, &body).await,
-        (_, _, Some(sub @ ("log" | "exec"))) => Err(ApiError::bad_request(format!(
-            "pods/{sub} is served by the node agent, which is not yet connected to this API server"
-        ))),
+        ("GET", Some(name), Some("log")) => node_proxy::logs(ctx, name).await,
+        (_, _, Some("exec")) => Err(ApiError::bad_request(
+            "pods/exec is not served by this Skiff version yet (the node agent has no exec endpoint)",
+        )),
         (verb, _, _) => Err(ApiError::method_not_allowed(verb, info.kind)),
     }
 }
