@@ -95,8 +95,13 @@ pub fn run_shim(path: &Path) -> std::io::Result<()> {
     }));
     // SAFETY: the shim passes these descriptors open to this process and nothing else in
     // it owns them; each is wrapped exactly once.
-    let (stdout, stderr, ready) =
-        unsafe { (File::from_raw_fd(3), File::from_raw_fd(4), File::from_raw_fd(5)) };
+    let (stdout, stderr, ready) = unsafe {
+        (
+            File::from_raw_fd(3),
+            File::from_raw_fd(4),
+            File::from_raw_fd(5),
+        )
+    };
     drop(ready);
     let copy = |input: File, stream: &'static str, sink: Arc<Mutex<Sink>>| {
         std::thread::spawn(move || {
@@ -189,7 +194,11 @@ pub fn read(path: &Path, options: &LogOptions) -> std::io::Result<(Vec<u8>, u64)
 }
 
 /// Lines appended to `path` after `offset`; returns them rendered and the new offset.
-pub fn read_from(path: &Path, offset: u64, options: &LogOptions) -> std::io::Result<(Vec<u8>, u64)> {
+pub fn read_from(
+    path: &Path,
+    offset: u64,
+    options: &LogOptions,
+) -> std::io::Result<(Vec<u8>, u64)> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     // Rotated underneath us: start over at the new file's beginning.
@@ -246,8 +255,10 @@ mod tests {
         let (recent, _) = read(&file, &since).expect("read");
         assert_eq!(String::from_utf8_lossy(&recent), "two words\nthree\n");
         let mut f = File::options().append(true).open(&file).expect("open");
-        f.write_all(b"2026-11-22T05:00:03.000000001Z stdout F four\n2026-11-22T05:00:04Z stdout F fi")
-            .expect("append");
+        f.write_all(
+            b"2026-11-22T05:00:03.000000001Z stdout F four\n2026-11-22T05:00:04Z stdout F fi",
+        )
+        .expect("append");
         let (more, next) = read_from(&file, offset, &LogOptions::default()).expect("follow");
         assert_eq!(String::from_utf8_lossy(&more), "four\n");
         assert!(next > offset);

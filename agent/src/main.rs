@@ -209,7 +209,10 @@ async fn run(args: Args) -> Result<()> {
             tokio::spawn(node_lifecycle(client.clone(), node_config(&args).await));
             match start_kubelet(&args, client).await {
                 Ok(()) => {}
-                Err(e) => tracing::error!(error = format!("{e:#}"), "the kubelet could not start; this node runs no pods"),
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "the kubelet could not start; this node runs no pods"
+                ),
             }
         }
         None => info!("no --kubeconfig: not registering with an API server"),

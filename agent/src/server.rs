@@ -78,7 +78,9 @@ async fn container_logs(
             0 | 1 => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("previous terminated container \"{container}\" in pod \"{pod}\" not found"),
+                    format!(
+                        "previous terminated container \"{container}\" in pod \"{pod}\" not found"
+                    ),
                 );
             }
             n => files[n - 2].clone(),
@@ -89,7 +91,9 @@ async fn container_logs(
             None => {
                 return error(
                     StatusCode::NOT_FOUND,
-                    format!("container \"{container}\" in pod \"{pod}\" has no logs on this node (is it waiting to start?)"),
+                    format!(
+                        "container \"{container}\" in pod \"{pod}\" has no logs on this node (is it waiting to start?)"
+                    ),
                 );
             }
         }
@@ -110,26 +114,49 @@ async fn container_logs(
     };
     let (initial, offset) = match logs::read(&file, &options) {
         Ok(read) => read,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading {}: {e}", file.display())),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading {}: {e}", file.display()),
+            );
+        }
     };
     if !query.follow.unwrap_or(false) {
         return ([("content-type", "text/plain")], initial).into_response();
     }
-    let follow = LogOptions { tail_lines: None, limit_bytes: None, ..options };
+    let follow = LogOptions {
+        tail_lines: None,
+        limit_bytes: None,
+        ..options
+    };
     let count = files.len();
     let stream = futures::stream::unfold(
-        (Some(initial), offset, file, state_dir, namespace, pod, container),
+        (
+            Some(initial),
+            offset,
+            file,
+            state_dir,
+            namespace,
+            pod,
+            container,
+        ),
         move |(first, offset, file, state_dir, namespace, pod, container)| {
             let follow = follow.clone();
             async move {
                 if let Some(first) = first {
-                    return Some((Ok::<_, std::io::Error>(first), (None, offset, file, state_dir, namespace, pod, container)));
+                    return Some((
+                        Ok::<_, std::io::Error>(first),
+                        (None, offset, file, state_dir, namespace, pod, container),
+                    ));
                 }
                 loop {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     match logs::read_from(&file, offset, &follow) {
                         Ok((chunk, next)) if !chunk.is_empty() => {
-                            return Some((Ok(chunk), (None, next, file, state_dir, namespace, pod, container)));
+                            return Some((
+                                Ok(chunk),
+                                (None, next, file, state_dir, namespace, pod, container),
+                            ));
                         }
                         Ok(_) => {}
                         Err(_) => return None,

@@ -98,3 +98,69 @@ pub async fn client_from(path: &Path) -> Client {
         .expect("kubeconfig");
     Client::try_from(config).expect("kube client")
 }
+
+impl Lab {
+    /// `kubectl get <what> -n <ns> -o jsonpath=<path>` (empty string on failure).
+    pub fn jsonpath(&self, ns: &str, what: &str, path: &str) -> String {
+        let out = self.kubectl(&["get", what, "-n", ns, "-o", &format!("jsonpath={path}")]);
+        if out.code == 0 {
+            out.stdout
+        } else {
+            String::new()
+        }
+    }
+
+    /// Apply a manifest in a namespace.
+    pub fn apply(&self, ns: &str, manifest: &str) {
+        let out = self.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], manifest);
+        assert_eq!(
+            out.code, 0,
+            "kubectl apply failed: {}\n{manifest}",
+            out.stderr
+        );
+    }
+
+    /// Poll `check` every 250 ms until it returns `Some`, or panic with `what` and the last
+    /// observation after `limit`.
+    pub fn eventually<T>(
+        &self,
+        what: &str,
+        limit: std::time::Duration,
+        mut check: impl FnMut() -> Result<T, String>,
+    ) -> T {
+        let started = std::time::Instant::now();
+        loop {
+            match check() {
+                Ok(value) => return value,
+                Err(last) if started.elapsed() > limit => {
+                    panic!(
+                        "{what}: not true after {} s; last seen: {last}",
+                        limit.as_secs()
+                    )
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
+            }
+        }
+    }
+
+    /// Wait until a pod is Running with every container ready.
+    pub fn wait_running(&self, ns: &str, pod: &str) {
+        let limit = std::time::Duration::from_secs(60);
+        self.eventually(&format!("pod {ns}/{pod} running and ready"), limit, || {
+            let phase = self.jsonpath(ns, &format!("pod/{pod}"), "{.status.phase}");
+            let ready = self.jsonpath(
+                ns,
+                &format!("pod/{pod}"),
+                "{.status.conditions[?(@.type==\"Ready\")].status}",
+            );
+            if phase == "Running" && ready == "True" {
+                Ok(())
+            } else {
+                Err(format!(
+                    "phase={phase} ready={ready} statuses={}",
+                    self.jsonpath(ns, &format!("pod/{pod}"), "{.status.containerStatuses}")
+                ))
+            }
+        });
+    }
+}

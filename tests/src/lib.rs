@@ -86,7 +86,14 @@ impl Lab {
     /// Where the lab's binaries are (skiff-control, skiff-agent).
     pub fn bin(&self, name: &str) -> PathBuf {
         std::env::var_os("SKIFF_BIN_DIR")
-            .map_or_else(|| PathBuf::from("target/debug"), PathBuf::from)
+            .map_or_else(
+                || {
+                    self.dir
+                        .parent()
+                        .map_or_else(|| PathBuf::from("target/debug"), |t| t.join("debug"))
+                },
+                PathBuf::from,
+            )
             .join(name)
     }
 

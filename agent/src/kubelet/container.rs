@@ -17,14 +17,22 @@ use crate::runtime::{
 pub struct ConfigError(pub String);
 
 /// argv from command/args and the image's ENTRYPOINT/CMD, as Kubernetes defines it.
-pub fn argv(container: &Container, image: &ReadyImage, vars: &BTreeMap<String, String>) -> Vec<String> {
+pub fn argv(
+    container: &Container,
+    image: &ReadyImage,
+    vars: &BTreeMap<String, String>,
+) -> Vec<String> {
     let entrypoint = image.config.entrypoint.clone().unwrap_or_default();
     let cmd = image.config.cmd.clone().unwrap_or_default();
     let args: Vec<String> = match (&container.command, &container.args) {
-        (Some(command), args) if !command.is_empty() => {
-            command.iter().chain(args.iter().flatten()).cloned().collect()
+        (Some(command), args) if !command.is_empty() => command
+            .iter()
+            .chain(args.iter().flatten())
+            .cloned()
+            .collect(),
+        (_, Some(args)) if !args.is_empty() => {
+            entrypoint.into_iter().chain(args.iter().cloned()).collect()
         }
-        (_, Some(args)) if !args.is_empty() => entrypoint.into_iter().chain(args.iter().cloned()).collect(),
         _ => entrypoint.into_iter().chain(cmd).collect(),
     };
     args.iter().map(|a| env::expand(a, vars)).collect()
@@ -40,7 +48,10 @@ pub async fn build(
     pod_files: &[BindMount],
     cgroups_path: String,
 ) -> Result<ContainerConfig, ConfigError> {
-    let spec = pod.spec.as_ref().ok_or_else(|| ConfigError("pod has no spec".into()))?;
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| ConfigError("pod has no spec".into()))?;
     let image_env = image.config.env.clone().unwrap_or_default();
     let environment = env::build(&kubelet.client, pod, container, &image_env)
         .await
@@ -65,13 +76,22 @@ pub async fn build(
     let uid = security
         .and_then(|s| s.run_as_user)
         .or_else(|| pod_security.and_then(|s| s.run_as_user))
-        .or_else(|| image.config.user.as_deref().and_then(|u| u.split(':').next()?.parse().ok()))
+        .or_else(|| {
+            image
+                .config
+                .user
+                .as_deref()
+                .and_then(|u| u.split(':').next()?.parse().ok())
+        })
         .unwrap_or(0);
     let gid = security
         .and_then(|s| s.run_as_group)
         .or_else(|| pod_security.and_then(|s| s.run_as_group))
         .unwrap_or(0);
-    if security.and_then(|s| s.run_as_non_root).or_else(|| pod_security.and_then(|s| s.run_as_non_root)) == Some(true)
+    if security
+        .and_then(|s| s.run_as_non_root)
+        .or_else(|| pod_security.and_then(|s| s.run_as_non_root))
+        == Some(true)
         && uid == 0
     {
         return Err(ConfigError(
@@ -86,17 +106,24 @@ pub async fn build(
     let mut mounts = pod_files.to_vec();
     mounts.extend(volumes::mounts_for(container, prepared).map_err(|e| ConfigError(e.0))?);
     let resources = container.resources.as_ref();
-    let limit = |name: &str| resources.and_then(|r| r.limits.as_ref()?.get(name).map(|q| q.0.clone()));
-    let request = |name: &str| resources.and_then(|r| r.requests.as_ref()?.get(name).map(|q| q.0.clone()));
+    let limit =
+        |name: &str| resources.and_then(|r| r.limits.as_ref()?.get(name).map(|q| q.0.clone()));
+    let request =
+        |name: &str| resources.and_then(|r| r.requests.as_ref()?.get(name).map(|q| q.0.clone()));
     let memory_limit = limit("memory").and_then(|q| quantity::bytes(&q));
-    let cpu_quota = limit("cpu").and_then(|q| quantity::millicores(&q)).map(|m| (m * 100).max(1000));
+    let cpu_quota = limit("cpu")
+        .and_then(|q| quantity::millicores(&q))
+        .map(|m| (m * 100).max(1000));
     let cpu_shares = request("cpu")
         .or_else(|| limit("cpu"))
         .and_then(|q| quantity::millicores(&q))
         .map(|m| u64::try_from((m * 1024 / 1000).max(2)).unwrap_or(2));
     Ok(ContainerConfig {
         args,
-        env: environment.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        env: environment
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         cwd: container
             .working_dir
             .clone()
@@ -110,7 +137,9 @@ pub async fn build(
         memory_limit,
         cpu_quota,
         cpu_shares,
-        read_only_root: security.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        read_only_root: security
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
         capabilities,
         privileged,
     })
@@ -120,13 +149,26 @@ use std::path::PathBuf;
 
 /// Docker's default set with the container's add/drop applied (`ALL` allowed in both).
 fn capabilities(container: &Container) -> Vec<String> {
-    let caps = container.security_context.as_ref().and_then(|s| s.capabilities.as_ref());
+    let caps = container
+        .security_context
+        .as_ref()
+        .and_then(|s| s.capabilities.as_ref());
     let normalize = |c: &String| {
         let upper = c.to_ascii_uppercase();
-        if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") }
+        if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        }
     };
-    let add: Vec<String> = caps.and_then(|c| c.add.as_ref()).map(|v| v.iter().map(normalize).collect()).unwrap_or_default();
-    let drop: Vec<String> = caps.and_then(|c| c.drop.as_ref()).map(|v| v.iter().map(normalize).collect()).unwrap_or_default();
+    let add: Vec<String> = caps
+        .and_then(|c| c.add.as_ref())
+        .map(|v| v.iter().map(normalize).collect())
+        .unwrap_or_default();
+    let drop: Vec<String> = caps
+        .and_then(|c| c.drop.as_ref())
+        .map(|v| v.iter().map(normalize).collect())
+        .unwrap_or_default();
     let mut set: Vec<String> = if drop.iter().any(|d| d == "CAP_ALL") {
         Vec::new()
     } else {
@@ -172,16 +214,29 @@ mod tests {
         let vars = BTreeMap::from([("X".to_owned(), "1".to_owned())]);
         let c = |j| argv(&container(j), &img, &vars);
         assert_eq!(c(serde_json::json!({"name": "a"})), ["/entry", "default"]);
-        assert_eq!(c(serde_json::json!({"name": "a", "args": ["x$(X)"]})), ["/entry", "x1"]);
-        assert_eq!(c(serde_json::json!({"name": "a", "command": ["sh"], "args": ["-c"]})), ["sh", "-c"]);
-        assert_eq!(c(serde_json::json!({"name": "a", "command": ["sh"]})), ["sh"]);
+        assert_eq!(
+            c(serde_json::json!({"name": "a", "args": ["x$(X)"]})),
+            ["/entry", "x1"]
+        );
+        assert_eq!(
+            c(serde_json::json!({"name": "a", "command": ["sh"], "args": ["-c"]})),
+            ["sh", "-c"]
+        );
+        assert_eq!(
+            c(serde_json::json!({"name": "a", "command": ["sh"]})),
+            ["sh"]
+        );
     }
 
     #[test]
     fn capabilities_add_and_drop() {
-        let c = container(serde_json::json!({"name": "a", "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}}}));
+        let c = container(
+            serde_json::json!({"name": "a", "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}}}),
+        );
         assert_eq!(capabilities(&c), ["CAP_NET_ADMIN"]);
-        let c = container(serde_json::json!({"name": "a", "securityContext": {"capabilities": {"drop": ["KILL"]}}}));
+        let c = container(
+            serde_json::json!({"name": "a", "securityContext": {"capabilities": {"drop": ["KILL"]}}}),
+        );
         assert!(!capabilities(&c).contains(&"CAP_KILL".to_owned()));
         assert!(capabilities(&c).contains(&"CAP_CHOWN".to_owned()));
     }

@@ -31,7 +31,11 @@ pub fn field_value(pod: &Pod, path: &str) -> Option<String> {
         "status.hostIP" => status?.host_ip.clone(),
         "status.podIPs" => status?.pod_ip.clone(),
         "metadata.labels" | "metadata.annotations" => {
-            let map = if path == "metadata.labels" { meta.labels.as_ref() } else { meta.annotations.as_ref() };
+            let map = if path == "metadata.labels" {
+                meta.labels.as_ref()
+            } else {
+                meta.annotations.as_ref()
+            };
             Some(
                 map.map(|m| {
                     m.iter()
@@ -111,15 +115,26 @@ pub async fn build(
                     }
                 }
                 Ok(None) if source.optional == Some(true) => {}
-                Ok(None) => return Err(EnvError(format!("configmap \"{}\" not found", source.name))),
-                Err(e) => return Err(EnvError(format!("reading configmap \"{}\": {e}", source.name))),
+                Ok(None) => {
+                    return Err(EnvError(format!("configmap \"{}\" not found", source.name)));
+                }
+                Err(e) => {
+                    return Err(EnvError(format!(
+                        "reading configmap \"{}\": {e}",
+                        source.name
+                    )));
+                }
             }
         }
         if let Some(source) = &from.secret_ref {
             match secrets.get_opt(&source.name).await {
                 Ok(Some(s)) => {
                     for (k, v) in s.data.unwrap_or_default() {
-                        set(&mut vars, format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned());
+                        set(
+                            &mut vars,
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v.0).into_owned(),
+                        );
                     }
                 }
                 Ok(None) if source.optional == Some(true) => {}
@@ -225,8 +240,17 @@ mod tests {
         }))
         .expect("pod");
         assert_eq!(field_value(&pod, "metadata.name").as_deref(), Some("p"));
-        assert_eq!(field_value(&pod, "spec.nodeName").as_deref(), Some("node-1"));
-        assert_eq!(field_value(&pod, "status.podIP").as_deref(), Some("10.244.1.2"));
-        assert_eq!(field_value(&pod, "metadata.labels['app']").as_deref(), Some("web"));
+        assert_eq!(
+            field_value(&pod, "spec.nodeName").as_deref(),
+            Some("node-1")
+        );
+        assert_eq!(
+            field_value(&pod, "status.podIP").as_deref(),
+            Some("10.244.1.2")
+        );
+        assert_eq!(
+            field_value(&pod, "metadata.labels['app']").as_deref(),
+            Some("web")
+        );
     }
 }

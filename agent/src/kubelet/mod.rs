@@ -139,7 +139,11 @@ impl Kubelet {
         }
     }
 
-    fn dispatch(self: &Arc<Self>, workers: &mut HashMap<String, mpsc::UnboundedSender<Message>>, pod: Pod) {
+    fn dispatch(
+        self: &Arc<Self>,
+        workers: &mut HashMap<String, mpsc::UnboundedSender<Message>>,
+        pod: Pod,
+    ) {
         let Some(uid) = pod.metadata.uid.clone() else {
             return;
         };

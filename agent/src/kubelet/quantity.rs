@@ -19,11 +19,17 @@ pub fn bytes(text: &str) -> Option<i64> {
     ];
     for (suffix, factor) in suffixes {
         if let Some(number) = text.strip_suffix(suffix) {
-            return number.parse::<f64>().ok().map(|n| (n * factor).ceil() as i64);
+            return number
+                .parse::<f64>()
+                .ok()
+                .map(|n| (n * factor).ceil() as i64);
         }
     }
     if let Some(number) = text.strip_suffix('m') {
-        return number.parse::<f64>().ok().map(|n| (n / 1000.0).ceil() as i64);
+        return number
+            .parse::<f64>()
+            .ok()
+            .map(|n| (n / 1000.0).ceil() as i64);
     }
     text.parse::<f64>().ok().map(|n| n.ceil() as i64)
 }

@@ -115,7 +115,11 @@ fn container_status(record: &ContainerRecord, ready: bool) -> Value {
     });
     if let Some(id) = &record.id {
         status["containerID"] = json!(format!("containerd://{id}"));
-    } else if let State::Terminated(Terminated { container_id: Some(c), .. }) = &record.state {
+    } else if let State::Terminated(Terminated {
+        container_id: Some(c),
+        ..
+    }) = &record.state
+    {
         status["containerID"] = json!(c);
     }
     status
@@ -140,9 +144,11 @@ pub struct PodFacts {
 
 /// The pod phase kubelet would compute.
 pub fn phase(records: &[ContainerRecord], restart_policy: &str) -> &'static str {
-    let init_failed_for_good = records
-        .iter()
-        .any(|r| r.init && restart_policy == "Never" && matches!(&r.state, State::Terminated(t) if t.exit_code != 0));
+    let init_failed_for_good = records.iter().any(|r| {
+        r.init
+            && restart_policy == "Never"
+            && matches!(&r.state, State::Terminated(t) if t.exit_code != 0)
+    });
     if init_failed_for_good {
         return "Failed";
     }
@@ -161,15 +167,22 @@ pub fn phase(records: &[ContainerRecord], restart_policy: &str) -> &'static str 
     if !apps.is_empty() && all_terminated {
         match restart_policy {
             "Never" => {
-                return if exit_codes.iter().all(|c| *c == 0) { "Succeeded" } else { "Failed" };
+                return if exit_codes.iter().all(|c| *c == 0) {
+                    "Succeeded"
+                } else {
+                    "Failed"
+                };
             }
             "OnFailure" if exit_codes.iter().all(|c| *c == 0) => return "Succeeded",
             _ => {}
         }
     }
-    let started = apps
-        .iter()
-        .any(|r| r.running() || r.restart_count > 0 || matches!(r.state, State::Terminated(_)) || r.last_state.is_some());
+    let started = apps.iter().any(|r| {
+        r.running()
+            || r.restart_count > 0
+            || matches!(r.state, State::Terminated(_))
+            || r.last_state.is_some()
+    });
     if started { "Running" } else { "Pending" }
 }
 
@@ -182,14 +195,20 @@ pub fn render(
     now: &str,
 ) -> Value {
     let phase = phase(records, &facts.restart_policy);
-    let ready_of = |r: &ContainerRecord| r.running() && facts.readiness.get(&r.name).copied().unwrap_or(true);
-    let initialized = records.iter().filter(|r| r.init).all(ContainerRecord::completed);
+    let ready_of =
+        |r: &ContainerRecord| r.running() && facts.readiness.get(&r.name).copied().unwrap_or(true);
+    let initialized = records
+        .iter()
+        .filter(|r| r.init)
+        .all(ContainerRecord::completed);
     let apps: Vec<&ContainerRecord> = records.iter().filter(|r| !r.init).collect();
     let containers_ready = !apps.is_empty() && apps.iter().all(|r| ready_of(r));
     let sandbox_ready = facts.pod_ip.is_some();
     let mut conditions = Vec::new();
     let mut condition = |kind: &'static str, value: bool, reason: Option<&str>| {
-        let entry = transitions.entry(kind).or_insert_with(|| (value, now.to_owned()));
+        let entry = transitions
+            .entry(kind)
+            .or_insert_with(|| (value, now.to_owned()));
         if entry.0 != value {
             *entry = (value, now.to_owned());
         }
@@ -207,8 +226,24 @@ pub fn render(
     let terminal = phase == "Succeeded" || phase == "Failed";
     condition("PodReadyToStartContainers", sandbox_ready, None);
     condition("Initialized", initialized, Some("ContainersNotInitialized"));
-    condition("Ready", containers_ready && !terminal, Some(if terminal { "PodCompleted" } else { "ContainersNotReady" }));
-    condition("ContainersReady", containers_ready && !terminal, Some(if terminal { "PodCompleted" } else { "ContainersNotReady" }));
+    condition(
+        "Ready",
+        containers_ready && !terminal,
+        Some(if terminal {
+            "PodCompleted"
+        } else {
+            "ContainersNotReady"
+        }),
+    );
+    condition(
+        "ContainersReady",
+        containers_ready && !terminal,
+        Some(if terminal {
+            "PodCompleted"
+        } else {
+            "ContainersNotReady"
+        }),
+    );
     condition("PodScheduled", true, None);
     let mut status = json!({
         "phase": phase,
@@ -257,7 +292,11 @@ mod tests {
     fn done(code: i32) -> State {
         State::Terminated(Terminated {
             exit_code: code,
-            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            reason: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
             message: None,
             started_at: None,
             finished_at: None,
@@ -267,21 +306,40 @@ mod tests {
 
     #[test]
     fn phases_follow_kubelet() {
-        let waiting = State::Waiting { reason: "ContainerCreating".into(), message: None };
-        let running = State::Running { started_at: "t".into() };
-        assert_eq!(phase(&[record(false, waiting.clone())], "Always"), "Pending");
-        assert_eq!(phase(&[record(false, running.clone())], "Always"), "Running");
-        assert_eq!(phase(&[record(true, running), record(false, waiting)], "Always"), "Pending");
+        let waiting = State::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        };
+        let running = State::Running {
+            started_at: "t".into(),
+        };
+        assert_eq!(
+            phase(&[record(false, waiting.clone())], "Always"),
+            "Pending"
+        );
+        assert_eq!(
+            phase(&[record(false, running.clone())], "Always"),
+            "Running"
+        );
+        assert_eq!(
+            phase(&[record(true, running), record(false, waiting)], "Always"),
+            "Pending"
+        );
         assert_eq!(phase(&[record(false, done(0))], "Never"), "Succeeded");
         assert_eq!(phase(&[record(false, done(1))], "Never"), "Failed");
         assert_eq!(phase(&[record(false, done(0))], "OnFailure"), "Succeeded");
         assert_eq!(phase(&[record(false, done(1))], "Always"), "Running");
-        assert_eq!(phase(&[record(true, done(1)), record(false, done(0))], "Never"), "Failed");
+        assert_eq!(
+            phase(&[record(true, done(1)), record(false, done(0))], "Never"),
+            "Failed"
+        );
     }
 
     #[test]
     fn conditions_keep_their_transition_time() {
-        let running = State::Running { started_at: "t".into() };
+        let running = State::Running {
+            started_at: "t".into(),
+        };
         let facts = PodFacts {
             host_ip: "172.30.0.11".into(),
             pod_ip: Some("10.244.1.2".into()),
@@ -289,7 +347,12 @@ mod tests {
             ..PodFacts::default()
         };
         let mut transitions = BTreeMap::new();
-        let first = render(&[record(false, running.clone())], &facts, &mut transitions, "t1");
+        let first = render(
+            &[record(false, running.clone())],
+            &facts,
+            &mut transitions,
+            "t1",
+        );
         let second = render(&[record(false, running)], &facts, &mut transitions, "t2");
         assert_eq!(first["conditions"], second["conditions"]);
         assert_eq!(second["containerStatuses"][0]["ready"], true);

@@ -58,7 +58,8 @@ async fn prepare_one(
                 .map_err(io_error(format!("hostPath {}", host.path)))?,
             "FileOrCreate" => {
                 if !path.exists() {
-                    std::fs::write(&path, b"").map_err(io_error(format!("hostPath {}", host.path)))?;
+                    std::fs::write(&path, b"")
+                        .map_err(io_error(format!("hostPath {}", host.path)))?;
                 }
             }
             "Directory" if !path.is_dir() => {
@@ -99,26 +100,68 @@ async fn prepare_one(
     let mut files: BTreeMap<String, (Vec<u8>, i32)> = BTreeMap::new();
     if let Some(source) = &volume.config_map {
         let data = config_map(client, namespace, &source.name, source.optional).await?;
-        project(&data, source.items.as_deref(), source.default_mode.unwrap_or(0o644), &mut files, name, &source.name, "configmap")?;
+        project(
+            &data,
+            source.items.as_deref(),
+            source.default_mode.unwrap_or(0o644),
+            &mut files,
+            name,
+            &source.name,
+            "configmap",
+        )?;
     } else if let Some(source) = &volume.secret {
         let secret_name = source.secret_name.clone().unwrap_or_default();
         let data = secret(client, namespace, &secret_name, source.optional).await?;
-        project(&data, source.items.as_deref(), source.default_mode.unwrap_or(0o644), &mut files, name, &secret_name, "secret")?;
+        project(
+            &data,
+            source.items.as_deref(),
+            source.default_mode.unwrap_or(0o644),
+            &mut files,
+            name,
+            &secret_name,
+            "secret",
+        )?;
     } else if let Some(source) = &volume.downward_api {
-        downward(pod, source.items.as_deref().unwrap_or_default(), source.default_mode.unwrap_or(0o644), &mut files);
+        downward(
+            pod,
+            source.items.as_deref().unwrap_or_default(),
+            source.default_mode.unwrap_or(0o644),
+            &mut files,
+        );
     } else if let Some(projected) = &volume.projected {
         let mode = projected.default_mode.unwrap_or(0o644);
         for source in projected.sources.as_deref().unwrap_or_default() {
             if let Some(cm) = &source.config_map {
                 let data = config_map(client, namespace, &cm.name, cm.optional).await?;
-                project(&data, cm.items.as_deref(), mode, &mut files, name, &cm.name, "configmap")?;
+                project(
+                    &data,
+                    cm.items.as_deref(),
+                    mode,
+                    &mut files,
+                    name,
+                    &cm.name,
+                    "configmap",
+                )?;
             }
             if let Some(s) = &source.secret {
                 let data = secret(client, namespace, &s.name, s.optional).await?;
-                project(&data, s.items.as_deref(), mode, &mut files, name, &s.name, "secret")?;
+                project(
+                    &data,
+                    s.items.as_deref(),
+                    mode,
+                    &mut files,
+                    name,
+                    &s.name,
+                    "secret",
+                )?;
             }
             if let Some(d) = &source.downward_api {
-                downward(pod, d.items.as_deref().unwrap_or_default(), mode, &mut files);
+                downward(
+                    pod,
+                    d.items.as_deref().unwrap_or_default(),
+                    mode,
+                    &mut files,
+                );
             }
         }
     } else {
@@ -131,7 +174,8 @@ async fn prepare_one(
 }
 
 fn is_tmpfs(dir: &Path) -> bool {
-    nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
 }
 
 async fn config_map(
@@ -210,18 +254,29 @@ fn project(
                         item.key
                     ))
                 })?;
-                files.insert(item.path.clone(), (value.clone(), item.mode.unwrap_or(mode)));
+                files.insert(
+                    item.path.clone(),
+                    (value.clone(), item.mode.unwrap_or(mode)),
+                );
             }
         }
     }
     Ok(())
 }
 
-fn downward(pod: &Pod, items: &[DownwardAPIVolumeFile], mode: i32, files: &mut BTreeMap<String, (Vec<u8>, i32)>) {
+fn downward(
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    mode: i32,
+    files: &mut BTreeMap<String, (Vec<u8>, i32)>,
+) {
     for item in items {
         if let Some(field) = &item.field_ref {
             let value = super::env::field_value(pod, &field.field_path).unwrap_or_default();
-            files.insert(item.path.clone(), (value.into_bytes(), item.mode.unwrap_or(mode)));
+            files.insert(
+                item.path.clone(),
+                (value.into_bytes(), item.mode.unwrap_or(mode)),
+            );
         }
     }
 }
@@ -237,13 +292,19 @@ fn write_files(dir: &Path, files: &BTreeMap<String, (Vec<u8>, i32)>) -> std::io:
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&path, data)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(u32::try_from(*mode).unwrap_or(0o644)))?;
+        std::fs::set_permissions(
+            &path,
+            std::fs::Permissions::from_mode(u32::try_from(*mode).unwrap_or(0o644)),
+        )?;
     }
     Ok(())
 }
 
 /// The bind mounts a container gets from its volumeMounts.
-pub fn mounts_for(container: &Container, prepared: &Prepared) -> Result<Vec<BindMount>, VolumeError> {
+pub fn mounts_for(
+    container: &Container,
+    prepared: &Prepared,
+) -> Result<Vec<BindMount>, VolumeError> {
     let mut mounts = Vec::new();
     for mount in container.volume_mounts.as_deref().unwrap_or_default() {
         let base = prepared.get(&mount.name).ok_or_else(|| {
@@ -254,7 +315,9 @@ pub fn mounts_for(container: &Container, prepared: &Prepared) -> Result<Vec<Bind
         })?;
         let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) if sub.split('/').any(|p| p == "..") => {
-                return Err(VolumeError(format!("subPath {sub:?} must not contain '..'")));
+                return Err(VolumeError(format!(
+                    "subPath {sub:?} must not contain '..'"
+                )));
             }
             Some(sub) => {
                 let path = base.join(sub);

@@ -47,7 +47,9 @@ const LABEL_RESTART: &str = "skiff.io/restart-count";
 const LABEL_STARTED: &str = "skiff.io/started-at";
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Per-container bookkeeping beyond what status shows.
@@ -95,7 +97,10 @@ pub(crate) fn spawn(
     let netns = kubelet.netns_dir().join(&uid);
     let spec = pod.spec.clone().unwrap_or_default();
     let mut slots = Vec::new();
-    for (init, list) in [(true, spec.init_containers.unwrap_or_default()), (false, spec.containers)] {
+    for (init, list) in [
+        (true, spec.init_containers.unwrap_or_default()),
+        (false, spec.containers),
+    ] {
         for (index, c) in list.into_iter().enumerate() {
             slots.push(Slot {
                 record: ContainerRecord {
@@ -106,7 +111,11 @@ pub(crate) fn spawn(
                     id: None,
                     restart_count: 0,
                     state: State::Waiting {
-                        reason: if init { "PodInitializing".into() } else { "ContainerCreating".into() },
+                        reason: if init {
+                            "PodInitializing".into()
+                        } else {
+                            "ContainerCreating".into()
+                        },
                         message: None,
                     },
                     last_state: None,
@@ -212,7 +221,11 @@ impl Worker {
                 .and_then(|r| r.parse().ok())
                 .unwrap_or(0);
             slot.record.image_id = found.labels.get("skiff.io/image-id").cloned();
-            let started_at = found.labels.get(LABEL_STARTED).cloned().or(found.created_at);
+            let started_at = found
+                .labels
+                .get(LABEL_STARTED)
+                .cloned()
+                .or(found.created_at);
             match self.kubelet.runtime.task_state(&found.id).await {
                 Ok(TaskState::Running(_)) => {
                     slot.record.id = Some(found.id.clone());
@@ -228,7 +241,11 @@ impl Worker {
                     slot.record.state = State::Running {
                         started_at: started_at.unwrap_or_else(now),
                     };
-                    let _ = self.tx.send(Message::Exited { id: found.id, code, at });
+                    let _ = self.tx.send(Message::Exited {
+                        id: found.id,
+                        code,
+                        at,
+                    });
                 }
                 _ => {
                     let _ = self.kubelet.runtime.remove_container(&found.id).await;
@@ -309,7 +326,12 @@ impl Worker {
     }
 
     async fn set_up_sandbox(&mut self) -> Result<Ipv4Addr, String> {
-        let ip = self.kubelet.ipam.allocate(&self.uid).await.map_err(|e| e.to_string())?;
+        let ip = self
+            .kubelet
+            .ipam
+            .allocate(&self.uid)
+            .await
+            .map_err(|e| e.to_string())?;
         let gateway = self.kubelet.config.pod_cidr.gateway();
         sandbox::set_up(&self.kubelet.netlink, &self.netns, &self.uid, ip, gateway)
             .await
@@ -323,7 +345,11 @@ impl Worker {
             "search {}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n",
             self.namespace
         );
-        for (file, text) in [("etc-hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{}\n", self.name))] {
+        for (file, text) in [
+            ("etc-hosts", hosts),
+            ("resolv.conf", resolv),
+            ("hostname", format!("{}\n", self.name)),
+        ] {
             std::fs::write(self.pod_dir.join(file), text).map_err(|e| e.to_string())?;
         }
         tracing::info!(pod = %self.name, %ip, "pod sandbox ready");
@@ -331,14 +357,18 @@ impl Worker {
     }
 
     fn pod_files(&self) -> Vec<BindMount> {
-        [("etc-hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf"), ("hostname", "/etc/hostname")]
-            .into_iter()
-            .map(|(file, destination)| BindMount {
-                source: self.pod_dir.join(file),
-                destination: destination.to_owned(),
-                read_only: false,
-            })
-            .collect()
+        [
+            ("etc-hosts", "/etc/hosts"),
+            ("resolv.conf", "/etc/resolv.conf"),
+            ("hostname", "/etc/hostname"),
+        ]
+        .into_iter()
+        .map(|(file, destination)| BindMount {
+            source: self.pod_dir.join(file),
+            destination: destination.to_owned(),
+            read_only: false,
+        })
+        .collect()
     }
 
     fn full_name(&self) -> String {
@@ -353,16 +383,39 @@ impl Worker {
             && at > now_instant
         {
             let slot = &mut self.slots[i];
-            if !matches!(&slot.record.state, State::Waiting { reason, .. } if reason == "ImagePullBackOff" || reason == "CreateContainerConfigError") {
-                slot.record.state = State::Waiting {
+            let image = slot.record.image.clone();
+            slot.record.state = match &slot.record.state {
+                State::Waiting { reason, message }
+                    if reason == "ErrImagePull" || reason == "ImagePullBackOff" =>
+                {
+                    State::Waiting {
+                        reason: "ImagePullBackOff".into(),
+                        message: Some(format!(
+                            "Back-off pulling image \"{image}\": {}",
+                            message
+                                .as_deref()
+                                .unwrap_or_default()
+                                .trim_start_matches(&format!(
+                                    "Back-off pulling image \"{image}\": "
+                                ))
+                        )),
+                    }
+                }
+                State::Waiting { reason, message } if reason == "CreateContainerConfigError" => {
+                    State::Waiting {
+                        reason: reason.clone(),
+                        message: message.clone(),
+                    }
+                }
+                _ => State::Waiting {
                     reason: "CrashLoopBackOff".into(),
                     message: Some(format!(
                         "back-off {}s restarting failed container={} pod={full_name}",
                         slot.backoff.as_secs(),
                         slot.record.name
                     )),
-                };
-            }
+                },
+            };
             self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
             return;
         }
@@ -378,18 +431,13 @@ impl Worker {
             Ok(image) => image,
             Err(e) => {
                 let slot = &mut self.slots[i];
-                let reason = if matches!(&slot.record.state, State::Waiting { reason, .. } if reason == "ErrImagePull" || reason == "ImagePullBackOff") {
-                    "ImagePullBackOff"
-                } else {
-                    "ErrImagePull"
-                };
-                let message = if reason == "ImagePullBackOff" {
-                    format!("Back-off pulling image \"{image_name}\": {e}")
-                } else {
-                    e.to_string()
-                };
+                let reason = "ErrImagePull";
+                let message = e.to_string();
                 tracing::warn!(pod = %self.name, container = %slot.record.name, error = %e, "image pull failed");
-                slot.record.state = State::Waiting { reason: reason.into(), message: Some(message) };
+                slot.record.state = State::Waiting {
+                    reason: reason.into(),
+                    message: Some(message),
+                };
                 slot.next_start = Some(now_instant + slot.pull_backoff);
                 self.wake = Some(now_instant + slot.pull_backoff);
                 slot.pull_backoff = (slot.pull_backoff * 2).min(MAX_BACKOFF);
@@ -398,17 +446,33 @@ impl Worker {
         };
         self.slots[i].pull_backoff = INITIAL_BACKOFF;
         self.slots[i].record.image_id = Some(image.image_id.clone());
-        let restart = if self.slots[i].record.last_state.is_some() || matches!(self.slots[i].record.state, State::Terminated(_)) {
+        let restart = if self.slots[i].record.last_state.is_some()
+            || matches!(self.slots[i].record.state, State::Terminated(_))
+        {
             self.slots[i].record.restart_count + 1
         } else {
             self.slots[i].record.restart_count
         };
         let kind = if self.slots[i].record.init { "i" } else { "c" };
-        let uid_hex: String = self.uid.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+        let uid_hex: String = self
+            .uid
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(16)
+            .collect();
         let id = format!("{uid_hex}-{kind}{}-{restart}", self.slots[i].index);
         let cgroups_path = format!("{}/pod{}/{id}", self.kubelet.config.cgroup_parent, self.uid);
         let prepared = self.volumes.clone().unwrap_or_default();
-        let config = container::build(&self.kubelet, &self.pod, &spec, &image, &prepared, &self.pod_files(), cgroups_path).await;
+        let config = container::build(
+            &self.kubelet,
+            &self.pod,
+            &spec,
+            &image,
+            &prepared,
+            &self.pod_files(),
+            cgroups_path,
+        )
+        .await;
         let mut config = match config {
             Ok(c) => c,
             Err(e) => {
@@ -429,7 +493,10 @@ impl Worker {
             (LABEL_POD_UID.to_owned(), self.uid.clone()),
             ("skiff.io/pod-name".to_owned(), self.name.clone()),
             ("skiff.io/pod-namespace".to_owned(), self.namespace.clone()),
-            (LABEL_CONTAINER.to_owned(), self.slots[i].record.name.clone()),
+            (
+                LABEL_CONTAINER.to_owned(),
+                self.slots[i].record.name.clone(),
+            ),
             (LABEL_RESTART.to_owned(), restart.to_string()),
             (LABEL_STARTED.to_owned(), started_at.clone()),
             ("skiff.io/image-id".to_owned(), image.image_id.clone()),
@@ -493,7 +560,11 @@ impl Worker {
 
     /// A container exited: record why, remove it, schedule its restart.
     async fn exited(&mut self, id: &str, code: u32, at: Option<String>) {
-        let Some(i) = self.slots.iter().position(|s| s.record.id.as_deref() == Some(id)) else {
+        let Some(i) = self
+            .slots
+            .iter()
+            .position(|s| s.record.id.as_deref() == Some(id))
+        else {
             return;
         };
         let cgroup = format!("{}/pod{}/{id}", self.kubelet.config.cgroup_parent, self.uid);
@@ -544,7 +615,10 @@ impl Worker {
         }
         let pods: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &self.namespace);
         let patch = serde_json::json!({"status": status});
-        match pods.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match pods
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => self.last_status = Some(status),
             Err(e) => {
                 tracing::debug!(pod = %self.name, error = %e, "status patch failed; retrying");
@@ -564,7 +638,11 @@ impl Worker {
             .unwrap_or(30)
             .max(0);
         tracing::info!(pod = %self.name, grace, "terminating pod");
-        let running: Vec<String> = self.slots.iter().filter_map(|s| s.record.id.clone()).collect();
+        let running: Vec<String> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.record.id.clone())
+            .collect();
         for id in &running {
             let _ = self.kubelet.runtime.kill(id, 15).await;
         }
@@ -580,14 +658,26 @@ impl Worker {
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        for id in self.slots.iter().filter_map(|s| s.record.id.clone()).collect::<Vec<_>>() {
+        for id in self
+            .slots
+            .iter()
+            .filter_map(|s| s.record.id.clone())
+            .collect::<Vec<_>>()
+        {
             let _ = self.kubelet.runtime.kill(&id, 9).await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.kubelet.runtime.wait(&id)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), self.kubelet.runtime.wait(&id)).await;
             let _ = self.kubelet.runtime.remove_container(&id).await;
         }
         // Anything else labelled with this pod (e.g. from a crashed start).
         let filter = format!("labels.\"{LABEL_POD_UID}\"=={}", self.uid);
-        for left in self.kubelet.runtime.list_containers(&filter).await.unwrap_or_default() {
+        for left in self
+            .kubelet
+            .runtime
+            .list_containers(&filter)
+            .await
+            .unwrap_or_default()
+        {
             let _ = self.kubelet.runtime.kill(&left.id, 9).await;
             let _ = self.kubelet.runtime.remove_container(&left.id).await;
         }
@@ -629,7 +719,11 @@ fn watch_exit(kubelet: &Arc<Kubelet>, tx: &mpsc::UnboundedSender<Message>, id: S
                     return;
                 }
                 Err(e) if e.is_not_found() => {
-                    let _ = tx.send(Message::Exited { id, code: 255, at: None });
+                    let _ = tx.send(Message::Exited {
+                        id,
+                        code: 255,
+                        at: None,
+                    });
                     return;
                 }
                 Err(e) => {
@@ -648,9 +742,15 @@ fn watch_exit(kubelet: &Arc<Kubelet>, tx: &mpsc::UnboundedSender<Message>, id: S
 fn oom_killed(cgroup: &str) -> bool {
     let relative = cgroup.trim_start_matches('/');
     let candidates = [
-        PathBuf::from("/sys/fs/cgroup/memory").join(relative).join("memory.oom_control"),
-        PathBuf::from("/sys/fs/cgroup").join(relative).join("memory.events"),
-        PathBuf::from("/sys/fs/cgroup/unified").join(relative).join("memory.events"),
+        PathBuf::from("/sys/fs/cgroup/memory")
+            .join(relative)
+            .join("memory.oom_control"),
+        PathBuf::from("/sys/fs/cgroup")
+            .join(relative)
+            .join("memory.events"),
+        PathBuf::from("/sys/fs/cgroup/unified")
+            .join(relative)
+            .join("memory.events"),
     ];
     candidates.iter().any(|file| {
         std::fs::read_to_string(file).is_ok_and(|text| {

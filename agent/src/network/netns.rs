@@ -36,7 +36,10 @@ pub fn create(path: &Path) -> Result<(), NetworkError> {
     })
     .join()
     .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")));
-    pinned.map_err(io(format!("pinning a new network namespace at {}", path.display())))
+    pinned.map_err(io(format!(
+        "pinning a new network namespace at {}",
+        path.display()
+    )))
 }
 
 /// True if `path` is a pinned network namespace (a mount of nsfs).

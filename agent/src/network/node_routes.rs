@@ -64,7 +64,9 @@ pub async fn sync(client: Client, handle: Handle, own_node: String) {
                 tracing::info!(node = %name, %cidr, %via, "route to the node's pods installed");
                 installed.insert(name, route);
             }
-            Err(e) => tracing::warn!(node = %name, %cidr, error = %e, "cannot route to the node's pods"),
+            Err(e) => {
+                tracing::warn!(node = %name, %cidr, error = %e, "cannot route to the node's pods")
+            }
         }
     }
 }

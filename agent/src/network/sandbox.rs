@@ -14,7 +14,11 @@ use super::{NetworkError, io, netlink, netns};
 
 /// Name of the node-side veth of a pod (≤ 15 bytes, from the pod UID).
 pub fn host_veth(pod_uid: &str) -> String {
-    let hex: String = pod_uid.chars().filter(char::is_ascii_hexdigit).take(11).collect();
+    let hex: String = pod_uid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(11)
+        .collect();
     format!("sk{hex}")
 }
 
@@ -50,7 +54,9 @@ pub async fn prepare_node(handle: &Handle, gateway: Ipv4Addr) -> Result<(), Netw
         Ok(()) => Ok(()),
         // EEXIST: already there from a previous run.
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -17 => Ok(()),
-        Err(e) => Err(netlink(format!("adding the pod gateway {gateway} to lo"))(e)),
+        Err(e) => Err(netlink(format!("adding the pod gateway {gateway} to lo"))(
+            e,
+        )),
     }
 }
 
@@ -72,8 +78,8 @@ pub async fn set_up(
             .await
             .map_err(netlink(format!("removing stale {veth}")))?;
     }
-    let ns = std::fs::File::open(netns_path)
-        .map_err(io(format!("opening {}", netns_path.display())))?;
+    let ns =
+        std::fs::File::open(netns_path).map_err(io(format!("opening {}", netns_path.display())))?;
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name("eth0".to_owned())
         .setns_by_fd(ns.as_raw_fd())

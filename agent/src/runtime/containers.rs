@@ -104,7 +104,10 @@ impl Runtime {
             Err(status) => return Err(call_error("snapshot prepare")(status)),
         };
         let spec = serde_json::to_vec(&new.spec).map_err(|e| {
-            RuntimeError::BadImage(format!("runtime spec of {} does not serialise: {e}", new.id))
+            RuntimeError::BadImage(format!(
+                "runtime spec of {} does not serialise: {e}",
+                new.id
+            ))
         })?;
         let container = Container {
             id: new.id.clone(),

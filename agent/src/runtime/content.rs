@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use containerd_client::services::v1::{
-    DeleteRequest as DeleteLeaseRequest, InfoRequest, ReadContentRequest, WriteAction,
-    WriteContentRequest, content_client::ContentClient,
-    leases_client::LeasesClient, CreateRequest as CreateLeaseRequest,
+    CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest, InfoRequest,
+    ReadContentRequest, WriteAction, WriteContentRequest, content_client::ContentClient,
+    leases_client::LeasesClient,
 };
 use futures::StreamExt;
 
@@ -63,7 +63,11 @@ impl Runtime {
                 expected: digest.to_owned(),
                 offset,
                 data: chunk.to_vec(),
-                labels: if commit { labels.clone() } else { HashMap::new() },
+                labels: if commit {
+                    labels.clone()
+                } else {
+                    HashMap::new()
+                },
             });
             offset += i64::try_from(chunk.len()).unwrap_or(0);
         }
@@ -121,7 +125,13 @@ impl Runtime {
             jiff::Timestamp::now().as_nanosecond().unsigned_abs()
         );
         LeasesClient::new(self.channel())
-            .create(self.request(CreateLeaseRequest { id: id.clone(), labels }, None))
+            .create(self.request(
+                CreateLeaseRequest {
+                    id: id.clone(),
+                    labels,
+                },
+                None,
+            ))
             .await
             .map_err(call_error("lease create"))?;
         Ok(id)

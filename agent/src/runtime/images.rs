@@ -210,10 +210,21 @@ impl Runtime {
                 &lease,
             );
             chain.await?;
-            self.record_image(name, &fetched.manifest_digest, &fetched.manifest_media_type, fetched.manifest.len())
-                .await?;
-            self.unpack(name, &fetched.manifest_digest, &fetched.parsed, &fetched.config, &lease)
-                .await
+            self.record_image(
+                name,
+                &fetched.manifest_digest,
+                &fetched.manifest_media_type,
+                fetched.manifest.len(),
+            )
+            .await?;
+            self.unpack(
+                name,
+                &fetched.manifest_digest,
+                &fetched.parsed,
+                &fetched.config,
+                &lease,
+            )
+            .await
         }
         .await;
         self.delete_lease(&lease).await;
@@ -236,10 +247,8 @@ impl Runtime {
             .last()
             .cloned()
             .ok_or_else(|| RuntimeError::BadImage("image has no layers".to_owned()))?;
-        let config_labels = HashMap::from([(
-            format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
-            top,
-        )]);
+        let config_labels =
+            HashMap::from([(format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"), top)]);
         self.write_content(&manifest.config.digest, config, config_labels, lease)
             .await?;
         self.write_content(
@@ -460,9 +469,10 @@ impl Runtime {
             };
             let name = normalize(name)?;
             let blob = |d: &str| {
-                blobs.get(d).cloned().ok_or_else(|| {
-                    RuntimeError::BadImage(format!("the archive lacks blob {d}"))
-                })
+                blobs
+                    .get(d)
+                    .cloned()
+                    .ok_or_else(|| RuntimeError::BadImage(format!("the archive lacks blob {d}")))
             };
             let manifest_bytes = blob(&digest)?;
             if sha256(&manifest_bytes) != digest {
@@ -484,15 +494,22 @@ impl Runtime {
                     self.write_content(&layer.digest, &data, HashMap::new(), &lease)
                         .await?;
                 }
-                self.store_manifest_and_config(&digest, &manifest_bytes, &manifest, &config, &lease)
-                    .await?;
+                self.store_manifest_and_config(
+                    &digest,
+                    &manifest_bytes,
+                    &manifest,
+                    &config,
+                    &lease,
+                )
+                .await?;
                 let media_type = manifest
                     .media_type
                     .clone()
                     .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_owned());
                 self.record_image(&name, &digest, &media_type, manifest_bytes.len())
                     .await?;
-                self.unpack(&name, &digest, &manifest, &config, &lease).await
+                self.unpack(&name, &digest, &manifest, &config, &lease)
+                    .await
             }
             .await;
             self.delete_lease(&lease).await;

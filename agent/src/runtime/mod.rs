@@ -79,12 +79,13 @@ pub struct Runtime {
 impl Runtime {
     /// Connect to the containerd socket; calls use `namespace`.
     pub async fn connect(socket: &Path, namespace: &str) -> Result<Self, RuntimeError> {
-        let channel = containerd_client::connect(socket)
-            .await
-            .map_err(|source| RuntimeError::Connect {
-                socket: socket.to_path_buf(),
-                source,
-            })?;
+        let channel =
+            containerd_client::connect(socket)
+                .await
+                .map_err(|source| RuntimeError::Connect {
+                    socket: socket.to_path_buf(),
+                    source,
+                })?;
         Ok(Self {
             channel,
             namespace: namespace.to_owned(),

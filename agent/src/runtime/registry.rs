@@ -58,9 +58,8 @@ impl RegistryConfig {
             what: format!("reading registry config {}", path.display()),
             source,
         })?;
-        serde_saphyr::from_str(&text).map_err(|e| {
-            RuntimeError::BadImage(format!("registry config {}: {e}", path.display()))
-        })
+        serde_saphyr::from_str(&text)
+            .map_err(|e| RuntimeError::BadImage(format!("registry config {}: {e}", path.display())))
     }
 
     /// Hosts to fetch `registry`'s images from, in order: its mirrors, `*` mirrors, itself.
@@ -143,9 +142,9 @@ impl Fetcher {
     /// Fetch the manifest (resolving a multi-platform index to linux/amd64) and config of
     /// `image` (normalised), trying each endpoint; the error names every endpoint's failure.
     pub async fn fetch(&self, image: &str) -> Result<(Fetched, Source), RuntimeError> {
-        let reference: Reference = image
-            .parse()
-            .map_err(|e| RuntimeError::BadImage(format!("invalid image reference {image:?}: {e}")))?;
+        let reference: Reference = image.parse().map_err(|e| {
+            RuntimeError::BadImage(format!("invalid image reference {image:?}: {e}"))
+        })?;
         let mut failures = Vec::new();
         for endpoint in self.config.endpoints(reference.registry()) {
             let source = Source::new(&endpoint, &reference);
@@ -210,9 +209,9 @@ impl Source {
                 .manifests
                 .iter()
                 .find(|m| {
-                    m.platform
-                        .as_ref()
-                        .is_some_and(|p| p.os.to_string() == "linux" && p.architecture.to_string() == "amd64")
+                    m.platform.as_ref().is_some_and(|p| {
+                        p.os.to_string() == "linux" && p.architecture.to_string() == "amd64"
+                    })
                 })
                 .ok_or("the image index has no linux/amd64 manifest")?;
             let by_digest = Reference::with_digest(

@@ -35,7 +35,11 @@ pub fn archive_dir() -> PathBuf {
 /// Entry point of `cargo xtask images`.
 pub fn run(args: &ImagesArgs) -> Result<()> {
     let registry = lab::registry_if_up();
-    build_and_publish(if args.no_push { None } else { registry.as_deref() })
+    build_and_publish(if args.no_push {
+        None
+    } else {
+        registry.as_deref()
+    })
 }
 
 /// Build every image into [`archive_dir`] and push each to `registry` if given.

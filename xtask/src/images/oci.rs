@@ -204,11 +204,7 @@ pub fn write_archive(image: &Image, out: &Path) -> Result<()> {
     };
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     add("index.json", &serde_json::to_vec(&index)?)?;
-    for blob in image
-        .layers
-        .iter()
-        .chain([&image.config, &image.manifest])
-    {
+    for blob in image.layers.iter().chain([&image.config, &image.manifest]) {
         let hex = blob.digest.trim_start_matches("sha256:");
         add(&format!("blobs/sha256/{hex}"), &blob.data)?;
     }

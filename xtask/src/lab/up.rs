@@ -146,11 +146,7 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
     progress.step("image registry (every node's mirror)", || {
         let daemon = start_registry(layout)?;
         started(layout, &mut record, daemon, || {
-            http_get(
-                SocketAddrV4::new(BRIDGE_ADDR, REGISTRY_PORT).into(),
-                "/v2/",
-            )
-            .map(drop)
+            http_get(SocketAddrV4::new(BRIDGE_ADDR, REGISTRY_PORT).into(), "/v2/").map(drop)
         })
     })?;
     progress.step("skiff-control", || {
@@ -389,7 +385,9 @@ fn write_registries(layout: &Layout) -> Result<std::path::PathBuf> {
     let path = layout.registry_dir().join("registries.yaml");
     std::fs::write(
         &path,
-        format!("mirrors:\n  \"*\":\n    endpoint:\n      - \"http://{BRIDGE_ADDR}:{REGISTRY_PORT}\"\n"),
+        format!(
+            "mirrors:\n  \"*\":\n    endpoint:\n      - \"http://{BRIDGE_ADDR}:{REGISTRY_PORT}\"\n"
+        ),
     )
     .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)

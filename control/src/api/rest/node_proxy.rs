@@ -79,7 +79,9 @@ async fn agent_address(ctx: &Ctx<'_>, pod: &Value, name: &str) -> Result<String,
         .store
         .get(&object_key("", "nodes", "", &node_name))
         .await
-        .map_err(|_| ApiError::bad_request(format!("node {node_name} of pod {name} is not registered")))?;
+        .map_err(|_| {
+            ApiError::bad_request(format!("node {node_name} of pod {name} is not registered"))
+        })?;
     let ip = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
@@ -108,8 +110,7 @@ fn waiting_reason(pod: &Value, container: &str) -> Option<String> {
         })
         .find(|s| s.get("name").and_then(Value::as_str) == Some(container))
         .filter(|s| {
-            s.pointer("/lastState/terminated").is_none()
-                && s.pointer("/state/waiting").is_some()
+            s.pointer("/lastState/terminated").is_none() && s.pointer("/state/waiting").is_some()
         })
         .map(|s| {
             s.pointer("/state/waiting/reason")
@@ -142,7 +143,9 @@ pub async fn logs(ctx: &Ctx<'_>, name: &str) -> Result<Response, ApiError> {
         path.push_str(&params.join("&"));
     }
     let response = get(&address, &path).await.map_err(|e| {
-        ApiError::unavailable(format!("cannot reach the agent of pod {name} at {address}: {e}"))
+        ApiError::unavailable(format!(
+            "cannot reach the agent of pod {name} at {address}: {e}"
+        ))
     })?;
     let status = response.status();
     if !status.is_success() {
@@ -172,10 +175,7 @@ fn encode(value: &str) -> String {
 }
 
 /// A plain HTTP/1.1 GET to the agent, with the body streamed.
-async fn get(
-    address: &str,
-    path: &str,
-) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+async fn get(address: &str, path: &str) -> Result<hyper::Response<hyper::body::Incoming>, String> {
     let stream = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         tokio::net::TcpStream::connect(address),
@@ -193,5 +193,8 @@ async fn get(
         .header("host", address)
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
-    sender.send_request(request).await.map_err(|e| e.to_string())
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
 }
