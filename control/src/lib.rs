@@ -4,14 +4,19 @@
 //! - `resources`: the registry of served resources and their per-kind rules.
 //! - `store`: etcd and the per-resource watch caches.
 //! - `api`: the HTTP surface (generic REST handler, discovery, watch, health).
+//! - `scheduler`: places pods on nodes (filter, score, bind).
+//! - `controllers`: namespace (and, growing, workload) controllers.
+//! - `events`: recording core/v1 Events.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod bootstrap;
 pub mod controllers;
+pub mod events;
 pub mod model;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
 pub mod resources;
+pub mod scheduler;
 pub mod store;

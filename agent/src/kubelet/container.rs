@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::{Kubelet, env, quantity, volumes};
+use super::{Kubelet, env, volumes};
 use crate::runtime::{
     images::ReadyImage,
     spec::{BindMount, ContainerConfig, DEFAULT_CAPABILITIES},
 };
+use skiff_quantity as quantity;
 
 /// Why a container could not be configured (kubelet's CreateContainerConfigError).
 #[derive(Debug, thiserror::Error)]

@@ -209,10 +209,10 @@ fn resource_value(container: &Container, resource: &str) -> String {
         return String::new();
     };
     match name {
-        "cpu" => super::quantity::millicores(&quantity.0)
+        "cpu" => skiff_quantity::millicores(&quantity.0)
             .map(|m| ((m + 999) / 1000).to_string())
             .unwrap_or_default(),
-        _ => super::quantity::bytes(&quantity.0)
+        _ => skiff_quantity::bytes(&quantity.0)
             .map(|b| b.to_string())
             .unwrap_or_default(),
     }

@@ -5,7 +5,6 @@
 
 pub mod container;
 pub mod env;
-pub mod quantity;
 pub mod status;
 pub mod volumes;
 mod worker;

@@ -56,11 +56,8 @@ async fn prepare_one(
         match host.type_.as_deref().unwrap_or("") {
             "DirectoryOrCreate" => std::fs::create_dir_all(&path)
                 .map_err(io_error(format!("hostPath {}", host.path)))?,
-            "FileOrCreate" => {
-                if !path.exists() {
-                    std::fs::write(&path, b"")
-                        .map_err(io_error(format!("hostPath {}", host.path)))?;
-                }
+            "FileOrCreate" if !path.exists() => {
+                std::fs::write(&path, b"").map_err(io_error(format!("hostPath {}", host.path)))?;
             }
             "Directory" if !path.is_dir() => {
                 return Err(VolumeError(format!(
@@ -84,7 +81,7 @@ async fn prepare_one(
             let size = empty
                 .size_limit
                 .as_ref()
-                .and_then(|q| crate::kubelet::quantity::bytes(&q.0))
+                .and_then(|q| skiff_quantity::bytes(&q.0))
                 .map(|b| format!("size={b}"));
             nix::mount::mount(
                 Some("tmpfs"),

@@ -201,10 +201,11 @@ impl Worker {
                 return;
             }
         };
-        if !existing.is_empty() && crate::network::netns::is_pinned(&self.netns) {
-            if let Ok(ip) = self.kubelet.ipam.allocate(&self.uid).await {
-                self.ip = Some(ip);
-            }
+        if !existing.is_empty()
+            && crate::network::netns::is_pinned(&self.netns)
+            && let Ok(ip) = self.kubelet.ipam.allocate(&self.uid).await
+        {
+            self.ip = Some(ip);
         }
         for found in existing {
             let Some(slot) = self

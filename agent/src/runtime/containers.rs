@@ -66,7 +66,7 @@ pub struct ExistingContainer {
 
 fn rfc3339(ts: Option<&prost_types::Timestamp>) -> Option<String> {
     let ts = ts?;
-    let t = jiff::Timestamp::new(ts.seconds, i32::try_from(ts.nanos).unwrap_or(0)).ok()?;
+    let t = jiff::Timestamp::new(ts.seconds, ts.nanos).ok()?;
     Some(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 

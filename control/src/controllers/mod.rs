@@ -23,10 +23,12 @@ pub async fn run(client: Client, identity: String) {
     loop {
         election.acquire().await;
         info!("became the leader: starting controllers");
-        let controllers = tokio::spawn(namespace::run(client.clone()));
+        let mut controllers = tokio::task::JoinSet::new();
+        controllers.spawn(namespace::run(client.clone()));
+        controllers.spawn(crate::scheduler::run(client.clone()));
         election.hold().await;
         warn!("lost the leader lease: stopping controllers");
-        controllers.abort();
+        controllers.abort_all();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

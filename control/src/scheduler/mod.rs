@@ -1,0 +1,288 @@
+//! The scheduler: watch pods without a node and nodes, filter and score with an in-memory
+//! cache, bind through `pods/binding`. A pod that fits nowhere gets PodScheduled=False
+//! (reason Unschedulable) and a FailedScheduling event with kube-scheduler's message, and is
+//! retried whenever nodes or bound pods change.
+
+pub mod cache;
+pub mod predicates;
+pub mod score;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+    runtime::watcher::{self, Event},
+};
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use crate::events::{Recorder, reference};
+use cache::{Cache, bound, pod_requests};
+
+/// The scheduler name pods select by default.
+pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
+/// Bindings in flight at once.
+const MAX_IN_FLIGHT: usize = 64;
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+fn wants_scheduling(pod: &Pod) -> bool {
+    let Some(spec) = &pod.spec else { return false };
+    spec.node_name.as_deref().unwrap_or_default().is_empty()
+        && spec.scheduler_name.as_deref().unwrap_or(DEFAULT_SCHEDULER) == DEFAULT_SCHEDULER
+        && pod.metadata.deletion_timestamp.is_none()
+        && !is_terminal(pod)
+}
+
+/// Outcome of one binding attempt.
+enum Bound {
+    Ok,
+    /// Bound elsewhere already, or gone.
+    Stale,
+    /// Failed; retry later.
+    Failed(String),
+}
+
+/// The scheduler state of one leader term.
+struct Scheduler {
+    client: Client,
+    cache: Cache,
+    /// Pods waiting for a node, by UID.
+    pending: BTreeMap<String, Pod>,
+    /// Last FailedScheduling message per pod (events only when it changes).
+    reported: HashMap<String, String>,
+    /// Something changed that may let pending pods fit.
+    retry: bool,
+    recorder: Recorder,
+}
+
+/// Run until aborted (the caller aborts when leadership is lost).
+pub async fn run(client: Client) {
+    let mut scheduler = Scheduler {
+        recorder: Recorder::new(client.clone(), DEFAULT_SCHEDULER),
+        client: client.clone(),
+        cache: Cache::default(),
+        pending: BTreeMap::new(),
+        reported: HashMap::new(),
+        retry: false,
+    };
+    let mut nodes =
+        watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
+    let mut pods =
+        watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
+    let mut in_flight: JoinSet<(String, String, Bound)> = JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            Some(event) = nodes.next() => scheduler.on_node(event),
+            Some(event) = pods.next() => scheduler.on_pod(event),
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Ok((uid, node, outcome)) = done {
+                    scheduler.on_bound(&uid, &node, outcome);
+                }
+            }
+            _ = tick.tick() => scheduler.retry = true,
+        }
+        // Drain whatever else arrived before deciding, so one decision sees the freshest cache.
+        scheduler.schedule_pending(&mut in_flight).await;
+    }
+}
+
+impl Scheduler {
+    fn on_node(&mut self, event: Result<Event<Node>, watcher::Error>) {
+        match event {
+            Ok(Event::Apply(node) | Event::InitApply(node)) => {
+                self.cache.upsert_node(&node);
+                self.retry = true;
+            }
+            Ok(Event::Delete(node)) => {
+                self.cache
+                    .remove_node(node.metadata.name.as_deref().unwrap_or_default());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "node watch interrupted"),
+        }
+    }
+
+    fn on_pod(&mut self, event: Result<Event<Pod>, watcher::Error>) {
+        match event {
+            Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                let node = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_default();
+                if !node.is_empty() {
+                    self.pending.remove(&uid);
+                    if is_terminal(&pod) {
+                        self.retry |= self.cache.remove_pod(&uid);
+                    } else {
+                        self.cache.add_pod(&uid, bound(&pod, &node));
+                    }
+                } else if wants_scheduling(&pod) {
+                    self.pending.insert(uid, pod);
+                } else {
+                    self.pending.remove(&uid);
+                }
+            }
+            Ok(Event::Delete(pod)) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                self.pending.remove(&uid);
+                self.reported.remove(&uid);
+                self.retry |= self.cache.remove_pod(&uid);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "pod watch interrupted"),
+        }
+    }
+
+    fn on_bound(&mut self, uid: &str, node: &str, outcome: Bound) {
+        match outcome {
+            Bound::Ok => {
+                self.reported.remove(uid);
+            }
+            Bound::Stale => {
+                self.cache.remove_pod(uid);
+            }
+            Bound::Failed(e) => {
+                tracing::warn!(pod_uid = uid, node, error = %e, "binding failed; will retry");
+                self.cache.remove_pod(uid);
+                self.retry = true;
+            }
+        }
+    }
+
+    /// Place every pending pod that has not been tried since the last change.
+    async fn schedule_pending(&mut self, in_flight: &mut JoinSet<(String, String, Bound)>) {
+        let fresh: Vec<String> = self
+            .pending
+            .keys()
+            .filter(|uid| self.retry || !self.reported.contains_key(*uid))
+            .cloned()
+            .collect();
+        self.retry = false;
+        for uid in fresh {
+            if in_flight.len() >= MAX_IN_FLIGHT {
+                self.retry = true;
+                break;
+            }
+            let Some(pod) = self.pending.get(&uid).cloned() else {
+                continue;
+            };
+            match self.choose(&pod) {
+                Ok(node) => {
+                    self.pending.remove(&uid);
+                    // Assume the binding so the next decision sees this pod's requests.
+                    self.cache.add_pod(&uid, bound(&pod, &node));
+                    let client = self.client.clone();
+                    let recorder = self.recorder.clone();
+                    in_flight.spawn(async move {
+                        let outcome = bind(&client, &pod, &node).await;
+                        if matches!(outcome, Bound::Ok) {
+                            let pod_ref = reference("v1", "Pod", &pod.metadata);
+                            let message = format!(
+                                "Successfully assigned {}/{} to {node}",
+                                pod.metadata.namespace.clone().unwrap_or_default(),
+                                pod.metadata.name.clone().unwrap_or_default()
+                            );
+                            recorder
+                                .record(&pod_ref, "Normal", "Scheduled", &message)
+                                .await;
+                        }
+                        (uid, node, outcome)
+                    });
+                }
+                Err(message) => {
+                    if self.reported.get(&uid) != Some(&message) {
+                        self.reported.insert(uid.clone(), message.clone());
+                        self.unschedulable(&pod, &message).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The best node for `pod`, or kube-scheduler's explanation of why none fits.
+    fn choose(&self, pod: &Pod) -> Result<String, String> {
+        let requests = pod_requests(pod);
+        let owner = bound(pod, "").owner;
+        let mut failures = Vec::new();
+        let mut best: Option<(i64, &str)> = None;
+        for node in self.cache.nodes.values() {
+            let reasons = predicates::filter(pod, node, &self.cache);
+            if reasons.is_empty() {
+                let s = score::score(node, requests, owner.as_deref(), &self.cache);
+                if best.is_none_or(|(b, _)| s > b) {
+                    best = Some((s, &node.name));
+                }
+            } else {
+                failures.push(reasons);
+            }
+        }
+        best.map(|(_, n)| n.to_owned())
+            .ok_or_else(|| predicates::summary(self.cache.nodes.len(), &failures))
+    }
+
+    async fn unschedulable(&self, pod: &Pod, message: &str) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        tracing::info!(pod = %format!("{namespace}/{name}"), %message, "pod does not fit any node");
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let status = json!({"status": {"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": message, "lastProbeTime": null, "lastTransitionTime": now,
+        }]}});
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(e) = pods
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+        {
+            tracing::debug!(pod = %name, error = %e, "cannot mark the pod unschedulable");
+        }
+        self.recorder
+            .record(
+                &reference("v1", "Pod", &pod.metadata),
+                "Warning",
+                "FailedScheduling",
+                message,
+            )
+            .await;
+    }
+}
+
+/// POST pods/{name}/binding.
+async fn bind(client: &Client, pod: &Pod, node: &str) -> Bound {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": name, "namespace": namespace, "uid": pod.metadata.uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    match pods
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            &name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+    {
+        Ok(_) => Bound::Ok,
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Bound::Stale,
+        Err(e) => Bound::Failed(e.to_string()),
+    }
+}
