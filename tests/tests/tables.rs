@@ -21,7 +21,7 @@ fn get_prints_kube_columns_and_wide_columns() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers: [{{name: web, image: \"nginx:1.25\"}}]\n---\n\
          apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  type: NodePort\n  selector: {{app: web}}\n  ports: [{{name: http, port: 80}}]\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {ns}}}\ndata: {{a: b}}\n---\n\
-         apiVersion: v1\nkind: Pod\nmetadata: {{name: solo, namespace: {ns}}}\nspec:\n  containers: [{{name: a, image: busybox}}, {{name: b, image: busybox}}]\n"
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: solo, namespace: {ns}}}\nspec:\n  nodeSelector: {{skiff.io/no-such-node: \"true\"}}\n  containers: [{{name: a, image: busybox}}, {{name: b, image: busybox}}]\n"
     );
     assert_eq!(lab.kubectl_stdin(&["create", "-f", "-"], &manifest).code, 0);
 

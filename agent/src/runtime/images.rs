@@ -146,6 +146,8 @@ impl Runtime {
         fetcher: &Fetcher,
     ) -> Result<ReadyImage, RuntimeError> {
         let name = normalize(image)?;
+        let lock = self.image_lock(&name);
+        let _serialised = lock.lock().await;
         if policy != PullPolicy::Always
             && let Some(ready) = self.local_image(&name).await?
         {

@@ -8,7 +8,11 @@ pub mod images;
 pub mod registry;
 pub mod spec;
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
 
 use containerd_client::tonic::{self, Code, transport::Channel};
 use thiserror::Error;
@@ -74,6 +78,9 @@ pub(crate) fn call_error(op: impl Into<String>) -> impl FnOnce(tonic::Status) ->
 pub struct Runtime {
     channel: Channel,
     namespace: String,
+    /// One lock per image name: pulls and unpacks of the same image are serialised (as
+    /// kubelet serialises image pulls), so concurrent pods never race on its snapshots.
+    image_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Runtime {
@@ -89,7 +96,17 @@ impl Runtime {
         Ok(Self {
             channel,
             namespace: namespace.to_owned(),
+            image_locks: Arc::default(),
         })
+    }
+
+    /// The lock that serialises work on one image.
+    pub fn image_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .image_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(name.to_owned()).or_default().clone()
     }
 
     /// The gRPC channel (cheap to clone).

@@ -2,8 +2,12 @@
 //! client with their own certificate), and only the replica holding the leader Lease runs
 //! them, so several replicas never act twice.
 
+mod deployment;
+mod gc;
 mod leader;
 mod namespace;
+mod replicaset;
+pub mod workload;
 
 use std::time::Duration;
 
@@ -26,6 +30,9 @@ pub async fn run(client: Client, identity: String) {
         let mut controllers = tokio::task::JoinSet::new();
         controllers.spawn(namespace::run(client.clone()));
         controllers.spawn(crate::scheduler::run(client.clone()));
+        controllers.spawn(replicaset::run(client.clone()));
+        controllers.spawn(deployment::run(client.clone()));
+        controllers.spawn(gc::run(client.clone()));
         election.hold().await;
         warn!("lost the leader lease: stopping controllers");
         controllers.abort_all();

@@ -5,7 +5,7 @@
 //! - TCP on :9000 — echoes every byte back.
 //! - UDP on :9001 — answers each datagram with the hostname.
 //!
-//! Only `std`, one thread per connection: small enough to build statically and ship alone in
+//! Only `std` (and libc for the SIGTERM handler), one thread per connection: small enough to build statically and ship alone in
 //! an image. Ports can be moved with `HTTP_PORT`, `TCP_PORT`, `UDP_PORT`.
 
 use std::{
@@ -15,7 +15,18 @@ use std::{
     thread,
 };
 
+/// SIGTERM ends the server at once (as PID 1 in a container, an unhandled SIGTERM would be
+/// ignored and every pod deletion would wait out its grace period).
+extern "C" fn on_sigterm(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(0) }
+}
+
 fn main() {
+    // SAFETY: installing a handler that only calls an async-signal-safe function.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_sigterm as libc::sighandler_t);
+    }
     let hostname: Arc<str> = hostname().into();
     let http = port("HTTP_PORT", 8080);
     let tcp = port("TCP_PORT", 9000);

@@ -18,6 +18,8 @@ struct Options {
     grace: Option<i64>,
     uid: Option<String>,
     resource_version: Option<String>,
+    /// The finalizer the propagation policy asks for (`orphan`, `foregroundDeletion`).
+    propagation_finalizer: Option<&'static str>,
 }
 
 fn options(ctx: &Ctx<'_>, raw: &Bytes) -> Result<Options, ApiError> {
@@ -29,16 +31,24 @@ fn options(ctx: &Ctx<'_>, raw: &Bytes) -> Result<Options, ApiError> {
             .get("gracePeriodSeconds")
             .and_then(|g| g.parse::<i64>().ok()),
     };
-    if let Some(policy) = body
+    let policy = body
         .get("propagationPolicy")
         .and_then(Value::as_str)
-        .or(ctx.query.get("propagationPolicy"))
-        && !["Background", "Foreground", "Orphan"].contains(&policy)
-    {
-        return Err(ApiError::bad_request(format!(
-            "unsupported propagationPolicy {policy:?}"
-        )));
-    }
+        .or(ctx.query.get("propagationPolicy"));
+    let orphan_dependents = body.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+        || ctx.query.get("orphanDependents") == Some("true");
+    let propagation_finalizer = match policy {
+        Some("Orphan") => Some("orphan"),
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some("Background") => None,
+        None if orphan_dependents => Some("orphan"),
+        None => None,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported propagationPolicy {other:?}"
+            )));
+        }
+    };
     let pre = body.get("preconditions");
     let text = |field: &str| {
         pre.and_then(|p| p.get(field))
@@ -49,6 +59,7 @@ fn options(ctx: &Ctx<'_>, raw: &Bytes) -> Result<Options, ApiError> {
         grace: grace.map(|g| g.max(0)),
         uid: text("uid"),
         resource_version: text("resourceVersion"),
+        propagation_finalizer,
     })
 }
 
@@ -106,13 +117,22 @@ async fn delete_object(ctx: &Ctx<'_>, name: &str, opts: &Options) -> Result<Valu
         }
         let revision: i64 = meta::resource_version(&current).parse().unwrap_or(0);
         let grace = grace_period(ctx, &current, opts.grace);
-        let finalizers = meta::finalizers(&current);
+        let mut finalizers = meta::finalizers(&current);
+        let mut marked = current.clone();
+        // Orphan/Foreground propagation: the garbage collector finishes the deletion.
+        if let Some(f) = opts.propagation_finalizer
+            && meta::meta_str(&current, "deletionTimestamp").is_empty()
+            && !finalizers.iter().any(|x| x == f)
+            && info.kind != "Namespace"
+        {
+            finalizers.push(f.to_owned());
+            meta::set_meta(&mut marked, "finalizers", json!(finalizers));
+        }
         let already = current
             .get("metadata")
             .and_then(|m| m.get("deletionGracePeriodSeconds"))
             .and_then(Value::as_i64);
         // Kind-specific holds (a namespace waits for the namespace controller).
-        let mut marked = current.clone();
         let held = info.strategy.hold_deletion(&mut marked);
         let deferred = grace > 0 || !finalizers.is_empty() || held;
         if !deferred || (already.is_some() && grace == 0 && finalizers.is_empty() && !held) {
