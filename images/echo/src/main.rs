@@ -25,7 +25,7 @@ extern "C" fn on_sigterm(_: libc::c_int) {
 fn main() {
     // SAFETY: installing a handler that only calls an async-signal-safe function.
     unsafe {
-        libc::signal(libc::SIGTERM, on_sigterm as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_sigterm as *const () as libc::sighandler_t);
     }
     let hostname: Arc<str> = hostname().into();
     let http = port("HTTP_PORT", 8080);
