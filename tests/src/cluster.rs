@@ -100,9 +100,14 @@ pub async fn client_from(path: &Path) -> Client {
 }
 
 impl Lab {
-    /// `kubectl get <what> -n <ns> -o jsonpath=<path>` (empty string on failure).
+    /// `kubectl get <what…> -n <ns> -o jsonpath=<path>` (empty string on failure); `what`
+    /// is split on whitespace (`"pods -l app=web"`).
     pub fn jsonpath(&self, ns: &str, what: &str, path: &str) -> String {
-        let out = self.kubectl(&["get", what, "-n", ns, "-o", &format!("jsonpath={path}")]);
+        let output = format!("jsonpath={path}");
+        let mut args = vec!["get"];
+        args.extend(what.split_whitespace());
+        args.extend(["-n", ns, "-o", &output]);
+        let out = self.kubectl(&args);
         if out.code == 0 {
             out.stdout
         } else {

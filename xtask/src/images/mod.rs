@@ -1,8 +1,8 @@
 //! `cargo xtask images`: the lab's test images, built offline from this machine's files.
 //!
 //! - `docker.io/library/busybox:latest` — Debian's static busybox with its applet links.
-//! - `docker.io/skiff/echo:latest` — `images/echo` (this repo) linked statically: HTTP
-//!   hostname on 8080, TCP echo on 9000, UDP hostname on 9001.
+//! - `docker.io/skiff/echo:latest` (also tagged `:v2`, for rollouts) — `images/echo` (this
+//!   repo) linked statically: HTTP hostname on 8080, TCP echo on 9000, UDP hostname on 9001.
 //!
 //! Each image is written as an OCI archive to `target/images/<name>.tar` (what
 //! `skiff-agent images import` reads) and, when the lab is up, pushed to the lab registry
@@ -70,6 +70,12 @@ pub fn build_and_publish(registry: Option<&str>) -> Result<()> {
         Some(registry) => progress.step(&format!("push to the lab registry {registry}"), || {
             for image in &images {
                 registry::push(registry, image, &dir)?;
+                // The echo image also answers to :v2, so rollouts can change the image.
+                if image.reference.ends_with("/skiff/echo:latest") {
+                    let mut v2 = image.clone();
+                    v2.reference = image.reference.replace(":latest", ":v2");
+                    registry::push(registry, &v2, &dir)?;
+                }
             }
             Ok(())
         })?,
