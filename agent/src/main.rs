@@ -311,6 +311,7 @@ async fn start_kubelet(args: &Args, client: kube::Client) -> Result<()> {
     };
     let cgroup_parent = cgroup_parent(&args.cgroup);
     let kubelet = Arc::new(Kubelet {
+        recorder: skiff_events::Recorder::on_host(client.clone(), "kubelet", &args.node_name),
         client: client.clone(),
         runtime,
         fetcher: Fetcher::new(registries),

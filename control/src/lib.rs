@@ -6,13 +6,11 @@
 //! - `api`: the HTTP surface (generic REST handler, discovery, watch, health).
 //! - `scheduler`: places pods on nodes (filter, score, bind).
 //! - `controllers`: namespace (and, growing, workload) controllers.
-//! - `events`: recording core/v1 Events.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod bootstrap;
 pub mod controllers;
-pub mod events;
 pub mod model;
 pub mod patch;
 pub mod pki;

@@ -434,3 +434,91 @@ fn bad_pods_say_what_is_wrong_and_the_node_keeps_serving() {
     lab.wait_running(&ns, "fine");
     lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+#[test]
+fn readiness_decides_ready_and_liveness_restarts() {
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("probes");
+    let node = lab.nodes[0].name.clone();
+    lab.apply(
+        &ns,
+        &pod_on(
+            "served",
+            &node,
+            r#"  containers:
+  - name: echo
+    image: skiff/echo
+    readinessProbe:
+      httpGet: {path: /, port: 8080}
+      periodSeconds: 1
+"#,
+        ),
+    );
+    lab.apply(
+        &ns,
+        &pod_on(
+            "sick",
+            &node,
+            r#"  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: ["sh", "-c", "touch /tmp/healthy; sleep 6; rm /tmp/healthy; sleep 3600"]
+    readinessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+    livenessProbe:
+      exec: {command: ["cat", "/tmp/healthy"]}
+      periodSeconds: 1
+      failureThreshold: 2
+"#,
+        ),
+    );
+    lab.wait_running(&ns, "served");
+    lab.eventually(
+        "readiness failing keeps the pod Running but not Ready",
+        MINUTE,
+        || {
+            let phase = lab.jsonpath(&ns, "pod/sick", "{.status.phase}");
+            let ready = lab.jsonpath(
+                &ns,
+                "pod/sick",
+                "{.status.conditions[?(@.type==\"Ready\")].status}",
+            );
+            let container = lab.jsonpath(&ns, "pod/sick", "{.status.containerStatuses[0].ready}");
+            if phase == "Running" && ready == "False" && container == "false" {
+                Ok(())
+            } else {
+                Err(format!(
+                    "phase={phase} ready={ready} container ready={container}"
+                ))
+            }
+        },
+    );
+    lab.eventually("liveness failure restarts the container", MINUTE, || {
+        let restarts: i32 = lab
+            .jsonpath(
+                &ns,
+                "pod/sick",
+                "{.status.containerStatuses[0].restartCount}",
+            )
+            .parse()
+            .unwrap_or(0);
+        if restarts >= 1 {
+            Ok(())
+        } else {
+            Err(format!("restarts={restarts}"))
+        }
+    });
+    let events = lab.kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "--field-selector",
+        "involvedObject.name=sick",
+    ]);
+    assert!(events.contains("Liveness probe failed"), "{events}");
+    assert!(events.contains("Readiness probe failed"), "{events}");
+    lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -87,7 +87,8 @@ fn down_leaves_nothing_and_up_recovers_from_a_stale_lab() {
     let record = std::fs::read(lab.last_record()).expect("down keeps the last lab record in logs/");
     let record: serde_json::Value = serde_json::from_slice(&record).expect("record is JSON");
     let daemons = record["daemons"].as_array().expect("daemons");
-    assert_eq!(daemons.len(), 3 + lab.nodes.len(), "{record}");
+    // etcd, containerd, the registry, skiff-control and one agent per node.
+    assert_eq!(daemons.len(), 4 + lab.nodes.len(), "{record}");
     for daemon in daemons {
         let pid = daemon["pid"]
             .as_u64()

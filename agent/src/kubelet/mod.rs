@@ -5,6 +5,7 @@
 
 pub mod container;
 pub mod env;
+pub mod probe;
 pub mod status;
 pub mod volumes;
 mod worker;
@@ -65,6 +66,8 @@ pub struct Kubelet {
     pub netlink: rtnetlink::Handle,
     /// Settings.
     pub config: KubeletConfig,
+    /// Events about pods (source kubelet, host = this node).
+    pub recorder: skiff_events::Recorder,
 }
 
 /// A message to a pod worker.
@@ -74,6 +77,17 @@ pub(crate) enum Message {
     Update(Box<Pod>),
     /// The pod is gone from the API.
     Gone,
+    /// A probe changed its verdict.
+    Probe {
+        /// containerd ID of the probed container.
+        id: String,
+        /// Which probe.
+        kind: probe::ProbeKind,
+        /// Passing or failing.
+        ok: bool,
+        /// Why it failed.
+        message: String,
+    },
     /// A container's task exited.
     Exited {
         /// containerd ID.

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
-    Kubelet, LABEL_POD_UID, Message, container,
+    Kubelet, LABEL_POD_UID, Message, container, probe,
     status::{self, ContainerRecord, PodFacts, State, Terminated},
     volumes,
 };
@@ -62,6 +62,10 @@ struct Slot {
     backoff: Duration,
     pull_backoff: Duration,
     started: Option<Instant>,
+    /// The running probers of the current run (dropped with it).
+    probers: Option<tokio::task::JoinSet<()>>,
+    /// Readiness from the readiness probe (`None`: no probe, ready while running).
+    ready: Option<bool>,
 }
 
 struct Worker {
@@ -126,6 +130,8 @@ pub(crate) fn spawn(
                 backoff: Duration::ZERO,
                 pull_backoff: INITIAL_BACKOFF,
                 started: None,
+                probers: None,
+                ready: None,
             });
         }
     }
@@ -185,6 +191,7 @@ impl Worker {
                     Some(Message::Update(pod)) => self.pod = *pod,
                     Some(Message::Gone) | None => gone = true,
                     Some(Message::Exited { id, code, at }) => self.exited(&id, code, at).await,
+                    Some(Message::Probe { id, kind, ok, message }) => self.probed(&id, kind, ok, &message).await,
                 },
                 () = tokio::time::sleep_until(deadline) => {}
             }
@@ -234,6 +241,16 @@ impl Worker {
                         started_at: started_at.unwrap_or_else(now),
                     };
                     slot.started = Some(Instant::now());
+                    if let Some(ip) = self.ip {
+                        slot.ready = slot.spec.readiness_probe.as_ref().map(|_| false);
+                        slot.probers = Some(probe::start(
+                            &self.kubelet.runtime,
+                            &self.tx,
+                            &found.id,
+                            &slot.spec,
+                            ip,
+                        ));
+                    }
                     watch_exit(&self.kubelet, &self.tx, found.id.clone());
                     tracing::info!(pod = %self.name, container = %slot.record.name, "adopted running container");
                 }
@@ -526,6 +543,16 @@ impl Worker {
                 slot.record.state = State::Running { started_at };
                 slot.started = Some(Instant::now());
                 slot.next_start = None;
+                if let Some(ip) = self.ip {
+                    slot.ready = slot.spec.readiness_probe.as_ref().map(|_| false);
+                    slot.probers = Some(probe::start(
+                        &self.kubelet.runtime,
+                        &self.tx,
+                        &id,
+                        &slot.spec,
+                        ip,
+                    ));
+                }
                 watch_exit(&self.kubelet, &self.tx, id);
             }
             Err(e) => {
@@ -588,6 +615,8 @@ impl Worker {
         };
         tracing::info!(pod = %self.name, container = %slot.record.name, exit_code, reason, "container exited");
         slot.record.id = None;
+        slot.probers = None;
+        slot.ready = None;
         slot.record.state = State::Terminated(Terminated {
             exit_code,
             reason: reason.into(),
@@ -599,6 +628,64 @@ impl Worker {
         Self::schedule_restart(slot, &mut self.wake);
     }
 
+    /// A probe verdict: readiness flips Ready; a failed liveness or startup probe restarts
+    /// the container (SIGTERM, then SIGKILL after the grace period).
+    async fn probed(&mut self, id: &str, kind: probe::ProbeKind, ok: bool, message: &str) {
+        let Some(slot) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.record.id.as_deref() == Some(id))
+        else {
+            return;
+        };
+        let pod_ref = skiff_events::reference("v1", "Pod", &self.pod.metadata);
+        if !ok {
+            self.kubelet
+                .recorder
+                .record(
+                    &pod_ref,
+                    "Warning",
+                    "Unhealthy",
+                    &format!("{} probe failed: {message}", kind.name()),
+                )
+                .await;
+        }
+        if kind == probe::ProbeKind::Readiness {
+            slot.ready = Some(ok);
+            return;
+        }
+        if ok {
+            return;
+        }
+        let container = slot.record.name.clone();
+        self.kubelet
+            .recorder
+            .record(
+                &pod_ref,
+                "Normal",
+                "Killing",
+                &format!(
+                    "Container {container} failed {} probe, will be restarted",
+                    kind.name().to_lowercase()
+                ),
+            )
+            .await;
+        let grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0);
+        let runtime = self.kubelet.runtime.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            let _ = runtime.kill(&id, 15).await;
+            tokio::time::sleep(Duration::from_secs(u64::try_from(grace).unwrap_or(30))).await;
+            let _ = runtime.kill(&id, 9).await;
+        });
+    }
+
     /// Patch pods/status when it changed.
     async fn publish(&mut self) {
         let records: Vec<ContainerRecord> = self.slots.iter().map(|s| s.record.clone()).collect();
@@ -608,7 +695,11 @@ impl Worker {
             start_time: self.start_time.clone(),
             restart_policy: self.restart_policy(),
             blocked: self.blocked.clone(),
-            readiness: BTreeMap::new(),
+            readiness: self
+                .slots
+                .iter()
+                .filter_map(|s| s.ready.map(|r| (s.record.name.clone(), r)))
+                .collect(),
         };
         let status = status::render(&records, &facts, &mut self.transitions, &now());
         if self.last_status.as_ref() == Some(&status) {
@@ -653,7 +744,7 @@ impl Worker {
                 message = rx.recv() => match message {
                     Some(Message::Exited { id, code, at }) => self.exited(&id, code, at).await,
                     Some(Message::Update(pod)) => self.pod = *pod,
-                    Some(Message::Gone) => {}
+                    Some(Message::Gone | Message::Probe { .. }) => {}
                     None => break,
                 },
                 () = tokio::time::sleep_until(deadline) => break,

@@ -19,7 +19,7 @@ use kube::{
 use serde_json::{Value, json};
 
 use super::workload::{controller_ref, controller_uid, selector_query, status_differs};
-use crate::events::{Recorder, reference};
+use skiff_events::{Recorder, reference};
 
 /// Annotation carrying a ReplicaSet's revision.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";

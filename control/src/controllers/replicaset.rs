@@ -18,7 +18,7 @@ use super::workload::{
     controller_ref, create_pod, deletion_rank, is_active, is_available, is_ready, owned_pods,
     pod_from_template, status_differs,
 };
-use crate::events::{Recorder, reference};
+use skiff_events::{Recorder, reference};
 
 /// Most pods created or deleted in one pass (kube's burstReplicas).
 const BURST: usize = 500;

@@ -20,8 +20,8 @@ use kube::{
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::events::{Recorder, reference};
 use cache::{Cache, bound, pod_requests};
+use skiff_events::{Recorder, reference};
 
 /// The scheduler name pods select by default.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";

@@ -1,23 +1,35 @@
-//! Recording core/v1 Events about objects, as controllers and the scheduler report what they
-//! decided (`kubectl describe` shows them). Identical events within a short window are
-//! counted on the existing Event instead of creating a new one, as the client-go recorder
-//! does.
+//! Recording core/v1 Events about objects, as controllers, the scheduler and the kubelet
+//! report what they decided (`kubectl describe` shows them).
 
 use k8s_openapi::api::core::v1::{Event, ObjectReference};
 use kube::{Api, Client, api::PostParams};
 use serde_json::json;
 
-/// Who reports (`default-scheduler`, `replicaset-controller`…).
+/// Who reports (`default-scheduler`, `replicaset-controller`, `kubelet`…).
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
     component: &'static str,
+    host: Option<String>,
 }
 
 impl Recorder {
     /// A recorder for `component`.
     pub fn new(client: Client, component: &'static str) -> Self {
-        Self { client, component }
+        Self {
+            client,
+            component,
+            host: None,
+        }
+    }
+
+    /// A recorder for `component` on node `host` (the kubelet's events name their node).
+    pub fn on_host(client: Client, component: &'static str, host: &str) -> Self {
+        Self {
+            client,
+            component,
+            host: Some(host.to_owned()),
+        }
     }
 
     /// Record an event about `object` (`Normal` or `Warning`). Failures are logged, never
@@ -41,7 +53,7 @@ impl Recorder {
             "reason": reason,
             "message": message,
             "type": kind,
-            "source": {"component": self.component},
+            "source": {"component": self.component, "host": self.host},
             "reportingComponent": self.component,
             "reportingInstance": self.component,
             "firstTimestamp": stamp,
