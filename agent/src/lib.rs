@@ -11,6 +11,7 @@
 //! - [`datapath`]: the eBPF Service datapath.
 
 pub mod datapath;
+pub mod exec;
 pub mod kubelet;
 pub mod logs;
 pub mod metrics;

@@ -203,12 +203,13 @@ async fn run(args: Args) -> Result<()> {
     state.metrics.socket_lb_attached.store(1, Ordering::Relaxed);
     info!(node = %args.node_name, cgroup = %args.cgroup.display(), pins = %args.bpffs_dir.display(), "socket LB attached");
 
+    let mut runtime = None;
     match &args.kubeconfig {
         Some(path) => {
             let client = api_client(path).await;
             tokio::spawn(node_lifecycle(client.clone(), node_config(&args).await));
             match start_kubelet(&args, client).await {
-                Ok(()) => {}
+                Ok(kubelet) => runtime = Some(kubelet.runtime.clone()),
                 Err(e) => tracing::error!(
                     error = format!("{e:#}"),
                     "the kubelet could not start; this node runs no pods"
@@ -222,7 +223,10 @@ async fn run(args: Args) -> Result<()> {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .with_state(state)
-        .merge(server::routes(args.state_dir.clone()));
+        .merge(server::routes(server::NodeApi {
+            state_dir: args.state_dir.clone(),
+            runtime,
+        }));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -293,7 +297,7 @@ async fn api_client(kubeconfig: &Path) -> kube::Client {
 }
 
 /// Connect to containerd, load IPAM and mirrors, and start the pod workers and node routes.
-async fn start_kubelet(args: &Args, client: kube::Client) -> Result<()> {
+async fn start_kubelet(args: &Args, client: kube::Client) -> Result<Arc<Kubelet>> {
     let cidr_text = args
         .pod_cidr
         .clone()
@@ -327,9 +331,9 @@ async fn start_kubelet(args: &Args, client: kube::Client) -> Result<()> {
             allow_privileged: args.allow_privileged,
         },
     });
-    tokio::spawn(kubelet.run());
+    tokio::spawn(kubelet.clone().run());
     tokio::spawn(node_routes::sync(client, netlink, args.node_name.clone()));
-    Ok(())
+    Ok(kubelet)
 }
 
 /// The pod cgroup parent relative to the hierarchy roots: `/sys/fs/cgroup/unified/skiff/n1`

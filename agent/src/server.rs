@@ -1,6 +1,8 @@
-//! The node HTTP API's log endpoint, in kubelet's shape:
-//! `GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&sinceSeconds=&sinceTime=&timestamps=&previous=&limitBytes=`.
-//! The API server proxies `pods/{name}/log` here.
+//! The node HTTP API's pod endpoints, in kubelet's shape (the API server proxies
+//! `pods/{name}/log` and `pods/{name}/exec` here):
+//! - `GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&sinceSeconds=&sinceTime=&timestamps=&previous=&limitBytes=`
+//! - `GET /exec/{namespace}/{pod}/{container}?command=…&stdin=&stdout=&stderr=&tty=` with a
+//!   WebSocket upgrade (`v5.channel.k8s.io` / `v4.channel.k8s.io`).
 
 use std::{
     path::{Path, PathBuf},
@@ -32,14 +34,63 @@ pub struct LogQuery {
     limit_bytes: Option<i64>,
 }
 
-/// Routes of the log endpoint over the agent's state directory.
-pub fn routes(state_dir: PathBuf) -> Router {
+/// What the pod endpoints need.
+#[derive(Clone)]
+pub struct NodeApi {
+    /// The agent's state directory (logs, exec FIFOs).
+    pub state_dir: PathBuf,
+    /// containerd, when the kubelet runs.
+    pub runtime: Option<crate::runtime::Runtime>,
+}
+
+/// Routes of the pod endpoints.
+pub fn routes(api: NodeApi) -> Router {
     Router::new()
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
-        .with_state(state_dir)
+        .route("/exec/{namespace}/{pod}/{container}", get(exec))
+        .with_state(api)
+}
+
+async fn exec(
+    State(api): State<NodeApi>,
+    UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let Some(runtime) = api.runtime else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the kubelet is not running on this node".into(),
+        );
+    };
+    let filter = format!(
+        "labels.\"skiff.io/pod-namespace\"=={namespace},labels.\"skiff.io/pod-name\"=={pod},labels.\"skiff.io/container\"=={container}"
+    );
+    let mut running = None;
+    for found in runtime.list_containers(&filter).await.unwrap_or_default() {
+        if matches!(
+            runtime.task_state(&found.id).await,
+            Ok(crate::runtime::containers::TaskState::Running(_))
+        ) {
+            running = Some(found.id);
+        }
+    }
+    let Some(container_id) = running else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not valid for pod {pod}: it is not running"),
+        );
+    };
+    let request = crate::exec::ExecRequest::parse(&query.unwrap_or_default());
+    let scratch = api.state_dir.join("exec");
+    upgrade
+        .protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
+        .on_upgrade(move |socket| {
+            crate::exec::session(socket, runtime, container_id, request, scratch)
+        })
 }
 
 /// Log files of a container, oldest start first.
@@ -68,10 +119,11 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 async fn container_logs(
-    State(state_dir): State<PathBuf>,
+    State(api): State<NodeApi>,
     UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
     Query(query): Query<LogQuery>,
 ) -> Response {
+    let state_dir = api.state_dir;
     let files = log_files(&state_dir, &namespace, &pod, &container);
     let file = if query.previous.unwrap_or(false) {
         match files.len() {

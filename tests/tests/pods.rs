@@ -522,3 +522,63 @@ fn readiness_decides_ready_and_liveness_restarts() {
     assert!(events.contains("Readiness probe failed"), "{events}");
     lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+#[test]
+fn kubectl_exec_runs_commands_with_stdin_exit_codes_and_a_terminal() {
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("exec");
+    let node = lab.nodes[lab.nodes.len() - 1].name.clone();
+    lab.apply(
+        &ns,
+        &pod_on(
+            "shell",
+            &node,
+            "  terminationGracePeriodSeconds: 1\n  containers:\n  - name: sh\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n",
+        ),
+    );
+    lab.wait_running(&ns, "shell");
+    // stdout, stderr and the exit status travel separately.
+    let out = lab.kubectl(&[
+        "exec",
+        "shell",
+        "-n",
+        &ns,
+        "--",
+        "sh",
+        "-c",
+        "echo out-$(hostname); echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.stdout.trim(), "out-shell");
+    assert!(
+        out.stderr.contains("err") && out.stderr.contains("exit code 3"),
+        "{}",
+        out.stderr
+    );
+    // stdin reaches the process and its EOF ends it.
+    let out = lab.kubectl_stdin(
+        &["exec", "-i", "shell", "-n", &ns, "--", "wc", "-l"],
+        "a\nb\nc\n",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "3");
+    // A terminal: an interactive shell through `script`, which gives kubectl a pty.
+    let kubeconfig = lab.kubeconfig();
+    let line = format!(
+        "KUBECONFIG={} kubectl exec -it shell -n {ns} -- sh",
+        kubeconfig.display()
+    );
+    let out = skiff_tests::process::output(std::process::Command::new("sh").arg("-c").arg(
+        format!("printf 'echo typed-$((6*7)); tty\\nexit 5\\n' | script -qec \"{line}\" /dev/null"),
+    ));
+    assert!(out.stdout.contains("typed-42"), "{out:?}");
+    assert!(out.stdout.contains("/dev/pts/"), "{out:?}");
+    assert_eq!(out.code, 5, "{out:?}");
+    let missing = lab.kubectl(&["exec", "shell", "-n", &ns, "-c", "nope", "--", "true"]);
+    assert!(
+        missing.code != 0 && missing.stderr.contains("container nope is not valid"),
+        "{}",
+        missing.stderr
+    );
+    lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}

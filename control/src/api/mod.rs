@@ -114,6 +114,14 @@ async fn route(state: &AppState, request: Request) -> Response {
             ["api" | "apis", ..] => match request::parse_path(p) {
                 Ok(target) => {
                     let query = request::Query::parse(parts.uri.query());
+                    let upgrading = parts.headers.contains_key(header::UPGRADE);
+                    if upgrading
+                        && target.info.kind == "Pod"
+                        && target.subresource.as_deref() == Some("exec")
+                    {
+                        let request = axum::extract::Request::from_parts(parts, body);
+                        return rest::upgrade(state, &target, &query, request).await;
+                    }
                     let bytes =
                         match axum::body::to_bytes(Body::new(body), body::MAX_BODY + 1).await {
                             Ok(b) if b.len() > body::MAX_BODY => {

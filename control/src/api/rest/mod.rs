@@ -109,6 +109,27 @@ impl Ctx<'_> {
     }
 }
 
+/// Serve a connection-upgrading subresource request (`pods/exec` over WebSocket).
+pub async fn upgrade(
+    state: &AppState,
+    target: &Target,
+    query: &Query,
+    request: axum::extract::Request,
+) -> Response {
+    let headers = request.headers().clone();
+    let ctx = Ctx {
+        state,
+        target,
+        query,
+        headers: &headers,
+    };
+    let name = target.name.clone().unwrap_or_default();
+    match node_proxy::exec(&ctx, &name, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
 /// Serve one resource request.
 pub async fn dispatch(
     state: &AppState,
@@ -153,9 +174,7 @@ async fn route(ctx: &Ctx<'_>, method: &Method, body: Bytes) -> Result<Response, 
         ("DELETE", Some(name), None) => delete::delete(ctx, name, &body).await,
         ("DELETE", None, None) => delete::delete_collection(ctx, &body).await,
         ("GET", Some(name), Some("log")) => node_proxy::logs(ctx, name).await,
-        (_, _, Some("exec")) => Err(ApiError::bad_request(
-            "pods/exec is not served by this Skiff version yet (the node agent has no exec endpoint)",
-        )),
+        (_, Some(name), Some("exec")) => node_proxy::exec_without_upgrade(ctx, name).await,
         (verb, _, _) => Err(ApiError::method_not_allowed(verb, info.kind)),
     }
 }

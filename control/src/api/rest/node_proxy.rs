@@ -198,3 +198,138 @@ async fn get(address: &str, path: &str) -> Result<hyper::Response<hyper::body::I
         .await
         .map_err(|e| e.to_string())
 }
+
+/// `pods/{name}/exec` without a WebSocket upgrade (kubectl's SPDY fallback): report what
+/// is wrong with the request first, as the upgrade path would, then that SPDY is not served.
+pub async fn exec_without_upgrade(ctx: &Ctx<'_>, name: &str) -> Result<Response, ApiError> {
+    let pod = ctx.load(name).await?;
+    let container = container_name(ctx, &pod, name)?;
+    if let Some(reason) = waiting_reason(&pod, &container) {
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+        )));
+    }
+    agent_address(ctx, &pod, name).await?;
+    Err(ApiError::bad_request(
+        "pods/exec needs a WebSocket upgrade (v5.channel.k8s.io); SPDY is not supported by Skiff",
+    ))
+}
+
+/// `pods/{name}/exec` (and attach) with a WebSocket upgrade: forward the upgrade to the
+/// agent's `/exec/…`, answer the client with the agent's 101, then splice the two
+/// connections. The channel protocol (v5.channel.k8s.io) passes through untouched.
+pub async fn exec(
+    ctx: &Ctx<'_>,
+    name: &str,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    // Everything needed from the request is copied out first: the body is not Sync, so the
+    // request must not be borrowed across awaits.
+    let (key, protocols, raw_query) = {
+        let header = |h: &str| {
+            request
+                .headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            header("sec-websocket-key"),
+            header("sec-websocket-protocol").unwrap_or_default(),
+            request.uri().query().unwrap_or_default().to_owned(),
+        )
+    };
+    let Some(key) = key else {
+        // An SPDY upgrade: say what is wrong with the request, else that SPDY is not served.
+        return exec_without_upgrade(ctx, name).await;
+    };
+    let pod = ctx.load(name).await?;
+    let container = container_name(ctx, &pod, name)?;
+    if let Some(reason) = waiting_reason(&pod, &container) {
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+        )));
+    }
+    let address = agent_address(ctx, &pod, name).await?;
+    let path = format!(
+        "/exec/{}/{name}/{container}?{}",
+        ctx.target.namespace.as_deref().unwrap_or_default(),
+        raw_query
+    );
+    let unreachable = |e: String| {
+        ApiError::unavailable(format!(
+            "cannot reach the agent of pod {name} at {address}: {e}"
+        ))
+    };
+    let mut agent = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(&address),
+    )
+    .await
+    .map_err(|_| unreachable("connect timed out".into()))?
+    .map_err(|e| unreachable(e.to_string()))?;
+    let upgrade_request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: {protocols}\r\n\r\n"
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    agent
+        .write_all(upgrade_request.as_bytes())
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    // Read the agent's response head.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        let n = agent
+            .read(&mut buf)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        if n == 0 {
+            return Err(unreachable("the agent closed the connection".into()));
+        }
+        head.extend_from_slice(&buf[..n]);
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if head.len() > 64 * 1024 {
+            return Err(unreachable("oversized response head".into()));
+        }
+    };
+    let text = String::from_utf8_lossy(&head[..end]).into_owned();
+    let leftover = head[end..].to_vec();
+    let status_line = text.lines().next().unwrap_or_default();
+    if status_line.split_whitespace().nth(1) != Some("101") {
+        let body = String::from_utf8_lossy(&leftover).trim().to_owned();
+        return Err(ApiError::bad_request(if body.is_empty() {
+            format!("the agent refused the exec: {status_line}")
+        } else {
+            body
+        }));
+    }
+    let mut response = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket");
+    for line in text.lines().skip(1) {
+        if let Some((name, value)) = line.split_once(':') {
+            let lower = name.trim().to_ascii_lowercase();
+            if lower == "sec-websocket-accept" || lower == "sec-websocket-protocol" {
+                response = response.header(lower, value.trim());
+            }
+        }
+    }
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(request).await else {
+            return;
+        };
+        let mut client = TokioIo::new(upgraded);
+        if !leftover.is_empty() && client.write_all(&leftover).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
+    });
+    response
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
