@@ -1,4 +1,4 @@
-//! `cargo xtask bench [api|all] [--quick]`: benchmarks against a lab running release
+//! `cargo xtask bench [api|pods|all] [--quick]`: benchmarks against a lab running release
 //! builds, written to target/bench/<timestamp>/report.json and report.md with each figure
 //! beside its target and its floor (the same operation straight on etcd).
 
@@ -20,6 +20,8 @@ use crate::{
 pub enum Suite {
     /// The API server: create/get/list/watch at 1k and 10k pods, watch fan-out, RSS.
     Api,
+    /// The agent: pod start latency (1 and 30 at once), agent RSS with 100 pods.
+    Pods,
     /// Everything available.
     All,
 }
@@ -45,7 +47,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let dir = workspace_root().join("target").join("bench").join(&stamp);
     std::fs::create_dir_all(&dir)?;
     let layout = Layout::release();
-    let mut progress = Progress::new("bench", 4);
+    let run_api_suite = matches!(args.suite, Suite::Api | Suite::All);
+    let run_pods_suite = matches!(args.suite, Suite::Pods | Suite::All);
+    let mut progress = Progress::new("bench", 5);
     progress.step("build release binaries", || {
         run_cmd(cargo().args([
             "build",
@@ -66,11 +70,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         lab::bring_up(&layout, 1, false)
     })?;
-    let api = progress.step("API server benchmark", || run_api(&layout, args.quick));
+    let api = if run_api_suite {
+        progress.step("API server benchmark", || run_api(&layout, args.quick))
+    } else {
+        progress.step("API server benchmark: skipped", || Ok(Value::Null))
+    };
+    let pods = if run_pods_suite && api.is_ok() {
+        progress.step("pod start benchmark", || run_pods(&layout, args.quick))
+    } else {
+        progress.step("pod start benchmark: skipped", || Ok(Value::Null))
+    };
     let down = progress.step("lab down", || lab::teardown(&layout));
     let api = api?;
+    let pods = pods?;
     down?;
-    let report = json!({"date": stamp, "machine": machine(), "api": api});
+    let report = json!({"date": stamp, "machine": machine(), "api": api, "pods": pods});
     std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
     std::fs::write(dir.join("report.md"), markdown(&report))?;
     println!("{}", markdown(&report));
@@ -91,6 +105,29 @@ fn run_api(layout: &Layout, quick: bool) -> Result<Value> {
         .arg(layout.kubeconfig())
         .arg("--control-pid")
         .arg(control.pid.to_string());
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = output(&mut cmd)?;
+    serde_json::from_str(&out).context("skiff-bench printed no JSON")
+}
+
+fn run_pods(layout: &Layout, quick: bool) -> Result<Value> {
+    let record = Record::load(layout)?.context("the lab has no record")?;
+    let agent = record
+        .daemons
+        .iter()
+        .find(|d| d.name.starts_with("agent/"))
+        .context("no agent in the lab")?;
+    let node = agent.name.trim_start_matches("agent/");
+    let mut cmd = Command::new(layout.bin("skiff-bench"));
+    cmd.arg("pods")
+        .arg("--kubeconfig")
+        .arg(layout.kubeconfig())
+        .arg("--node")
+        .arg(node)
+        .arg("--agent-pid")
+        .arg(agent.pid.to_string());
     if quick {
         cmd.arg("--quick");
     }
@@ -136,10 +173,18 @@ fn markdown(report: &Value) -> String {
         m["cpu"].as_str().unwrap_or_default(),
         m["memory"].as_str().unwrap_or_default(),
     ));
-    let api = &report["api"];
-    let rows = api["rows"].as_array().cloned().unwrap_or_default();
-    md.push_str("\n## API server (`cargo xtask bench api`)\n\n| operation | n | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | per s | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for r in &rows {
+    if !report["api"].is_null() {
+        md.push_str(&api_markdown(&report["api"]));
+    }
+    if !report["pods"].is_null() {
+        md.push_str(&pods_markdown(&report["pods"]));
+    }
+    md
+}
+
+fn rows_table(md: &mut String, rows: &[Value]) {
+    md.push_str("| operation | n | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | per s | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in rows {
         md.push_str(&format!(
             "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} |\n",
             r["name"].as_str().unwrap_or_default(),
@@ -153,6 +198,49 @@ fn markdown(report: &Value) -> String {
             r["errors"],
         ));
     }
+}
+
+fn pods_markdown(pods: &Value) -> String {
+    let mut md = String::new();
+    let rows = pods["rows"].as_array().cloned().unwrap_or_default();
+    md.push_str(&format!(
+        "\n## Pod start (`cargo xtask bench pods`, node {}, image present)\n\n",
+        pods["node"].as_str().unwrap_or_default()
+    ));
+    rows_table(&mut md, &rows);
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let resident = pods["sizes"]["resident"].as_u64().unwrap_or(0);
+    let rss = number(&pods["agent_rss_mib"]["with_pods"]);
+    md.push_str("\n| target | measured | verdict |\n|---|---|---|\n");
+    for (name, prefix) in [
+        ("1 at a time", "pod start, 1 at a time"),
+        ("30 at once", "pod start, 30 at once"),
+    ] {
+        let r = row(&rows, prefix);
+        let p50 = r.map_or(f64::NAN, |r| number(&r["p50_ms"]));
+        let p99 = r.map_or(f64::NAN, |r| number(&r["p99_ms"]));
+        md.push_str(&format!(
+            "| start p50 ≤ 300 ms, {name} | {p50:.0} ms | {} |\n",
+            verdict(p50 <= 300.0)
+        ));
+        md.push_str(&format!(
+            "| start p99 ≤ 1 s, {name} | {p99:.0} ms | {} |\n",
+            verdict(p99 <= 1000.0)
+        ));
+    }
+    md.push_str(&format!(
+        "| agent RSS ≤ 40 MiB with {resident} pods | {rss:.1} MiB (idle {:.1} MiB) | {} |\n",
+        number(&pods["agent_rss_mib"]["idle"]),
+        verdict(rss <= 40.0)
+    ));
+    md
+}
+
+fn api_markdown(api: &Value) -> String {
+    let mut md = String::new();
+    let rows = api["rows"].as_array().cloned().unwrap_or_default();
+    md.push_str("\n## API server (`cargo xtask bench api`)\n\n");
+    rows_table(&mut md, &rows);
     let large = api["sizes"]["large"].as_u64().unwrap_or(0);
     let watchers = api["sizes"]["watchers"].as_u64().unwrap_or(0);
     let floor = row(&rows, "etcd put").map_or(0.0, |r| number(&r["p99_ms"]));

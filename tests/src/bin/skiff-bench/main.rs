@@ -2,7 +2,12 @@
 //!
 //! `skiff-bench api`: pod create/get/list latency and throughput at 1k and 10k pods,
 //! etcd's own put/get latency as the floor, watch event delivery to many watchers, and the
-//! API server's RSS. Requests go only to the lab's API server and etcd on this machine.
+//! API server's RSS.
+//! `skiff-bench pods`: pod start latency (create → Running, image present) one at a time and
+//! 30 at once on a node, and the agent's RSS with 100 pods.
+//! Requests go only to the lab's API server and etcd on this machine.
+
+mod pods;
 
 use std::{
     collections::HashMap,
@@ -47,6 +52,21 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Pod start benchmark against one node's agent.
+    Pods {
+        /// Lab kubeconfig.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// The node to start pods on.
+        #[arg(long)]
+        node: String,
+        /// Pid of that node's skiff-agent (for RSS).
+        #[arg(long)]
+        agent_pid: u32,
+        /// Smaller sizes for a smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 #[tokio::main]
@@ -60,6 +80,15 @@ async fn main() -> Result<()> {
             quick,
         } => {
             let report = api(&kubeconfig, &etcd, control_pid, quick).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Pods {
+            kubeconfig,
+            node,
+            agent_pid,
+            quick,
+        } => {
+            let report = pods::run(&kubeconfig, &node, agent_pid, quick).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
@@ -97,7 +126,10 @@ fn rss_mib(pid: u32) -> f64 {
 fn pod(i: usize) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": format!("bench-{i:05}"), "labels": {"app": "bench", "shard": format!("s{}", i % 10)}},
-        "spec": {"containers": [{"name": "c", "image": "skiff/echo:latest", "ports": [{"containerPort": 8080}],
+        // A scheduler name nobody serves: these pods measure the API server and must stay
+        // unscheduled (no agent starts 10,000 containers).
+        "spec": {"schedulerName": "skiff-bench-unscheduled",
+                 "containers": [{"name": "c", "image": "skiff/echo:latest", "ports": [{"containerPort": 8080}],
                                   "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
     }))
     .expect("static pod")
