@@ -48,10 +48,11 @@ fn watch_running(pods: Api<Pod>) -> Seen {
         while let Some(event) = events.next().await {
             let Ok(pod) = event else { continue };
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            if running && let Some(name) = pod.metadata.name {
-                if let Ok(mut seen) = record.lock() {
-                    seen.entry(name).or_insert_with(Instant::now);
-                }
+            if running
+                && let Some(name) = pod.metadata.name
+                && let Ok(mut seen) = record.lock()
+            {
+                seen.entry(name).or_insert_with(Instant::now);
             }
         }
     });
