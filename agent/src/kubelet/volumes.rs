@@ -1,6 +1,7 @@
 //! Pod volumes made real on the node: emptyDir (a directory, or tmpfs for medium Memory),
-//! hostPath, configMap, secret, downwardAPI and projected (files written from the API), and
-//! the bind mounts each container gets from its volumeMounts.
+//! hostPath, configMap, secret, downwardAPI and projected (files written from the API),
+//! persistentVolumeClaim (a node-local directory per claim), and the bind mounts each
+//! container gets from its volumeMounts.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -73,6 +74,16 @@ async fn prepare_one(
             }
             _ => {}
         }
+        return Ok(path);
+    }
+    if let Some(claim) = &volume.persistent_volume_claim {
+        // A node-local volume per claim (the lab's local-path storage): it outlives the
+        // pod, so a StatefulSet pod recreated on this node finds its data again.
+        let state_dir = dir.ancestors().nth(4).unwrap_or(dir);
+        let path = state_dir
+            .join("claims")
+            .join(format!("{namespace}_{}", claim.claim_name));
+        std::fs::create_dir_all(&path).map_err(io_error(format!("claim {}", claim.claim_name)))?;
         return Ok(path);
     }
     std::fs::create_dir_all(dir).map_err(io_error(format!("volume {name}")))?;

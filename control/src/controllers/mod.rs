@@ -2,11 +2,16 @@
 //! client with their own certificate), and only the replica holding the leader Lease runs
 //! them, so several replicas never act twice.
 
+mod cron;
+mod cronjob;
+mod daemonset;
 mod deployment;
 mod gc;
+mod job;
 mod leader;
 mod namespace;
 mod replicaset;
+mod statefulset;
 pub mod workload;
 
 use std::time::Duration;
@@ -33,6 +38,10 @@ pub async fn run(client: Client, identity: String) {
         controllers.spawn(replicaset::run(client.clone()));
         controllers.spawn(deployment::run(client.clone()));
         controllers.spawn(gc::run(client.clone()));
+        controllers.spawn(job::run(client.clone()));
+        controllers.spawn(daemonset::run(client.clone()));
+        controllers.spawn(statefulset::run(client.clone()));
+        controllers.spawn(cronjob::run(client.clone()));
         election.hold().await;
         warn!("lost the leader lease: stopping controllers");
         controllers.abort_all();

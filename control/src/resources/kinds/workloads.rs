@@ -240,10 +240,31 @@ impl Kind for StatefulSet {
         };
         non_negative(spec.replicas, "spec.replicas", errors);
         let old_sel = old.and_then(|o| o.spec.as_ref()).map(|s| &s.selector);
+        // As kube does: the template is validated with a volume per claim template, which
+        // is what its pods will have.
+        let mut template = spec.template.clone();
+        if let Some(pod_spec) = template.spec.as_mut() {
+            let volumes = pod_spec.volumes.get_or_insert_with(Vec::new);
+            for claim in spec.volume_claim_templates.iter().flatten() {
+                let name = claim.metadata.name.clone().unwrap_or_default();
+                if !volumes.iter().any(|v| v.name == name) {
+                    volumes.push(k8s_openapi::api::core::v1::Volume {
+                        name: name.clone(),
+                        persistent_volume_claim: Some(
+                            k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                                claim_name: name,
+                                read_only: None,
+                            },
+                        ),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
         validate_selected_template(
             Some(&spec.selector),
             old_sel,
-            &spec.template,
+            &template,
             &["Always"],
             errors,
         );

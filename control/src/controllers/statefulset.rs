@@ -1,0 +1,292 @@
+//! The StatefulSet controller: pods `<set>-0 … <set>-(n-1)` with stable names and hostnames
+//! (`subdomain` = serviceName); OrderedReady creates each only once every lower ordinal is
+//! Running and Ready and removes from the highest down, Parallel does all at once; rolling
+//! updates replace pods from the highest ordinal down to the partition, one at a time;
+//! volumeClaimTemplates become per-pod PersistentVolumeClaims `<claim>-<set>-<ordinal>`.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{PersistentVolumeClaim, Pod},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::{Controller, controller::Action, watcher},
+};
+use serde_json::json;
+
+use super::{
+    deployment::{template_hash, without_defaults},
+    workload::{
+        controller_ref, create_pod, is_ready, owned_pods, pod_from_template, status_differs,
+    },
+};
+use skiff_events::{Recorder, reference};
+
+const HASH_LABEL: &str = "controller-revision-hash";
+const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+const INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+
+/// Errors that make a reconcile retry.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+struct Ctx {
+    client: Client,
+    recorder: Recorder,
+}
+
+/// Run the controller until aborted.
+pub async fn run(client: Client) {
+    let sets: Api<StatefulSet> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let ctx = Arc::new(Ctx {
+        recorder: Recorder::new(client.clone(), "statefulset-controller"),
+        client,
+    });
+    Controller::new(sets, watcher::Config::default())
+        .owns(pods, watcher::Config::default())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "statefulset reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_set: Arc<StatefulSet>, error: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(%error, "statefulset sync failed; retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+fn ordinal(set: &str, pod: &Pod) -> Option<i32> {
+    pod.name_any()
+        .strip_prefix(&format!("{set}-"))?
+        .parse()
+        .ok()
+}
+
+fn running_and_ready(pod: &Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && is_ready(pod)
+}
+
+async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    if set.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = set.namespace().unwrap_or_default();
+    let name = set.name_any();
+    let spec = set.spec.clone().unwrap_or_default();
+    let owner = controller_ref("apps/v1", "StatefulSet", &set.metadata);
+    let set_ref = reference("apps/v1", "StatefulSet", &set.metadata);
+    let replicas = spec.replicas.unwrap_or(1);
+    let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
+    let hash = template_hash(
+        &without_defaults(&serde_json::to_value(&spec.template).unwrap_or_default()),
+        0,
+    );
+    let revision = format!("{name}-{hash}");
+    let pods = owned_pods(&ctx.client, &namespace, &spec.selector, &owner, true).await?;
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut by_ordinal: Vec<Option<&Pod>> =
+        vec![None; usize::try_from(replicas.max(0)).unwrap_or(0)];
+    let mut extra: Vec<(i32, &Pod)> = Vec::new();
+    for pod in &pods {
+        match ordinal(&name, pod) {
+            Some(i) if i >= 0 && i < replicas => {
+                by_ordinal[usize::try_from(i).unwrap_or(0)] = Some(pod)
+            }
+            Some(i) => extra.push((i, pod)),
+            None => {}
+        }
+    }
+    let mut busy = false;
+    // Failed pods are replaced (same name, after the old one is gone).
+    for pod in by_ordinal.iter().flatten() {
+        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+            && pod.metadata.deletion_timestamp.is_none()
+        {
+            let _ = api.delete(&pod.name_any(), &DeleteParams::default()).await;
+            busy = true;
+        }
+    }
+    // Scale up.
+    for (i, slot) in by_ordinal.iter().enumerate() {
+        if let Some(pod) = slot {
+            if !parallel && (!running_and_ready(pod) || pod.metadata.deletion_timestamp.is_some()) {
+                busy = true;
+                break;
+            }
+            continue;
+        }
+        let pod_name = format!("{name}-{i}");
+        for claim in spec.volume_claim_templates.iter().flatten() {
+            let claim_name = format!(
+                "{}-{pod_name}",
+                claim.metadata.name.clone().unwrap_or_default()
+            );
+            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+            if pvcs.get_opt(&claim_name).await?.is_none() {
+                let mut pvc = claim.clone();
+                pvc.metadata.name = Some(claim_name);
+                pvc.metadata.namespace = Some(namespace.clone());
+                pvc.metadata
+                    .labels
+                    .get_or_insert_default()
+                    .extend(spec.selector.match_labels.clone().unwrap_or_default());
+                pvc.status = None;
+                let _ = pvcs.create(&PostParams::default(), &pvc).await;
+            }
+        }
+        let mut template = spec.template.clone();
+        let meta = template.metadata.get_or_insert_default();
+        let labels = meta.labels.get_or_insert_default();
+        labels.insert(HASH_LABEL.to_owned(), revision.clone());
+        labels.insert(POD_NAME_LABEL.to_owned(), pod_name.clone());
+        labels.insert(INDEX_LABEL.to_owned(), i.to_string());
+        let mut pod = pod_from_template(
+            &template,
+            owner.clone(),
+            &namespace,
+            &format!("{name}-"),
+            Some(pod_name.clone()),
+        );
+        if let Some(pod_spec) = pod.spec.as_mut() {
+            pod_spec.hostname = Some(pod_name.clone());
+            if !spec.service_name.clone().unwrap_or_default().is_empty() {
+                pod_spec.subdomain = spec.service_name.clone();
+            }
+            for claim in spec.volume_claim_templates.iter().flatten() {
+                let claim_template = claim.metadata.name.clone().unwrap_or_default();
+                let volumes = pod_spec.volumes.get_or_insert_default();
+                volumes.retain(|v| v.name != claim_template);
+                volumes.push(serde_json::from_value(json!({
+                    "name": claim_template,
+                    "persistentVolumeClaim": {"claimName": format!("{claim_template}-{pod_name}")},
+                })).unwrap_or_default());
+            }
+        }
+        match create_pod(&ctx.client, &pod).await {
+            Ok(_) => {
+                ctx.recorder
+                    .record(
+                        &set_ref,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!("create Pod {pod_name} in StatefulSet {name} successful"),
+                    )
+                    .await
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => {
+                ctx.recorder
+                    .record(
+                        &set_ref,
+                        "Warning",
+                        "FailedCreate",
+                        &format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}"),
+                    )
+                    .await
+            }
+        }
+        busy = true;
+        if !parallel {
+            break;
+        }
+    }
+    // Scale down from the highest ordinal.
+    extra.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+    for (_, pod) in &extra {
+        if pod.metadata.deletion_timestamp.is_none() {
+            let _ = api.delete(&pod.name_any(), &DeleteParams::default()).await;
+            ctx.recorder
+                .record(
+                    &set_ref,
+                    "Normal",
+                    "SuccessfulDelete",
+                    &format!(
+                        "delete Pod {} in StatefulSet {name} successful",
+                        pod.name_any()
+                    ),
+                )
+                .await;
+        }
+        busy = true;
+        if !parallel {
+            break;
+        }
+    }
+    // Rolling update: highest ordinal first, down to the partition, one at a time.
+    let rolling = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        != Some("OnDelete");
+    let partition = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .and_then(|r| r.partition)
+        .unwrap_or(0);
+    if rolling && !busy && by_ordinal.iter().all(|p| p.is_some_and(running_and_ready)) {
+        for (i, pod) in by_ordinal.iter().enumerate().rev() {
+            let Some(pod) = pod else { continue };
+            if i32::try_from(i).unwrap_or(0) < partition {
+                break;
+            }
+            if pod.labels().get(HASH_LABEL) != Some(&revision) {
+                let _ = api.delete(&pod.name_any(), &DeleteParams::default()).await;
+                busy = true;
+                break;
+            }
+        }
+    }
+    // Status.
+    let present: Vec<&Pod> = by_ordinal.iter().flatten().copied().collect();
+    let updated = present
+        .iter()
+        .filter(|p| p.labels().get(HASH_LABEL) == Some(&revision))
+        .count();
+    let ready = present.iter().filter(|p| is_ready(p)).count();
+    let current_revision = if updated == present.len() && present.len() == by_ordinal.len() {
+        revision.clone()
+    } else {
+        set.status
+            .as_ref()
+            .and_then(|s| s.current_revision.clone())
+            .unwrap_or_else(|| revision.clone())
+    };
+    let status = json!({
+        "replicas": present.len(),
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+        "currentReplicas": present.iter().filter(|p| p.labels().get(HASH_LABEL) == Some(&current_revision)).count(),
+        "updatedReplicas": updated,
+        "currentRevision": current_revision,
+        "updateRevision": revision,
+        "observedGeneration": set.metadata.generation,
+    });
+    let current = serde_json::to_value(&set.status).unwrap_or_default();
+    if status_differs(&current, &status) {
+        let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+        sets.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(if busy {
+        1
+    } else {
+        60
+    })))
+}
