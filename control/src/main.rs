@@ -65,6 +65,12 @@ struct ServeArgs {
     /// Directory for this server's local state (its serving certificate).
     #[arg(long)]
     data_dir: PathBuf,
+    /// Seconds a node's Lease may go unrenewed before the node is marked unreachable.
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
+    /// tolerationSeconds of the not-ready/unreachable NoExecute tolerations every pod gets.
+    #[arg(long, default_value_t = 300)]
+    default_toleration_seconds: i64,
 }
 
 #[derive(Args, Debug)]
@@ -197,7 +203,16 @@ async fn run_server(args: ServeArgs) -> Result<()> {
             stopped(stop_rx.clone()),
         )));
     }
-    let controllers = tokio::spawn(run_controllers(args.listen[0], ca, args.data_dir.clone()));
+    skiff_control::resources::set_default_toleration_seconds(args.default_toleration_seconds);
+    let config = skiff_control::controllers::ControllerConfig {
+        node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_period),
+    };
+    let controllers = tokio::spawn(run_controllers(
+        args.listen[0],
+        ca,
+        args.data_dir.clone(),
+        config,
+    ));
     shutdown_signal().await;
     controllers.abort();
     let _ = stop_tx.send(true);
@@ -209,7 +224,12 @@ async fn run_server(args: ServeArgs) -> Result<()> {
 }
 
 /// The controllers, with their own client certificate, against this server.
-async fn run_controllers(listen: SocketAddr, ca: Ca, data_dir: PathBuf) {
+async fn run_controllers(
+    listen: SocketAddr,
+    ca: Ca,
+    data_dir: PathBuf,
+    config: skiff_control::controllers::ControllerConfig,
+) {
     let connect = async {
         let user = "system:kube-controller-manager";
         let client_pem = ca.client(user, &[])?;
@@ -243,7 +263,7 @@ async fn run_controllers(listen: SocketAddr, ca: Ca, data_dir: PathBuf) {
                     .trim(),
                 std::process::id()
             );
-            skiff_control::controllers::run(client, identity).await;
+            skiff_control::controllers::run(client, identity, config).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "controllers cannot reach the API server; they are not running")

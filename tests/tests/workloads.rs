@@ -293,3 +293,133 @@ fn deleting_a_deployment_cascades_unless_orphaned() {
     );
     lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+#[test]
+fn pods_of_a_dead_node_are_replaced_on_the_others() {
+    let Some(lab) = Lab::from_env() else { return };
+    if lab.nodes.len() < 2 {
+        return;
+    }
+    let ns = lab.namespace("failover");
+    // Pods tolerate an unreachable node for 5 s (instead of the default 300 s).
+    let tolerations = "      tolerations:\n      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 5}\n";
+    let manifest = deployment("sturdy", 6, "skiff/echo", "").replace(
+        "      containers:\n",
+        &format!("{tolerations}      containers:\n"),
+    );
+    lab.apply(&ns, &manifest);
+    lab.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/sturdy",
+        "-n",
+        &ns,
+        "--timeout=120s",
+    ]);
+    let victim = lab.nodes[lab.nodes.len() - 1].name.clone();
+    let on_victim = pods_per_node(&lab, &ns, "sturdy")
+        .get(&victim)
+        .copied()
+        .unwrap_or(0);
+    assert!(on_victim > 0, "the victim node runs some of the pods");
+
+    // A host failure: the agent dies and so do the node's containers.
+    let started = std::time::Instant::now();
+    lab.component("stop", &format!("agent/{victim}"), true);
+    let cgroup = skiff_tests::cgroup2_mount()
+        .expect("cgroup2")
+        .join("skiff")
+        .join(&victim)
+        .join("cgroup.kill");
+    std::fs::write(&cgroup, "1").expect("killing the node's pods through cgroup.kill");
+
+    lab.eventually(
+        "the node is marked unreachable",
+        Duration::from_secs(90),
+        || {
+            let taints = lab.jsonpath(
+                "default",
+                &format!("node/{victim}"),
+                "{.spec.taints[*].key}",
+            );
+            let ready = lab.jsonpath(
+                "default",
+                &format!("node/{victim}"),
+                "{.status.conditions[?(@.type==\"Ready\")].status}",
+            );
+            if taints.contains("node.kubernetes.io/unreachable") && ready == "Unknown" {
+                Ok(())
+            } else {
+                Err(format!("taints={taints} ready={ready}"))
+            }
+        },
+    );
+    lab.eventually(
+        "the Deployment is fully available on the other nodes",
+        Duration::from_secs(120),
+        || {
+            let available = lab.jsonpath(&ns, "deployment/sturdy", "{.status.availableReplicas}");
+            let spread = pods_per_node(&lab, &ns, "sturdy");
+            let live_elsewhere: usize = spread
+                .iter()
+                .filter(|(n, _)| **n != victim)
+                .map(|(_, c)| *c)
+                .sum();
+            if available == "6" && live_elsewhere >= 6 {
+                Ok(())
+            } else {
+                Err(format!("available={available} spread={spread:?}"))
+            }
+        },
+    );
+    println!(
+        "recovered from the loss of {victim} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // The dead node's pods are Terminating, not silently gone.
+    let deleting = lab.jsonpath(
+        &ns,
+        "pods -l app=sturdy",
+        "{range .items[?(@.metadata.deletionTimestamp)]}{.spec.nodeName} {end}",
+    );
+    assert!(
+        deleting.contains(&victim),
+        "pods of the dead node are marked for deletion: {deleting:?}"
+    );
+
+    // The node comes back: taints go, its old pods finish terminating.
+    lab.component("start", &format!("agent/{victim}"), false);
+    lab.eventually(
+        "the node is schedulable again",
+        Duration::from_secs(60),
+        || {
+            let taints = lab.jsonpath(
+                "default",
+                &format!("node/{victim}"),
+                "{.spec.taints[*].key}",
+            );
+            if taints.contains("unreachable") {
+                Err(taints)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    lab.eventually(
+        "the dead node's pods are gone",
+        Duration::from_secs(60),
+        || {
+            let left = lab.jsonpath(
+                &ns,
+                "pods -l app=sturdy",
+                "{range .items[?(@.metadata.deletionTimestamp)]}{.metadata.name} {end}",
+            );
+            if left.trim().is_empty() {
+                Ok(())
+            } else {
+                Err(left)
+            }
+        },
+    );
+    lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}

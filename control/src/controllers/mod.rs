@@ -10,6 +10,7 @@ mod gc;
 mod job;
 mod leader;
 mod namespace;
+mod node_lifecycle;
 mod replicaset;
 mod statefulset;
 pub mod workload;
@@ -21,8 +22,24 @@ use tracing::{info, warn};
 
 pub use leader::LeaderElection;
 
+/// Settings of the controllers.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// How long a node's Lease may go unrenewed before the node is marked unreachable
+    /// (kube-controller-manager's --node-monitor-grace-period).
+    pub node_monitor_grace: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            node_monitor_grace: Duration::from_secs(40),
+        }
+    }
+}
+
 /// Run the controllers whenever this replica leads; returns when `client` is unusable.
-pub async fn run(client: Client, identity: String) {
+pub async fn run(client: Client, identity: String, config: ControllerConfig) {
     let election = LeaderElection::new(
         client.clone(),
         "kube-system",
@@ -42,6 +59,10 @@ pub async fn run(client: Client, identity: String) {
         controllers.spawn(daemonset::run(client.clone()));
         controllers.spawn(statefulset::run(client.clone()));
         controllers.spawn(cronjob::run(client.clone()));
+        controllers.spawn(node_lifecycle::run(
+            client.clone(),
+            config.node_monitor_grace,
+        ));
         election.hold().await;
         warn!("lost the leader lease: stopping controllers");
         controllers.abort_all();

@@ -7,6 +7,7 @@ mod kinds;
 mod strategy;
 
 pub use catalog::REGISTRY;
+pub use kinds::pod::set_default_toleration_seconds;
 pub use strategy::{Prepared, Strategy, Typed};
 
 use crate::store::{Projection, resource_prefix};

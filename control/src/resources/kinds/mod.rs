@@ -2,7 +2,7 @@
 //! the validation it performs, kind by kind.
 
 mod cluster;
-mod pod;
+pub mod pod;
 mod service;
 mod workloads;
 

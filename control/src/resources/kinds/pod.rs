@@ -269,6 +269,16 @@ pub(crate) fn default_template(template: &mut PodTemplateSpec) {
     }
 }
 
+/// tolerationSeconds of the default not-ready/unreachable tolerations (kube-apiserver's
+/// --default-not-ready-toleration-seconds / --default-unreachable-toleration-seconds).
+static DEFAULT_TOLERATION_SECONDS: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(300);
+
+/// Set the default tolerationSeconds (from skiff-control's flag).
+pub fn set_default_toleration_seconds(seconds: i64) {
+    DEFAULT_TOLERATION_SECONDS.store(seconds.max(0), std::sync::atomic::Ordering::Relaxed);
+}
+
 fn default_tolerations(spec: &mut PodSpec) {
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
     for key in [
@@ -283,7 +293,9 @@ fn default_tolerations(spec: &mut PodSpec) {
                 key: Some(key.to_owned()),
                 operator: Some("Exists".to_owned()),
                 effect: Some("NoExecute".to_owned()),
-                toleration_seconds: Some(300),
+                toleration_seconds: Some(
+                    DEFAULT_TOLERATION_SECONDS.load(std::sync::atomic::Ordering::Relaxed),
+                ),
                 value: None,
             });
         }
