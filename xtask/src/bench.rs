@@ -1,4 +1,4 @@
-//! `cargo xtask bench [api|pods|all] [--quick]`: benchmarks against a lab running release
+//! `cargo xtask bench [api|pods|sched|all] [--quick]`: benchmarks against a lab running release
 //! builds, written to target/bench/<timestamp>/report.json and report.md with each figure
 //! beside its target and its floor (the same operation straight on etcd).
 
@@ -22,6 +22,8 @@ pub enum Suite {
     Api,
     /// The agent: pod start latency (1 and 30 at once), agent RSS with 100 pods.
     Pods,
+    /// The scheduler: pods bound per second over 100 and 1,000 simulated nodes.
+    Sched,
     /// Everything available.
     All,
 }
@@ -49,7 +51,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let layout = Layout::release();
     let run_api_suite = matches!(args.suite, Suite::Api | Suite::All);
     let run_pods_suite = matches!(args.suite, Suite::Pods | Suite::All);
-    let mut progress = Progress::new("bench", 5);
+    let run_sched_suite = matches!(args.suite, Suite::Sched | Suite::All);
+    let mut progress = Progress::new("bench", 6);
     progress.step("build release binaries", || {
         run_cmd(cargo().args([
             "build",
@@ -80,11 +83,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         progress.step("pod start benchmark: skipped", || Ok(Value::Null))
     };
+    let sched = if run_sched_suite && api.is_ok() && pods.is_ok() {
+        progress.step("scheduler benchmark", || run_sched(&layout, args.quick))
+    } else {
+        progress.step("scheduler benchmark: skipped", || Ok(Value::Null))
+    };
     let down = progress.step("lab down", || lab::teardown(&layout));
     let api = api?;
     let pods = pods?;
+    let sched = sched?;
     down?;
-    let report = json!({"date": stamp, "machine": machine(), "api": api, "pods": pods});
+    let report =
+        json!({"date": stamp, "machine": machine(), "api": api, "pods": pods, "sched": sched});
     std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
     std::fs::write(dir.join("report.md"), markdown(&report))?;
     println!("{}", markdown(&report));
@@ -101,6 +111,26 @@ fn run_api(layout: &Layout, quick: bool) -> Result<Value> {
         .context("no skiff-control in the lab")?;
     let mut cmd = Command::new(layout.bin("skiff-bench"));
     cmd.arg("api")
+        .arg("--kubeconfig")
+        .arg(layout.kubeconfig())
+        .arg("--control-pid")
+        .arg(control.pid.to_string());
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = output(&mut cmd)?;
+    serde_json::from_str(&out).context("skiff-bench printed no JSON")
+}
+
+fn run_sched(layout: &Layout, quick: bool) -> Result<Value> {
+    let record = Record::load(layout)?.context("the lab has no record")?;
+    let control = record
+        .daemons
+        .iter()
+        .find(|d| d.name == "skiff-control")
+        .context("no skiff-control in the lab")?;
+    let mut cmd = Command::new(layout.bin("skiff-bench"));
+    cmd.arg("sched")
         .arg("--kubeconfig")
         .arg(layout.kubeconfig())
         .arg("--control-pid")
@@ -178,6 +208,35 @@ fn markdown(report: &Value) -> String {
     }
     if !report["pods"].is_null() {
         md.push_str(&pods_markdown(&report["pods"]));
+    }
+    if !report["sched"].is_null() {
+        md.push_str(&sched_markdown(&report["sched"]));
+    }
+    md
+}
+
+fn sched_markdown(sched: &Value) -> String {
+    let mut md = String::from(
+        "\n## Scheduler (`cargo xtask bench sched`, simulated nodes with fresh Leases, no agents)\n\n\
+         | nodes | pods | bound | seconds | pods/s | target | verdict |\n|---:|---:|---:|---:|---:|---|---|\n",
+    );
+    for run in sched["runs"].as_array().into_iter().flatten() {
+        let nodes = run["nodes"].as_u64().unwrap_or(0);
+        let rate = number(&run["pods_per_second"]);
+        let (target, verdict) = if nodes >= 1000 {
+            (
+                "≥ 1,000 pods/s at 1,000 nodes",
+                if rate >= 1000.0 { "met" } else { "NOT met" },
+            )
+        } else {
+            ("(kube-scheduler CI floor: 680 pods/s at 5k nodes)", "—")
+        };
+        md.push_str(&format!(
+            "| {nodes} | {} | {} | {:.2} | {rate:.0} | {target} | {verdict} |\n",
+            run["pods"],
+            run["bound"],
+            number(&run["seconds"])
+        ));
     }
     md
 }

@@ -161,6 +161,7 @@ async fn reconcile(set: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
             roomy.max_pods = i64::MAX;
             predicates::filter(
                 &probe_pod,
+                &predicates::PodNeeds::of(&probe_pod),
                 &roomy,
                 &crate::scheduler::cache::Cache::default(),
             )

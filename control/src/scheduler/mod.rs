@@ -20,7 +20,7 @@ use kube::{
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use cache::{Cache, bound, pod_requests};
+use cache::{Cache, bound};
 use skiff_events::{Recorder, reference};
 
 /// The scheduler name pods select by default.
@@ -62,6 +62,8 @@ struct Scheduler {
     reported: HashMap<String, String>,
     /// Something changed that may let pending pods fit.
     retry: bool,
+    /// Where the next node search starts (round robin over the cache).
+    next_start: usize,
     recorder: Recorder,
 }
 
@@ -74,6 +76,7 @@ pub async fn run(client: Client) {
         pending: BTreeMap::new(),
         reported: HashMap::new(),
         retry: false,
+        next_start: 0,
     };
     let mut nodes =
         watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
@@ -212,25 +215,46 @@ impl Scheduler {
         }
     }
 
-    /// The best node for `pod`, or kube-scheduler's explanation of why none fits.
-    fn choose(&self, pod: &Pod) -> Result<String, String> {
-        let requests = pod_requests(pod);
+    /// The best node for `pod`, or kube-scheduler's explanation of why none fits. As
+    /// kube-scheduler does on large clusters, the search stops once enough feasible nodes
+    /// were found (percentageOfNodesToScore's adaptive default: 50 % minus 1 % per 125
+    /// nodes, at least 5 % and at least 100 nodes), starting where the last search stopped.
+    fn choose(&mut self, pod: &Pod) -> Result<String, String> {
+        let needs = predicates::PodNeeds::of(pod);
         let owner = bound(pod, "").owner;
+        let total = self.cache.nodes.len();
+        let percent = (50usize.saturating_sub(total / 125)).max(5);
+        let enough = (total * percent / 100).max(100).min(total.max(1));
         let mut failures = Vec::new();
+        let mut feasible = 0;
         let mut best: Option<(i64, &str)> = None;
-        for node in self.cache.nodes.values() {
-            let reasons = predicates::filter(pod, node, &self.cache);
+        let start = self.next_start % total.max(1);
+        let mut visited = 0;
+        for node in self
+            .cache
+            .nodes
+            .values()
+            .skip(start)
+            .chain(self.cache.nodes.values().take(start))
+        {
+            visited += 1;
+            let reasons = predicates::filter(pod, &needs, node, &self.cache);
             if reasons.is_empty() {
-                let s = score::score(node, requests, owner.as_deref(), &self.cache);
+                feasible += 1;
+                let s = score::score(node, needs.requests, owner.as_deref(), &self.cache);
                 if best.is_none_or(|(b, _)| s > b) {
                     best = Some((s, &node.name));
+                }
+                if feasible >= enough {
+                    break;
                 }
             } else {
                 failures.push(reasons);
             }
         }
-        best.map(|(_, n)| n.to_owned())
-            .ok_or_else(|| predicates::summary(self.cache.nodes.len(), &failures))
+        let chosen = best.map(|(_, n)| n.to_owned());
+        self.next_start = (start + visited) % total.max(1);
+        chosen.ok_or_else(|| predicates::summary(total, &failures))
     }
 
     async fn unschedulable(&self, pod: &Pod, message: &str) {

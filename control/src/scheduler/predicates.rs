@@ -10,10 +10,30 @@ use k8s_openapi::{
 
 use super::cache::{Cache, NodeInfo, bound, pod_requests};
 
+/// What a pod needs, computed once per scheduling attempt rather than once per node.
+#[derive(Debug, Clone)]
+pub struct PodNeeds {
+    /// Summed requests.
+    pub requests: super::cache::Resources,
+    /// Host ports (protocol, port).
+    pub host_ports: Vec<(String, i32)>,
+}
+
+impl PodNeeds {
+    /// The needs of `pod`.
+    pub fn of(pod: &Pod) -> Self {
+        Self {
+            requests: pod_requests(pod),
+            host_ports: bound(pod, "").host_ports,
+        }
+    }
+}
+
 /// Why `pod` cannot go to `node` (empty: it fits).
-pub fn filter(pod: &Pod, node: &NodeInfo, cache: &Cache) -> Vec<String> {
+pub fn filter(pod: &Pod, needs: &PodNeeds, node: &NodeInfo, cache: &Cache) -> Vec<String> {
     let mut reasons = Vec::new();
-    let spec = pod.spec.clone().unwrap_or_default();
+    let empty = k8s_openapi::api::core::v1::PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&empty);
     if let Some(taint) = node
         .taints
         .iter()
@@ -29,7 +49,7 @@ pub fn filter(pod: &Pod, node: &NodeInfo, cache: &Cache) -> Vec<String> {
     if !matches_node_selector(pod, node) {
         reasons.push("node(s) didn't match Pod's node affinity/selector".to_owned());
     }
-    let requests = pod_requests(pod);
+    let requests = needs.requests;
     if i64::try_from(node.pods.len()).unwrap_or(i64::MAX) + 1 > node.max_pods {
         reasons.push("Too many pods".to_owned());
     }
@@ -39,7 +59,7 @@ pub fn filter(pod: &Pod, node: &NodeInfo, cache: &Cache) -> Vec<String> {
     if requests.memory > 0 && node.requested.memory + requests.memory > node.allocatable.memory {
         reasons.push("Insufficient memory".to_owned());
     }
-    let wanted = bound(pod, &node.name).host_ports;
+    let wanted = &needs.host_ports;
     if !wanted.is_empty()
         && node
             .pods
@@ -242,7 +262,7 @@ mod tests {
             json!({"containers": [{"name": "c", "resources": {"requests": {"memory": "64Gi", "cpu": "100m"}}}]}),
         );
         let cache = Cache::default();
-        let reasons = filter(&big, &node(2000, 8 << 30), &cache);
+        let reasons = filter(&big, &PodNeeds::of(&big), &node(2000, 8 << 30), &cache);
         assert_eq!(reasons, ["Insufficient memory"]);
         assert_eq!(
             summary(3, &[reasons.clone(), reasons.clone(), reasons]),
@@ -251,7 +271,7 @@ mod tests {
         let small = pod(
             json!({"containers": [{"name": "c", "resources": {"requests": {"memory": "64Mi"}}}]}),
         );
-        assert!(filter(&small, &node(2000, 8 << 30), &cache).is_empty());
+        assert!(filter(&small, &PodNeeds::of(&small), &node(2000, 8 << 30), &cache).is_empty());
     }
 
     #[test]
@@ -265,16 +285,24 @@ mod tests {
         });
         let plain = pod(json!({"containers": [{"name": "c"}]}));
         assert_eq!(
-            filter(&plain, &n, &Cache::default()),
+            filter(&plain, &PodNeeds::of(&plain), &n, &Cache::default()),
             ["node(s) had untolerated taint {dedicated: db}"]
         );
         let tolerant = pod(
             json!({"containers": [{"name": "c"}], "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}),
         );
-        assert!(filter(&tolerant, &n, &Cache::default()).is_empty());
+        assert!(filter(&tolerant, &PodNeeds::of(&tolerant), &n, &Cache::default()).is_empty());
         let everything =
             pod(json!({"containers": [{"name": "c"}], "tolerations": [{"operator": "Exists"}]}));
-        assert!(filter(&everything, &n, &Cache::default()).is_empty());
+        assert!(
+            filter(
+                &everything,
+                &PodNeeds::of(&everything),
+                &n,
+                &Cache::default()
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -283,12 +311,12 @@ mod tests {
         n.labels.insert("disk".into(), "ssd".into());
         let want_hdd = pod(json!({"containers": [{"name": "c"}], "nodeSelector": {"disk": "hdd"}}));
         assert_eq!(
-            filter(&want_hdd, &n, &Cache::default()),
+            filter(&want_hdd, &PodNeeds::of(&want_hdd), &n, &Cache::default()),
             ["node(s) didn't match Pod's node affinity/selector"]
         );
         let affinity = pod(
             json!({"containers": [{"name": "c"}], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}}}),
         );
-        assert!(filter(&affinity, &n, &Cache::default()).is_empty());
+        assert!(filter(&affinity, &PodNeeds::of(&affinity), &n, &Cache::default()).is_empty());
     }
 }

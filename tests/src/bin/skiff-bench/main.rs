@@ -3,11 +3,13 @@
 //! `skiff-bench api`: pod create/get/list latency and throughput at 1k and 10k pods,
 //! etcd's own put/get latency as the floor, watch event delivery to many watchers, and the
 //! API server's RSS.
+//! `skiff-bench sched`: scheduling throughput over 100 and 1,000 simulated nodes.
 //! `skiff-bench pods`: pod start latency (create → Running, image present) one at a time and
 //! 30 at once on a node, and the agent's RSS with 100 pods.
 //! Requests go only to the lab's API server and etcd on this machine.
 
 mod pods;
+mod sched;
 
 use std::{
     collections::HashMap,
@@ -52,6 +54,18 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Scheduler throughput with simulated nodes.
+    Sched {
+        /// Lab kubeconfig.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// Pid of skiff-control (for RSS).
+        #[arg(long)]
+        control_pid: u32,
+        /// Smaller sizes for a smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Pod start benchmark against one node's agent.
     Pods {
         /// Lab kubeconfig.
@@ -80,6 +94,14 @@ async fn main() -> Result<()> {
             quick,
         } => {
             let report = api(&kubeconfig, &etcd, control_pid, quick).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Sched {
+            kubeconfig,
+            control_pid,
+            quick,
+        } => {
+            let report = sched::run(&kubeconfig, control_pid, quick).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Pods {
