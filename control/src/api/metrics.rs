@@ -1,5 +1,5 @@
 //! /metrics in the Prometheus text format: requests by verb and code, request latency,
-//! etcd reachability.
+//! etcd reachability, and the controllers' syncs and queues.
 
 use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex, time::Duration};
 
@@ -90,6 +90,7 @@ pub async fn render(state: &AppState) -> Response {
             latency.2
         );
     }
+    crate::controllers::metrics::render(&mut out);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -43,7 +43,11 @@ pub async fn run(client: Client) {
     });
     Controller::new(cronjobs, watcher::Config::default())
         .owns(jobs, watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |obj, ctx| super::metrics::instrumented("cronjob", reconcile(obj, ctx)),
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "cronjob reconcile failed");

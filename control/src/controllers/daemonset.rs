@@ -55,7 +55,11 @@ pub async fn run(client: Client) {
     Controller::new(sets, watcher::Config::default())
         .owns(pods, watcher::Config::default())
         .reconcile_all_on(node_changes)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |obj, ctx| super::metrics::instrumented("daemonset", reconcile(obj, ctx)),
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "daemonset reconcile failed");

@@ -51,7 +51,11 @@ pub async fn run(client: Client) {
     });
     Controller::new(deployments, watcher::Config::default())
         .owns(sets, watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |obj, ctx| super::metrics::instrumented("deployment", reconcile(obj, ctx)),
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "deployment reconcile failed");

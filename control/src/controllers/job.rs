@@ -44,7 +44,11 @@ pub async fn run(client: Client) {
     });
     Controller::new(jobs, watcher::Config::default())
         .owns(pods, watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |obj, ctx| super::metrics::instrumented("job", reconcile(obj, ctx)),
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "job reconcile failed");

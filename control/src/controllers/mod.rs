@@ -9,6 +9,7 @@ mod deployment;
 mod gc;
 mod job;
 mod leader;
+pub mod metrics;
 mod namespace;
 mod node_lifecycle;
 mod replicaset;

@@ -1,14 +1,20 @@
 //! The ReplicaSet controller: keep `spec.replicas` active pods matching the selector, owned
 //! by the set (adopting matching orphans), deleting surplus pods in kube's order, and report
 //! replicas / ready / available in status. ReplicationControllers are served by the same
-//! logic through their own kind.
+//! generic reconcile through the [`Replicated`] view of their kind.
 
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
+use k8s_openapi::{
+    api::{
+        apps::v1::ReplicaSet,
+        core::v1::{Pod, PodTemplateSpec, ReplicationController},
+    },
+    apimachinery::pkg::apis::meta::v1::LabelSelector,
+};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
     runtime::{Controller, controller::Action, watcher},
 };
@@ -36,43 +42,140 @@ struct Ctx {
     recorder: Recorder,
 }
 
-/// Run the controller until aborted.
+/// What the controller needs of a replicated object (ReplicaSet or ReplicationController).
+pub trait Replicated:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// `apps/v1` or `v1`.
+    const API_VERSION: &'static str;
+    /// The kind.
+    const KIND: &'static str;
+    /// spec.replicas.
+    fn replicas(&self) -> i32;
+    /// The selector as a LabelSelector (an RC's map becomes matchLabels).
+    fn selector(&self) -> LabelSelector;
+    /// The pod template.
+    fn template(&self) -> Option<PodTemplateSpec>;
+    /// spec.minReadySeconds.
+    fn min_ready_seconds(&self) -> i32;
+    /// The current status as JSON.
+    fn status_json(&self) -> serde_json::Value;
+}
+
+impl Replicated for ReplicaSet {
+    const API_VERSION: &'static str = "apps/v1";
+    const KIND: &'static str = "ReplicaSet";
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn selector(&self) -> LabelSelector {
+        self.spec
+            .as_ref()
+            .map(|s| s.selector.clone())
+            .unwrap_or_default()
+    }
+    fn template(&self) -> Option<PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.clone())
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn status_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.status).unwrap_or_default()
+    }
+}
+
+impl Replicated for ReplicationController {
+    const API_VERSION: &'static str = "v1";
+    const KIND: &'static str = "ReplicationController";
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn selector(&self) -> LabelSelector {
+        // An RC without a selector selects its template's labels.
+        let labels = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .or_else(|| self.template()?.metadata?.labels);
+        LabelSelector {
+            match_labels: labels,
+            match_expressions: None,
+        }
+    }
+    fn template(&self) -> Option<PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.clone())
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn status_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.status).unwrap_or_default()
+    }
+}
+
+/// Run the controller (ReplicaSets and ReplicationControllers) until aborted.
 pub async fn run(client: Client) {
-    let sets: Api<ReplicaSet> = Api::all(client.clone());
+    tokio::join!(
+        run_for::<ReplicaSet>(client.clone(), "replicaset-controller"),
+        run_for::<ReplicationController>(client, "replicationcontroller-controller"),
+    );
+}
+
+async fn run_for<K: Replicated>(client: Client, component: &'static str) {
+    let sets: Api<K> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "replicaset-controller"),
+        recorder: Recorder::new(client.clone(), component),
         client,
     });
     Controller::new(sets, watcher::Config::default())
         .owns(pods, watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |set, ctx| super::metrics::instrumented(component, reconcile::<K>(set, ctx)),
+            error_policy::<K>,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
-                tracing::debug!(error = %e, "replicaset reconcile failed");
+                tracing::debug!(error = %e, "replica reconcile failed");
             }
         })
         .await;
 }
 
-fn error_policy(_set: Arc<ReplicaSet>, error: &Error, _ctx: Arc<Ctx>) -> Action {
+fn error_policy<K: Replicated>(_set: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action {
     tracing::warn!(%error, "replicaset sync failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }
 
-async fn reconcile(set: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile<K: Replicated>(set: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let namespace = set.namespace().unwrap_or_default();
     let name = set.name_any();
-    let spec = set.spec.clone().unwrap_or_default();
-    let owner = controller_ref("apps/v1", "ReplicaSet", &set.metadata);
-    let deleting = set.metadata.deletion_timestamp.is_some();
-    let pods = owned_pods(&ctx.client, &namespace, &spec.selector, &owner, !deleting).await?;
+    let selector = set.selector();
+    let meta = set.meta();
+    let owner = controller_ref(K::API_VERSION, K::KIND, meta);
+    let deleting = meta.deletion_timestamp.is_some();
+    let pods = owned_pods(&ctx.client, &namespace, &selector, &owner, !deleting).await?;
     let mut active: Vec<Pod> = pods.into_iter().filter(is_active).collect();
-    let wanted = usize::try_from(spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
-    let set_ref = reference("apps/v1", "ReplicaSet", &set.metadata);
+    let wanted = usize::try_from(set.replicas().max(0)).unwrap_or(0);
+    let set_ref = reference(K::API_VERSION, K::KIND, meta);
     let mut failure = None;
     if !deleting && active.len() < wanted {
-        let template = spec.template.clone().unwrap_or_default();
+        let template = set.template().unwrap_or_default();
         let missing = (wanted - active.len()).min(BURST);
         let pod = pod_from_template(
             &template,
@@ -127,15 +230,14 @@ async fn reconcile(set: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error>
         }
     }
     // Status from what exists now (as kube does, after this pass's changes).
-    let pods = owned_pods(&ctx.client, &namespace, &spec.selector, &owner, false).await?;
+    let pods = owned_pods(&ctx.client, &namespace, &selector, &owner, false).await?;
     let active: Vec<&Pod> = pods.iter().filter(|p| is_active(p)).collect();
     let now = jiff::Timestamp::now();
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let template_labels = spec
-        .template
-        .as_ref()
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
+    let min_ready = set.min_ready_seconds();
+    let template_labels = set
+        .template()
+        .and_then(|t| t.metadata)
+        .and_then(|m| m.labels)
         .unwrap_or_default();
     let fully_labeled = active
         .iter()
@@ -156,7 +258,7 @@ async fn reconcile(set: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error>
         "fullyLabeledReplicas": fully_labeled,
         "readyReplicas": ready,
         "availableReplicas": available,
-        "observedGeneration": set.metadata.generation,
+        "observedGeneration": meta.generation,
     });
     if let Some(message) = failure {
         status["conditions"] = json!([{
@@ -164,10 +266,10 @@ async fn reconcile(set: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error>
             "message": message, "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         }]);
     }
-    let current = serde_json::to_value(&set.status).unwrap_or_default();
+    let current = set.status_json();
     let changed = status_differs(&current, &status);
     if changed {
-        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
         api.patch_status(
             &name,
             &PatchParams::default(),

@@ -53,7 +53,11 @@ pub async fn run(client: Client) {
     });
     Controller::new(sets, watcher::Config::default())
         .owns(pods, watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |obj, ctx| super::metrics::instrumented("statefulset", reconcile(obj, ctx)),
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "statefulset reconcile failed");

@@ -97,6 +97,10 @@ pub async fn run(client: Client) {
         }
         // Drain whatever else arrived before deciding, so one decision sees the freshest cache.
         scheduler.schedule_pending(&mut in_flight).await;
+        crate::controllers::metrics::set_gauge(
+            "scheduler_pending_pods",
+            i64::try_from(scheduler.pending.len()).unwrap_or(i64::MAX),
+        );
     }
 }
 
