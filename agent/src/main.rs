@@ -135,6 +135,12 @@ fn main() -> Result<()> {
         return run_helper(Cli::parse().command);
     }
     let args = Args::parse();
+    // Few malloc arenas: the agent's threads are few and mostly idle, and every extra arena
+    // holds on to freed memory (RSS is one of the agent's targets).
+    // SAFETY: mallopt is called before any other thread exists and only tunes glibc malloc.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -181,3 +181,92 @@ spec:
     );
     lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+#[test]
+fn jobs_give_up_after_their_backoff_limit_index_their_pods_and_expire() {
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("jobs");
+    lab.apply(
+        &ns,
+        r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: doomed}
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: c, image: busybox, command: ["sh", "-c", "exit 2"]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: indexed}
+spec:
+  completions: 3
+  parallelism: 3
+  completionMode: Indexed
+  ttlSecondsAfterFinished: 3
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: c, image: busybox, command: ["sh", "-c", "echo index=$JOB_COMPLETION_INDEX"]}
+"#,
+    );
+    let minute = Duration::from_secs(60);
+    lab.eventually("the indexed job completes every index", minute, || {
+        let done = lab.jsonpath(&ns, "job/indexed", "{.status.completedIndexes}");
+        if done == "0-2" { Ok(()) } else { Err(done) }
+    });
+    let indexes = lab.jsonpath(
+        &ns,
+        "pods -l batch.kubernetes.io/job-name=indexed",
+        "{.items[*].metadata.annotations.batch\\.kubernetes\\.io/job-completion-index}",
+    );
+    let mut indexes: Vec<&str> = indexes.split_whitespace().collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, ["0", "1", "2"]);
+    let pod = lab.jsonpath(
+        &ns,
+        "pods -l batch.kubernetes.io/job-completion-index=1",
+        "{.items[0].metadata.name}",
+    );
+    let logs = lab.kubectl_ok(&["logs", &pod, "-n", &ns]);
+    assert_eq!(logs.trim(), "index=1");
+    lab.eventually(
+        "the finished job is deleted after its TTL, with its pods",
+        minute,
+        || {
+            let out = lab.kubectl(&["get", "job", "indexed", "-n", &ns]);
+            let pods = lab.jsonpath(
+                &ns,
+                "pods -l batch.kubernetes.io/job-name=indexed",
+                "{.items[*].metadata.name}",
+            );
+            if out.code != 0 && pods.trim().is_empty() {
+                Ok(())
+            } else {
+                Err(format!("job still there or pods left: {pods}"))
+            }
+        },
+    );
+    lab.eventually(
+        "the failing job stops at its backoff limit",
+        Duration::from_secs(90),
+        || {
+            let reason = lab.jsonpath(
+                &ns,
+                "job/doomed",
+                "{.status.conditions[?(@.type==\"Failed\")].reason}",
+            );
+            let failed = lab.jsonpath(&ns, "job/doomed", "{.status.failed}");
+            if reason == "BackoffLimitExceeded" && failed == "2" {
+                Ok(())
+            } else {
+                Err(format!("reason={reason} failed={failed}"))
+            }
+        },
+    );
+    lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -34,6 +34,8 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: solo, namespace: {ns}, labels: {{app: web, role: solo}}}}
 spec:
+  # No node has this label: the pod stays Pending, which the field selectors below rely on.
+  nodeSelector: {{skiff.io/no-such-node: "true"}}
   containers: [{{name: c, image: busybox}}]
 "#
     )

@@ -557,6 +557,8 @@ impl Worker {
             }
             Err(e) => {
                 tracing::warn!(pod = %self.name, container = %slot.record.name, error = %e, "container failed to start");
+                // The image may have been removed under us: look it up again next time.
+                self.kubelet.runtime.cache_image(&image.name, None);
                 let _ = self.kubelet.runtime.remove_container(&id).await;
                 slot.record.id = None;
                 slot.record.state = State::Terminated(Terminated {

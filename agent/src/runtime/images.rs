@@ -146,11 +146,17 @@ impl Runtime {
         fetcher: &Fetcher,
     ) -> Result<ReadyImage, RuntimeError> {
         let name = normalize(image)?;
+        if policy != PullPolicy::Always
+            && let Some(ready) = self.cached_image(&name)
+        {
+            return Ok(ready);
+        }
         let lock = self.image_lock(&name);
         let _serialised = lock.lock().await;
         if policy != PullPolicy::Always
             && let Some(ready) = self.local_image(&name).await?
         {
+            self.cache_image(&name, Some(&ready));
             return Ok(ready);
         }
         if policy == PullPolicy::Never {
@@ -158,7 +164,9 @@ impl Runtime {
                 "Container image \"{image}\" is not present with pull policy of Never"
             )));
         }
-        self.pull(&name, fetcher).await
+        let ready = self.pull(&name, fetcher).await?;
+        self.cache_image(&name, Some(&ready));
+        Ok(ready)
     }
 
     /// The image if containerd has it (unpacking it if a snapshot is missing).

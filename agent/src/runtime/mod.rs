@@ -82,6 +82,9 @@ pub struct Runtime {
     /// One lock per image name: pulls and unpacks of the same image are serialised (as
     /// kubelet serialises image pulls), so concurrent pods never race on its snapshots.
     image_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Images known ready (unpacked) by name, so pods of a present image start without a
+    /// round trip to containerd's image and content services.
+    ready_images: Arc<Mutex<HashMap<String, images::ReadyImage>>>,
 }
 
 impl Runtime {
@@ -98,6 +101,7 @@ impl Runtime {
             channel,
             namespace: namespace.to_owned(),
             image_locks: Arc::default(),
+            ready_images: Arc::default(),
         })
     }
 
@@ -108,6 +112,21 @@ impl Runtime {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         locks.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// A ready image remembered from an earlier ensure.
+    pub fn cached_image(&self, name: &str) -> Option<images::ReadyImage> {
+        self.ready_images.lock().ok()?.get(name).cloned()
+    }
+
+    /// Remember (or, with `None`, forget) a ready image.
+    pub fn cache_image(&self, name: &str, image: Option<&images::ReadyImage>) {
+        if let Ok(mut cache) = self.ready_images.lock() {
+            match image {
+                Some(image) => cache.insert(name.to_owned(), image.clone()),
+                None => cache.remove(name),
+            };
+        }
     }
 
     /// The gRPC channel (cheap to clone).
