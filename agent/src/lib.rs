@@ -20,3 +20,4 @@ pub mod network;
 pub mod node;
 pub mod runtime;
 pub mod server;
+pub mod tls;

@@ -1,7 +1,8 @@
 //! skiff-agent daemon: enters the node's network namespace, loads the eBPF datapath and
 //! attaches the socket LB at the node's pod cgroup parent, registers the node, runs the pods
-//! bound to it, and serves the node HTTP API (/healthz, /metrics, container logs) until
-//! SIGTERM.
+//! bound to it, and serves the node HTTP API until SIGTERM: over TLS with client
+//! certificates (container logs, exec, /healthz, /metrics) and, if asked, plain /healthz and
+//! /metrics on a second address.
 //!
 //! Two helper modes share the binary: `skiff-agent log-shim FILE` (run by containerd's shim
 //! to write a container's output in CRI format) and `skiff-agent images import FILE.tar`.
@@ -120,6 +121,9 @@ struct Args {
     /// Allow privileged containers.
     #[arg(long)]
     allow_privileged: bool,
+    /// Plain-HTTP address for /healthz and /metrics only (kubelet's healthz port, 10248).
+    #[arg(long)]
+    healthz_listen: Option<SocketAddr>,
 }
 
 struct AppState {
@@ -225,26 +229,86 @@ async fn run(args: Args) -> Result<()> {
         None => info!("no --kubeconfig: not registering with an API server"),
     }
 
-    let app = Router::new()
+    let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .with_state(state)
-        .merge(server::routes(server::NodeApi {
-            state_dir: args.state_dir.clone(),
-            runtime,
+        .with_state(state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut servers = Vec::new();
+    // Plain HTTP: /healthz and /metrics only (kubelet's healthz port).
+    if let Some(addr) = args.healthz_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        info!(listen = %addr, "health and metrics serving (plain HTTP)");
+        let app = health.clone();
+        let rx = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped(rx))
+                .await;
         }));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    info!(listen = %args.listen, "node API serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the node API")?;
+    match (runtime, &args.kubeconfig) {
+        // With the kubelet: the node API over TLS, callers authenticated by the cluster CA.
+        (Some(runtime), Some(kubeconfig)) => {
+            let ca =
+                cluster_ca(kubeconfig).context("reading the cluster CA from the kubeconfig")?;
+            let names = vec![args.listen.ip().to_string(), args.node_name.clone()];
+            let config = skiff_agent::tls::server_config(&ca, &names)?;
+            let app = health.merge(server::routes(server::NodeApi {
+                state_dir: args.state_dir.clone(),
+                runtime: Some(runtime),
+            }));
+            info!(listen = %args.listen, "node API serving (TLS, client certificates required)");
+            let rx = stop_rx.clone();
+            servers.push(tokio::spawn(skiff_agent::tls::serve(
+                listener,
+                config,
+                app,
+                stopped(rx),
+            )));
+        }
+        _ => {
+            info!(listen = %args.listen, "node API serving health only (no kubelet)");
+            let rx = stop_rx.clone();
+            servers.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, health)
+                    .with_graceful_shutdown(stopped(rx))
+                    .await;
+            }));
+        }
+    }
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    for server in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    }
     // The datapath stays pinned: established connections keep working while the agent is down.
     drop(datapath);
     info!("stopped");
     Ok(())
+}
+
+/// The cluster CA (PEM) from a kubeconfig's certificate-authority-data.
+fn cluster_ca(kubeconfig: &Path) -> Result<String> {
+    use base64::Engine as _;
+    let config = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let data = config
+        .clusters
+        .iter()
+        .find_map(|c| c.cluster.as_ref()?.certificate_authority_data.clone())
+        .context("the kubeconfig has no certificate-authority-data")?;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .context("certificate-authority-data is not base64")?;
+    String::from_utf8(pem).context("certificate-authority-data is not PEM text")
 }
 
 /// How this node presents itself to the API server.

@@ -173,7 +173,14 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     std::fs::write(args.data_dir.join("serving.crt"), &serving.cert)
         .context("writing serving.crt")?;
     let tls = serve::tls_config(&ca.pem.cert, &serving)?;
-    let app = api::router(api::AppState::new(store, tokens));
+    let agent_identity = ca.client(
+        "kube-apiserver-kubelet-client",
+        &["system:masters".to_owned()],
+    )?;
+    let app = api::router(
+        api::AppState::new(store, tokens)
+            .with_agent_tls(api::agent_client::config(&agent_identity)?),
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

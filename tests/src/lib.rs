@@ -21,6 +21,8 @@ pub const ETCD_URL: &str = "http://127.0.0.1:2379";
 pub const BRIDGE_ADDR: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
 /// Port of each agent's node API.
 pub const AGENT_PORT: u16 = 10250;
+/// Port of each agent's plain-HTTP /healthz and /metrics.
+pub const AGENT_HEALTH_PORT: u16 = 10248;
 /// Prefix of every node namespace name.
 pub const NETNS_PREFIX: &str = "skiff-node-";
 

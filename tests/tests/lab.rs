@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use skiff_tests::{AGENT_PORT, BRIDGE_ADDR, Lab, cgroup2_mount, netns::run_in, process};
+use skiff_tests::{
+    AGENT_HEALTH_PORT, AGENT_PORT, BRIDGE_ADDR, Lab, cgroup2_mount, netns::run_in, process,
+};
 
 /// An address in TEST-NET-1 (RFC 5737): never routed anywhere. Nodes have no route to it,
 /// so every attempt must fail inside the node before a packet is sent.
@@ -99,11 +101,90 @@ fn nodes_reach_nothing_outside_the_lab() {
 }
 
 #[test]
+fn the_node_api_requires_a_cluster_client_certificate() {
+    let Some(lab) = Lab::from_env() else { return };
+    use base64::Engine as _;
+    // The client certificate and key of a kubeconfig, written out for curl.
+    let decode = |path: &std::path::Path| {
+        let text = std::fs::read_to_string(path).expect("kubeconfig");
+        let config: serde_json::Value = serde_saphyr::from_str(&text).expect("kubeconfig YAML");
+        let user = &config["users"][0]["user"];
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let field = |name: &str| {
+            b64.decode(user[name].as_str().expect(name))
+                .expect("base64")
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "skiff-nodeapi-{}-{}",
+            std::process::id(),
+            path.to_string_lossy().len()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("cert.pem"), field("client-certificate-data")).expect("write");
+        std::fs::write(dir.join("key.pem"), field("client-key-data")).expect("write");
+        dir
+    };
+    let node = &lab.nodes[0];
+    let url = format!("https://{}:{AGENT_PORT}/healthz", node.address);
+    // No client certificate: the TLS handshake is refused.
+    let anonymous = process::run("curl", &["-sk", "--max-time", "3", &url]);
+    assert!(
+        anonymous.is_err(),
+        "an anonymous caller reached the node API: {anonymous:?}"
+    );
+    // The admin (system:masters) is let in.
+    let admin = decode(&lab.kubeconfig());
+    let cert = admin.join("cert.pem").to_string_lossy().into_owned();
+    let key = admin.join("key.pem").to_string_lossy().into_owned();
+    let ok = process::run(
+        "curl",
+        &[
+            "-sk",
+            "--max-time",
+            "3",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            &url,
+        ],
+    );
+    assert_eq!(ok.as_deref(), Ok("ok"));
+    // Another node's identity is authenticated but not authorized.
+    let other = decode(
+        &lab.dir
+            .join("nodes")
+            .join(&lab.nodes[lab.nodes.len() - 1].name)
+            .join("kubeconfig"),
+    );
+    let cert = other.join("cert.pem").to_string_lossy().into_owned();
+    let key = other.join("key.pem").to_string_lossy().into_owned();
+    let code = process::run(
+        "curl",
+        &[
+            "-sk",
+            "--max-time",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            &url,
+        ],
+    );
+    assert_eq!(code.as_deref(), Ok("403"));
+}
+
+#[test]
 fn agents_are_healthy_with_the_datapath_attached_and_pinned() {
     let Some(lab) = Lab::from_env() else { return };
     let cgroup2 = cgroup2_mount().expect("cgroup2");
     for node in &lab.nodes {
-        let base = format!("http://{}:{AGENT_PORT}", node.address);
+        let base = format!("http://{}:{AGENT_HEALTH_PORT}", node.address);
         let health = process::run(
             "curl",
             &["-sf", "--max-time", "2", &format!("{base}/healthz")],

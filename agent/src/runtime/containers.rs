@@ -74,35 +74,9 @@ impl Runtime {
     /// Create the container (snapshot + container record) and its task, then start it.
     /// Returns the pid.
     pub async fn run_container(&self, new: &NewContainer) -> Result<u32, RuntimeError> {
-        let mut snapshots = SnapshotsClient::new(self.channel());
-        let prepare = self.request(
-            PrepareSnapshotRequest {
-                snapshotter: SNAPSHOTTER.to_owned(),
-                key: new.id.clone(),
-                parent: new.chain_id.clone(),
-                labels: HashMap::new(),
-            },
-            None,
-        );
-        let mounts = match snapshots.prepare(prepare).await {
-            Ok(reply) => reply.into_inner().mounts,
-            Err(status) if status.code() == containerd_client::tonic::Code::AlreadyExists => {
-                let request = self.request(
-                    MountsRequest {
-                        snapshotter: SNAPSHOTTER.to_owned(),
-                        key: new.id.clone(),
-                    },
-                    None,
-                );
-                snapshots
-                    .mounts(request)
-                    .await
-                    .map_err(call_error("snapshot mounts"))?
-                    .into_inner()
-                    .mounts
-            }
-            Err(status) => return Err(call_error("snapshot prepare")(status)),
-        };
+        // The container record comes first: it references the snapshot key, so the snapshot
+        // is never an unreferenced object the garbage collector may take between Prepare and
+        // Create (a lease deletion elsewhere can start a collection at any moment).
         let spec = serde_json::to_vec(&new.spec).map_err(|e| {
             RuntimeError::BadImage(format!(
                 "runtime spec of {} does not serialise: {e}",
@@ -136,6 +110,35 @@ impl Runtime {
             Err(status) if status.code() == containerd_client::tonic::Code::AlreadyExists => {}
             Err(status) => return Err(call_error("container create")(status)),
         }
+        let mut snapshots = SnapshotsClient::new(self.channel());
+        let prepare = self.request(
+            PrepareSnapshotRequest {
+                snapshotter: SNAPSHOTTER.to_owned(),
+                key: new.id.clone(),
+                parent: new.chain_id.clone(),
+                labels: HashMap::new(),
+            },
+            None,
+        );
+        let mounts = match snapshots.prepare(prepare).await {
+            Ok(reply) => reply.into_inner().mounts,
+            Err(status) if status.code() == containerd_client::tonic::Code::AlreadyExists => {
+                let request = self.request(
+                    MountsRequest {
+                        snapshotter: SNAPSHOTTER.to_owned(),
+                        key: new.id.clone(),
+                    },
+                    None,
+                );
+                snapshots
+                    .mounts(request)
+                    .await
+                    .map_err(call_error("snapshot mounts"))?
+                    .into_inner()
+                    .mounts
+            }
+            Err(status) => return Err(call_error("snapshot prepare")(status)),
+        };
         let mut tasks = TasksClient::new(self.channel());
         let task = self.request(
             CreateTaskRequest {

@@ -1,6 +1,7 @@
 //! The HTTP surface of skiff-control: one handler that authenticates, then routes to
 //! health, discovery, OpenAPI or the generic REST handler.
 
+pub mod agent_client;
 pub mod auth;
 mod body;
 mod discovery;
@@ -38,15 +39,24 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Bearer tokens.
     pub tokens: Arc<Tokens>,
+    /// TLS towards node agents (logs, exec), when the server has a client identity.
+    pub agent_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl AppState {
+    /// The same state, talking to node agents with this TLS client configuration.
+    pub fn with_agent_tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.agent_tls = Some(config);
+        self
+    }
+
     /// State over `store`.
     pub fn new(store: Arc<Store>, tokens: Tokens) -> Self {
         Self {
             store,
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(tokens),
+            agent_tls: None,
         }
     }
 }

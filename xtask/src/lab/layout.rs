@@ -24,8 +24,10 @@ pub const ETCD_PEER_PORT: u16 = 2380;
 pub const CONTROL_PORT: u16 = 6443;
 /// Plain-HTTP debugging port of skiff-control on 127.0.0.1.
 pub const CONTROL_INSECURE_PORT: u16 = 8080;
-/// Port of each agent's node HTTP API on its node address.
+/// Port of each agent's node HTTP API (TLS, client certificates) on its node address.
 pub const AGENT_PORT: u16 = 10250;
+/// Port of each agent's plain-HTTP /healthz and /metrics on its node address.
+pub const AGENT_HEALTH_PORT: u16 = 10248;
 /// Port of the lab's image registry on the bridge address (every node's registry mirror).
 pub const REGISTRY_PORT: u16 = 5001;
 /// Largest node count the underlay subnet has room for.

@@ -13,8 +13,8 @@ use clap::Args;
 use super::{
     daemons, down,
     layout::{
-        self, AGENT_PORT, BRIDGE_ADDR, CONTROL_INSECURE_PORT, CONTROL_PORT, ETCD_CLIENT_PORT,
-        ETCD_PEER_PORT, Layout, MAX_NODES, Node, REGISTRY_PORT,
+        self, AGENT_HEALTH_PORT, AGENT_PORT, BRIDGE_ADDR, CONTROL_INSECURE_PORT, CONTROL_PORT,
+        ETCD_CLIENT_PORT, ETCD_PEER_PORT, Layout, MAX_NODES, Node, REGISTRY_PORT,
     },
     network,
     probe::{alive, http_get, wait_until},
@@ -209,7 +209,7 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             pending.push((node.clone(), daemon));
         }
         for (node, daemon) in pending {
-            let addr = SocketAddr::from(SocketAddrV4::new(node.address, AGENT_PORT));
+            let addr = SocketAddr::from(SocketAddrV4::new(node.address, AGENT_HEALTH_PORT));
             wait_healthy(&daemon, || http_get(addr, "/healthz").map(drop))?;
         }
         Ok(())
@@ -356,6 +356,7 @@ pub fn ctr(socket: &Path, args: &[&str]) -> Result<String> {
 fn start_agent(layout: &Layout, node: &Node) -> Result<Daemon> {
     let cgroup = layout::node_cgroup2(node).context("no cgroup2 hierarchy")?;
     let listen = SocketAddrV4::new(node.address, AGENT_PORT);
+    let health = SocketAddrV4::new(node.address, AGENT_HEALTH_PORT);
     let mut cmd = Command::new(layout.bin("skiff-agent"));
     cmd.arg("--node-name")
         .arg(&node.name)
@@ -367,6 +368,8 @@ fn start_agent(layout: &Layout, node: &Node) -> Result<Daemon> {
         .arg(layout::node_pin_dir(node))
         .arg("--listen")
         .arg(listen.to_string())
+        .arg("--healthz-listen")
+        .arg(health.to_string())
         .arg("--state-dir")
         .arg(layout.node_dir(node))
         .arg("--kubeconfig")
@@ -379,7 +382,7 @@ fn start_agent(layout: &Layout, node: &Node) -> Result<Daemon> {
         .arg(write_registries(layout)?);
     let name = format!("agent/{}", node.name);
     let log = layout.logs().join(format!("agent-{}.log", node.name));
-    daemons::spawn(&name, cmd, &log, format!("http://{listen}/healthz"))
+    daemons::spawn(&name, cmd, &log, format!("http://{health}/healthz"))
 }
 
 /// Every registry is mirrored by the lab registry (k3s registries.yaml format), so plain

@@ -1,6 +1,7 @@
 //! Pod subresources the node agent serves, proxied to the agent of the pod's node the way
-//! kube-apiserver proxies to kubelet: `pods/log` → `GET /containerLogs/{ns}/{pod}/{container}`
-//! on the node's InternalIP and kubelet port (from the Node's status).
+//! kube-apiserver proxies to kubelet (over TLS with its client certificate):
+//! `pods/log` → `GET /containerLogs/{ns}/{pod}/{container}`, `pods/exec` → `/exec/…` with a
+//! WebSocket upgrade, on the node's InternalIP and kubelet port (from the Node's status).
 
 use axum::{body::Body, http::StatusCode, response::Response};
 use hyper_util::rt::TokioIo;
@@ -142,7 +143,7 @@ pub async fn logs(ctx: &Ctx<'_>, name: &str) -> Result<Response, ApiError> {
         path.push('?');
         path.push_str(&params.join("&"));
     }
-    let response = get(&address, &path).await.map_err(|e| {
+    let response = get(ctx, &address, &path).await.map_err(|e| {
         ApiError::unavailable(format!(
             "cannot reach the agent of pod {name} at {address}: {e}"
         ))
@@ -174,15 +175,18 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-/// A plain HTTP/1.1 GET to the agent, with the body streamed.
-async fn get(address: &str, path: &str) -> Result<hyper::Response<hyper::body::Incoming>, String> {
-    let stream = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio::net::TcpStream::connect(address),
-    )
-    .await
-    .map_err(|_| "connect timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
+/// An HTTP/1.1 GET to the agent over TLS, with the body streamed.
+async fn get(
+    ctx: &Ctx<'_>,
+    address: &str,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    let config = ctx
+        .state
+        .agent_tls
+        .clone()
+        .ok_or("this API server has no client identity for node agents")?;
+    let stream = crate::api::agent_client::connect(&config, address).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
@@ -261,13 +265,12 @@ pub async fn exec(
             "cannot reach the agent of pod {name} at {address}: {e}"
         ))
     };
-    let mut agent = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio::net::TcpStream::connect(&address),
-    )
-    .await
-    .map_err(|_| unreachable("connect timed out".into()))?
-    .map_err(|e| unreachable(e.to_string()))?;
+    let config = ctx.state.agent_tls.clone().ok_or_else(|| {
+        unreachable("this API server has no client identity for node agents".into())
+    })?;
+    let mut agent = crate::api::agent_client::connect(&config, &address)
+        .await
+        .map_err(unreachable)?;
     let upgrade_request = format!(
         "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: {protocols}\r\n\r\n"
