@@ -1,6 +1,6 @@
 //! Container probes with kubelet's timing (initialDelaySeconds, periodSeconds,
-//! timeoutSeconds, successThreshold, failureThreshold): httpGet and tcpSocket from the node
-//! to the pod's IP, exec inside the container. Readiness drives the pod's Ready condition;
+//! timeoutSeconds, successThreshold, failureThreshold): httpGet, tcpSocket and gRPC health
+//! checks from the node to the pod's IP, exec inside the container. Readiness drives the pod's Ready condition;
 //! liveness and startup failures restart the container. Results go to the pod worker.
 
 use std::{
@@ -156,9 +156,6 @@ impl Prober {
         let work = async {
             if let Some(http) = &self.probe.http_get {
                 let port = self.port(&http.port)?;
-                if http.scheme.as_deref() == Some("HTTPS") {
-                    return Err("HTTPS probes are not supported by skiff-agent".to_owned());
-                }
                 let host = http
                     .host
                     .as_deref()
@@ -171,7 +168,8 @@ impl Prober {
                     .flatten()
                     .map(|h| format!("{}: {}\r\n", h.name, h.value))
                     .collect();
-                http_get(SocketAddr::from((host, port)), &path, &headers).await
+                let https = http.scheme.as_deref() == Some("HTTPS");
+                http_get(SocketAddr::from((host, port)), https, &path, &headers).await
             } else if let Some(tcp) = &self.probe.tcp_socket {
                 let port = self.port(&tcp.port)?;
                 let host = tcp
@@ -207,8 +205,14 @@ impl Prober {
                         Err(format!("command {command:?} timed out"))
                     }
                 }
-            } else if self.probe.grpc.is_some() {
-                Err("gRPC probes are not supported by skiff-agent yet".to_owned())
+            } else if let Some(grpc) = &self.probe.grpc {
+                let port =
+                    u16::try_from(grpc.port).map_err(|_| format!("invalid port {}", grpc.port))?;
+                grpc_health_check(
+                    SocketAddr::from((self.pod_ip, port)),
+                    grpc.service.as_deref().unwrap_or_default(),
+                )
+                .await
             } else {
                 Err("the probe has no action".to_owned())
             }
@@ -235,29 +239,223 @@ impl Prober {
     }
 }
 
-/// A minimal HTTP/1.1 GET; success is a status in 200..400, as kubelet's.
-async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> Result<(), String> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
+/// The gRPC health protocol (`grpc.health.v1.Health/Check` over HTTP/2 cleartext), with
+/// the two messages encoded by hand: success is status SERVING.
+async fn grpc_health_check(addr: SocketAddr, service: &str) -> Result<(), String> {
+    use http_body_util::BodyExt as _;
+    let failed = |e: String| format!("failed to connect service \"{addr}\" within 1s: {e}");
+    let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("Get \"http://{addr}{path}\": {e}"))?;
+        .map_err(|e| failed(e.to_string()))?;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| failed(e.to_string()))?;
+    tokio::spawn(connection);
+    // HealthCheckRequest { string service = 1; }, in a length-prefixed gRPC frame.
+    let mut message = Vec::new();
+    if !service.is_empty() {
+        message.push(0x0a);
+        message.push(u8::try_from(service.len()).map_err(|_| "service name too long".to_owned())?);
+        message.extend_from_slice(service.as_bytes());
+    }
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap_or(0).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let request = hyper::Request::post(format!("http://{addr}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from(frame)))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let headers = response.headers().clone();
+    let collected = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .or_else(|| headers.get("grpc-status"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("2")
+        .to_owned();
+    if status != "0" {
+        return Err(format!("rpc error: code = {status}"));
+    }
+    // HealthCheckResponse { ServingStatus status = 1; } — SERVING is 1.
+    let data = collected.to_bytes();
+    let serving = data.get(5..).is_some_and(|m| m == [0x08, 0x01]);
+    if serving {
+        Ok(())
+    } else {
+        Err("service unhealthy (responded with \"NOT_SERVING\")".to_owned())
+    }
+}
+
+/// kubelet's HTTP(S) GET probe: any status in 200..400 succeeds. HTTPS does not verify the
+/// server certificate, as kubelet's `InsecureSkipVerify`.
+async fn http_get(addr: SocketAddr, https: bool, path: &str, headers: &str) -> Result<(), String> {
+    let scheme = if https { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}{path}");
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("Get \"{url}\": {e}"))?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\n{headers}Connection: close\r\n\r\n"
     );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut head = vec![0u8; 1024];
-    let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("Get \"http://{addr}{path}\": malformed response"))?;
+    let status = if https {
+        static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+            std::sync::OnceLock::new();
+        let config = CONFIG
+            .get_or_init(|| skiff_tls::unverified_server_config(None).map_err(|e| e.to_string()))
+            .clone()?;
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("Get \"{url}\": {e}"))?;
+        exchange(tls, &request).await
+    } else {
+        exchange(tcp, &request).await
+    }
+    .map_err(|e| format!("Get \"{url}\": {e}"))?;
     if (200..400).contains(&status) {
         Ok(())
     } else {
         Err(format!("HTTP probe failed with statuscode: {status}"))
+    }
+}
+
+/// Send `request` and read the status code of the response.
+async fn exchange<S>(mut stream: S, request: &str) -> Result<u16, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    // Read until the status line is complete (TLS may deliver it in pieces).
+    while !head.contains(&b'\n') && head.len() < 8192 {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "malformed HTTP response".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gRPC health server answering every Check with `status`.
+    async fn health_server(status: u8) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(move |_request| async move {
+                    let frames = vec![
+                        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                            bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]),
+                        )),
+                        Ok(hyper::body::Frame::trailers({
+                            let mut t = hyper::HeaderMap::new();
+                            t.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));
+                            t
+                        })),
+                    ];
+                    let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(body)
+                            .expect("response"),
+                    )
+                });
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn grpc_health_checks_read_the_serving_status() {
+        assert_eq!(grpc_health_check(health_server(1).await, "").await, Ok(()));
+        assert!(
+            grpc_health_check(health_server(2).await, "db")
+                .await
+                .is_err()
+        );
+    }
+
+    /// An HTTPS server with a self-signed certificate answering every request with `status`.
+    async fn https_server(status: u16) -> SocketAddr {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(
+                        format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn https_probes_skip_certificate_verification_and_read_the_status() {
+        assert_eq!(
+            http_get(https_server(200).await, true, "/healthz", "").await,
+            Ok(())
+        );
+        let failed = http_get(https_server(503).await, true, "/healthz", "").await;
+        assert_eq!(
+            failed,
+            Err("HTTP probe failed with statuscode: 503".to_owned())
+        );
     }
 }

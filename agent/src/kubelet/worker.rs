@@ -374,6 +374,43 @@ impl Worker {
         Ok(ip)
     }
 
+    /// Credentials from the pod's imagePullSecrets (a secret that cannot be read is skipped
+    /// with a warning, as kubelet does).
+    async fn pull_credentials(&self) -> crate::runtime::credentials::Credentials {
+        let mut credentials = crate::runtime::credentials::Credentials::default();
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(self.kubelet.client.clone(), &self.namespace);
+        let refs = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default();
+        for reference in refs {
+            let name = reference.name;
+            match secrets.get_opt(&name).await {
+                Ok(Some(secret)) => {
+                    let data = secret.data.unwrap_or_default();
+                    let config = data
+                        .get(".dockerconfigjson")
+                        .or_else(|| data.get(".dockercfg"));
+                    if let Some(config) = config
+                        && let Err(e) = credentials.add_docker_config(&config.0)
+                    {
+                        tracing::warn!(pod = %self.name, secret = %name, error = %e, "unusable pull secret");
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!(pod = %self.name, secret = %name, "pull secret not found; pulling without it")
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %self.name, secret = %name, error = %e, "cannot read pull secret")
+                }
+            }
+        }
+        credentials
+    }
+
     fn pod_files(&self) -> Vec<BindMount> {
         [
             ("etc-hosts", "/etc/hosts"),
@@ -443,7 +480,12 @@ impl Worker {
         let image = match self
             .kubelet
             .runtime
-            .ensure_image(&image_name, policy, &self.kubelet.fetcher)
+            .ensure_image(
+                &image_name,
+                policy,
+                &self.kubelet.fetcher,
+                &self.pull_credentials().await,
+            )
             .await
         {
             Ok(image) => image,

@@ -144,6 +144,7 @@ impl Runtime {
         image: &str,
         policy: PullPolicy,
         fetcher: &Fetcher,
+        credentials: &super::credentials::Credentials,
     ) -> Result<ReadyImage, RuntimeError> {
         let name = normalize(image)?;
         if policy != PullPolicy::Always
@@ -164,7 +165,7 @@ impl Runtime {
                 "Container image \"{image}\" is not present with pull policy of Never"
             )));
         }
-        let ready = self.pull(&name, fetcher).await?;
+        let ready = self.pull(&name, fetcher, credentials).await?;
         self.cache_image(&name, Some(&ready));
         Ok(ready)
     }
@@ -197,8 +198,13 @@ impl Runtime {
         result.map(Some)
     }
 
-    async fn pull(&self, name: &str, fetcher: &Fetcher) -> Result<ReadyImage, RuntimeError> {
-        let (fetched, source) = fetcher.fetch(name).await?;
+    async fn pull(
+        &self,
+        name: &str,
+        fetcher: &Fetcher,
+        credentials: &super::credentials::Credentials,
+    ) -> Result<ReadyImage, RuntimeError> {
+        let (fetched, source) = fetcher.fetch(name, credentials).await?;
         let lease = self.create_lease().await?;
         let result = async {
             for layer in &fetched.parsed.layers {

@@ -4,6 +4,7 @@
 
 pub mod containers;
 pub mod content;
+pub mod credentials;
 pub mod exec;
 pub mod images;
 pub mod registry;

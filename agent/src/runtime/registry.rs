@@ -141,13 +141,17 @@ impl Fetcher {
 
     /// Fetch the manifest (resolving a multi-platform index to linux/amd64) and config of
     /// `image` (normalised), trying each endpoint; the error names every endpoint's failure.
-    pub async fn fetch(&self, image: &str) -> Result<(Fetched, Source), RuntimeError> {
+    pub async fn fetch(
+        &self,
+        image: &str,
+        credentials: &super::credentials::Credentials,
+    ) -> Result<(Fetched, Source), RuntimeError> {
         let reference: Reference = image.parse().map_err(|e| {
             RuntimeError::BadImage(format!("invalid image reference {image:?}: {e}"))
         })?;
         let mut failures = Vec::new();
         for endpoint in self.config.endpoints(reference.registry()) {
-            let source = Source::new(&endpoint, &reference);
+            let source = Source::new(&endpoint, &reference, credentials.for_host(&endpoint.host));
             match source.fetch().await {
                 Ok(fetched) => return Ok((fetched, source)),
                 Err(e) => failures.push(format!("{}: {e}", endpoint.host)),
@@ -164,10 +168,11 @@ impl Fetcher {
 pub struct Source {
     client: Client,
     reference: Reference,
+    auth: RegistryAuth,
 }
 
 impl Source {
-    fn new(endpoint: &Endpoint, image: &Reference) -> Self {
+    fn new(endpoint: &Endpoint, image: &Reference, auth: RegistryAuth) -> Self {
         let protocol = if endpoint.insecure {
             ClientProtocol::Http
         } else {
@@ -191,11 +196,15 @@ impl Source {
                 image.tag().unwrap_or("latest").to_owned(),
             ),
         };
-        Self { client, reference }
+        Self {
+            client,
+            reference,
+            auth,
+        }
     }
 
     async fn fetch(&self) -> Result<Fetched, String> {
-        let auth = RegistryAuth::Anonymous;
+        let auth = self.auth.clone();
         let (mut raw, mut digest) = self
             .client
             .pull_manifest_raw(&self.reference, &auth, MANIFEST_TYPES)
