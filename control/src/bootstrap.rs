@@ -1,4 +1,7 @@
-//! Objects every cluster starts with: the namespaces kube-apiserver creates at start.
+//! Objects every cluster starts with: the namespaces kube-apiserver creates at start, and
+//! the system Services ([`services`]).
+
+pub mod services;
 
 use serde_json::json;
 use tracing::info;

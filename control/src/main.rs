@@ -71,6 +71,23 @@ struct ServeArgs {
     /// tolerationSeconds of the not-ready/unreachable NoExecute tolerations every pod gets.
     #[arg(long, default_value_t = 300)]
     default_toleration_seconds: i64,
+    /// CIDR Service cluster IPs are allocated from (its first address is the
+    /// `kubernetes` Service's).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// Range NodePorts are allocated from.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// Cluster IP of the `kube-dns` Service (the agents' node-local resolvers answer it).
+    #[arg(long, default_value = "10.96.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
+    /// Address this server advertises in the `kubernetes` Service's endpoints (default:
+    /// the first non-loopback --listen address; none: this server is not listed).
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
+    /// LoadBalancer address pool (`first-last`), assigned by the service-lb controller.
+    #[arg(long, default_value = "")]
+    load_balancer_pool: String,
 }
 
 #[derive(Args, Debug)]
@@ -147,11 +164,45 @@ async fn run_server(args: ServeArgs) -> Result<()> {
         Some(path) => Tokens::load(path).map_err(anyhow::Error::msg)?,
         None => Tokens::default(),
     };
+    let ranges = skiff_control::resources::ServiceRanges::parse(
+        &args.service_cluster_ip_range,
+        &args.service_node_port_range,
+    )
+    .map_err(anyhow::Error::msg)
+    .context("--service-cluster-ip-range / --service-node-port-range")?;
+    skiff_control::resources::set_service_ranges(ranges);
     let store = Store::new(args.etcd.etcd.clone());
     let ca = load_ca(&store).await?;
     if let Err(e) = bootstrap::ensure_namespaces(&store).await {
         warn!(error = %e, "could not create the system namespaces yet");
     }
+    let advertise = args
+        .advertise_address
+        .or_else(|| {
+            args.listen
+                .iter()
+                .map(SocketAddr::ip)
+                .find(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        })
+        .map(|ip| SocketAddr::new(ip, args.listen[0].port()));
+    let api_port = advertise.map_or(args.listen[0].port(), |a| a.port());
+    if let Err(e) =
+        bootstrap::services::ensure_services(&store, api_port, &args.cluster_dns.to_string()).await
+    {
+        warn!(error = %e, "could not create the system services");
+    }
+    let endpoint_reconciler = match advertise {
+        Some(address) => Some(tokio::spawn(bootstrap::services::reconcile_api_endpoints(
+            store.clone(),
+            address,
+        ))),
+        None => {
+            warn!(
+                "no non-loopback listen address: this server is not listed in the kubernetes service's endpoints"
+            );
+            None
+        }
+    };
     let mut names: Vec<String> = [
         "localhost",
         "kubernetes",
@@ -222,6 +273,9 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     ));
     shutdown_signal().await;
     controllers.abort();
+    if let Some(reconciler) = endpoint_reconciler {
+        reconciler.abort();
+    }
     let _ = stop_tx.send(true);
     for server in servers {
         let _ = server.await;

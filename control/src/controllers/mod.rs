@@ -6,6 +6,7 @@ mod cron;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod endpoints;
 mod gc;
 mod job;
 mod leader;
@@ -60,6 +61,7 @@ pub async fn run(client: Client, identity: String, config: ControllerConfig) {
         controllers.spawn(daemonset::run(client.clone()));
         controllers.spawn(statefulset::run(client.clone()));
         controllers.spawn(cronjob::run(client.clone()));
+        controllers.spawn(endpoints::run(client.clone()));
         controllers.spawn(node_lifecycle::run(
             client.clone(),
             config.node_monitor_grace,

@@ -139,7 +139,8 @@ impl fmt::Display for FieldError {
 
 /// Quote a value the way Go's %q does for plain strings; numbers stay bare.
 fn quote(v: &str) -> String {
-    if v.parse::<f64>().is_ok() {
+    // Numbers and Go-rendered values (`[]string{"10.96.0.5"}`) print as they are.
+    if v.parse::<f64>().is_ok() || v.starts_with("[]") {
         v.to_owned()
     } else {
         format!("{v:?}")

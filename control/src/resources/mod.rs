@@ -8,7 +8,8 @@ mod strategy;
 
 pub use catalog::REGISTRY;
 pub use kinds::pod::set_default_toleration_seconds;
-pub use strategy::{Prepared, Strategy, Typed};
+pub use kinds::service_alloc::{self, ServiceRanges, set_service_ranges};
+pub use strategy::{Claim, Prepared, Strategy, Typed};
 
 use crate::store::{Projection, resource_prefix};
 

@@ -9,7 +9,17 @@ use std::marker::PhantomData;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::model::validation::ErrorList;
+use crate::model::validation::{ErrorList, FieldError};
+
+/// An exclusive resource an object holds (a cluster IP, a node port): a store claim, and
+/// the error a write gets when another object holds it.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Claim name (`serviceips/10.96.0.5`).
+    pub name: String,
+    /// What to tell a writer who asked for it explicitly while it is held.
+    pub error: FieldError,
+}
 
 /// A kind's defaulting and validation on its typed form.
 pub trait Kind:
@@ -17,8 +27,23 @@ pub trait Kind:
 {
     /// Fill in defaults (kube-apiserver's defaulting functions and defaulting admission).
     fn default_fields(&mut self) {}
+    /// Update-time preparation before validation (kube's PrepareForUpdate): keep or drop
+    /// fields relative to the stored object.
+    fn carry_over(&mut self, _old: &Self) {}
     /// Kind-specific validation; `old` is the stored object on updates.
     fn validate(&self, _old: Option<&Self>, _errors: &mut ErrorList) {}
+    /// Whether objects of the kind hold claims (then [`Kind::claims`] and
+    /// [`Kind::allocate`] are consulted on every write).
+    const HOLDS_CLAIMS: bool = false;
+    /// The claims the object holds.
+    fn claims(&self) -> Vec<Claim> {
+        Vec::new()
+    }
+    /// Allocate from shared pools what the object needs and lacks, avoiding claims `held`
+    /// reports; returns the claims chosen here.
+    fn allocate(&mut self, _held: &dyn Fn(&str) -> bool, _errors: &mut ErrorList) -> Vec<String> {
+        Vec::new()
+    }
     /// Kind-specific finalization that holds a deletion back (namespaces: `spec.finalizers`,
     /// processed by the namespace controller). Marks the object and returns true if so.
     fn hold_deletion(&mut self) -> bool {
@@ -45,6 +70,17 @@ pub trait Strategy: Send + Sync {
 
     /// Kind-specific deletion hold: mark `object` and return true if its deletion must wait.
     fn hold_deletion(&self, object: &mut Value) -> bool;
+
+    /// The claims `object` holds (none for most kinds).
+    fn claims(&self, object: &Value) -> Vec<Claim>;
+
+    /// Allocate what `object` needs from shared pools (see [`Kind::allocate`]); Ok(claims
+    /// chosen here) or the allocation errors.
+    fn allocate(
+        &self,
+        object: &mut Value,
+        held: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, ErrorList>;
 
     /// Add the kind's OpenAPI schema (and every schema it references) to `generator`;
     /// returns the kind's schema name (`io.k8s.api.core.v1.Pod`).
@@ -76,6 +112,9 @@ impl<K: Kind> Strategy for Typed<K> {
         unknown_fields.sort();
         typed.default_fields();
         let old_typed: Option<K> = old.and_then(|o| serde_json::from_value(o.clone()).ok());
+        if let Some(old) = &old_typed {
+            typed.carry_over(old);
+        }
         let mut errors = ErrorList::new();
         typed.validate(old_typed.as_ref(), &mut errors);
         let object = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
@@ -84,6 +123,35 @@ impl<K: Kind> Strategy for Typed<K> {
             unknown_fields,
             errors,
         })
+    }
+
+    fn claims(&self, object: &Value) -> Vec<Claim> {
+        if !K::HOLDS_CLAIMS {
+            return Vec::new();
+        }
+        serde_json::from_value::<K>(object.clone())
+            .map(|typed| typed.claims())
+            .unwrap_or_default()
+    }
+
+    fn allocate(
+        &self,
+        object: &mut Value,
+        held: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, ErrorList> {
+        if !K::HOLDS_CLAIMS {
+            return Ok(Vec::new());
+        }
+        let mut typed: K = serde_json::from_value(object.clone())
+            .map_err(|e| vec![FieldError::invalid("spec", "", e.to_string())])?;
+        let mut errors = ErrorList::new();
+        let chosen = typed.allocate(held, &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        *object = serde_json::to_value(&typed)
+            .map_err(|e| vec![FieldError::invalid("spec", "", e.to_string())])?;
+        Ok(chosen)
     }
 
     fn add_schema(&self, generator: &mut schemars::SchemaGenerator) -> String {

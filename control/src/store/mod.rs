@@ -5,6 +5,11 @@
 //! Writes go straight to etcd with compare-and-swap transactions; reads of whole
 //! collections and watches are served by one [`WatchCache`] per resource, fed by a single
 //! etcd watch.
+//!
+//! Some objects hold exclusive *claims* (a Service's cluster IP and node ports): keys under
+//! [`CLAIMS_PREFIX`] written in the same transaction as the object, which fails if another
+//! object already holds one, and released in the transaction that deletes or changes it.
+//! So no two objects ever hold the same claim, also with several API servers racing.
 
 mod cache;
 mod object;
@@ -12,7 +17,7 @@ mod object;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -30,6 +35,14 @@ pub enum StoreError {
     /// A create found the key already present.
     #[error("already exists")]
     AlreadyExists,
+    /// A claim the write needs is held by another object.
+    #[error("{claim} is held by {holder}")]
+    Claimed {
+        /// The claim (its name under [`CLAIMS_PREFIX`]).
+        claim: String,
+        /// Key of the object holding it.
+        holder: String,
+    },
     /// The object's revision is not the expected one.
     #[error("conflict: the object has been modified")]
     Conflict,
@@ -95,6 +108,78 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// Where claims live in etcd (outside `/registry/`, so no resource listing sees them).
+pub const CLAIMS_PREFIX: &str = "/skiff/claims/";
+
+/// The claims a write takes and gives back (names relative to [`CLAIMS_PREFIX`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClaimChange {
+    /// Claims to take: the write fails with [`StoreError::Claimed`] if one is held.
+    pub take: Vec<String>,
+    /// Claims to release.
+    pub release: Vec<String>,
+}
+
+impl ClaimChange {
+    /// The change from holding `old` to holding `new`.
+    pub fn between(old: &[String], new: &[String]) -> Self {
+        Self {
+            take: new.iter().filter(|c| !old.contains(c)).cloned().collect(),
+            release: old.iter().filter(|c| !new.contains(c)).cloned().collect(),
+        }
+    }
+
+    fn compares(&self) -> Vec<Compare> {
+        self.take
+            .iter()
+            .map(|c| Compare::version(format!("{CLAIMS_PREFIX}{c}"), CompareOp::Equal, 0))
+            .collect()
+    }
+
+    fn operations(&self, holder: &str) -> Vec<TxnOp> {
+        let takes = self
+            .take
+            .iter()
+            .map(|c| TxnOp::put(format!("{CLAIMS_PREFIX}{c}"), holder, None));
+        let releases = self
+            .release
+            .iter()
+            .map(|c| TxnOp::delete(format!("{CLAIMS_PREFIX}{c}"), None));
+        takes.chain(releases).collect()
+    }
+
+    fn reads(&self) -> Vec<TxnOp> {
+        self.take
+            .iter()
+            .map(|c| TxnOp::get(format!("{CLAIMS_PREFIX}{c}"), None))
+            .collect()
+    }
+}
+
+/// The first claim of a failed transaction that is held (its `reads` came after the
+/// object's own read), with its holder.
+fn held_claim(response: &etcd_client::TxnResponse, change: &ClaimChange) -> Option<StoreError> {
+    let gets = response
+        .op_responses()
+        .into_iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get),
+            _ => None,
+        });
+    // The first get is the object itself when the transaction read it.
+    let claims: Vec<_> = gets.collect();
+    let offset = claims.len().saturating_sub(change.take.len());
+    claims[offset..]
+        .iter()
+        .zip(&change.take)
+        .find_map(|(get, claim)| {
+            get.kvs().first().map(|kv| StoreError::Claimed {
+                claim: claim.clone(),
+                holder: String::from_utf8_lossy(kv.value()).into_owned(),
+            })
+        })
 }
 
 /// One page of a paginated list read from etcd.
@@ -183,17 +268,42 @@ impl Store {
 
     /// Create an object; fails with AlreadyExists. Returns the new resourceVersion.
     pub async fn create(&self, key: &str, object: &Value) -> Result<i64, StoreError> {
+        self.create_claiming(key, object, &ClaimChange::default())
+            .await
+    }
+
+    /// Create an object taking `claims` with it; fails with AlreadyExists or Claimed.
+    pub async fn create_claiming(
+        &self,
+        key: &str,
+        object: &Value,
+        claims: &ClaimChange,
+    ) -> Result<i64, StoreError> {
         let bytes = object::encode(object);
         bounded(async {
             let mut client = self.client().await?;
+            let mut compares = vec![Compare::version(key, CompareOp::Equal, 0)];
+            compares.extend(claims.compares());
+            let mut operations = vec![TxnOp::put(key, bytes, None)];
+            operations.extend(claims.operations(key));
+            let mut reads = vec![TxnOp::get(key, None)];
+            reads.extend(claims.reads());
             let txn = Txn::new()
-                .when([Compare::version(key, CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(key, bytes, None)]);
+                .when(compares)
+                .and_then(operations)
+                .or_else(reads);
             let response = client.txn(txn).await?;
-            if !response.succeeded() {
+            if response.succeeded() {
+                return Ok(response.header().map_or(0, |h| h.revision()));
+            }
+            let object_exists = response
+                .op_responses()
+                .first()
+                .is_some_and(|op| matches!(op, TxnOpResponse::Get(get) if !get.kvs().is_empty()));
+            if object_exists {
                 return Err(StoreError::AlreadyExists);
             }
-            Ok(response.header().map_or(0, |h| h.revision()))
+            Err(held_claim(&response, claims).unwrap_or(StoreError::Conflict))
         })
         .await
     }
@@ -206,40 +316,145 @@ impl Store {
         object: &Value,
         expected: i64,
     ) -> Result<i64, StoreError> {
-        self.when_unchanged(key, expected, TxnOp::put(key, object::encode(object), None))
+        self.update_claiming(key, object, expected, &ClaimChange::default())
             .await
+    }
+
+    /// [`Store::update`] that also takes and releases claims (Claimed if one is held).
+    pub async fn update_claiming(
+        &self,
+        key: &str,
+        object: &Value,
+        expected: i64,
+        claims: &ClaimChange,
+    ) -> Result<i64, StoreError> {
+        self.when_unchanged(
+            key,
+            expected,
+            TxnOp::put(key, object::encode(object), None),
+            claims,
+        )
+        .await
     }
 
     /// Delete an object whose current resourceVersion is `expected`. Returns the revision
     /// of the deletion.
     pub async fn delete(&self, key: &str, expected: i64) -> Result<i64, StoreError> {
-        self.when_unchanged(key, expected, TxnOp::delete(key, None))
+        self.delete_releasing(key, expected, &[]).await
+    }
+
+    /// [`Store::delete`] that releases the object's claims with it.
+    pub async fn delete_releasing(
+        &self,
+        key: &str,
+        expected: i64,
+        claims: &[String],
+    ) -> Result<i64, StoreError> {
+        let change = ClaimChange {
+            take: Vec::new(),
+            release: claims.to_vec(),
+        };
+        self.when_unchanged(key, expected, TxnOp::delete(key, None), &change)
             .await
     }
 
-    /// Run `operation` on `key` if its revision is still `expected` (Conflict if it changed,
-    /// NotFound if it is gone). Returns the revision of the write.
+    /// Run `operation` on `key` (with the claim changes) if its revision is still
+    /// `expected` (Conflict if it changed, NotFound if it is gone, Claimed if a claim to
+    /// take is held). Returns the revision of the write.
     async fn when_unchanged(
         &self,
         key: &str,
         expected: i64,
         operation: TxnOp,
+        claims: &ClaimChange,
     ) -> Result<i64, StoreError> {
         bounded(async {
             let mut client = self.client().await?;
+            let mut compares = vec![Compare::mod_revision(key, CompareOp::Equal, expected)];
+            compares.extend(claims.compares());
+            let mut operations = vec![operation];
+            operations.extend(claims.operations(key));
+            let mut reads = vec![TxnOp::get(key, None)];
+            reads.extend(claims.reads());
             let txn = Txn::new()
-                .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-                .and_then([operation])
-                .or_else([TxnOp::get(key, None)]);
+                .when(compares)
+                .and_then(operations)
+                .or_else(reads);
             let response = client.txn(txn).await?;
             if response.succeeded() {
                 return Ok(response.header().map_or(0, |h| h.revision()));
             }
-            Err(if exists_in(&response) {
-                StoreError::Conflict
-            } else {
-                StoreError::NotFound
-            })
+            let object = response
+                .op_responses()
+                .into_iter()
+                .next()
+                .and_then(|op| match op {
+                    TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| kv.mod_revision())),
+                    _ => None,
+                });
+            match object {
+                Some(Some(revision)) if revision == expected => {
+                    Err(held_claim(&response, claims).unwrap_or(StoreError::Conflict))
+                }
+                Some(Some(_)) => Err(StoreError::Conflict),
+                _ => Err(StoreError::NotFound),
+            }
+        })
+        .await
+    }
+
+    /// Write `value` at `key` for `ttl` seconds (an etcd lease): the key disappears unless
+    /// written again in time. For presence records such as the API servers' master leases.
+    pub async fn put_expiring(&self, key: &str, value: &str, ttl: i64) -> Result<(), StoreError> {
+        bounded(async {
+            let mut client = self.client().await?;
+            let lease = client.lease_grant(ttl, None).await?;
+            client
+                .put(key, value, Some(PutOptions::new().with_lease(lease.id())))
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Keys and values (as text) of every key starting with `prefix`.
+    pub async fn raw_entries(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        bounded(async {
+            let mut client = self.client().await?;
+            let options = GetOptions::new().with_range(prefix_end(prefix));
+            let response = client.get(prefix, Some(options)).await?;
+            Ok(response
+                .kvs()
+                .iter()
+                .map(|kv| {
+                    (
+                        String::from_utf8_lossy(kv.key()).into_owned(),
+                        String::from_utf8_lossy(kv.value()).into_owned(),
+                    )
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Names of every held claim starting with `prefix` (`nodeports/`).
+    pub async fn claims(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        bounded(async {
+            let mut client = self.client().await?;
+            let full = format!("{CLAIMS_PREFIX}{prefix}");
+            let options = GetOptions::new()
+                .with_range(prefix_end(&full))
+                .with_keys_only();
+            let response = client.get(full.as_str(), Some(options)).await?;
+            Ok(response
+                .kvs()
+                .iter()
+                .map(|kv| {
+                    String::from_utf8_lossy(kv.key())
+                        .trim_start_matches(CLAIMS_PREFIX)
+                        .to_owned()
+                })
+                .collect())
         })
         .await
     }
@@ -309,13 +524,6 @@ impl Store {
             .or_insert_with(|| WatchCache::start(Arc::clone(self), prefix.to_owned(), projection))
             .clone()
     }
-}
-
-fn exists_in(response: &etcd_client::TxnResponse) -> bool {
-    response.op_responses().iter().any(|op| match op {
-        TxnOpResponse::Get(get) => !get.kvs().is_empty(),
-        _ => false,
-    })
 }
 
 #[cfg(test)]

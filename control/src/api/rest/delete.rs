@@ -139,7 +139,13 @@ async fn delete_object(ctx: &Ctx<'_>, name: &str, opts: &Options) -> Result<Valu
             if ctx.query.dry_run() {
                 return Ok(current);
             }
-            match ctx.state.store.delete(&ctx.key(name), revision).await {
+            let claims = super::claims::held_by(ctx, &current);
+            match ctx
+                .state
+                .store
+                .delete_releasing(&ctx.key(name), revision, &claims)
+                .await
+            {
                 Ok(_) => return Ok(current),
                 Err(crate::store::StoreError::Conflict) => continue,
                 Err(e) => return Err(ctx.storage_error(name, e)),

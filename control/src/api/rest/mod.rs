@@ -2,6 +2,7 @@
 //! by the resource's [`ResourceInfo`](crate::resources::ResourceInfo) — the equivalent of
 //! kube-apiserver's generic registry store.
 
+mod claims;
 mod delete;
 mod meta;
 mod node_proxy;
@@ -93,6 +94,12 @@ impl Ctx<'_> {
         match error {
             StoreError::NotFound => ApiError::not_found(info.group, info.plural, name),
             StoreError::AlreadyExists => ApiError::already_exists(info.group, info.plural, name),
+            StoreError::Claimed { claim, holder } => ApiError::conflict(
+                info.group,
+                info.plural,
+                name,
+                &format!("{claim} is already held by {holder}"),
+            ),
             StoreError::Conflict => ApiError::modified(info.group, info.plural, name),
             StoreError::Compacted { .. } => ApiError::expired(
                 "The provided continue parameter is too old to display a consistent list result. You can start a \

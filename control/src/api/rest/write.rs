@@ -8,7 +8,7 @@ use axum::{
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{Ctx, check_type, meta as object_meta, read::object_response};
+use super::{Ctx, check_type, claims, meta as object_meta, read::object_response};
 use crate::{
     api::body,
     model::{ApiError, meta, validation::ErrorList},
@@ -163,15 +163,11 @@ pub(super) async fn create_object(
     let name = meta::name(&object).to_owned();
     check_namespace(ctx, &name).await?;
     object_meta::set_generation(&mut object, None);
+    let revision =
+        claims::allocate_and_write(ctx, &mut object, None, claims::Write::Create).await?;
     if ctx.query.dry_run() {
         return Ok((object, warnings));
     }
-    let revision = ctx
-        .state
-        .store
-        .create(&ctx.key(&name), &object)
-        .await
-        .map_err(|e| ctx.storage_error(&name, e))?;
     meta::set_meta(&mut object, "resourceVersion", json!(revision.to_string()));
     Ok((object, warnings))
 }
@@ -281,21 +277,22 @@ pub(super) async fn replace(
         if !ctx.query.dry_run() {
             ctx.state
                 .store
-                .delete(&ctx.key(name), expected)
+                .delete_releasing(&ctx.key(name), expected, &claims::held_by(ctx, old))
                 .await
                 .map_err(|e| ctx.storage_error(name, e))?;
         }
         return Ok((object, warnings));
     }
+    let revision = claims::allocate_and_write(
+        ctx,
+        &mut object,
+        Some(old),
+        claims::Write::Update { expected },
+    )
+    .await?;
     if ctx.query.dry_run() {
         return Ok((object, warnings));
     }
-    let revision = ctx
-        .state
-        .store
-        .update(&ctx.key(name), &object, expected)
-        .await
-        .map_err(|e| ctx.storage_error(name, e))?;
     meta::set_meta(&mut object, "resourceVersion", json!(revision.to_string()));
     Ok((object, warnings))
 }

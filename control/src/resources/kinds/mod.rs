@@ -4,6 +4,7 @@
 mod cluster;
 pub mod pod;
 mod service;
+pub mod service_alloc;
 mod workloads;
 
 use crate::model::validation::{ErrorList, FieldError};

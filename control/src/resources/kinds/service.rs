@@ -10,10 +10,10 @@ use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
 };
 
-use super::{port_name, port_number};
+use super::{port_name, port_number, service_alloc};
 use crate::{
     model::validation::{self, ErrorList, FieldError},
-    resources::strategy::Kind,
+    resources::strategy::{Claim, Kind},
 };
 
 const TYPES: &[&str] = &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
@@ -22,6 +22,20 @@ const AFFINITIES: &[&str] = &["None", "ClientIP"];
 const POLICIES: &[&str] = &["Cluster", "Local"];
 
 impl Kind for Service {
+    const HOLDS_CLAIMS: bool = true;
+
+    fn claims(&self) -> Vec<Claim> {
+        service_alloc::claims(self)
+    }
+
+    fn allocate(&mut self, held: &dyn Fn(&str) -> bool, errors: &mut ErrorList) -> Vec<String> {
+        service_alloc::allocate(self, held, errors)
+    }
+
+    fn carry_over(&mut self, old: &Self) {
+        service_alloc::carry_over(self, old);
+    }
+
     fn default_fields(&mut self) {
         let spec = self.spec.get_or_insert_with(Default::default);
         let kind = spec
@@ -38,6 +52,9 @@ impl Kind for Service {
         if kind == "NodePort" || kind == "LoadBalancer" {
             spec.external_traffic_policy
                 .get_or_insert_with(|| "Cluster".to_owned());
+        } else if spec.external_ips.as_ref().is_none_or(Vec::is_empty) {
+            // Only externally reachable Services have an external traffic policy.
+            spec.external_traffic_policy = None;
         }
         for port in spec.ports.iter_mut().flatten() {
             port.protocol.get_or_insert_with(|| "TCP".to_owned());
