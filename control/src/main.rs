@@ -262,8 +262,17 @@ async fn run_server(args: ServeArgs) -> Result<()> {
         )));
     }
     skiff_control::resources::set_default_toleration_seconds(args.default_toleration_seconds);
+    let load_balancer_pool = if args.load_balancer_pool.is_empty() {
+        None
+    } else {
+        Some(
+            skiff_control::controllers::service_lb::AddressPool::parse(&args.load_balancer_pool)
+                .map_err(anyhow::Error::msg)?,
+        )
+    };
     let config = skiff_control::controllers::ControllerConfig {
         node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        load_balancer_pool,
     };
     let controllers = tokio::spawn(run_controllers(
         args.listen[0],

@@ -14,6 +14,7 @@ pub mod metrics;
 mod namespace;
 mod node_lifecycle;
 mod replicaset;
+pub mod service_lb;
 mod statefulset;
 pub mod workload;
 
@@ -30,12 +31,15 @@ pub struct ControllerConfig {
     /// How long a node's Lease may go unrenewed before the node is marked unreachable
     /// (kube-controller-manager's --node-monitor-grace-period).
     pub node_monitor_grace: Duration,
+    /// Addresses for LoadBalancer Services (none: they stay pending).
+    pub load_balancer_pool: Option<service_lb::AddressPool>,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             node_monitor_grace: Duration::from_secs(40),
+            load_balancer_pool: None,
         }
     }
 }
@@ -62,6 +66,7 @@ pub async fn run(client: Client, identity: String, config: ControllerConfig) {
         controllers.spawn(statefulset::run(client.clone()));
         controllers.spawn(cronjob::run(client.clone()));
         controllers.spawn(endpoints::run(client.clone()));
+        controllers.spawn(service_lb::run(client.clone(), config.load_balancer_pool));
         controllers.spawn(node_lifecycle::run(
             client.clone(),
             config.node_monitor_grace,

@@ -30,6 +30,8 @@ pub const AGENT_PORT: u16 = 10250;
 pub const AGENT_HEALTH_PORT: u16 = 10248;
 /// Port of the lab's image registry on the bridge address (every node's registry mirror).
 pub const REGISTRY_PORT: u16 = 5001;
+/// LoadBalancer Service addresses on the underlay (the node agents answer for them).
+pub const LOAD_BALANCER_POOL: &str = "172.30.0.200-172.30.0.250";
 /// Largest node count the underlay subnet has room for.
 pub const MAX_NODES: usize = 200;
 

@@ -14,7 +14,7 @@ use super::{
     daemons, down,
     layout::{
         self, AGENT_HEALTH_PORT, AGENT_PORT, BRIDGE_ADDR, CONTROL_INSECURE_PORT, CONTROL_PORT,
-        ETCD_CLIENT_PORT, ETCD_PEER_PORT, Layout, MAX_NODES, Node, REGISTRY_PORT,
+        ETCD_CLIENT_PORT, ETCD_PEER_PORT, LOAD_BALANCER_POOL, Layout, MAX_NODES, Node, REGISTRY_PORT,
     },
     network,
     probe::{alive, http_get, wait_until},
@@ -166,7 +166,9 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             .arg(layout.control_dir())
             // Shorter than kube's 40 s so a dead node is noticed quickly in the lab.
             .arg("--node-monitor-grace-period")
-            .arg("20");
+            .arg("20")
+            .arg("--load-balancer-pool")
+            .arg(LOAD_BALANCER_POOL);
         let health = format!("http://127.0.0.1:{CONTROL_INSECURE_PORT}/healthz");
         let daemon = daemons::spawn(
             "skiff-control",

@@ -368,7 +368,8 @@ impl Worker {
             .iter()
             .filter_map(|p| pod_endpoint(&service, p, &zones, publish_not_ready))
             .collect();
-        let trigger = seen.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        // RFC 3339 with nanoseconds, as kube writes it.
+        let trigger = seen.to_string();
         self.sync_slices(service_ref, &service, &for_slices, &trigger)
             .await?;
         self.sync_endpoints(&service, &for_legacy, &trigger).await
