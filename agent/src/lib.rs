@@ -9,8 +9,10 @@
 //! - [`logs`]: container logs in CRI format (the log shim) and reading them back.
 //! - [`server`]: the node HTTP API's container-log endpoint.
 //! - [`datapath`]: the eBPF Service datapath.
+//! - [`discovery`]: Services for pods — environment variables and the node-local DNS.
 
 pub mod datapath;
+pub mod discovery;
 pub mod exec;
 pub mod kubelet;
 pub mod logs;

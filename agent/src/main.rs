@@ -19,6 +19,7 @@ use axum::{Router, extract::State, http::header, response::IntoResponse, routing
 use clap::{Parser, Subcommand};
 use skiff_agent::{
     datapath::Datapath,
+    discovery::{Discovery, DiscoveryConfig},
     kubelet::{Kubelet, KubeletConfig},
     logs,
     metrics::Metrics,
@@ -124,11 +125,21 @@ struct Args {
     /// Plain-HTTP address for /healthz and /metrics only (kubelet's healthz port, 10248).
     #[arg(long)]
     healthz_listen: Option<SocketAddr>,
+    /// The cluster DNS address: the node-local resolver answers on it (pods' resolv.conf
+    /// points there).
+    #[arg(long, default_value = "10.96.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
+    /// The cluster domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Upstream DNS server for names outside the cluster domain (none: they are REFUSED).
+    #[arg(long)]
+    dns_upstream: Option<SocketAddr>,
 }
 
 struct AppState {
     node: String,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 fn main() -> Result<()> {
@@ -202,7 +213,7 @@ async fn run(args: Args) -> Result<()> {
         .with_context(|| format!("creating state directory {}", args.state_dir.display()))?;
     let state = Arc::new(AppState {
         node: args.node_name.clone(),
-        metrics: Metrics::default(),
+        metrics: Arc::new(Metrics::default()),
     });
 
     let mut datapath =
@@ -218,7 +229,7 @@ async fn run(args: Args) -> Result<()> {
         Some(path) => {
             let client = api_client(path).await;
             tokio::spawn(node_lifecycle(client.clone(), node_config(&args).await));
-            match start_kubelet(&args, client).await {
+            match start_kubelet(&args, client, state.metrics.clone()).await {
                 Ok(kubelet) => runtime = Some(kubelet.runtime.clone()),
                 Err(e) => tracing::error!(
                     error = format!("{e:#}"),
@@ -367,7 +378,11 @@ async fn api_client(kubeconfig: &Path) -> kube::Client {
 }
 
 /// Connect to containerd, load IPAM and mirrors, and start the pod workers and node routes.
-async fn start_kubelet(args: &Args, client: kube::Client) -> Result<Arc<Kubelet>> {
+async fn start_kubelet(
+    args: &Args,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<Kubelet>> {
     let cidr_text = args
         .pod_cidr
         .clone()
@@ -384,7 +399,18 @@ async fn start_kubelet(args: &Args, client: kube::Client) -> Result<Arc<Kubelet>
         std::net::IpAddr::V6(_) => std::net::Ipv4Addr::LOCALHOST,
     };
     let cgroup_parent = cgroup_parent(&args.cgroup);
+    let discovery = Discovery::start(
+        client.clone(),
+        DiscoveryConfig {
+            domain: args.cluster_domain.clone(),
+            dns_ip: args.cluster_dns,
+            upstream: args.dns_upstream,
+        },
+        netlink.clone(),
+        metrics,
+    );
     let kubelet = Arc::new(Kubelet {
+        discovery: Some(discovery),
         recorder: skiff_events::Recorder::on_host(client.clone(), "kubelet", &args.node_name),
         client: client.clone(),
         runtime,
@@ -399,6 +425,10 @@ async fn start_kubelet(args: &Args, client: kube::Client) -> Result<Arc<Kubelet>
             agent_binary: std::env::current_exe().context("locating the agent binary")?,
             cgroup_parent,
             allow_privileged: args.allow_privileged,
+            dns: skiff_agent::kubelet::pod_dns::ClusterDns {
+                server: args.cluster_dns,
+                domain: args.cluster_domain.clone(),
+            },
         },
     });
     tokio::spawn(kubelet.clone().run());

@@ -2,16 +2,73 @@
 
 use std::{
     fmt::Write as _,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 /// Counters and gauges the agent exposes.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Metrics {
     /// 1 once the socket LB is attached to the node's cgroup.
     pub socket_lb_attached: AtomicU64,
     /// HTTP requests served by the node API.
     pub http_requests: AtomicU64,
+    /// Time from an EndpointSlice change in the API (its trigger-time annotation) to this
+    /// node's DNS (and datapath) reflecting it.
+    pub programming_latency: Histogram,
+    /// The node-local DNS resolver's counters.
+    pub dns: Arc<skiff_dns::Metrics>,
+}
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A lock-free Prometheus histogram of durations.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Record one observation.
+    pub fn observe(&self, value: Duration) {
+        let seconds = value.as_secs_f64();
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(value.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Append the histogram as `name` (with HELP `help`).
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum:.6}");
+        let _ = writeln!(out, "{name}_count {count}");
+    }
 }
 
 impl Metrics {
@@ -49,6 +106,12 @@ impl Metrics {
             "skiff_agent_http_requests_total {}",
             self.http_requests.load(Ordering::Relaxed)
         );
+        self.programming_latency.render(
+            &mut out,
+            "skiff_network_programming_duration_seconds",
+            "Time from an EndpointSlice change in the API to this node reflecting it.",
+        );
+        self.dns.render(&mut out);
         out
     }
 }
@@ -76,5 +139,18 @@ mod tests {
             text.lines()
                 .all(|l| l.starts_with('#') || l.split(' ').count() == 2)
         );
+    }
+
+    #[test]
+    fn histograms_count_into_cumulative_buckets() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(80));
+        let mut out = String::new();
+        h.render(&mut out, "x", "help");
+        assert!(out.contains("x_bucket{le=\"0.005\"} 1\n"));
+        assert!(out.contains("x_bucket{le=\"0.1\"} 2\n"));
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 2\n"));
+        assert!(out.contains("x_count 2\n"));
     }
 }

@@ -54,9 +54,24 @@ pub async fn build(
         .as_ref()
         .ok_or_else(|| ConfigError("pod has no spec".into()))?;
     let image_env = image.config.env.clone().unwrap_or_default();
-    let environment = env::build(&kubelet.client, pod, container, &image_env)
+    let service_env = match &kubelet.discovery {
+        Some(discovery) => {
+            discovery
+                .service_env(
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    spec.enable_service_links.unwrap_or(true),
+                )
+                .await
+        }
+        None => BTreeMap::new(),
+    };
+    let mut environment = env::build(&kubelet.client, pod, container, &image_env, &service_env)
         .await
         .map_err(|e| ConfigError(e.0))?;
+    // containerd's CRI plugin sets HOSTNAME first; the image and the pod may override it.
+    if !environment.iter().any(|(name, _)| name == "HOSTNAME") {
+        environment.insert(0, ("HOSTNAME".to_owned(), super::pod_dns::hostname(pod)));
+    }
     let vars: BTreeMap<String, String> = environment.iter().cloned().collect();
     let args = argv(container, image, &vars);
     if args.is_empty() {
@@ -131,7 +146,7 @@ pub async fn build(
             .or_else(|| image.config.working_dir.clone())
             .unwrap_or_default(),
         user: (uid, gid),
-        hostname: pod.metadata.name.clone().unwrap_or_default(),
+        hostname: super::pod_dns::hostname(pod),
         netns: PathBuf::new(),
         cgroups_path,
         mounts,

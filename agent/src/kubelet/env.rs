@@ -1,6 +1,7 @@
 //! A container's environment as kubelet builds it: image ENV, then envFrom, then env (with
 //! valueFrom fieldRef / configMapKeyRef / secretKeyRef / resourceFieldRef), with `$(VAR)`
-//! references expanded; and `$(VAR)` expansion in command and args.
+//! references expanded (Service variables are references too), then the Service variables
+//! the container does not set itself; and `$(VAR)` expansion in command and args.
 
 use std::collections::BTreeMap;
 
@@ -88,6 +89,7 @@ pub async fn build(
     pod: &Pod,
     container: &Container,
     image_env: &[String],
+    service_env: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>, EnvError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
@@ -145,7 +147,9 @@ pub async fn build(
     }
     for var in container.env.as_deref().unwrap_or_default() {
         let value = if let Some(value) = &var.value {
-            expand(value, &vars)
+            let mut sources = service_env.clone();
+            sources.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            expand(value, &sources)
         } else if let Some(from) = &var.value_from {
             if let Some(field) = &from.field_ref {
                 field_value(pod, &field.field_path).unwrap_or_default()
@@ -188,6 +192,11 @@ pub async fn build(
             String::new()
         };
         set(&mut vars, var.name.clone(), value);
+    }
+    for (name, value) in service_env {
+        if !vars.contains_key(name) {
+            set(&mut vars, name.clone(), value.clone());
+        }
     }
     Ok(order
         .into_iter()

@@ -5,6 +5,7 @@
 
 pub mod container;
 pub mod env;
+pub mod pod_dns;
 pub mod probe;
 pub mod status;
 pub mod volumes;
@@ -50,6 +51,8 @@ pub struct KubeletConfig {
     pub cgroup_parent: String,
     /// Whether privileged containers may run.
     pub allow_privileged: bool,
+    /// The cluster DNS address and domain written into pods' resolv.conf.
+    pub dns: pod_dns::ClusterDns,
 }
 
 /// Everything pod workers share.
@@ -68,6 +71,8 @@ pub struct Kubelet {
     pub config: KubeletConfig,
     /// Events about pods (source kubelet, host = this node).
     pub recorder: skiff_events::Recorder,
+    /// Services for the containers' environment variables (none: no Service variables).
+    pub discovery: Option<Arc<crate::discovery::Discovery>>,
 }
 
 /// A message to a pod worker.

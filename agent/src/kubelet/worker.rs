@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
-    Kubelet, LABEL_POD_UID, Message, container, probe,
+    Kubelet, LABEL_POD_UID, Message, container, pod_dns, probe,
     status::{self, ContainerRecord, PodFacts, State, Terminated},
     volumes,
 };
@@ -355,18 +355,14 @@ impl Worker {
             .await
             .map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&self.pod_dir).map_err(|e| e.to_string())?;
-        let hosts = format!(
-            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{}\n",
-            self.name
-        );
-        let resolv = format!(
-            "search {}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n",
-            self.namespace
-        );
+        let dns = &self.kubelet.config.dns;
+        let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let hosts = pod_dns::hosts(&self.pod, ip, dns);
+        let resolv = pod_dns::resolv_conf(&self.pod, dns, &node_resolv);
         for (file, text) in [
             ("etc-hosts", hosts),
             ("resolv.conf", resolv),
-            ("hostname", format!("{}\n", self.name)),
+            ("hostname", format!("{}\n", pod_dns::hostname(&self.pod))),
         ] {
             std::fs::write(self.pod_dir.join(file), text).map_err(|e| e.to_string())?;
         }

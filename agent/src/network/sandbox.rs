@@ -50,13 +50,23 @@ pub async fn prepare_node(handle: &Handle, gateway: Ipv4Addr) -> Result<(), Netw
         .execute()
         .await
         .map_err(netlink("setting lo up"))?;
-    match handle.address().add(lo, gateway.into(), 32).execute().await {
+    add_local_address(handle, gateway).await
+}
+
+/// Put `ip`/32 on the node namespace's `lo`, so the node answers for it (the pod gateway,
+/// the cluster DNS address). Already present is fine.
+pub async fn add_local_address(handle: &Handle, ip: Ipv4Addr) -> Result<(), NetworkError> {
+    let lo = link_index(handle, "lo")
+        .await?
+        .ok_or_else(|| NetworkError::Io {
+            what: "the node namespace has no lo".to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+    match handle.address().add(lo, ip.into(), 32).execute().await {
         Ok(()) => Ok(()),
         // EEXIST: already there from a previous run.
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -17 => Ok(()),
-        Err(e) => Err(netlink(format!("adding the pod gateway {gateway} to lo"))(
-            e,
-        )),
+        Err(e) => Err(netlink(format!("adding {ip} to lo"))(e)),
     }
 }
 

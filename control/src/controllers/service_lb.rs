@@ -47,7 +47,9 @@ impl AddressPool {
         };
         let (first, last) = (parse(first)?, parse(last)?);
         if u32::from(first) > u32::from(last) {
-            return Err(format!("load balancer pool {text:?}: the first address is after the last"));
+            return Err(format!(
+                "load balancer pool {text:?}: the first address is after the last"
+            ));
         }
         Ok(Self { first, last })
     }
@@ -132,10 +134,20 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
     if !is_managed_load_balancer(&service) || service.metadata.deletion_timestamp.is_some() {
         release(&ctx, &me);
         let ours = current.iter().any(|ip| ctx.pool.contains(*ip));
-        if ours && service.spec.as_ref().and_then(|s| s.load_balancer_class.as_ref()).is_none() {
+        if ours
+            && service
+                .spec
+                .as_ref()
+                .and_then(|s| s.load_balancer_class.as_ref())
+                .is_none()
+        {
             let patch = json!({"status": {"loadBalancer": {"ingress": null}}});
-            api.patch_status(&service.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+            api.patch_status(
+                &service.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
         }
         return Ok(Action::await_change());
     }
@@ -152,7 +164,9 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
             .filter(|s| is_managed_load_balancer(s))
             .flat_map(|s| {
                 let owner = ObjectRef::from_obj(s.as_ref());
-                ingress_ips(s).into_iter().map(move |ip| (ip, owner.clone()))
+                ingress_ips(s)
+                    .into_iter()
+                    .map(move |ip| (ip, owner.clone()))
             })
             .collect();
         taken.extend(assigned.iter().map(|(ip, o)| (*ip, o.clone())));
@@ -175,7 +189,10 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
                 ctx.pool.first, ctx.pool.last
             )),
             (None, None) => ctx.pool.addresses().find(|ip| free(ip)).ok_or_else(|| {
-                format!("no available IPs in the pool {}-{}", ctx.pool.first, ctx.pool.last)
+                format!(
+                    "no available IPs in the pool {}-{}",
+                    ctx.pool.first, ctx.pool.last
+                )
             }),
         };
         if let Ok(ip) = choice {
@@ -189,16 +206,33 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error
         Ok(ip) if current == [ip] => Ok(Action::await_change()),
         Ok(ip) => {
             let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]}}});
-            api.patch_status(&service.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+            api.patch_status(
+                &service.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
             ctx.recorder
-                .record(&object, "Normal", "IPAllocated", &format!("Assigned IP [\"{ip}\"]"))
+                .record(
+                    &object,
+                    "Normal",
+                    "IPAllocated",
+                    &format!("Assigned IP [\"{ip}\"]"),
+                )
                 .await;
             Ok(Action::await_change())
         }
         Err(message) => {
             ctx.recorder
-                .record(&object, "Warning", "AllocationFailed", &format!("Failed to allocate IP for \"{namespace}/{}\": {message}", service.name_any()))
+                .record(
+                    &object,
+                    "Warning",
+                    "AllocationFailed",
+                    &format!(
+                        "Failed to allocate IP for \"{namespace}/{}\": {message}",
+                        service.name_any()
+                    ),
+                )
                 .await;
             Ok(Action::requeue(Duration::from_secs(30)))
         }
@@ -224,6 +258,12 @@ mod tests {
         assert!(!pool.contains(Ipv4Addr::new(172, 30, 0, 251)));
         assert_eq!(pool.addresses().count(), 51);
         assert!(AddressPool::parse("172.30.0.9-172.30.0.1").is_err());
-        assert_eq!(AddressPool::parse("10.0.0.1").expect("single").addresses().count(), 1);
+        assert_eq!(
+            AddressPool::parse("10.0.0.1")
+                .expect("single")
+                .addresses()
+                .count(),
+            1
+        );
     }
 }

@@ -14,7 +14,8 @@ use super::{
     daemons, down,
     layout::{
         self, AGENT_HEALTH_PORT, AGENT_PORT, BRIDGE_ADDR, CONTROL_INSECURE_PORT, CONTROL_PORT,
-        ETCD_CLIENT_PORT, ETCD_PEER_PORT, LOAD_BALANCER_POOL, Layout, MAX_NODES, Node, REGISTRY_PORT,
+        ETCD_CLIENT_PORT, ETCD_PEER_PORT, LOAD_BALANCER_POOL, Layout, MAX_NODES, Node,
+        REGISTRY_PORT,
     },
     network,
     probe::{alive, http_get, wait_until},

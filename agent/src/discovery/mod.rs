@@ -1,0 +1,226 @@
+//! Service discovery on the node: the cluster's Services and EndpointSlices, watched once
+//! and used twice — for the Service environment variables of starting containers
+//! ([`env`]) and for the node-local DNS resolver (a [`skiff_dns::Zone`] served on the
+//! cluster DNS address inside the node namespace).
+//!
+//! The time from an EndpointSlice change in the API (the controller's
+//! `endpoints.kubernetes.io/last-change-trigger-time`) to this node's zone reflecting it
+//! is recorded in `skiff_network_programming_duration_seconds`.
+
+pub mod env;
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::{Ipv4Addr, SocketAddr},
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher::{self, Event},
+    },
+};
+use skiff_dns::{ServerConfig, Zone};
+use tracing::{error, info, warn};
+
+use crate::metrics::Metrics;
+
+/// Annotation the EndpointSlice controller stamps with the triggering change's time.
+const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+/// How long a starting container waits for the Service cache before using what it has.
+const CACHE_WAIT: Duration = Duration::from_secs(10);
+
+/// Settings of the node's discovery.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// Cluster domain (`cluster.local`).
+    pub domain: String,
+    /// The cluster DNS address the resolver answers on (`10.96.0.10`), put on the node
+    /// namespace's `lo`.
+    pub dns_ip: Ipv4Addr,
+    /// Where names outside the cluster domain are forwarded (none: REFUSED).
+    pub upstream: Option<SocketAddr>,
+}
+
+/// The node's view of Services, shared by the pod workers and the resolver.
+pub struct Discovery {
+    services: Store<Service>,
+}
+
+impl Discovery {
+    /// Start the watches and the resolver (the DNS address is added to `lo` through
+    /// `netlink`).
+    pub fn start(
+        client: Client,
+        config: DiscoveryConfig,
+        netlink: rtnetlink::Handle,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let zone = Arc::new(RwLock::new(Zone::new(&config.domain)));
+        let (services, services_writer) = reflector::store();
+        let service_events = watcher::watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(services_writer);
+        tokio::spawn(feed_services(service_events, zone.clone()));
+        let slice_events = watcher::watcher(
+            Api::<EndpointSlice>::all(client),
+            watcher::Config::default(),
+        )
+        .default_backoff();
+        tokio::spawn(feed_slices(slice_events, zone.clone(), metrics.clone()));
+        tokio::spawn(resolve(config, zone, netlink, metrics));
+        Arc::new(Self { services })
+    }
+
+    /// The Service environment variables of a container of a pod in `namespace`.
+    pub async fn service_env(
+        &self,
+        namespace: &str,
+        enable_service_links: bool,
+    ) -> BTreeMap<String, String> {
+        if tokio::time::timeout(CACHE_WAIT, self.services.wait_until_ready())
+            .await
+            .is_err()
+        {
+            warn!("the Service cache is not ready; starting the container with what it has");
+        }
+        let services = self.services.state();
+        env::service_env(
+            services.iter().map(AsRef::as_ref),
+            namespace,
+            enable_service_links,
+        )
+    }
+}
+
+/// Put the DNS address on `lo` and serve the zone there, retrying if the address or port
+/// cannot be taken yet.
+async fn resolve(
+    config: DiscoveryConfig,
+    zone: Arc<RwLock<Zone>>,
+    netlink: rtnetlink::Handle,
+    metrics: Arc<Metrics>,
+) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        if let Err(e) = crate::network::sandbox::add_local_address(&netlink, config.dns_ip).await {
+            warn!(error = %e, ip = %config.dns_ip, "cannot add the cluster DNS address to lo");
+        }
+        let server = ServerConfig {
+            listen: vec![SocketAddr::from((config.dns_ip, 53))],
+            upstream: config.upstream,
+        };
+        info!(listen = %config.dns_ip, domain = %config.domain, "cluster DNS serving");
+        match skiff_dns::serve(server, zone.clone(), metrics.dns.clone()).await {
+            Ok(()) => return,
+            Err(e) => error!(error = %e, "the cluster DNS resolver stopped; restarting"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Keep the zone's Services equal to the API's (the watch re-lists after errors: what the
+/// re-list lacks is removed).
+async fn feed_services(
+    events: impl Stream<Item = Result<Event<Service>, watcher::Error>>,
+    zone: Arc<RwLock<Zone>>,
+) {
+    let mut events = std::pin::pin!(events);
+    let mut known: HashSet<(String, String)> = HashSet::new();
+    let mut relisted: HashSet<(String, String)> = HashSet::new();
+    while let Some(event) = events.next().await {
+        let Ok(event) = event else { continue };
+        let Ok(mut zone) = zone.write() else { return };
+        match event {
+            Event::Init => relisted.clear(),
+            Event::InitApply(svc) | Event::Apply(svc) => {
+                let key = (svc.namespace().unwrap_or_default(), svc.name_any());
+                relisted.insert(key.clone());
+                known.insert(key);
+                zone.apply_service(&svc);
+            }
+            Event::Delete(svc) => {
+                let key = (svc.namespace().unwrap_or_default(), svc.name_any());
+                known.remove(&key);
+                zone.remove_service(&key.0, &key.1);
+            }
+            Event::InitDone => {
+                for (ns, name) in known.difference(&relisted) {
+                    zone.remove_service(ns, name);
+                }
+                known = std::mem::take(&mut relisted);
+            }
+        }
+    }
+}
+
+/// Keep the zone's EndpointSlices equal to the API's, recording programming latency.
+async fn feed_slices(
+    events: impl Stream<Item = Result<Event<EndpointSlice>, watcher::Error>>,
+    zone: Arc<RwLock<Zone>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut events = std::pin::pin!(events);
+    let mut known: HashSet<(String, String)> = HashSet::new();
+    let mut relisted: HashSet<(String, String)> = HashSet::new();
+    while let Some(event) = events.next().await {
+        let Ok(event) = event else { continue };
+        match event {
+            Event::Init => relisted.clear(),
+            Event::InitApply(slice) => {
+                let key = (slice.namespace().unwrap_or_default(), slice.name_any());
+                relisted.insert(key.clone());
+                known.insert(key);
+                if let Ok(mut zone) = zone.write() {
+                    zone.apply_slice(&slice);
+                }
+            }
+            Event::Apply(slice) => {
+                let key = (slice.namespace().unwrap_or_default(), slice.name_any());
+                known.insert(key);
+                if let Ok(mut zone) = zone.write() {
+                    zone.apply_slice(&slice);
+                }
+                if let Some(latency) = since_trigger(&slice) {
+                    metrics.programming_latency.observe(latency);
+                }
+            }
+            Event::Delete(slice) => {
+                let key = (slice.namespace().unwrap_or_default(), slice.name_any());
+                known.remove(&key);
+                if let Ok(mut zone) = zone.write() {
+                    zone.remove_slice(&key.0, &key.1);
+                }
+            }
+            Event::InitDone => {
+                if let Ok(mut zone) = zone.write() {
+                    for (ns, name) in known.difference(&relisted) {
+                        zone.remove_slice(ns, name);
+                    }
+                }
+                known = std::mem::take(&mut relisted);
+            }
+        }
+    }
+}
+
+/// Time since the change that triggered the slice's last write.
+fn since_trigger(slice: &EndpointSlice) -> Option<Duration> {
+    let stamp: jiff::Timestamp = slice
+        .annotations()
+        .get(TRIGGER_TIME_ANNOTATION)?
+        .parse()
+        .ok()?;
+    let elapsed = jiff::Timestamp::now().duration_since(stamp);
+    Duration::try_from(elapsed).ok()
+}
