@@ -135,6 +135,10 @@ struct Args {
     /// Upstream DNS server for names outside the cluster domain (none: they are REFUSED).
     #[arg(long)]
     dns_upstream: Option<SocketAddr>,
+    /// Interface on which this node answers (ARP) for LoadBalancer addresses it is chosen
+    /// to announce; empty: never.
+    #[arg(long, default_value = "eth0")]
+    announce_interface: String,
 }
 
 struct AppState {
@@ -171,6 +175,8 @@ fn main() -> Result<()> {
     }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Typed k8s-openapi values nest deeply in unoptimised builds (see skiff-control).
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()
         .context("starting the tokio runtime")?
@@ -405,6 +411,13 @@ async fn start_kubelet(
             domain: args.cluster_domain.clone(),
             dns_ip: args.cluster_dns,
             upstream: args.dns_upstream,
+            announce: (!args.announce_interface.is_empty()).then(|| {
+                skiff_agent::discovery::announce::Announcer {
+                    node_name: args.node_name.clone(),
+                    interface: args.announce_interface.clone(),
+                    record: args.state_dir.join("lb-announced"),
+                }
+            }),
         },
         netlink.clone(),
         metrics,

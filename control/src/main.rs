@@ -108,8 +108,22 @@ struct KubeconfigArgs {
     out: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// Stack of each runtime worker. Decoding and patching the larger built-in types
+/// (Deployment, StatefulSet, Pod) nests serde visitors and typed k8s-openapi values deeply;
+/// unoptimised builds overflowed tokio's default 2 MiB during a strategic merge patch of a
+/// Deployment. Stacks are reserved, not committed, so this costs no resident memory.
+const WORKER_STACK_BYTES: usize = 16 << 20;
+
+fn main() -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(serve_or_write())
+}
+
+async fn serve_or_write() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

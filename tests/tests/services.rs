@@ -530,6 +530,13 @@ spec:
     );
     let table = lab.kubectl_ok(&["get", "service", "front", "-n", &ns]);
     assert!(table.contains(&ip), "{table}");
+    // One node answers for the address on the underlay (ARP): it is reachable from the
+    // root namespace.
+    lab.eventually(
+        &format!("{ip} answers from the root namespace"),
+        MINUTE,
+        || skiff_tests::process::run("ping", &["-c1", "-W1", &ip]).map(drop),
+    );
     let node_port = lab.jsonpath(&ns, "service/front", "{.spec.ports[0].nodePort}");
     assert!(table.contains(&format!("80:{node_port}/TCP")), "{table}");
     let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
@@ -585,4 +592,29 @@ fn bad_services_are_refused_with_the_field_at_fault() {
         "31999"
     );
     let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+#[test]
+fn cluster_info_names_the_api_server_and_the_dns_service() {
+    let Some(lab) = Lab::from_env() else { return };
+    let info = lab.kubectl_ok(&["cluster-info"]);
+    assert!(
+        info.contains("Kubernetes control plane is running at https://"),
+        "{info}"
+    );
+    assert!(
+        info.contains("is running at https://")
+            && info.contains("/api/v1/namespaces/kube-system/services/kube-dns:dns/proxy"),
+        "{info}"
+    );
+    let dns = lab.jsonpath("kube-system", "service/kube-dns", "{.spec.clusterIP}");
+    assert_eq!(dns, "10.96.0.10");
+    let api = lab.jsonpath("default", "service/kubernetes", "{.spec.clusterIP}");
+    assert_eq!(api, "10.96.0.1");
+    let endpoints = lab.jsonpath(
+        "default",
+        "endpoints/kubernetes",
+        "{.subsets[0].addresses[0].ip}",
+    );
+    assert_eq!(endpoints, "172.30.0.1");
 }

@@ -33,6 +33,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "ca-certificates",
     "curl",            // probing HTTP endpoints in tests and by hand; pushing lab images
     "docker-registry", // the lab's image registry (every node's mirror)
+    "iputils-ping",    // reachability of lab addresses (LoadBalancer announcements)
 ];
 
 /// Entry point of `cargo xtask setup`.

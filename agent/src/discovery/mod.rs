@@ -7,6 +7,7 @@
 //! `endpoints.kubernetes.io/last-change-trigger-time`) to this node's zone reflecting it
 //! is recorded in `skiff_network_programming_duration_seconds`.
 
+pub mod announce;
 pub mod env;
 
 use std::{
@@ -17,7 +18,10 @@ use std::{
 };
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::{Node, Service},
+    discovery::v1::EndpointSlice,
+};
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
@@ -46,6 +50,8 @@ pub struct DiscoveryConfig {
     pub dns_ip: Ipv4Addr,
     /// Where names outside the cluster domain are forwarded (none: REFUSED).
     pub upstream: Option<SocketAddr>,
+    /// Announcing LoadBalancer addresses on the underlay (none: this node never does).
+    pub announce: Option<announce::Announcer>,
 }
 
 /// The node's view of Services, shared by the pod workers and the resolver.
@@ -71,6 +77,21 @@ impl Discovery {
         .default_backoff()
         .reflect(services_writer);
         tokio::spawn(feed_services(service_events, zone.clone()));
+        if let Some(announcer) = config.announce.clone() {
+            let (nodes, nodes_writer) = reflector::store();
+            let node_events =
+                watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+                    .default_backoff()
+                    .reflect(nodes_writer)
+                    .for_each(|_| async {});
+            tokio::spawn(node_events);
+            tokio::spawn(announce::run(
+                services.clone(),
+                nodes,
+                announcer,
+                netlink.clone(),
+            ));
+        }
         let slice_events = watcher::watcher(
             Api::<EndpointSlice>::all(client),
             watcher::Config::default(),

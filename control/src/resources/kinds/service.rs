@@ -45,8 +45,18 @@ impl Kind for Service {
         if kind == "ExternalName" {
             return;
         }
-        spec.session_affinity
-            .get_or_insert_with(|| "None".to_owned());
+        let affinity = spec
+            .session_affinity
+            .get_or_insert_with(|| "None".to_owned())
+            .clone();
+        if affinity == "ClientIP" {
+            // kube's default ClientIP affinity timeout: 3 hours.
+            let config = spec
+                .session_affinity_config
+                .get_or_insert_with(Default::default);
+            let client_ip = config.client_ip.get_or_insert_with(Default::default);
+            client_ip.timeout_seconds.get_or_insert(10800);
+        }
         spec.internal_traffic_policy
             .get_or_insert_with(|| "Cluster".to_owned());
         if kind == "NodePort" || kind == "LoadBalancer" {
@@ -158,6 +168,19 @@ impl Kind for Service {
                 "spec.sessionAffinity",
                 affinity,
                 AFFINITIES,
+            ));
+        }
+        if let Some(timeout) = spec
+            .session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            && !(1..=86400).contains(&timeout)
+        {
+            errors.push(FieldError::invalid(
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                timeout,
+                "must be greater than 0 and less than 86400",
             ));
         }
         for (field, value) in [
