@@ -18,7 +18,18 @@ use anyhow::{Context, Result};
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use clap::{Parser, Subcommand};
 use skiff_agent::{
-    datapath::Datapath,
+    datapath::{
+        self, Datapath, MapSizes, Settings,
+        attach::XdpAttach,
+        conntrack_gc::{self, StateCapacities},
+        desired::NodeView,
+        inspect,
+        maps::StateMaps,
+        pods::PodAttach,
+        sockets::UdpTerminator,
+        sync::{self as datapath_sync, Capacities, Programmer},
+        table::{MaglevSettings, Table},
+    },
     discovery::{Discovery, DiscoveryConfig},
     kubelet::{Kubelet, KubeletConfig},
     logs,
@@ -60,6 +71,14 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Inspect the Service datapath of a node: frontends, backends, conntrack, Maglev,
+    /// counters, live events (`monitor`) and one flow's path (`trace`).
+    Bpf {
+        #[command(flatten)]
+        target: inspect::Target,
+        #[command(subcommand)]
+        command: inspect::Command,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -82,7 +101,7 @@ enum ImagesCommand {
 #[command(
     name = "skiff-agent",
     version,
-    about = "Skiff node agent: kubelet and eBPF Service datapath (helper modes: log-shim, images)"
+    about = "Skiff node agent: kubelet and eBPF Service datapath (helper modes: log-shim, images, bpf)"
 )]
 struct Args {
     /// Name of this node.
@@ -139,17 +158,77 @@ struct Args {
     /// to announce; empty: never.
     #[arg(long, default_value = "eth0")]
     announce_interface: String,
+    /// The underlay interface: NodePort, LoadBalancer and externalIP traffic arrives here
+    /// (tc and XDP attach to it); empty: none.
+    #[arg(long, default_value = "eth0")]
+    external_interface: String,
+    /// Translate Service addresses at the socket (connect/sendmsg) for in-cluster clients;
+    /// `false` sends east-west traffic through the per-packet tc path instead.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    socket_lb: bool,
+    /// NodePort/LoadBalancer acceleration on the underlay interface: `xdp` or `none` (tc
+    /// only). Switchable live with `skiff-agent bpf config --xdp on|off`.
+    #[arg(long, value_enum, default_value_t = Acceleration::None)]
+    nodeport_acceleration: Acceleration,
+    /// XDP attach mode: `best` (native where the driver has it, generic otherwise) or
+    /// `generic`.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Best)]
+    xdp_mode: XdpModeArg,
+    /// Source address of hairpin flows (a pod reaching itself through its Service).
+    #[arg(long, default_value = "169.254.42.1")]
+    hairpin_address: std::net::Ipv4Addr,
+    /// Maglev table size M (a prime; the same on every node).
+    #[arg(long, default_value_t = skiff_ebpf_common::maglev::MAGLEV_DEFAULT_TABLE_SIZE)]
+    maglev_table_size: u32,
+    /// Maglev hash seed (the same on every node).
+    #[arg(long, default_value_t = skiff_agent::datapath::maglev::DEFAULT_SEED)]
+    maglev_hash_seed: u64,
+    /// Capacity of the services map (frontend entries plus one slot per backend).
+    #[arg(long, default_value_t = skiff_ebpf_common::lb::SERVICES_MAX_ENTRIES)]
+    bpf_services_max: u32,
+    /// Capacity of the backends map.
+    #[arg(long, default_value_t = skiff_ebpf_common::lb::BACKENDS_MAX_ENTRIES)]
+    bpf_backends_max: u32,
+    /// Capacity of the conntrack map (two entries per flow); default: from the host's memory.
+    #[arg(long)]
+    bpf_ct_max: Option<u32>,
+    /// Capacity of the ClientIP affinity map.
+    #[arg(long, default_value_t = skiff_ebpf_common::affinity::AFFINITY_MAX_ENTRIES)]
+    bpf_affinity_max: u32,
+    /// Capacity of the socket reverse-translation map.
+    #[arg(long, default_value_t = skiff_ebpf_common::sock::SOCK_REV_NAT_MAX_ENTRIES)]
+    bpf_sock_rev_max: u32,
+}
+
+/// NodePort acceleration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Acceleration {
+    /// tc only.
+    None,
+    /// XDP on the underlay interface.
+    Xdp,
+}
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum XdpModeArg {
+    /// Native where possible.
+    Best,
+    /// Generic (skb) mode.
+    Generic,
 }
 
 struct AppState {
     node: String,
     metrics: Arc<Metrics>,
+    /// The kernel-written maps (decision counters for /metrics).
+    state_maps: Arc<std::sync::Mutex<StateMaps>>,
 }
 
 fn main() -> Result<()> {
     let helper = std::env::args()
         .nth(1)
-        .is_some_and(|a| a == "log-shim" || a == "images");
+        .is_some_and(|a| a == "log-shim" || a == "images" || a == "bpf");
     if helper {
         return run_helper(Cli::parse().command);
     }
@@ -183,9 +262,13 @@ fn main() -> Result<()> {
         .block_on(run(args))
 }
 
-/// The helper modes: the log shim containerd starts per container, and image import.
+/// The helper modes: the log shim containerd starts per container, image import, and
+/// datapath inspection.
 fn run_helper(command: Command) -> Result<()> {
     match command {
+        Command::Bpf { target, command } => {
+            inspect::run(&target, command).context("inspecting the datapath")
+        }
         Command::LogShim { file } => {
             logs::run_shim(&file).with_context(|| format!("writing {}", file.display()))
         }
@@ -217,26 +300,125 @@ fn run_helper(command: Command) -> Result<()> {
 async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating state directory {}", args.state_dir.display()))?;
+    if !datapath::maglev::valid_table_size(args.maglev_table_size) {
+        anyhow::bail!(
+            "--maglev-table-size {} is not usable: give a prime of at least 251 (the default is {})",
+            args.maglev_table_size,
+            skiff_ebpf_common::maglev::MAGLEV_DEFAULT_TABLE_SIZE
+        );
+    }
+    let node_address = match args.listen.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(_) => std::net::Ipv4Addr::LOCALHOST,
+    };
+    let sizes = MapSizes {
+        services: args.bpf_services_max,
+        backends: args.bpf_backends_max,
+        conntrack: args
+            .bpf_ct_max
+            .unwrap_or_else(|| MapSizes::conntrack_for_memory(host_memory_bytes())),
+        affinity: args.bpf_affinity_max,
+        sock_rev_nat: args.bpf_sock_rev_max,
+    };
+    let (datapath, mut maps) =
+        Datapath::load(Some(&args.bpffs_dir), &sizes).context("loading the eBPF datapath")?;
+    datapath::configure(
+        &mut maps,
+        &Settings {
+            socket_lb: args.socket_lb,
+            xdp: args.nodeport_acceleration == Acceleration::Xdp,
+            node_address,
+            hairpin_address: args.hairpin_address,
+            maglev_table_size: args.maglev_table_size,
+        },
+    )
+    .context("writing the datapath configuration")?;
+    let datapath = Arc::new(std::sync::Mutex::new(datapath));
+    {
+        let mut loaded = datapath
+            .lock()
+            .map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?;
+        loaded
+            .attach_socket_lb(&args.cgroup)
+            .with_context(|| format!("attaching the socket LB to {}", args.cgroup.display()))?;
+        if !args.external_interface.is_empty() {
+            let mode = match args.xdp_mode {
+                XdpModeArg::Best => XdpAttach::Best,
+                XdpModeArg::Generic => XdpAttach::Generic,
+            };
+            loaded
+                .attach_external(&args.external_interface, mode)
+                .with_context(|| format!("attaching tc and XDP to {}", args.external_interface))?;
+        }
+    }
+    let pods = Arc::new(PodAttach::new(datapath.clone()));
+    pods.reattach_existing();
+    let metrics = Arc::new(Metrics::default());
+    metrics.socket_lb_attached.store(1, Ordering::Relaxed);
+    info!(
+        node = %args.node_name,
+        cgroup = %args.cgroup.display(),
+        pins = %args.bpffs_dir.display(),
+        socket_lb = args.socket_lb,
+        external = %args.external_interface,
+        acceleration = ?args.nodeport_acceleration,
+        "datapath attached"
+    );
+    let state_maps = Arc::new(std::sync::Mutex::new(maps.state));
+    tokio::spawn(conntrack_gc::run(
+        state_maps.clone(),
+        StateCapacities {
+            conntrack: sizes.conntrack,
+            affinity: sizes.affinity,
+            sock_rev_nat: sizes.sock_rev_nat,
+        },
+        metrics.datapath.clone(),
+        Duration::from_secs(30),
+    ));
+    let table = Table::load(
+        maps.lb,
+        MaglevSettings {
+            table_size: args.maglev_table_size,
+            seed: args.maglev_hash_seed,
+        },
+    )
+    .context("reading the programmed datapath back")?;
+    let programmer = Programmer::new(
+        table,
+        NodeView {
+            name: args.node_name.clone(),
+            addresses: vec![node_address],
+            reserved: vec![args.cluster_dns],
+        },
+        Capacities {
+            services: sizes.services,
+            backends: sizes.backends,
+            maglev: skiff_ebpf_common::maglev::MAGLEV_MAX_TABLES,
+        },
+    );
     let state = Arc::new(AppState {
         node: args.node_name.clone(),
-        metrics: Arc::new(Metrics::default()),
+        metrics: metrics.clone(),
+        state_maps,
     });
-
-    let mut datapath =
-        Datapath::load(Some(&args.bpffs_dir)).context("loading the eBPF datapath")?;
-    datapath
-        .attach_socket_lb(&args.cgroup)
-        .with_context(|| format!("attaching the socket LB to {}", args.cgroup.display()))?;
-    state.metrics.socket_lb_attached.store(1, Ordering::Relaxed);
-    info!(node = %args.node_name, cgroup = %args.cgroup.display(), pins = %args.bpffs_dir.display(), "socket LB attached");
 
     let mut runtime = None;
     match &args.kubeconfig {
         Some(path) => {
             let client = api_client(path).await;
             tokio::spawn(node_lifecycle(client.clone(), node_config(&args).await));
-            match start_kubelet(&args, client, state.metrics.clone()).await {
-                Ok(kubelet) => runtime = Some(kubelet.runtime.clone()),
+            match start_kubelet(&args, client, state.metrics.clone(), pods).await {
+                Ok(kubelet) => {
+                    runtime = Some(kubelet.runtime.clone());
+                    if let Some(discovery) = &kubelet.discovery {
+                        tokio::spawn(datapath_sync::run(
+                            discovery.view(),
+                            programmer,
+                            metrics.datapath.clone(),
+                            Box::new(UdpTerminator::new(&kubelet.netns_dir())),
+                        ));
+                    }
+                }
                 Err(e) => tracing::error!(
                     error = format!("{e:#}"),
                     "the kubelet could not start; this node runs no pods"
@@ -248,7 +430,7 @@ async fn run(args: Args) -> Result<()> {
 
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(serve_metrics))
         .with_state(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -388,6 +570,7 @@ async fn start_kubelet(
     args: &Args,
     client: kube::Client,
     metrics: Arc<Metrics>,
+    pod_veths: Arc<PodAttach>,
 ) -> Result<Arc<Kubelet>> {
     let cidr_text = args
         .pod_cidr
@@ -424,6 +607,7 @@ async fn start_kubelet(
     );
     let kubelet = Arc::new(Kubelet {
         discovery: Some(discovery),
+        pod_veths: Some(pod_veths),
         recorder: skiff_events::Recorder::on_host(client.clone(), "kubelet", &args.node_name),
         client: client.clone(),
         runtime,
@@ -484,12 +668,25 @@ async fn node_lifecycle(client: kube::Client, config: NodeConfig) {
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+async fn serve_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     state.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.node),
-    )
+    let text = match state.state_maps.lock() {
+        Ok(maps) => state.metrics.render(&state.node, Some(&maps)),
+        Err(_) => state.metrics.render(&state.node, None),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Physical memory of the host (sizes the conntrack map).
+fn host_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(8 << 30, |kib| kib * 1024)
 }
 
 /// Resolves on SIGTERM or SIGINT.

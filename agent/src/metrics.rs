@@ -16,9 +16,8 @@ pub struct Metrics {
     pub socket_lb_attached: AtomicU64,
     /// HTTP requests served by the node API.
     pub http_requests: AtomicU64,
-    /// Time from an EndpointSlice change in the API (its trigger-time annotation) to this
-    /// node's DNS (and datapath) reflecting it.
-    pub programming_latency: Histogram,
+    /// The datapath's programming, fill and decision metrics.
+    pub datapath: Arc<crate::datapath::stats::DatapathMetrics>,
     /// The node-local DNS resolver's counters.
     pub dns: Arc<skiff_dns::Metrics>,
 }
@@ -72,8 +71,9 @@ impl Histogram {
 }
 
 impl Metrics {
-    /// Render every metric in the Prometheus text exposition format.
-    pub fn render(&self, node: &str) -> String {
+    /// Render every metric in the Prometheus text exposition format; the kernel's
+    /// decision counters come from `state` when the datapath is loaded.
+    pub fn render(&self, node: &str, state: Option<&crate::datapath::maps::StateMaps>) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -106,11 +106,7 @@ impl Metrics {
             "skiff_agent_http_requests_total {}",
             self.http_requests.load(Ordering::Relaxed)
         );
-        self.programming_latency.render(
-            &mut out,
-            "skiff_network_programming_duration_seconds",
-            "Time from an EndpointSlice change in the API to this node reflecting it.",
-        );
+        self.datapath.render(&mut out, state);
         self.dns.render(&mut out);
         out
     }
@@ -132,7 +128,7 @@ mod tests {
     fn renders_prometheus_text_with_escaped_labels() {
         let metrics = Metrics::default();
         metrics.socket_lb_attached.store(1, Ordering::Relaxed);
-        let text = metrics.render("node\"1");
+        let text = metrics.render("node\"1", None);
         assert!(text.contains("skiff_agent_info{node=\"node\\\"1\""));
         assert!(text.contains("skiff_datapath_socket_lb_attached 1\n"));
         assert!(

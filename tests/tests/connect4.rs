@@ -14,7 +14,13 @@ use std::{
     time::Duration,
 };
 
-use skiff_agent::datapath::{Datapath, Frontend, Protocol, ServiceBackend};
+use skiff_agent::datapath::{
+    self, Datapath, MapSizes, Settings,
+    desired::{DesiredBackend, DesiredFrontend},
+    model::{Address, FrontendKey, Protocol, Scope},
+    table::{MaglevSettings, Table},
+};
+use skiff_ebpf_common::lb::{BACKEND_ACTIVE, SVC_CLUSTER_IP};
 use skiff_tests::{cgroup2_mount, netns::ScratchNetns, process, require_root};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 77, 7);
@@ -84,10 +90,30 @@ fn connect4_rewrites_a_service_vip_to_its_backends() {
     let cgroup = ScratchCgroup::new("connect4");
     let (ports, accepted) = backends(&netns.name, &["backend-a", "backend-b", "backend-c"]);
 
-    let mut datapath = Datapath::load(None).expect("loading the embedded eBPF object");
+    let (mut datapath, mut maps) =
+        Datapath::load(None, &MapSizes::default()).expect("loading the embedded eBPF object");
+    datapath::configure(
+        &mut maps,
+        &Settings {
+            socket_lb: true,
+            xdp: false,
+            node_address: Ipv4Addr::LOCALHOST,
+            hairpin_address: Ipv4Addr::new(169, 254, 42, 1),
+            maglev_table_size: 16_381,
+        },
+    )
+    .expect("configuring the datapath");
     datapath
         .attach_socket_lb(&cgroup.0)
-        .expect("attaching connect4 to the test cgroup");
+        .expect("attaching the socket LB to the test cgroup");
+    let mut table = Table::load(
+        maps.lb,
+        MaglevSettings {
+            table_size: 16_381,
+            seed: datapath::maglev::DEFAULT_SEED,
+        },
+    )
+    .expect("reading the (empty) maps");
 
     // Without a service entry the VIP is just an unroutable address: connect fails locally.
     let before = run_in_cgroup(&cgroup, &netns.name, &format!("exec 3<>/dev/tcp/{VIP}/80"));
@@ -101,25 +127,46 @@ fn connect4_rewrites_a_service_vip_to_its_backends() {
         before.stderr
     );
 
-    let frontend = Frontend {
-        address: VIP,
-        port: 80,
-        protocol: Protocol::Tcp,
+    let frontend = FrontendKey {
+        address: Address {
+            ip: VIP,
+            port: 80,
+            protocol: Protocol::Tcp,
+        },
+        scope: Scope::Internal,
     };
-    let service_backends: Vec<ServiceBackend> = ports
+    let addresses: Vec<Address> = ports
         .iter()
-        .zip(1..)
-        .map(|(port, id)| ServiceBackend {
-            id,
-            address: Ipv4Addr::LOCALHOST,
+        .map(|port| Address {
+            ip: Ipv4Addr::LOCALHOST,
             port: *port,
+            protocol: Protocol::Tcp,
         })
         .collect();
-    datapath
-        .services()
-        .upsert(frontend, &service_backends)
+    let ids: Vec<u32> = addresses
+        .iter()
+        .map(|a| {
+            table
+                .set_backend(
+                    *a,
+                    DesiredBackend {
+                        state: BACKEND_ACTIVE,
+                        local: true,
+                    },
+                )
+                .expect("programming a backend")
+        })
+        .collect();
+    let desired = |slots: &[Address]| DesiredFrontend {
+        key: frontend,
+        flags: SVC_CLUSTER_IP,
+        affinity_timeout: 0,
+        slots: slots.to_vec(),
+    };
+    table
+        .set_frontend(&desired(&addresses), &ids)
         .expect("programming the service");
-    assert_eq!(datapath.services().count(frontend), 3);
+    assert_eq!(table.count_in_map(&frontend), 3);
 
     // 30 connections to the VIP from inside the cgroup: every one answered by a backend,
     // each backend chosen at least once (P(missing one) = 3·(2/3)^30 ≈ 1.6e-5).
@@ -143,11 +190,10 @@ fn connect4_rewrites_a_service_vip_to_its_backends() {
     }
 
     // Shrinking to one backend removes the surplus slots; every connection then lands there.
-    datapath
-        .services()
-        .upsert(frontend, &service_backends[..1])
+    table
+        .set_frontend(&desired(&addresses[..1]), &ids[..1])
         .expect("shrinking the service");
-    assert_eq!(datapath.services().count(frontend), 1);
+    assert_eq!(table.count_in_map(&frontend), 1);
     let out = run_in_cgroup(&cgroup, &netns.name, &script);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
@@ -157,9 +203,8 @@ fn connect4_rewrites_a_service_vip_to_its_backends() {
     );
 
     // Removing the service restores the original behaviour.
-    datapath
-        .services()
-        .remove(frontend)
+    table
+        .remove_frontend(&frontend)
         .expect("removing the service");
     let after = run_in_cgroup(&cgroup, &netns.name, &format!("exec 3<>/dev/tcp/{VIP}/80"));
     assert_ne!(

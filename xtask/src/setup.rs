@@ -34,6 +34,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "curl",            // probing HTTP endpoints in tests and by hand; pushing lab images
     "docker-registry", // the lab's image registry (every node's mirror)
     "iputils-ping",    // reachability of lab addresses (LoadBalancer announcements)
+    "ethtool",         // the lab's underlay: complete checksums on the wire side
+    "tcpdump",         // watching packet paths in the lab
 ];
 
 /// Entry point of `cargo xtask setup`.

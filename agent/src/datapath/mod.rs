@@ -1,26 +1,51 @@
-//! The eBPF Service datapath: load the embedded programs, keep their maps pinned in bpffs
-//! so they outlive the agent, attach the socket LB at the node's pod cgroup parent, and
-//! program services into the maps.
+//! The eBPF Service datapath: load the embedded programs with their maps pinned in bpffs
+//! (so they outlive the agent), attach them — socket LB at the node's pod cgroup parent, tc
+//! on the underlay interface and on every pod veth, XDP on the underlay — and program
+//! Services into the maps.
+//!
+//! - [`maps`]: typed handles on every map, from the object or from the pins.
+//! - [`attach`]: attaching programs with pinned links that a restarted agent updates in
+//!   place, so there is never a moment without translation.
+//! - [`model`], [`desired`]: what one Service should look like in the maps (pure).
+//! - [`table`]: the programmed maps mirrored in memory; diffs, stable ids, write order.
+//! - [`maglev`]: Maglev tables.
+//! - [`sync`]: the programming loop; [`health`]: health check node ports; [`pods`]: the
+//!   program on every pod veth.
+//! - [`conntrack_gc`]: expiring per-packet flows; [`sockets`]: closing UDP sockets whose
+//!   backend is gone.
+//! - [`stats`]: metrics; [`inspect`]: the `skiff-agent bpf …` commands.
 
+pub mod attach;
+pub mod conntrack_gc;
+pub mod desired;
+pub mod health;
+pub mod inspect;
+pub mod maglev;
+pub mod maps;
+pub mod model;
 mod object;
-mod services;
+pub mod pods;
+pub mod sockets;
+pub mod stats;
+pub mod sync;
+pub mod table;
 
-use std::{
-    fs::File,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
-use aya::{
-    Ebpf, EbpfLoader,
-    programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
+use aya::{Ebpf, EbpfLoader, maps::MapData};
+use skiff_ebpf_common::{
+    affinity::{AFFINITY_MAP, AFFINITY_MAX_ENTRIES},
+    conntrack::{CONNTRACK_MAP, CONNTRACK_MAX_ENTRIES},
+    lb::{
+        BACKENDS_MAP, BACKENDS_MAX_ENTRIES, REV_NAT_MAP, REV_NAT_MAX_ENTRIES, SERVICES_MAP,
+        SERVICES_MAX_ENTRIES,
+    },
+    sock::{SOCK_REV_NAT_MAP, SOCK_REV_NAT_MAX_ENTRIES},
 };
-use skiff_ebpf_common::lb::{BACKENDS_MAP, SERVICES_MAP};
 use thiserror::Error;
+use tracing::warn;
 
-pub use services::{Frontend, Protocol, ServiceBackend, ServiceTable};
-
-/// Name of the socket-LB connect4 program in the object.
-const CONNECT4: &str = "connect4";
+pub use maps::Maps;
 
 /// Errors of the datapath.
 #[derive(Debug, Error)]
@@ -36,7 +61,7 @@ pub enum DatapathError {
         /// Underlying error.
         source: Box<aya::programs::ProgramError>,
     },
-    /// A map is missing from the object or has the wrong type.
+    /// A map operation failed.
     #[error("map {map}: {source}")]
     Map {
         /// Map name.
@@ -44,17 +69,42 @@ pub enum DatapathError {
         /// Underlying error.
         source: Box<aya::maps::MapError>,
     },
-    /// A link could not be converted for pinning.
-    #[error("link of program {program}: {source}")]
+    /// A pinned map could not be opened.
+    #[error("opening pinned map {path}: {source} (is the agent running on this node?)")]
+    Pinned {
+        /// The pin.
+        path: PathBuf,
+        /// Underlying error.
+        source: Box<aya::maps::MapError>,
+    },
+    /// A map has no room for another entry.
+    #[error("map {map} is full")]
+    Full {
+        /// Map name.
+        map: &'static str,
+    },
+    /// A frontend has more backends than a frontend entry can count.
+    #[error("frontend {frontend} has {count} backends; at most 65535 fit")]
+    TooManyBackends {
+        /// The frontend.
+        frontend: String,
+        /// Its backends.
+        count: usize,
+    },
+    /// A link could not be converted or pinned.
+    #[error("link of program {program}: {reason}")]
     Link {
         /// Program name.
         program: &'static str,
-        /// Underlying error.
-        source: Box<aya::programs::links::LinkError>,
+        /// What went wrong.
+        reason: String,
     },
     /// The object lacks a program or map this agent expects.
     #[error("the eBPF object has no {0}")]
     Missing(&'static str),
+    /// A setting is out of range.
+    #[error("{0}")]
+    Setting(String),
     /// A filesystem operation on bpffs or the cgroup tree failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -67,94 +117,199 @@ pub enum DatapathError {
     },
 }
 
-/// The loaded datapath of one node.
+/// Map sizes (entries), from the agent's flags.
+#[derive(Clone, Copy, Debug)]
+pub struct MapSizes {
+    /// `SERVICES` (frontend entries + backend slots).
+    pub services: u32,
+    /// `BACKENDS`.
+    pub backends: u32,
+    /// `CONNTRACK` (flows × 2).
+    pub conntrack: u32,
+    /// `AFFINITY`.
+    pub affinity: u32,
+    /// `SOCK_REV_NAT`.
+    pub sock_rev_nat: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            services: SERVICES_MAX_ENTRIES,
+            backends: BACKENDS_MAX_ENTRIES,
+            conntrack: CONNTRACK_MAX_ENTRIES,
+            affinity: AFFINITY_MAX_ENTRIES,
+            sock_rev_nat: SOCK_REV_NAT_MAX_ENTRIES,
+        }
+    }
+}
+
+impl MapSizes {
+    /// The conntrack size for a host with `memory_bytes` of RAM: 1/512 of memory at 80
+    /// bytes an entry (~45 MiB for 24 GiB, as Cilium's `bpf-map-dynamic-size-ratio` of
+    /// 0.0025 gives), between 64 Ki and 4 Mi entries.
+    pub fn conntrack_for_memory(memory_bytes: u64) -> u32 {
+        let entries = memory_bytes / 512 / 80;
+        entries.clamp(65_536, 4 << 20) as u32
+    }
+
+    fn by_name(&self) -> [(&'static str, u32); 6] {
+        [
+            (SERVICES_MAP, self.services),
+            (BACKENDS_MAP, self.backends),
+            (REV_NAT_MAP, REV_NAT_MAX_ENTRIES),
+            (CONNTRACK_MAP, self.conntrack),
+            (AFFINITY_MAP, self.affinity),
+            (SOCK_REV_NAT_MAP, self.sock_rev_nat),
+        ]
+    }
+
+    /// (name, key size, value size, capacity) of every pinned map whose layout could
+    /// change between agent versions.
+    fn layouts(&self) -> [(&'static str, usize, usize, Option<u32>); 9] {
+        use std::mem::size_of;
+
+        use skiff_ebpf_common::{
+            affinity::{AffinityKey, AffinityValue},
+            config::{CONFIG_MAP, Config},
+            conntrack::{CtKey, CtValue},
+            events::{METRICS_ENTRIES, METRICS_MAP},
+            lb::{Backend, RevNat, ServiceKey, ServiceValue},
+            sock::{SockRevKey, SockRevValue},
+        };
+        [
+            (
+                SERVICES_MAP,
+                size_of::<ServiceKey>(),
+                size_of::<ServiceValue>(),
+                Some(self.services),
+            ),
+            (BACKENDS_MAP, 4, size_of::<Backend>(), Some(self.backends)),
+            (
+                REV_NAT_MAP,
+                4,
+                size_of::<RevNat>(),
+                Some(REV_NAT_MAX_ENTRIES),
+            ),
+            (
+                CONNTRACK_MAP,
+                size_of::<CtKey>(),
+                size_of::<CtValue>(),
+                Some(self.conntrack),
+            ),
+            (
+                AFFINITY_MAP,
+                size_of::<AffinityKey>(),
+                size_of::<AffinityValue>(),
+                Some(self.affinity),
+            ),
+            (
+                SOCK_REV_NAT_MAP,
+                size_of::<SockRevKey>(),
+                size_of::<SockRevValue>(),
+                Some(self.sock_rev_nat),
+            ),
+            (CONFIG_MAP, 4, size_of::<Config>(), Some(1)),
+            (METRICS_MAP, 4, 8, Some(METRICS_ENTRIES)),
+            (skiff_ebpf_common::maglev::MAGLEV_MAP, 4, 4, None),
+        ]
+    }
+}
+
+/// The loaded programs of one node (maps are taken out as [`Maps`]).
 pub struct Datapath {
     ebpf: Ebpf,
     pin_dir: Option<PathBuf>,
-    services: ServiceTable,
+}
+
+/// Remove pins whose map no longer fits the object (another capacity or layout, from an
+/// older agent or other flags): reusing them would fail the load. Loud, because what they
+/// held is lost.
+fn drop_incompatible_pins(dir: &Path, sizes: &MapSizes) {
+    for (name, key_size, value_size, capacity) in sizes.layouts() {
+        let path = dir.join(name);
+        let Ok(map) = MapData::from_pin(&path) else {
+            continue;
+        };
+        let Ok(info) = map.info() else { continue };
+        let fits = info.key_size() as usize == key_size
+            && info.value_size() as usize == value_size
+            && capacity.is_none_or(|c| c == info.max_entries());
+        if !fits {
+            warn!(
+                map = name,
+                pinned = ?(info.key_size(), info.value_size(), info.max_entries()),
+                wanted = ?(key_size, value_size, capacity),
+                "a pinned map has another layout or size; recreating it (its entries are lost)"
+            );
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 impl Datapath {
     /// Load the embedded programs. With `pin_dir`, maps are opened from their pins there if
     /// present (keeping their contents: restarts reconcile instead of flushing) or created
-    /// and pinned there; without, they live only as long as this value.
-    pub fn load(pin_dir: Option<&Path>) -> Result<Self, DatapathError> {
+    /// and pinned there; without, they live only as long as the returned values.
+    pub fn load(pin_dir: Option<&Path>, sizes: &MapSizes) -> Result<(Self, Maps), DatapathError> {
         let mut loader = EbpfLoader::new();
+        for (name, size) in sizes.by_name() {
+            loader.map_max_entries(name, size);
+        }
         if let Some(dir) = pin_dir {
             std::fs::create_dir_all(dir).map_err(|source| DatapathError::Io {
                 what: "creating bpffs directory",
                 path: dir.to_path_buf(),
                 source,
             })?;
-            loader.map_pin_path(SERVICES_MAP, dir.join(SERVICES_MAP));
-            loader.map_pin_path(BACKENDS_MAP, dir.join(BACKENDS_MAP));
+            drop_incompatible_pins(dir, sizes);
+            for name in maps::PINNED_MAPS {
+                loader.map_pin_path(name, dir.join(name));
+            }
         }
         let mut ebpf = loader.load(object::BYTES).map_err(Box::new)?;
-        let services = ServiceTable::take_from(&mut ebpf)?;
-        Ok(Self {
-            ebpf,
-            pin_dir: pin_dir.map(Path::to_path_buf),
-            services,
-        })
+        let maps = Maps::take_from(&mut ebpf)?;
+        Ok((
+            Self {
+                ebpf,
+                pin_dir: pin_dir.map(Path::to_path_buf),
+            },
+            maps,
+        ))
     }
+}
 
-    /// Attach the socket LB (connect4) to the cgroup at `cgroup` (a cgroup2 directory) so it
-    /// applies to every process below it.
-    ///
-    /// With a pin directory the link is pinned, so the program stays attached when the agent
-    /// exits; a link pinned by a previous agent is replaced only after the new one is
-    /// attached, so there is no moment without translation.
-    pub fn attach_socket_lb(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
-        let program_error = |source| DatapathError::Program {
-            program: CONNECT4,
-            source: Box::new(source),
-        };
-        let program: &mut CgroupSockAddr = self
-            .ebpf
-            .program_mut(CONNECT4)
-            .ok_or(DatapathError::Missing(CONNECT4))?
-            .try_into()
-            .map_err(program_error)?;
-        program.load().map_err(program_error)?;
-        let cgroup_dir = File::open(cgroup).map_err(|source| DatapathError::Io {
-            what: "opening cgroup",
-            path: cgroup.to_path_buf(),
-            source,
-        })?;
-        // bpf_link attachments (kernel ≥ 5.7) take no flags and always coexist with other
-        // links on the cgroup, which is what lets a new agent attach before the old detaches.
-        let link_id = program
-            .attach(cgroup_dir, CgroupAttachMode::Single)
-            .map_err(program_error)?;
-        let Some(dir) = &self.pin_dir else {
-            return Ok(());
-        };
-        let link = program.take_link(link_id).map_err(program_error)?;
-        let link: FdLink = link.try_into().map_err(|source| DatapathError::Link {
-            program: CONNECT4,
-            source: Box::new(source),
-        })?;
-        let final_path = dir.join(format!("{CONNECT4}_link"));
-        let new_path = dir.join(format!("{CONNECT4}_link_new"));
-        let _ = std::fs::remove_file(&new_path);
-        let pinned = link.pin(&new_path).map_err(|e| DatapathError::Io {
-            what: "pinning link",
-            path: new_path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        // (bpffs reserves dots in names, hence `_new`.) Replacing the old pin drops the last reference to the previous agent's link, which
-        // detaches it; the new link is already attached.
-        std::fs::rename(&new_path, &final_path).map_err(|source| DatapathError::Io {
-            what: "replacing pinned link",
-            path: final_path,
-            source,
-        })?;
-        drop(pinned);
-        Ok(())
-    }
+/// Runtime settings written to the `CONFIG` map at start.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Socket-level load balancing for in-cluster clients.
+    pub socket_lb: bool,
+    /// XDP handles NodePort/LoadBalancer traffic on the underlay.
+    pub xdp: bool,
+    /// The node's address (SNAT source towards other nodes' backends).
+    pub node_address: std::net::Ipv4Addr,
+    /// Source address of hairpin flows (a pod reaching itself through its Service); must not
+    /// be an address of the node, or the kernel drops the packets as martians.
+    pub hairpin_address: std::net::Ipv4Addr,
+    /// Maglev table size M.
+    pub maglev_table_size: u32,
+}
 
-    /// The services/backends tables, for programming frontends.
-    pub fn services(&mut self) -> &mut ServiceTable {
-        &mut self.services
+/// Write `settings` (monitor and trace start off).
+pub fn configure(maps: &mut Maps, settings: &Settings) -> Result<(), DatapathError> {
+    use skiff_ebpf_common::config::{CONFIG_SOCKET_LB, CONFIG_XDP, Config};
+    let mut flags = 0;
+    if settings.socket_lb {
+        flags |= CONFIG_SOCKET_LB;
     }
+    if settings.xdp {
+        flags |= CONFIG_XDP;
+    }
+    maps.config.set(Config {
+        flags,
+        node_address: model::ip_to_be(settings.node_address),
+        hairpin_address: model::ip_to_be(settings.hairpin_address),
+        maglev_table_size: settings.maglev_table_size,
+        ..Config::default()
+    })
 }

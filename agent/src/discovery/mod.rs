@@ -1,14 +1,13 @@
 //! Service discovery on the node: the cluster's Services and EndpointSlices, watched once
-//! and used twice — for the Service environment variables of starting containers
-//! ([`env`]) and for the node-local DNS resolver (a [`skiff_dns::Zone`] served on the
-//! cluster DNS address inside the node namespace).
-//!
-//! The time from an EndpointSlice change in the API (the controller's
-//! `endpoints.kubernetes.io/last-change-trigger-time`) to this node's zone reflecting it
-//! is recorded in `skiff_network_programming_duration_seconds`.
+//! and used three times — for the Service environment variables of starting containers
+//! ([`env`]), for the node-local DNS resolver (a [`skiff_dns::Zone`] served on the cluster
+//! DNS address inside the node namespace), and for the datapath through the [`view`]
+//! (slices indexed by Service, with change notifications). [`announce`] puts this node's
+//! share of LoadBalancer addresses on the underlay.
 
 pub mod announce;
 pub mod env;
+pub mod view;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -35,8 +34,6 @@ use tracing::{error, info, warn};
 
 use crate::metrics::Metrics;
 
-/// Annotation the EndpointSlice controller stamps with the triggering change's time.
-const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 /// How long a starting container waits for the Service cache before using what it has.
 const CACHE_WAIT: Duration = Duration::from_secs(10);
 
@@ -54,9 +51,10 @@ pub struct DiscoveryConfig {
     pub announce: Option<announce::Announcer>,
 }
 
-/// The node's view of Services, shared by the pod workers and the resolver.
+/// The node's view of Services, shared by the pod workers, the resolver and the datapath.
 pub struct Discovery {
     services: Store<Service>,
+    view: Arc<view::ServiceView>,
 }
 
 impl Discovery {
@@ -76,7 +74,8 @@ impl Discovery {
         )
         .default_backoff()
         .reflect(services_writer);
-        tokio::spawn(feed_services(service_events, zone.clone()));
+        let view = view::ServiceView::new(services.clone());
+        tokio::spawn(feed_services(service_events, zone.clone(), view.clone()));
         if let Some(announcer) = config.announce.clone() {
             let (nodes, nodes_writer) = reflector::store();
             let node_events =
@@ -97,9 +96,14 @@ impl Discovery {
             watcher::Config::default(),
         )
         .default_backoff();
-        tokio::spawn(feed_slices(slice_events, zone.clone(), metrics.clone()));
+        tokio::spawn(feed_slices(slice_events, zone.clone(), view.clone()));
         tokio::spawn(resolve(config, zone, netlink, metrics));
-        Arc::new(Self { services })
+        Arc::new(Self { services, view })
+    }
+
+    /// Services and their EndpointSlices, with change notifications (for the datapath).
+    pub fn view(&self) -> Arc<view::ServiceView> {
+        self.view.clone()
     }
 
     /// The Service environment variables of a container of a pod in `namespace`.
@@ -155,6 +159,7 @@ async fn resolve(
 async fn feed_services(
     events: impl Stream<Item = Result<Event<Service>, watcher::Error>>,
     zone: Arc<RwLock<Zone>>,
+    view: Arc<view::ServiceView>,
 ) {
     let mut events = std::pin::pin!(events);
     let mut known: HashSet<(String, String)> = HashSet::new();
@@ -169,27 +174,31 @@ async fn feed_services(
                 relisted.insert(key.clone());
                 known.insert(key);
                 zone.apply_service(&svc);
+                view.service_changed(&svc);
             }
             Event::Delete(svc) => {
                 let key = (svc.namespace().unwrap_or_default(), svc.name_any());
                 known.remove(&key);
                 zone.remove_service(&key.0, &key.1);
+                view.service_changed(&svc);
             }
             Event::InitDone => {
                 for (ns, name) in known.difference(&relisted) {
                     zone.remove_service(ns, name);
+                    view.service_ref_changed(ns, name);
                 }
                 known = std::mem::take(&mut relisted);
+                view.services_listed();
             }
         }
     }
 }
 
-/// Keep the zone's EndpointSlices equal to the API's, recording programming latency.
+/// Keep the zone's and the view's EndpointSlices equal to the API's.
 async fn feed_slices(
     events: impl Stream<Item = Result<Event<EndpointSlice>, watcher::Error>>,
     zone: Arc<RwLock<Zone>>,
-    metrics: Arc<Metrics>,
+    view: Arc<view::ServiceView>,
 ) {
     let mut events = std::pin::pin!(events);
     let mut known: HashSet<(String, String)> = HashSet::new();
@@ -201,20 +210,19 @@ async fn feed_slices(
             Event::InitApply(slice) => {
                 let key = (slice.namespace().unwrap_or_default(), slice.name_any());
                 relisted.insert(key.clone());
-                known.insert(key);
+                known.insert(key.clone());
                 if let Ok(mut zone) = zone.write() {
                     zone.apply_slice(&slice);
                 }
+                view.apply_slice(&key.0, &key.1, Some(&slice));
             }
             Event::Apply(slice) => {
                 let key = (slice.namespace().unwrap_or_default(), slice.name_any());
-                known.insert(key);
+                known.insert(key.clone());
                 if let Ok(mut zone) = zone.write() {
                     zone.apply_slice(&slice);
                 }
-                if let Some(latency) = since_trigger(&slice) {
-                    metrics.programming_latency.observe(latency);
-                }
+                view.apply_slice(&key.0, &key.1, Some(&slice));
             }
             Event::Delete(slice) => {
                 let key = (slice.namespace().unwrap_or_default(), slice.name_any());
@@ -222,6 +230,7 @@ async fn feed_slices(
                 if let Ok(mut zone) = zone.write() {
                     zone.remove_slice(&key.0, &key.1);
                 }
+                view.apply_slice(&key.0, &key.1, None);
             }
             Event::InitDone => {
                 if let Ok(mut zone) = zone.write() {
@@ -229,19 +238,10 @@ async fn feed_slices(
                         zone.remove_slice(ns, name);
                     }
                 }
+                view.retain_slices(&relisted.iter().cloned().collect());
                 known = std::mem::take(&mut relisted);
+                view.slices_listed();
             }
         }
     }
-}
-
-/// Time since the change that triggered the slice's last write.
-fn since_trigger(slice: &EndpointSlice) -> Option<Duration> {
-    let stamp: jiff::Timestamp = slice
-        .annotations()
-        .get(TRIGGER_TIME_ANNOTATION)?
-        .parse()
-        .ok()?;
-    let elapsed = jiff::Timestamp::now().duration_since(stamp);
-    Duration::try_from(elapsed).ok()
 }

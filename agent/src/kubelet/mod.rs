@@ -55,6 +55,15 @@ pub struct KubeletConfig {
     pub dns: pod_dns::ClusterDns,
 }
 
+/// Told when a pod's host-side veth appears and when it goes (the datapath attaches its
+/// per-pod program there).
+pub trait PodVethHook: Send + Sync {
+    /// The veth exists and is wired; no container of the pod runs yet.
+    fn up(&self, veth: &str);
+    /// The veth was removed.
+    fn down(&self, veth: &str);
+}
+
 /// Everything pod workers share.
 pub struct Kubelet {
     /// API client (the node's identity).
@@ -73,6 +82,8 @@ pub struct Kubelet {
     pub recorder: skiff_events::Recorder,
     /// Services for the containers' environment variables (none: no Service variables).
     pub discovery: Option<Arc<crate::discovery::Discovery>>,
+    /// Told about pod veths (none: no per-pod datapath).
+    pub pod_veths: Option<Arc<dyn PodVethHook>>,
 }
 
 /// A message to a pod worker.
@@ -208,6 +219,9 @@ impl Kubelet {
             let netns = self.netns_dir().join(&uid);
             if let Err(e) = sandbox::tear_down(&self.netlink, &netns, &uid).await {
                 tracing::warn!(pod_uid = %uid, error = %e, "cannot remove an orphaned sandbox");
+            }
+            if let Some(hook) = &self.pod_veths {
+                hook.down(&sandbox::host_veth(&uid));
             }
             let _ = self.ipam.release(&uid).await;
             tracing::info!(pod_uid = %uid, "removed what was left of a pod deleted while the agent was away");

@@ -354,6 +354,9 @@ impl Worker {
         sandbox::set_up(&self.kubelet.netlink, &self.netns, &self.uid, ip, gateway)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(hook) = &self.kubelet.pod_veths {
+            hook.up(&sandbox::host_veth(&self.uid));
+        }
         std::fs::create_dir_all(&self.pod_dir).map_err(|e| e.to_string())?;
         let dns = &self.kubelet.config.dns;
         let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -816,6 +819,9 @@ impl Worker {
         volumes::unmount_all(&self.pod_dir);
         if let Err(e) = sandbox::tear_down(&self.kubelet.netlink, &self.netns, &self.uid).await {
             tracing::warn!(pod = %self.name, error = %e, "cannot remove the pod sandbox");
+        }
+        if let Some(hook) = &self.kubelet.pod_veths {
+            hook.down(&sandbox::host_veth(&self.uid));
         }
         let _ = self.kubelet.ipam.release(&self.uid).await;
         remove_pod_cgroups(&self.kubelet.config.cgroup_parent, &self.uid);

@@ -51,6 +51,14 @@ pub fn create_node(node: &Node) -> Result<()> {
     ])?;
     ip(["link", "set", &peer, "netns", ns])?;
     ip(["link", "set", &node.host_veth, "master", BRIDGE])?;
+    // The bridge side stands for the wire: frames leave it with complete checksums, as
+    // they arrive from a real network (XDP on the node's eth0 rewrites checksums
+    // incrementally and cannot see a checksum left for offload).
+    output(&mut command(
+        "ethtool",
+        ["-K", &node.host_veth, "tx", "off"],
+    ))
+    .with_context(|| format!("turning off checksum offload on {}", node.host_veth))?;
     ip(["link", "set", &node.host_veth, "up"])?;
     let in_ns = |args: &[&str]| {
         let mut cmd = command("ip", ["-n", ns]);
