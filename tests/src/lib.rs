@@ -7,8 +7,10 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod datapath_checks;
 pub mod netns;
 pub mod process;
+pub mod traffic;
 
 use std::{
     net::Ipv4Addr,

@@ -31,7 +31,7 @@ use skiff_ebpf_common::{
 use super::{
     DatapathError,
     conntrack_gc::monotonic_ns,
-    maps::{Maps, map_error},
+    maps::{LbMaps, Maps, map_error},
     model::{FrontendKey, Scope, ip_from_be},
     stats,
 };
@@ -166,11 +166,17 @@ struct Names {
 }
 
 impl Names {
-    fn read(maps: &Maps) -> Self {
+    fn read(maps: &LbMaps) -> Self {
         Self {
-            backends: maps.lb.backends.iter().filter_map(Result::ok).collect(),
-            frontends: maps.lb.rev_nat.iter().filter_map(Result::ok).collect(),
+            backends: maps.backends.iter().filter_map(Result::ok).collect(),
+            frontends: maps.rev_nat.iter().filter_map(Result::ok).collect(),
         }
+    }
+
+    /// Whether the event names an id this snapshot lacks.
+    fn missing(&self, event: &Event) -> bool {
+        (event.backend_id != 0 && !self.backends.contains_key(&event.backend_id))
+            || (event.service_id != 0 && !self.frontends.contains_key(&event.service_id))
     }
 
     fn backend(&self, id: u32) -> String {
@@ -453,7 +459,7 @@ pub fn run(target: &Target, command: Command) -> Result<(), DatapathError> {
             }
         }
         Command::Conntrack { .. } => {
-            let names = Names::read(&maps);
+            let names = Names::read(&maps.lb);
             let now = monotonic_ns();
             let mut entries: Vec<(CtKey, CtValue)> =
                 maps.state.conntrack.iter().filter_map(Result::ok).collect();
@@ -464,7 +470,7 @@ pub fn run(target: &Target, command: Command) -> Result<(), DatapathError> {
             println!("{} entries", entries.len());
         }
         Command::Affinity { .. } => {
-            let names = Names::read(&maps);
+            let names = Names::read(&maps.lb);
             let now = monotonic_ns();
             for entry in maps.state.affinity.iter().filter_map(Result::ok) {
                 let (key, value) = entry;
@@ -482,7 +488,7 @@ pub fn run(target: &Target, command: Command) -> Result<(), DatapathError> {
             }
         }
         Command::Maglev { service_id } => {
-            let names = Names::read(&maps);
+            let names = Names::read(&maps.lb);
             let table = maps
                 .lb
                 .maglev
@@ -586,7 +592,9 @@ fn stream(
     duration: Option<Duration>,
     count: Option<usize>,
 ) -> Result<(), DatapathError> {
-    let names = Names::read(maps);
+    let mut names = Names::read(&maps.lb);
+    // Events a previous session left unread are not this session's.
+    while maps.events.next().is_some() {}
     let started = Instant::now();
     let start_ns = monotonic_ns();
     let mut seen = 0usize;
@@ -620,6 +628,14 @@ fn stream(
             // SAFETY: the kernel wrote an `Event` (plain integers, any bit pattern valid)
             // of at least this size; read_unaligned copes with the ring's alignment.
             let event: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            drop(item);
+            if event.timestamp < start_ns {
+                continue;
+            }
+            if names.missing(&event) {
+                // A Service or backend newer than the snapshot.
+                names = Names::read(&maps.lb);
+            }
             let line = render_event(&event, start_ns, &|id| names.backend(id), &|id| {
                 names.frontend(id)
             });

@@ -3,7 +3,9 @@
 //! Service's key over the Ready nodes' names, so every agent agrees without talking — puts
 //! the address (/32) on its underlay interface. The kernel then answers ARP for it and
 //! traffic for it reaches that node, where the datapath takes over. When that node stops
-//! being Ready another one takes the address.
+//! being Ready another one takes the address. For `externalTrafficPolicy: Local` only
+//! nodes with a ready endpoint of the Service are candidates (traffic must not land where
+//! it would be refused), as MetalLB does.
 //!
 //! The addresses it put there are recorded in a file in the agent's state directory, so
 //! after a restart it removes the ones it should no longer hold instead of leaking them;
@@ -17,6 +19,7 @@ use kube::{ResourceExt, runtime::reflector::Store};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use tracing::{info, warn};
 
+use super::view::{ServiceRef, ServiceView};
 use crate::network::sandbox::link_index;
 
 /// How often the desired addresses are recomputed.
@@ -44,8 +47,23 @@ fn is_ready(node: &Node) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Nodes with a ready endpoint of `service`.
+fn nodes_with_ready_endpoints(view: &ServiceView, service: &ServiceRef) -> BTreeSet<String> {
+    view.slices(service)
+        .iter()
+        .flat_map(|slice| slice.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .filter_map(|e| e.node_name.clone())
+        .collect()
+}
+
 /// The addresses this node should announce.
-fn desired(services: &Store<Service>, nodes: &Store<Node>, me: &str) -> BTreeSet<Ipv4Addr> {
+fn desired(
+    services: &Store<Service>,
+    nodes: &Store<Node>,
+    view: &ServiceView,
+    me: &str,
+) -> BTreeSet<Ipv4Addr> {
     let mut ready: Vec<String> = nodes
         .state()
         .iter()
@@ -59,12 +77,28 @@ fn desired(services: &Store<Service>, nodes: &Store<Node>, me: &str) -> BTreeSet
         if !is_lb {
             continue;
         }
-        let key = format!(
-            "{}/{}",
-            service.namespace().unwrap_or_default(),
-            service.name_any()
-        );
-        if announcer(&key, &ready).map(String::as_str) != Some(me) {
+        let reference = ServiceRef {
+            namespace: service.namespace().unwrap_or_default(),
+            name: service.name_any(),
+        };
+        let key = reference.to_string();
+        let local = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.external_traffic_policy.as_deref())
+            == Some("Local");
+        let chosen = if local {
+            let serving = nodes_with_ready_endpoints(view, &reference);
+            let candidates: Vec<String> = ready
+                .iter()
+                .filter(|n| serving.contains(*n))
+                .cloned()
+                .collect();
+            announcer(&key, &candidates).cloned()
+        } else {
+            announcer(&key, &ready).cloned()
+        };
+        if chosen.as_deref() != Some(me) {
             continue;
         }
         let ingress = service
@@ -141,13 +175,14 @@ impl Announcer {
 pub async fn run(
     services: Store<Service>,
     nodes: Store<Node>,
+    view: std::sync::Arc<ServiceView>,
     announcer: Announcer,
     netlink: rtnetlink::Handle,
 ) {
     let _ = services.wait_until_ready().await;
     let _ = nodes.wait_until_ready().await;
     loop {
-        if let Err(e) = sync(&services, &nodes, &announcer, &netlink).await {
+        if let Err(e) = sync(&services, &nodes, &view, &announcer, &netlink).await {
             let interface = &announcer.interface;
             warn!(error = %e, %interface, "cannot update the announced LoadBalancer addresses");
         }
@@ -158,6 +193,7 @@ pub async fn run(
 async fn sync(
     services: &Store<Service>,
     nodes: &Store<Node>,
+    view: &ServiceView,
     announcer: &Announcer,
     netlink: &rtnetlink::Handle,
 ) -> Result<(), String> {
@@ -168,7 +204,7 @@ async fn sync(
     else {
         return Err(format!("no interface {interface}"));
     };
-    let want = desired(services, nodes, &announcer.node_name);
+    let want = desired(services, nodes, view, &announcer.node_name);
     let have = held(netlink, index).await.map_err(|e| e.to_string())?;
     let ours = announcer.recorded();
     // Record first: an address added below is always known even if the agent dies.

@@ -87,6 +87,7 @@ impl Discovery {
             tokio::spawn(announce::run(
                 services.clone(),
                 nodes,
+                view.clone(),
                 announcer,
                 netlink.clone(),
             ));

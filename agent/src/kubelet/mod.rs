@@ -5,6 +5,7 @@
 
 pub mod container;
 pub mod env;
+pub mod lifecycle;
 pub mod pod_dns;
 pub mod probe;
 pub mod status;

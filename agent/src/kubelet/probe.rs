@@ -301,7 +301,12 @@ async fn grpc_health_check(addr: SocketAddr, service: &str) -> Result<(), String
 
 /// kubelet's HTTP(S) GET probe: any status in 200..400 succeeds. HTTPS does not verify the
 /// server certificate, as kubelet's `InsecureSkipVerify`.
-async fn http_get(addr: SocketAddr, https: bool, path: &str, headers: &str) -> Result<(), String> {
+pub(crate) async fn http_get(
+    addr: SocketAddr,
+    https: bool,
+    path: &str,
+    headers: &str,
+) -> Result<(), String> {
     let scheme = if https { "https" } else { "http" };
     let url = format!("{scheme}://{addr}{path}");
     let tcp = tokio::net::TcpStream::connect(addr)

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
-    Kubelet, LABEL_POD_UID, Message, container, pod_dns, probe,
+    Kubelet, LABEL_POD_UID, Message, container, lifecycle, pod_dns, probe,
     status::{self, ContainerRecord, PodFacts, State, Terminated},
     volumes,
 };
@@ -762,6 +762,47 @@ impl Worker {
         }
     }
 
+    /// Run the preStop hooks of every running container, side by side, until they finish
+    /// or the grace period's `deadline`; failures are reported as kubelet reports them.
+    async fn run_pre_stop_hooks(&mut self, deadline: Instant) {
+        let limit = deadline.saturating_duration_since(Instant::now());
+        let mut hooks = Vec::new();
+        for slot in &self.slots {
+            let (Some(id), Some(handler)) =
+                (slot.record.id.clone(), lifecycle::pre_stop(&slot.spec))
+            else {
+                continue;
+            };
+            let runtime = self.kubelet.runtime.clone();
+            let container = slot.spec.clone();
+            let handler = handler.clone();
+            let pod_ip = self.ip;
+            hooks.push(tokio::spawn(async move {
+                let result =
+                    lifecycle::run(&runtime, &container, &id, pod_ip, &handler, limit).await;
+                (container.name, result)
+            }));
+        }
+        let pod_ref = skiff_events::reference("v1", "Pod", &self.pod.metadata);
+        for hook in hooks {
+            let Ok((container, result)) = hook.await else {
+                continue;
+            };
+            if let Err(message) = result {
+                tracing::warn!(pod = %self.name, %container, %message, "preStop hook failed");
+                self.kubelet
+                    .recorder
+                    .record(
+                        &pod_ref,
+                        "Warning",
+                        "FailedPreStopHook",
+                        &format!("PreStopHook failed: {message}"),
+                    )
+                    .await;
+            }
+        }
+    }
+
     /// Stop every container (SIGTERM, grace period, SIGKILL), remove the sandbox, and
     /// finish the deletion in the API unless the pod is already gone.
     async fn terminate(&mut self, rx: &mut mpsc::UnboundedReceiver<Message>, gone: bool) {
@@ -773,6 +814,8 @@ impl Worker {
             .unwrap_or(30)
             .max(0);
         tracing::info!(pod = %self.name, grace, "terminating pod");
+        let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(30));
+        self.run_pre_stop_hooks(deadline).await;
         let running: Vec<String> = self
             .slots
             .iter()
@@ -781,7 +824,6 @@ impl Worker {
         for id in &running {
             let _ = self.kubelet.runtime.kill(id, 15).await;
         }
-        let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(30));
         while self.slots.iter().any(|s| s.record.id.is_some()) {
             tokio::select! {
                 message = rx.recv() => match message {

@@ -80,7 +80,10 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
     };
     let mut progress = Progress::new("up", 9);
     if build {
-        progress.step("build skiff-control and skiff-agent", build_binaries)?;
+        progress.step(
+            "build skiff-control, skiff-agent and skiff-load",
+            build_binaries,
+        )?;
     } else {
         progress.step(
             "use the skiff-control and skiff-agent already built",
@@ -232,6 +235,8 @@ fn build_binaries() -> Result<()> {
         "skiff-control",
         "-p",
         "skiff-agent",
+        "-p",
+        "skiff-load",
     ]))
 }
 

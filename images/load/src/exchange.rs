@@ -1,0 +1,115 @@
+//! One exchange with skiff-echo over each protocol, and how failures are named.
+
+use std::{
+    io::{self, Read, Write},
+    net::{SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+/// Name a failure the way the reports count it.
+pub fn kind(error: &io::Error) -> String {
+    use io::ErrorKind::*;
+    match error.kind() {
+        ConnectionRefused => "refused".to_owned(),
+        ConnectionReset | ConnectionAborted | BrokenPipe => "reset".to_owned(),
+        TimedOut | WouldBlock => "timeout".to_owned(),
+        UnexpectedEof => "closed".to_owned(),
+        NetworkUnreachable | HostUnreachable => "unreachable".to_owned(),
+        PermissionDenied => "denied".to_owned(),
+        _ => format!("other ({error})"),
+    }
+}
+
+/// Connect with timeouts on every later operation.
+pub fn connect(target: SocketAddrV4, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&SocketAddr::V4(target), timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// `GET /` on a keep-alive connection; returns the body (skiff-echo: the hostname).
+pub fn http_get(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Result<String> {
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: skiff-load\r\n\r\n")?;
+    buffer.clear();
+    let mut chunk = [0u8; 1024];
+    let header_end = loop {
+        let read = stream.read(&mut chunk)?;
+        if read == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+        if let Some(at) = find(buffer, b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buffer.len() > 64 * 1024 {
+            return Err(io::Error::other("response header too long"));
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        let status = head.lines().next().unwrap_or_default().to_owned();
+        return Err(io::Error::other(format!("status {status}")));
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .ok_or_else(|| io::Error::other("no content-length"))?;
+    while buffer.len() < header_end + length {
+        let read = stream.read(&mut chunk)?;
+        if read == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+    Ok(
+        String::from_utf8_lossy(&buffer[header_end..header_end + length])
+            .trim()
+            .to_owned(),
+    )
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Send `payload` and read the same number of bytes back.
+pub fn echo(stream: &mut TcpStream, payload: &[u8], back: &mut [u8]) -> io::Result<()> {
+    stream.write_all(payload)?;
+    stream.read_exact(&mut back[..payload.len()])
+}
+
+/// A UDP socket with timeouts.
+pub fn udp_socket(timeout: Duration) -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.set_write_timeout(Some(timeout))?;
+    Ok(socket)
+}
+
+/// One datagram to `target` on an unconnected socket; the answer and who it came from.
+pub fn udp_exchange(
+    socket: &UdpSocket,
+    target: SocketAddrV4,
+    buffer: &mut [u8],
+) -> io::Result<(String, SocketAddr)> {
+    socket.send_to(b"skiff-load\n", target)?;
+    let (read, from) = socket.recv_from(buffer)?;
+    Ok((
+        String::from_utf8_lossy(&buffer[..read]).trim().to_owned(),
+        from,
+    ))
+}
+
+/// One datagram on a connected socket.
+pub fn udp_connected_exchange(socket: &UdpSocket, buffer: &mut [u8]) -> io::Result<String> {
+    socket.send(b"skiff-load\n")?;
+    let read = socket.recv(buffer)?;
+    Ok(String::from_utf8_lossy(&buffer[..read]).trim().to_owned())
+}

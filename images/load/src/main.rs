@@ -1,0 +1,115 @@
+//! skiff-load: the load generator of Skiff's datapath tests and benchmarks.
+//!
+//! Modes (netperf's names):
+//! - `probe`: N sequential exchanges, one connection (or datagram) each, recording which
+//!   backend answered and the peer address the socket reports — for distribution and
+//!   getpeername checks.
+//! - `rr`: request/response on long-lived connections (TCP_RR), or datagrams (UDP_RR).
+//! - `crr`: connect, one request, close (TCP_CRR) — the connection rate.
+//! - `stream`: bulk TCP for throughput.
+//!
+//! Every run is bounded (`--duration` or `--requests`, a per-operation timeout) and may
+//! only target the lab's addresses. One JSON object is printed on stdout.
+
+mod exchange;
+mod modes;
+mod report;
+mod targets;
+
+use std::{net::SocketAddrV4, process::ExitCode, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+/// What to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Sequential single exchanges, recording the answering backend.
+    Probe,
+    /// Request/response on reused connections (TCP_RR / UDP_RR).
+    Rr,
+    /// Connect, request, close (TCP_CRR).
+    Crr,
+    /// Bulk TCP throughput.
+    Stream,
+}
+
+/// The application protocol spoken to the target (skiff-echo's three servers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// `GET /` over HTTP/1.1 (skiff-echo :8080 answers its hostname).
+    Http,
+    /// Raw TCP echo of `--size` bytes (skiff-echo :9000).
+    Echo,
+    /// One UDP datagram, answered with the hostname (skiff-echo :9001).
+    Udp,
+}
+
+/// Command line.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "skiff-load",
+    version,
+    about = "Load generator for Skiff's datapath (lab addresses only)"
+)]
+pub struct Args {
+    /// What to run.
+    #[arg(value_enum)]
+    pub mode: Mode,
+    /// The address to load: a pod IP, cluster IP, node port or LoadBalancer address.
+    #[arg(long)]
+    pub target: SocketAddrV4,
+    /// Protocol spoken to the target.
+    #[arg(long, value_enum, default_value_t = Protocol::Http)]
+    pub protocol: Protocol,
+    /// Concurrent connections (threads).
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// Stop after this many seconds (with or without `--requests`).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Stop after this many requests in total.
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Pace to this many requests per second in total (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Request size in bytes (echo and stream).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Timeout of one connect, send or receive, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
+    /// Pause between probe exchanges, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub interval_ms: u64,
+}
+
+impl Args {
+    /// The per-operation timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.max(1))
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(reason) = targets::check(*args.target.ip()) {
+        eprintln!("skiff-load: refusing {}: {reason}", args.target);
+        return ExitCode::from(2);
+    }
+    if !(0.0..=3600.0).contains(&args.duration) || args.connections == 0 || args.connections > 1024
+    {
+        eprintln!("skiff-load: --duration must be 0–3600 s and --connections 1–1024");
+        return ExitCode::from(2);
+    }
+    if args.protocol == Protocol::Udp && matches!(args.mode, Mode::Crr | Mode::Stream) {
+        eprintln!(
+            "skiff-load: {:?} needs TCP; use --protocol http or echo",
+            args.mode
+        );
+        return ExitCode::from(2);
+    }
+    let report = modes::run(&args);
+    println!("{}", report.to_json(&args));
+    ExitCode::SUCCESS
+}

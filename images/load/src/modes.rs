@@ -1,0 +1,257 @@
+//! The four modes over N threads sharing a request budget, a deadline and a pace.
+
+use std::{
+    net::UdpSocket,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    Args, Mode, Protocol,
+    exchange::{self, kind},
+    report::Report,
+};
+
+/// What every thread shares.
+struct Budget {
+    deadline: Instant,
+    remaining: Option<AtomicU64>,
+    /// Interval between one thread's requests when paced.
+    interval: Option<Duration>,
+}
+
+impl Budget {
+    /// Whether another request may start.
+    fn take(&self) -> bool {
+        if Instant::now() >= self.deadline {
+            return false;
+        }
+        match &self.remaining {
+            None => true,
+            Some(left) => left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+}
+
+/// Sleep until a thread's next paced start.
+fn pace(next: &mut Instant, interval: Option<Duration>) {
+    if let Some(interval) = interval {
+        let now = Instant::now();
+        if *next > now {
+            thread::sleep(*next - now);
+        }
+        *next += interval;
+    }
+}
+
+/// Run the mode and merge every thread's report.
+pub fn run(args: &Args) -> Report {
+    let started = Instant::now();
+    let threads = if args.mode == Mode::Probe {
+        1
+    } else {
+        args.connections
+    };
+    let budget = Arc::new(Budget {
+        deadline: started + Duration::from_secs_f64(args.duration),
+        remaining: args
+            .requests
+            .or((args.mode == Mode::Probe).then_some(100))
+            .map(AtomicU64::new),
+        interval: args
+            .rate
+            .filter(|r| *r > 0.0)
+            .map(|r| Duration::from_secs_f64(threads as f64 / r)),
+    });
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let args = args.clone();
+            let budget = budget.clone();
+            thread::spawn(move || match args.mode {
+                Mode::Probe => probe(&args, &budget),
+                Mode::Rr => rr(&args, &budget),
+                Mode::Crr => crr(&args, &budget),
+                Mode::Stream => stream(&args, &budget),
+            })
+        })
+        .collect();
+    let mut total = Report::new();
+    for handle in handles {
+        match handle.join() {
+            Ok(report) => total.merge(report),
+            Err(_) => total.failure("thread panicked".to_owned()),
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// One fresh exchange per request, recording the backend and the socket's peer.
+fn probe(args: &Args, budget: &Budget) -> Report {
+    let mut report = Report::new();
+    let mut buffer = Vec::new();
+    let mut datagram = [0u8; 2048];
+    while budget.take() {
+        let start = Instant::now();
+        let result = match args.protocol {
+            Protocol::Udp => exchange::udp_socket(args.timeout()).and_then(|socket| {
+                exchange::udp_exchange(&socket, args.target, &mut datagram)
+                    .map(|(name, from)| (name, from.to_string()))
+            }),
+            _ => exchange::connect(args.target, args.timeout()).and_then(|mut stream| {
+                let peer = stream.peer_addr()?.to_string();
+                let name = if args.protocol == Protocol::Http {
+                    exchange::http_get(&mut stream, &mut buffer)?
+                } else {
+                    let payload = vec![b'x'; args.size.max(1)];
+                    let mut back = vec![0u8; payload.len()];
+                    exchange::echo(&mut stream, &payload, &mut back)?;
+                    String::new()
+                };
+                Ok((name, peer))
+            }),
+        };
+        match result {
+            Ok((name, peer)) => {
+                report.success(start.elapsed());
+                if !name.is_empty() {
+                    *report.backends.entry(name).or_default() += 1;
+                }
+                report.peers.insert(peer);
+            }
+            Err(e) => report.failure(kind(&e)),
+        }
+        if args.interval_ms > 0 {
+            thread::sleep(Duration::from_millis(args.interval_ms));
+        }
+    }
+    report
+}
+
+/// Request/response on one connection per thread (reconnecting after failures).
+fn rr(args: &Args, budget: &Budget) -> Report {
+    let mut report = Report::new();
+    let payload = vec![b'x'; args.size.max(1)];
+    let mut back = vec![0u8; payload.len()];
+    let mut buffer = Vec::new();
+    let mut datagram = [0u8; 2048];
+    let mut next = Instant::now();
+    let mut tcp = None;
+    let mut udp: Option<UdpSocket> = None;
+    while budget.take() {
+        pace(&mut next, budget.interval);
+        let start = Instant::now();
+        let result = if args.protocol == Protocol::Udp {
+            let socket = match udp.take() {
+                Some(s) => Ok(s),
+                None => exchange::udp_socket(args.timeout()).and_then(|s| {
+                    s.connect(args.target)?;
+                    Ok(s)
+                }),
+            };
+            socket.and_then(|s| {
+                let result = exchange::udp_connected_exchange(&s, &mut datagram);
+                // A lost datagram is UDP's normal weather: keep the socket (and its
+                // backend). Any other error (the socket was destroyed, the destination is
+                // unreachable) means a new socket, connected afresh through the Service.
+                let keep = match &result {
+                    Ok(_) => true,
+                    Err(e) => matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                    ),
+                };
+                if keep {
+                    udp = Some(s);
+                }
+                result
+            })
+        } else {
+            let stream = match tcp.take() {
+                Some(s) => Ok(s),
+                None => exchange::connect(args.target, args.timeout()),
+            };
+            stream.and_then(|mut s| {
+                let name = if args.protocol == Protocol::Http {
+                    exchange::http_get(&mut s, &mut buffer)?
+                } else {
+                    exchange::echo(&mut s, &payload, &mut back)?;
+                    String::new()
+                };
+                tcp = Some(s);
+                Ok(name)
+            })
+        };
+        match result {
+            Ok(name) => {
+                report.success(start.elapsed());
+                if !name.is_empty() {
+                    *report.backends.entry(name).or_default() += 1;
+                }
+            }
+            Err(e) => report.failure(kind(&e)),
+        }
+    }
+    report
+}
+
+/// Connect, one request, close — per request.
+fn crr(args: &Args, budget: &Budget) -> Report {
+    let mut report = Report::new();
+    let payload = vec![b'x'; args.size.max(1)];
+    let mut back = vec![0u8; payload.len()];
+    let mut buffer = Vec::new();
+    let mut next = Instant::now();
+    while budget.take() {
+        pace(&mut next, budget.interval);
+        let start = Instant::now();
+        let result = exchange::connect(args.target, args.timeout()).and_then(|mut s| {
+            if args.protocol == Protocol::Http {
+                exchange::http_get(&mut s, &mut buffer)
+            } else {
+                exchange::echo(&mut s, &payload, &mut back).map(|()| String::new())
+            }
+        });
+        match result {
+            Ok(name) => {
+                report.success(start.elapsed());
+                if !name.is_empty() {
+                    *report.backends.entry(name).or_default() += 1;
+                }
+            }
+            Err(e) => report.failure(kind(&e)),
+        }
+    }
+    report
+}
+
+/// Bulk: blocks of `--size` bytes echoed back, per thread, on one connection.
+fn stream(args: &Args, budget: &Budget) -> Report {
+    let mut report = Report::new();
+    let size = args.size.max(64 * 1024);
+    let payload = vec![b'x'; size];
+    let mut back = vec![0u8; size];
+    let mut connection = None;
+    while budget.take() {
+        let start = Instant::now();
+        let stream = match connection.take() {
+            Some(s) => Ok(s),
+            None => exchange::connect(args.target, args.timeout()),
+        };
+        match stream.and_then(|mut s| exchange::echo(&mut s, &payload, &mut back).map(|()| s)) {
+            Ok(s) => {
+                report.success(start.elapsed());
+                report.bytes += size as u64;
+                connection = Some(s);
+            }
+            Err(e) => report.failure(kind(&e)),
+        }
+    }
+    report
+}

@@ -1,0 +1,102 @@
+//! What a run measured, merged over threads and printed as one JSON object.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+use crate::Args;
+
+/// Measurements of one thread, or of the whole run once merged.
+pub struct Report {
+    /// Successful requests.
+    pub ok: u64,
+    /// Failures by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Latency of successful requests, microseconds.
+    pub latency: Histogram<u64>,
+    /// Which backend answered, by name.
+    pub backends: BTreeMap<String, u64>,
+    /// Peer addresses the sockets reported (getpeername / recvfrom).
+    pub peers: BTreeSet<String>,
+    /// Payload bytes moved (stream).
+    pub bytes: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// An empty report.
+    pub fn new() -> Self {
+        Self {
+            ok: 0,
+            errors: BTreeMap::new(),
+            // 1 µs to 60 s at 3 significant digits (constant, valid bounds).
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("constant histogram bounds are valid"),
+            backends: BTreeMap::new(),
+            peers: BTreeSet::new(),
+            bytes: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// Count a success that took `took`.
+    pub fn success(&mut self, took: Duration) {
+        self.ok += 1;
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self.latency.record(micros.min(60_000_000));
+    }
+
+    /// Count a failure.
+    pub fn failure(&mut self, kind: String) {
+        *self.errors.entry(kind).or_default() += 1;
+    }
+
+    /// Add another thread's report.
+    pub fn merge(&mut self, other: Report) {
+        self.ok += other.ok;
+        for (kind, count) in other.errors {
+            *self.errors.entry(kind).or_default() += count;
+        }
+        let _ = self.latency.add(&other.latency);
+        for (name, count) in other.backends {
+            *self.backends.entry(name).or_default() += count;
+        }
+        self.peers.extend(other.peers);
+        self.bytes += other.bytes;
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self, args: &Args) -> serde_json::Value {
+        let seconds = self.elapsed.as_secs_f64().max(1e-9);
+        let failed: u64 = self.errors.values().sum();
+        let quantile = |q: f64| self.latency.value_at_quantile(q);
+        json!({
+            "mode": format!("{:?}", args.mode).to_lowercase(),
+            "protocol": format!("{:?}", args.protocol).to_lowercase(),
+            "target": args.target.to_string(),
+            "connections": args.connections,
+            "ok": self.ok,
+            "failed": failed,
+            "errors": self.errors,
+            "seconds": seconds,
+            "per_second": self.ok as f64 / seconds,
+            "latency_us": {
+                "p50": quantile(0.50),
+                "p90": quantile(0.90),
+                "p99": quantile(0.99),
+                "p999": quantile(0.999),
+                "max": self.latency.max(),
+                "mean": self.latency.mean(),
+            },
+            "backends": self.backends,
+            "peers": self.peers,
+            "bytes": self.bytes,
+            "bits_per_second": self.bytes as f64 * 8.0 / seconds,
+        })
+    }
+}
