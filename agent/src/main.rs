@@ -27,7 +27,7 @@ use skiff_agent::{
         maps::StateMaps,
         pods::PodAttach,
         sockets::UdpTerminator,
-        sync::{self as datapath_sync, Capacities, Programmer},
+        sync::{self as datapath_sync, Capacities, FullMapEvents, Programmer},
         table::{MaglevSettings, Table},
     },
     discovery::{Discovery, DiscoveryConfig},
@@ -416,6 +416,14 @@ async fn run(args: Args) -> Result<()> {
                             programmer,
                             metrics.datapath.clone(),
                             Box::new(UdpTerminator::new(&kubelet.netns_dir())),
+                            Some(FullMapEvents::new(
+                                skiff_events::Recorder::on_host(
+                                    kubelet.client.clone(),
+                                    "skiff-datapath",
+                                    &args.node_name,
+                                ),
+                                &args.node_name,
+                            )),
                         ));
                     }
                 }

@@ -260,20 +260,29 @@ spec:
             "1000",
         ]);
         let health = format!("http://{}:{health_port}/", node.address);
-        let status = crate::process::run(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-m",
-                "2",
-                &health,
-            ],
-        )
-        .unwrap_or_default();
+        let expected = if local.is_empty() { "503" } else { "200" };
+        let status = lab.eventually(&format!("{health} answers {expected}"), MINUTE, || {
+            // curl exits 0 for any status it received.
+            let status = crate::process::run(
+                "curl",
+                &[
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-m",
+                    "2",
+                    &health,
+                ],
+            )
+            .unwrap_or_default();
+            if status == expected {
+                Ok(status)
+            } else {
+                Err(status)
+            }
+        });
         if local.is_empty() {
             assert_eq!(
                 count(&report, "ok"),
@@ -578,5 +587,88 @@ spec:
     assert_eq!(count(&report, "ok"), 20, "hairpin: {report}");
     assert_eq!(backends(&report), BTreeSet::from([pod.clone()]), "{report}");
     assert_eq!(report["peers"], serde_json::json!([target]), "{report}");
+    let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// ClientIP session affinity keeps a client on one backend (in-cluster and through a node
+/// port), and a Service without backends refuses new connections at once.
+pub fn affinity_holds_and_services_without_backends_refuse_at_once(lab: &Lab) {
+    let ns = lab.namespace("dp-affinity");
+    lab.apply(&ns, &echo_deployment("echo", 3));
+    lab.apply(
+        &ns,
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  type: NodePort
+  selector: {app: echo}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  selector: {app: nothing}
+  ports: [{port: 80}]
+"#,
+    );
+    lab.apply(&ns, &client_pod("client", &lab.nodes[0].name));
+    lab.wait_running(&ns, "client");
+    wait_ready_endpoints(lab, &ns, "sticky", 3);
+    let vip = lab.jsonpath(&ns, "service/sticky", "{.spec.clusterIP}");
+    let target = format!("{vip}:80");
+    let report = lab.load_in_pod(
+        &ns,
+        "client",
+        &["probe", "--target", &target, "--requests", "30"],
+    );
+    assert_eq!(count(&report, "ok"), 30, "{report}");
+    assert_eq!(
+        backends(&report).len(),
+        1,
+        "affinity did not hold in the cluster: {report}"
+    );
+    let node_port = lab.jsonpath(&ns, "service/sticky", "{.spec.ports[0].nodePort}");
+    let outside = format!("{}:{node_port}", lab.nodes[1].address);
+    let report = lab.load_from_root(&["probe", "--target", &outside, "--requests", "30"]);
+    assert_eq!(count(&report, "ok"), 30, "{report}");
+    assert_eq!(
+        backends(&report).len(),
+        1,
+        "affinity did not hold through the node port: {report}"
+    );
+    let empty = format!(
+        "{}:80",
+        lab.jsonpath(&ns, "service/empty", "{.spec.clusterIP}")
+    );
+    let report = lab.eventually("the empty Service refuses", MINUTE, || {
+        let report = lab.load_in_pod(
+            &ns,
+            "client",
+            &[
+                "probe",
+                "--target",
+                &empty,
+                "--requests",
+                "5",
+                "--timeout-ms",
+                "3000",
+            ],
+        );
+        let refused = report["errors"]["refused"].as_u64().unwrap_or(0)
+            + report["errors"]["unreachable"].as_u64().unwrap_or(0);
+        if refused == 5 {
+            Ok(report)
+        } else {
+            Err(report.to_string())
+        }
+    });
+    assert!(
+        report["seconds"].as_f64().unwrap_or(f64::MAX) < 1.0,
+        "refusals were not immediate: {report}"
+    );
     let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }

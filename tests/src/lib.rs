@@ -5,9 +5,11 @@
 //! (`SKIFF_LAB_DIR`, `SKIFF_LAB_NODES`, `SKIFF_XTASK_BIN`). Without it a test skips with a
 //! message — except under `CI=true`, where a test that cannot run fails.
 
+pub mod bare_node;
 pub mod bench;
 pub mod cluster;
 pub mod datapath_checks;
+pub mod kube_proxy;
 pub mod netns;
 pub mod process;
 pub mod traffic;

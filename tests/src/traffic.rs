@@ -123,6 +123,29 @@ impl Lab {
         self.spawn_load_in_pod(ns, pod, args).finish()
     }
 
+    /// Start `skiff-load args…` in node `node`'s network namespace, in a cgroup below the
+    /// node's pod cgroup parent (so the socket LB translates for it as for a pod).
+    pub fn spawn_load_in_node(&self, node: &str, args: &[&str]) -> Running {
+        let parent = cgroup2_mount()
+            .expect("no cgroup2 hierarchy")
+            .join("skiff")
+            .join(node);
+        let cgroup = Self::client_cgroup(&parent);
+        let netns = PathBuf::from("/run/netns").join(node);
+        let mut cmd = self.load_command(Some(&netns), Some(&cgroup.0), args);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting skiff-load on {node}: {e}"));
+        Running {
+            child,
+            _cgroup: Some(cgroup),
+            what: format!("skiff-load {} on node {node}", args.join(" ")),
+        }
+    }
+
     /// Start `skiff-load args…` in the root namespace (outside the cluster's nodes).
     pub fn spawn_load_from_root(&self, args: &[&str]) -> Running {
         let child = self

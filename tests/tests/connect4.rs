@@ -212,3 +212,73 @@ fn connect4_rewrites_a_service_vip_to_its_backends() {
         "VIP still translated after removal: {after:?}"
     );
 }
+
+#[test]
+fn a_full_map_refuses_loudly_and_keeps_what_it_had() {
+    if !require_root() {
+        return;
+    }
+    // Room for one frontend entry and three slots.
+    let sizes = MapSizes {
+        services: 4,
+        ..MapSizes::default()
+    };
+    let (_datapath, maps) = Datapath::load(None, &sizes).expect("loading with tiny maps");
+    let mut table = Table::load(
+        maps.lb,
+        MaglevSettings {
+            table_size: 16_381,
+            seed: datapath::maglev::DEFAULT_SEED,
+        },
+    )
+    .expect("reading the (empty) maps");
+    let frontend = FrontendKey {
+        address: Address {
+            ip: VIP,
+            port: 80,
+            protocol: Protocol::Tcp,
+        },
+        scope: Scope::Internal,
+    };
+    let addresses: Vec<Address> = (1..=5)
+        .map(|i| Address {
+            ip: Ipv4Addr::new(10, 244, 9, i),
+            port: 8080,
+            protocol: Protocol::Tcp,
+        })
+        .collect();
+    let ids: Vec<u32> = addresses
+        .iter()
+        .map(|a| {
+            table
+                .set_backend(
+                    *a,
+                    DesiredBackend {
+                        state: BACKEND_ACTIVE,
+                        local: false,
+                    },
+                )
+                .expect("programming a backend")
+        })
+        .collect();
+    let desired = |n: usize| DesiredFrontend {
+        key: frontend,
+        flags: SVC_CLUSTER_IP,
+        affinity_timeout: 0,
+        slots: addresses[..n].to_vec(),
+    };
+    table
+        .set_frontend(&desired(3), &ids[..3])
+        .expect("three slots and the frontend fit");
+    assert_eq!(table.count_in_map(&frontend), 3);
+    // Five slots do not fit: the write is refused with the map named, and the frontend the
+    // kernel sees still announces the three slots it had (slot 0 is written last).
+    let error = table
+        .set_frontend(&desired(5), &ids)
+        .expect_err("a full map must refuse");
+    assert!(
+        matches!(error, datapath::DatapathError::Full { map: "SERVICES" }),
+        "{error}"
+    );
+    assert_eq!(table.count_in_map(&frontend), 3);
+}

@@ -224,40 +224,9 @@ spec:
 }
 
 #[test]
-fn empty_huge_and_odd_services_harm_nothing() {
+fn huge_and_odd_services_harm_nothing() {
     let Some(lab) = Lab::from_env() else { return };
     let ns = lab.namespace("dp-odd");
-    lab.apply(&ns, &client_pod("client", &lab.nodes[0].name));
-    lab.wait_running(&ns, "client");
-    // No backend: refused at once, not timed out.
-    lab.apply(
-        &ns,
-        r#"apiVersion: v1
-kind: Service
-metadata: {name: empty}
-spec:
-  selector: {app: nothing}
-  ports: [{port: 80}]
-"#,
-    );
-    let vip = lab.jsonpath(&ns, "service/empty", "{.spec.clusterIP}");
-    let target = format!("{vip}:80");
-    let report = lab.eventually("the empty Service is programmed", MINUTE, || {
-        let report = lab.load_in_pod(
-            &ns,
-            "client",
-            &["probe", "--target", &target, "--requests", "5"],
-        );
-        if report["errors"]["refused"].as_u64() == Some(5) {
-            Ok(report)
-        } else {
-            Err(report.to_string())
-        }
-    });
-    assert!(
-        report["seconds"].as_f64().unwrap_or(f64::MAX) < 1.0,
-        "refusals were not immediate: {report}"
-    );
     // 10,000 backends of one selector-less Service (100 slices of 100), one of them outside
     // every lab range.
     let mut slices = String::new();
@@ -310,4 +279,151 @@ spec:
 fn a_pod_reaches_itself_through_its_service() {
     let Some(lab) = Lab::from_env() else { return };
     checks::a_pod_reaches_itself_through_its_service(&lab);
+}
+
+#[test]
+fn affinity_holds_and_services_without_backends_refuse_at_once() {
+    let Some(lab) = Lab::from_env() else { return };
+    checks::affinity_holds_and_services_without_backends_refuse_at_once(&lab);
+}
+
+/// The kernel's counter `skiff_datapath_decisions_total{hook,reason}` of a node.
+fn decisions(lab: &Lab, node: &str, hook: &str, reason: &str) -> u64 {
+    let wanted = format!("skiff_datapath_decisions_total{{hook=\"{hook}\",reason=\"{reason}\"}} ");
+    lab.bpf(node, &["counters"])
+        .lines()
+        .find_map(|l| l.strip_prefix(&wanted)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Send one raw IPv4 packet (header included) from the root namespace.
+fn send_raw(packet: &[u8], to: std::net::Ipv4Addr) {
+    // SAFETY: plain socket(2); checked below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let address = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(to).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: the buffer and address are valid for the lengths passed; fd is ours.
+    let sent = unsafe {
+        let sent = libc::sendto(
+            fd,
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            std::ptr::from_ref(&address).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        libc::close(fd);
+        sent
+    };
+    assert_eq!(
+        sent,
+        packet.len() as isize,
+        "sendto: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// An IPv4 header (checksum and id left to the kernel) for `payload` bytes after `options`.
+fn ipv4(to: std::net::Ipv4Addr, proto: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    let header_len = 20 + options.len();
+    let total = header_len + payload.len();
+    let mut packet = vec![
+        0x40 | (header_len / 4) as u8,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        proto,
+        0,
+        0,
+    ];
+    packet.extend_from_slice(&skiff_tests::BRIDGE_ADDR.octets());
+    packet.extend_from_slice(&to.octets());
+    packet.extend_from_slice(options);
+    packet.extend_from_slice(payload);
+    packet
+}
+
+#[test]
+fn malformed_fragmented_and_optioned_packets_are_counted_and_harm_nothing() {
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("dp-malformed");
+    lab.apply(&ns, &echo_deployment("echo", 1));
+    lab.apply(
+        &ns,
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  type: NodePort
+  selector: {app: echo}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+  - {name: udp, port: 53, targetPort: udp, protocol: UDP}
+"#,
+    );
+    wait_ready_endpoints(&lab, &ns, "echo", 1);
+    let node = lab.nodes[0].clone();
+    let tcp_port: u16 = lab
+        .jsonpath(&ns, "service/echo", "{.spec.ports[0].nodePort}")
+        .parse()
+        .expect("tcp node port");
+    let udp_port: u16 = lab
+        .jsonpath(&ns, "service/echo", "{.spec.ports[1].nodePort}")
+        .parse()
+        .expect("udp node port");
+    let before = (
+        decisions(&lab, &node.name, "tc-external", "malformed"),
+        decisions(&lab, &node.name, "tc-external", "fragment"),
+    );
+    // A TCP header cut after 4 bytes.
+    let truncated = ipv4(
+        node.address,
+        6,
+        &[],
+        &[0x9c, 0x40, (tcp_port >> 8) as u8, tcp_port as u8],
+    );
+    for _ in 0..5 {
+        send_raw(&truncated, node.address);
+    }
+    // A UDP datagram larger than the MTU: the kernel sends it in fragments.
+    let socket = std::net::UdpSocket::bind("172.30.0.1:0").expect("udp socket");
+    socket
+        .send_to(&vec![b'x'; 4000], (node.address, udp_port))
+        .expect("large datagram");
+    // A SYN behind IP options (four NOPs): translated like any other.
+    let mut syn = vec![0x9c, 0x41, (tcp_port >> 8) as u8, tcp_port as u8];
+    syn.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    send_raw(&ipv4(node.address, 6, &[1, 1, 1, 1], &syn), node.address);
+    let optioned_flow = format!("172.30.0.1:40001 → {}:{tcp_port}", node.address);
+    lab.eventually("the odd packets are counted", MINUTE, || {
+        let now = (
+            decisions(&lab, &node.name, "tc-external", "malformed"),
+            decisions(&lab, &node.name, "tc-external", "fragment"),
+        );
+        let tracked = lab.bpf(&node.name, &["ct", "list"]).contains(&optioned_flow);
+        if now.0 >= before.0 + 5 && now.1 >= before.1 + 2 && tracked {
+            Ok(())
+        } else {
+            Err(format!(
+                "malformed/fragment before {before:?}, now {now:?}; SYN with options tracked: {tracked}"
+            ))
+        }
+    });
+    // And the node port still works.
+    let target = format!("{}:{tcp_port}", node.address);
+    let report = lab.load_from_root(&["probe", "--target", &target, "--requests", "10"]);
+    assert_eq!(count(&report, "ok"), 10, "{report}");
+    let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }

@@ -207,19 +207,54 @@ fn agents_are_healthy_with_the_datapath_attached_and_pinned() {
         let cgroup = cgroup2.join("skiff").join(&node.name);
         let attached = process::run("bpftool", &["cgroup", "show", &cgroup.to_string_lossy()])
             .expect("bpftool cgroup show");
-        assert!(
-            attached.contains("connect4"),
-            "connect4 not attached to {}:\n{attached}",
-            cgroup.display()
-        );
-
+        for program in ["connect4", "sendmsg4", "recvmsg4", "getpeername4"] {
+            assert!(
+                attached.contains(program),
+                "{program} not attached to {}:\n{attached}",
+                cgroup.display()
+            );
+        }
+        // tc (TCX) and XDP on the node's underlay interface, through pinned links.
+        for (pin, program) in [
+            ("tc-external-eth0", "tc_external"),
+            ("xdp-eth0", "xdp_external"),
+        ] {
+            let path = format!("/sys/fs/bpf/skiff/{}/links/{pin}", node.name);
+            let link = process::run("bpftool", &["link", "show", "pinned", &path])
+                .unwrap_or_else(|e| panic!("no pinned link {path}: {e}"));
+            let id = link
+                .split_whitespace()
+                .skip_while(|w| *w != "prog")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{path} names no program: {link}"));
+            let shown =
+                process::run("bpftool", &["prog", "show", "id", id]).expect("bpftool prog show");
+            assert!(
+                shown.contains(&format!("name {program}")),
+                "{path} runs {shown}"
+            );
+        }
         // Maps are pinned and carry BTF, so bpftool shows them by name with their types.
-        for map in ["SERVICES", "BACKENDS"] {
+        for map in [
+            "SERVICES",
+            "BACKENDS",
+            "REV_NAT",
+            "MAGLEV",
+            "CONNTRACK",
+            "AFFINITY",
+            "SOCK_REV_NAT",
+            "CONFIG",
+            "METRICS",
+            "EVENTS",
+        ] {
             let pin = format!("/sys/fs/bpf/skiff/{}/{map}", node.name);
             let shown = process::run("bpftool", &["map", "show", "pinned", &pin])
                 .expect("bpftool map show");
+            // The hash of Maglev tables holds map fds and the ring buffer raw bytes: no
+            // typed key or value, so no BTF.
+            let typed = matches!(map, "MAGLEV" | "EVENTS") || shown.contains("btf_id");
             assert!(
-                shown.contains(&format!("name {map}")) && shown.contains("btf_id"),
+                shown.contains(&format!("name {map}")) && typed,
                 "{pin}: {shown}"
             );
         }

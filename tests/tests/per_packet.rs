@@ -32,6 +32,7 @@ fn the_per_packet_path_passes_the_socket_lb_checks() {
     let _mode = PerPacket::on(&lab);
     checks::cluster_ips_reach_every_backend_from_every_node_evenly(&lab);
     checks::a_pod_reaches_itself_through_its_service(&lab);
+    checks::affinity_holds_and_services_without_backends_refuse_at_once(&lab);
     checks::node_ports_and_load_balancers_answer_from_outside_with_traffic_policies(&lab);
     checks::scaling_down_under_load_fails_no_connection_and_drains_terminating_backends(&lab);
     checks::killing_the_agent_under_load_fails_no_request_and_restart_flushes_nothing(&lab);

@@ -31,11 +31,13 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "util-linux", // setpriv, nsenter
     "procps",     // ps, pkill for humans debugging the lab
     "ca-certificates",
-    "curl",            // probing HTTP endpoints in tests and by hand; pushing lab images
-    "docker-registry", // the lab's image registry (every node's mirror)
-    "iputils-ping",    // reachability of lab addresses (LoadBalancer announcements)
-    "ethtool",         // the lab's underlay: complete checksums on the wire side
-    "tcpdump",         // watching packet paths in the lab
+    "curl",              // probing HTTP endpoints in tests and by hand; pushing lab images
+    "docker-registry",   // the lab's image registry (every node's mirror)
+    "iputils-ping",      // reachability of lab addresses (LoadBalancer announcements)
+    "ethtool",           // the lab's underlay: complete checksums on the wire side
+    "tcpdump",           // watching packet paths in the lab
+    "wrk",               // the network benchmark's cross-check
+    "fonts-dejavu-core", // text in the benchmark plots
 ];
 
 /// Entry point of `cargo xtask setup`.

@@ -60,7 +60,9 @@ pub fn run(args: &TestArgs) -> Result<()> {
         ]))
     })?;
     progress.step("unit tests", || {
-        run_cmd(cargo().args(["test", "--workspace", "--exclude", "skiff-tests"]))
+        run_cmd(cargo().args(["test", "--workspace", "--exclude", "skiff-tests"]))?;
+        // The e2e crate's own unit tests (the kube-proxy rule generator) need no lab.
+        run_cmd(cargo().args(["test", "-p", "skiff-tests", "--lib"]))
     })?;
     if args.unit_only {
         return Ok(());

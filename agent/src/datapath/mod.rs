@@ -253,6 +253,11 @@ impl Datapath {
     /// and pinned there; without, they live only as long as the returned values.
     pub fn load(pin_dir: Option<&Path>, sizes: &MapSizes) -> Result<(Self, Maps), DatapathError> {
         let mut loader = EbpfLoader::new();
+        let set_retval = u32::from(
+            aya::util::KernelVersion::current()
+                .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 18, 0)),
+        );
+        loader.override_global("SET_RETVAL", &set_retval, true);
         for (name, size) in sizes.by_name() {
             loader.map_max_entries(name, size);
         }

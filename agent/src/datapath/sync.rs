@@ -285,12 +285,57 @@ fn report(metrics: &DatapathMetrics, service: &ServiceRef, error: &DatapathError
     }
 }
 
+/// How often a full map is reported as an Event (it is logged and counted every time).
+const FULL_EVENT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Reports full maps as Warning Events on this node's Node object, at most once a minute
+/// per map.
+pub struct FullMapEvents {
+    recorder: skiff_events::Recorder,
+    node: k8s_openapi::api::core::v1::ObjectReference,
+    last: HashMap<&'static str, Instant>,
+}
+
+impl FullMapEvents {
+    /// Events about `node`.
+    pub fn new(recorder: skiff_events::Recorder, node: &str) -> Self {
+        Self {
+            recorder,
+            node: k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("v1".to_owned()),
+                kind: Some("Node".to_owned()),
+                name: Some(node.to_owned()),
+                ..Default::default()
+            },
+            last: HashMap::new(),
+        }
+    }
+
+    async fn full(&mut self, map: &'static str, service: &ServiceRef) {
+        if self
+            .last
+            .get(map)
+            .is_some_and(|at| at.elapsed() < FULL_EVENT_INTERVAL)
+        {
+            return;
+        }
+        self.last.insert(map, Instant::now());
+        let message = format!(
+            "eBPF map {map} is full: Service {service} is only partly programmed; raise the agent's map size flags"
+        );
+        self.recorder
+            .record(&self.node, "Warning", "DatapathMapFull", &message)
+            .await;
+    }
+}
+
 /// Program the view into the maps, forever.
 pub async fn run(
     view: Arc<ServiceView>,
     mut programmer: Programmer,
     metrics: Arc<DatapathMetrics>,
     mut on_gone: Box<dyn BackendsGone>,
+    mut events: Option<FullMapEvents>,
 ) {
     let mut retry: BTreeSet<ServiceRef> = BTreeSet::new();
     let mut reconciled = false;
@@ -324,6 +369,9 @@ pub async fn run(
                 Ok(removed) => gone.extend(removed),
                 Err(e) => {
                     report(&metrics, service, &e);
+                    if let (DatapathError::Full { map }, Some(events)) = (&e, events.as_mut()) {
+                        events.full(map, service).await;
+                    }
                     retry.insert(service.clone());
                     continue;
                 }

@@ -33,6 +33,13 @@ const REFUSE: i32 = 0;
 /// `ECONNREFUSED`, what a connect to a Service without ready backends returns.
 const ECONNREFUSED: i32 = 111;
 
+/// 1 when the kernel has `bpf_set_retval` (≥ 5.18), set by the agent at load time: a
+/// connect to a frontend without backends then fails with ECONNREFUSED; older kernels
+/// refuse it with EPERM (the helper call is dead code there, pruned by the verifier since
+/// this value is read-only and known when the program is loaded).
+#[unsafe(no_mangle)]
+static SET_RETVAL: u32 = 0;
+
 /// (socket, backend) → the frontend the application addressed.
 #[btf_map]
 static SOCK_REV_NAT: LruHashMap<SockRevKey, SockRevValue, { SOCK_REV_NAT_MAX_ENTRIES as usize }> =
@@ -160,7 +167,9 @@ fn translate(ctx: &SockAddrContext, hook: u8) -> i32 {
         Err(reason) => {
             event.reason = reason;
             events::report(&config, &mut event);
-            if reason == REASON_NO_BACKEND {
+            // SAFETY: a plain read of a read-only global.
+            let set_retval = unsafe { core::ptr::read_volatile(&SET_RETVAL) } != 0;
+            if reason == REASON_NO_BACKEND && set_retval {
                 // SAFETY: sets the syscall's return value; no other effect.
                 unsafe { bpf_set_retval(-ECONNREFUSED) };
             }

@@ -7,6 +7,7 @@
 //! - `rr`: request/response on long-lived connections (TCP_RR), or datagrams (UDP_RR).
 //! - `crr`: connect, one request, close (TCP_CRR) — the connection rate.
 //! - `stream`: bulk TCP for throughput.
+//! - `wait`: retry until the target answers, reporting the wall-clock time it first did.
 //!
 //! Every run is bounded (`--duration` or `--requests`, a per-operation timeout) and may
 //! only target the lab's addresses. One JSON object is printed on stdout.
@@ -31,6 +32,9 @@ pub enum Mode {
     Crr,
     /// Bulk TCP throughput.
     Stream,
+    /// Try one exchange every millisecond until one succeeds (or `--duration` passes);
+    /// reports when (`succeeded_at_unix_us`) — for measuring programming latency.
+    Wait,
 }
 
 /// The application protocol spoken to the target (skiff-echo's three servers).

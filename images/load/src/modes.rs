@@ -53,7 +53,7 @@ fn pace(next: &mut Instant, interval: Option<Duration>) {
 /// Run the mode and merge every thread's report.
 pub fn run(args: &Args) -> Report {
     let started = Instant::now();
-    let threads = if args.mode == Mode::Probe {
+    let threads = if matches!(args.mode, Mode::Probe | Mode::Wait) {
         1
     } else {
         args.connections
@@ -78,6 +78,7 @@ pub fn run(args: &Args) -> Report {
                 Mode::Rr => rr(&args, &budget),
                 Mode::Crr => crr(&args, &budget),
                 Mode::Stream => stream(&args, &budget),
+                Mode::Wait => wait(&args, &budget),
             })
         })
         .collect();
@@ -251,6 +252,43 @@ fn stream(args: &Args, budget: &Budget) -> Report {
                 connection = Some(s);
             }
             Err(e) => report.failure(kind(&e)),
+        }
+    }
+    report
+}
+
+/// Retry every millisecond until one exchange succeeds.
+fn wait(args: &Args, budget: &Budget) -> Report {
+    let mut report = Report::new();
+    let mut buffer = Vec::new();
+    let mut datagram = [0u8; 2048];
+    while budget.take() {
+        let result = match args.protocol {
+            Protocol::Udp => exchange::udp_socket(Duration::from_millis(50))
+                .and_then(|s| exchange::udp_exchange(&s, args.target, &mut datagram).map(drop)),
+            _ => exchange::connect(args.target, Duration::from_millis(200)).and_then(|mut s| {
+                if args.protocol == Protocol::Http {
+                    exchange::http_get(&mut s, &mut buffer).map(drop)
+                } else {
+                    let payload = [b'x'; 8];
+                    let mut back = [0u8; 8];
+                    exchange::echo(&mut s, &payload, &mut back)
+                }
+            }),
+        };
+        match result {
+            Ok(()) => {
+                report.ok += 1;
+                report.succeeded_at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_micros() as u64);
+                break;
+            }
+            Err(e) => {
+                report.failure(kind(&e));
+                thread::sleep(Duration::from_millis(1));
+            }
         }
     }
     report

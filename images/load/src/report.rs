@@ -26,6 +26,8 @@ pub struct Report {
     pub bytes: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// `wait`: when the first exchange succeeded (µs since the Unix epoch).
+    pub succeeded_at: Option<u64>,
 }
 
 impl Report {
@@ -41,6 +43,7 @@ impl Report {
             peers: BTreeSet::new(),
             bytes: 0,
             elapsed: Duration::ZERO,
+            succeeded_at: None,
         }
     }
 
@@ -68,6 +71,7 @@ impl Report {
         }
         self.peers.extend(other.peers);
         self.bytes += other.bytes;
+        self.succeeded_at = self.succeeded_at.or(other.succeeded_at);
     }
 
     /// The report as JSON.
@@ -97,6 +101,7 @@ impl Report {
             "peers": self.peers,
             "bytes": self.bytes,
             "bits_per_second": self.bytes as f64 * 8.0 / seconds,
+            "succeeded_at_unix_us": self.succeeded_at,
         })
     }
 }

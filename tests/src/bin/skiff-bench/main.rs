@@ -6,8 +6,12 @@
 //! `skiff-bench sched`: scheduling throughput over 100 and 1,000 simulated nodes.
 //! `skiff-bench pods`: pod start latency (create → Running, image present) one at a time and
 //! 30 at once on a node, and the agent's RSS with 100 pods.
+//! `skiff-bench net`: the Service datapath beside kube-proxy's iptables rules and the bare
+//! path (latency, connection rate, throughput, CPU per request, programming cost) at 1,
+//! 1,000 and 10,000 Services; traffic only to the lab's addresses.
 //! Requests go only to the lab's API server and etcd on this machine.
 
+mod net;
 mod pods;
 mod sched;
 
@@ -81,6 +85,13 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// The Service datapath against kube-proxy's iptables rules and the bare path (the lab
+    /// is described by SKIFF_LAB_DIR, SKIFF_LAB_NODES, SKIFF_BIN_DIR).
+    Net {
+        /// Smaller sizes for a smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 #[tokio::main]
@@ -111,6 +122,10 @@ async fn main() -> Result<()> {
             quick,
         } => {
             let report = pods::run(&kubeconfig, &node, agent_pid, quick).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Net { quick } => {
+            let report = net::run(quick).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }

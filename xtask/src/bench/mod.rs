@@ -1,6 +1,10 @@
-//! `cargo xtask bench [api|pods|sched|all] [--quick]`: benchmarks against a lab running release
-//! builds, written to target/bench/<timestamp>/report.json and report.md with each figure
-//! beside its target and its floor (the same operation straight on etcd).
+//! `cargo xtask bench [net|api|pods|sched|all] [--quick]`: benchmarks against a lab running
+//! release builds, written to target/bench/<timestamp>/report.json and report.md (and PNG
+//! plots for the network suite) with each figure beside its target and its floor (the
+//! same operation straight on etcd; the bare network path).
+
+mod net;
+mod plots;
 
 use std::process::Command;
 
@@ -18,6 +22,9 @@ use crate::{
 /// Which benchmarks.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Suite {
+    /// The Service datapath beside kube-proxy's iptables rules and the bare path, at 1,
+    /// 1,000 and 10,000 Services; programming cost (3 nodes).
+    Net,
     /// The API server: create/get/list/watch at 1k and 10k pods, watch fan-out, RSS.
     Api,
     /// The agent: pod start latency (1 and 30 at once), agent RSS with 100 pods.
@@ -52,7 +59,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let run_api_suite = matches!(args.suite, Suite::Api | Suite::All);
     let run_pods_suite = matches!(args.suite, Suite::Pods | Suite::All);
     let run_sched_suite = matches!(args.suite, Suite::Sched | Suite::All);
-    let mut progress = Progress::new("bench", 6);
+    let run_net_suite = matches!(args.suite, Suite::Net | Suite::All);
+    let control_plane = run_api_suite || run_pods_suite || run_sched_suite;
+    let mut progress = Progress::new("bench", 8);
     progress.step("build release binaries", || {
         run_cmd(cargo().args([
             "build",
@@ -65,14 +74,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "skiff-agent",
             "-p",
             "skiff-tests",
+            "-p",
+            "skiff-load",
         ]))
     })?;
-    progress.step("fresh lab on release builds (1 node)", || {
-        if lab::down::anything_left(&layout) {
-            lab::teardown(&layout)?;
-        }
-        lab::bring_up(&layout, 1, false)
-    })?;
+    if control_plane {
+        progress.step("fresh lab on release builds (1 node)", || {
+            if lab::down::anything_left(&layout) {
+                lab::teardown(&layout)?;
+            }
+            lab::bring_up(&layout, 1, false)
+        })?;
+    } else {
+        progress.step("control plane lab: not needed", || Ok(()))?;
+    }
     let api = if run_api_suite {
         progress.step("API server benchmark", || run_api(&layout, args.quick))
     } else {
@@ -88,14 +103,29 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         progress.step("scheduler benchmark: skipped", || Ok(Value::Null))
     };
-    let down = progress.step("lab down", || lab::teardown(&layout));
+    let down = progress.step("lab down", || {
+        if control_plane {
+            lab::teardown(&layout)
+        } else {
+            Ok(())
+        }
+    });
     let api = api?;
     let pods = pods?;
     let sched = sched?;
     down?;
-    let report =
-        json!({"date": stamp, "machine": machine(), "api": api, "pods": pods, "sched": sched});
+    let network = if run_net_suite {
+        progress.step("network benchmark (fresh 3-node lab)", || {
+            net::run(&layout, args.quick)
+        })?
+    } else {
+        progress.step("network benchmark: skipped", || Ok(Value::Null))?
+    };
+    let report = json!({"date": stamp, "machine": machine(), "net": network, "api": api, "pods": pods, "sched": sched});
     std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    if !report["net"].is_null() {
+        plots::network(&report["net"], &dir)?;
+    }
     std::fs::write(dir.join("report.md"), markdown(&report))?;
     println!("{}", markdown(&report));
     eprintln!("report: {}", dir.join("report.md").display());
@@ -203,6 +233,9 @@ fn markdown(report: &Value) -> String {
         m["cpu"].as_str().unwrap_or_default(),
         m["memory"].as_str().unwrap_or_default(),
     ));
+    if !report["net"].is_null() {
+        md.push_str(&net::markdown(&report["net"]));
+    }
     if !report["api"].is_null() {
         md.push_str(&api_markdown(&report["api"]));
     }

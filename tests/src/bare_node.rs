@@ -1,0 +1,202 @@
+//! A node without Skiff, for the kube-proxy comparison: a namespace on the lab's underlay
+//! (`skiff-node-bare`, 172.30.0.50) with one "pod" namespace behind a veth, wired the way a
+//! Skiff node wires its pods (a /32 per pod, the gateway on the node's `lo`, routes to the
+//! other nodes' pod CIDRs over the underlay) but with no eBPF at all — only the iptables
+//! rules kube-proxy would write, loaded with `iptables-restore`. Names start with the lab's
+//! prefixes, so `cargo xtask down` removes anything a killed benchmark leaves.
+
+use std::{
+    net::Ipv4Addr,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{Lab, process};
+
+/// The node namespace.
+pub const NODE: &str = "skiff-node-bare";
+/// The pod namespace behind it.
+pub const POD: &str = "skiff-node-bare-pod";
+/// The node's underlay address.
+pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 50);
+/// The pod's address.
+pub const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 250, 2);
+/// The pod CIDR routed to the bare node from the Skiff nodes.
+const POD_CIDR: &str = "10.244.250.0/24";
+/// The pod's gateway (on the bare node's `lo`).
+const GATEWAY: &str = "10.244.250.1";
+/// The bridge side of the node's veth.
+const WIRE_VETH: &str = "skiff-nb";
+/// The node side of the pod's veth.
+const POD_VETH: &str = "skbarepod";
+
+fn ip(args: &[&str]) -> Result<String, String> {
+    process::run("ip", args)
+}
+
+/// The bare node, removed when dropped.
+pub struct BareNode {
+    skiff_nodes: Vec<(String, Ipv4Addr)>,
+}
+
+impl BareNode {
+    /// Create it beside `lab`'s nodes (removing a leftover first).
+    pub fn create(lab: &Lab) -> Result<Self, String> {
+        let node = Self {
+            skiff_nodes: lab
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.address))
+                .collect(),
+        };
+        node.remove();
+        ip(&["netns", "add", NODE])?;
+        ip(&["netns", "add", POD])?;
+        ip(&[
+            "link",
+            "add",
+            WIRE_VETH,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "skiff-nbp",
+        ])?;
+        ip(&["link", "set", "skiff-nbp", "netns", NODE])?;
+        ip(&["link", "set", WIRE_VETH, "master", "skiff0"])?;
+        process::run("ethtool", &["-K", WIRE_VETH, "tx", "off"])?;
+        ip(&["link", "set", WIRE_VETH, "up"])?;
+        let address = format!("{ADDRESS}/24");
+        for args in [
+            vec!["link", "set", "skiff-nbp", "name", "eth0"],
+            vec!["addr", "add", &address, "dev", "eth0"],
+            vec!["link", "set", "eth0", "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["addr", "add", &format!("{GATEWAY}/32"), "dev", "lo"],
+            vec![
+                "link", "add", POD_VETH, "type", "veth", "peer", "name", "eth0", "netns", POD,
+            ],
+            vec!["link", "set", POD_VETH, "up"],
+        ] {
+            let mut all = vec!["-n", NODE];
+            all.extend(args);
+            ip(&all)?;
+        }
+        let pod_ip = format!("{POD_IP}/32");
+        ip(&["-n", NODE, "route", "add", &pod_ip, "dev", POD_VETH])?;
+        for args in [
+            vec!["addr", "add", &pod_ip, "dev", "eth0"],
+            vec!["link", "set", "eth0", "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", GATEWAY, "dev", "eth0", "scope", "link"],
+            vec!["route", "add", "default", "via", GATEWAY, "dev", "eth0"],
+        ] {
+            let mut all = vec!["-n", POD];
+            all.extend(args);
+            ip(&all)?;
+        }
+        process::run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                NODE,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        )?;
+        for (i, (name, address)) in node.skiff_nodes.iter().enumerate() {
+            let cidr = format!("10.244.{}.0/24", i + 1);
+            ip(&[
+                "-n",
+                NODE,
+                "route",
+                "add",
+                &cidr,
+                "via",
+                &address.to_string(),
+            ])?;
+            ip(&[
+                "-n",
+                name,
+                "route",
+                "replace",
+                POD_CIDR,
+                "via",
+                &ADDRESS.to_string(),
+            ])?;
+        }
+        Ok(node)
+    }
+
+    /// Load rules with `iptables-restore` (`--noflush`, as kube-proxy does) in the node
+    /// namespace; how long the restore took.
+    pub fn restore(&self, rules: &str, noflush: bool) -> Result<Duration, String> {
+        let mut args = vec!["netns", "exec", NODE, "iptables-restore", "-w"];
+        if noflush {
+            args.push("--noflush");
+        }
+        let started = Instant::now();
+        let mut child = Command::new("ip")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("iptables-restore: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write as _;
+            stdin
+                .write_all(rules.as_bytes())
+                .map_err(|e| format!("feeding iptables-restore: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("iptables-restore: {e}"))?;
+        let took = started.elapsed();
+        if !out.status.success() {
+            return Err(format!(
+                "iptables-restore failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(took)
+    }
+
+    /// Remove every rule kube-proxy's would have left (flush both tables).
+    pub fn flush(&self) {
+        for table in ["nat", "filter"] {
+            let _ = process::run(
+                "ip",
+                &["netns", "exec", NODE, "iptables", "-w", "-t", table, "-F"],
+            );
+            let _ = process::run(
+                "ip",
+                &["netns", "exec", NODE, "iptables", "-w", "-t", table, "-X"],
+            );
+        }
+    }
+
+    /// A command run in the pod namespace.
+    pub fn in_pod(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", POD, program]);
+        cmd
+    }
+
+    fn remove(&self) {
+        for (name, _) in &self.skiff_nodes {
+            let _ = ip(&["-n", name, "route", "del", POD_CIDR]);
+        }
+        let _ = ip(&["link", "del", WIRE_VETH]);
+        let _ = ip(&["netns", "del", POD]);
+        let _ = ip(&["netns", "del", NODE]);
+    }
+}
+
+impl Drop for BareNode {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}

@@ -1,0 +1,244 @@
+//! Programming cost with N Services present: Skiff's map writes for one Service or one
+//! endpoint (on a scratch datapath loaded in this process, holding N Services of 10
+//! backends), kube-proxy's `iptables-restore` full and partial, and the end-to-end latency
+//! from an API write to every node's datapath answering for the new Service.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Service;
+use kube::{
+    Api, Client,
+    api::{DeleteParams, PostParams},
+};
+use serde_json::{Value, json};
+use skiff_agent::datapath::{
+    Datapath, DatapathError, MapSizes,
+    desired::{DesiredBackend, DesiredFrontend},
+    maglev::DEFAULT_SEED,
+    model::{Address, FrontendKey, Protocol, Scope},
+    table::{MaglevSettings, Table},
+};
+use skiff_ebpf_common::lb::{BACKEND_ACTIVE, SVC_CLUSTER_IP};
+use skiff_tests::{
+    Lab,
+    bare_node::BareNode,
+    kube_proxy::{self, Position, ServicePort},
+};
+
+use super::{
+    Plan,
+    workload::{NAMESPACE, Workload},
+};
+
+fn percentile(samples: &mut [f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_by(f64::total_cmp);
+    let index = ((samples.len() - 1) as f64 * q).round() as usize;
+    samples[index]
+}
+
+fn summary(name: &str, mut samples: Vec<f64>) -> Value {
+    json!({
+        "operation": name,
+        "samples": samples.len(),
+        "p50_us": percentile(&mut samples, 0.5),
+        "p99_us": percentile(&mut samples, 0.99),
+        "max_us": samples.iter().copied().fold(0.0, f64::max),
+    })
+}
+
+fn frontend(i: usize) -> FrontendKey {
+    let n = i as u32;
+    FrontendKey {
+        address: Address {
+            ip: Ipv4Addr::new(10, 120 + ((n >> 16) & 7) as u8, (n >> 8) as u8, n as u8),
+            port: 80,
+            protocol: Protocol::Tcp,
+        },
+        scope: Scope::Internal,
+    }
+}
+
+fn backend(i: usize, j: usize) -> Address {
+    let n = (i * 10 + j) as u32;
+    Address {
+        ip: Ipv4Addr::new(10, 232 + ((n >> 16) & 7) as u8, (n >> 8) as u8, n as u8),
+        port: 8080,
+        protocol: Protocol::Tcp,
+    }
+}
+
+const ACTIVE: DesiredBackend = DesiredBackend {
+    state: BACKEND_ACTIVE,
+    local: false,
+};
+
+/// Program Service `i` with backends `backends` into `table`.
+fn program(table: &mut Table, i: usize, backends: &[Address]) -> Result<(), DatapathError> {
+    let mut ids = Vec::with_capacity(backends.len());
+    for b in backends {
+        ids.push(table.set_backend(*b, ACTIVE)?);
+    }
+    let desired = DesiredFrontend {
+        key: frontend(i),
+        flags: SVC_CLUSTER_IP,
+        affinity_timeout: 0,
+        slots: backends.to_vec(),
+    };
+    table.set_frontend(&desired, &ids)?;
+    Ok(())
+}
+
+/// Skiff's map writes: add one Service (10 backends), change one endpoint, remove one
+/// Service, with `n` Services programmed; microseconds per operation.
+fn skiff_map_updates(n: usize, repetitions: usize) -> Result<Value> {
+    let (_datapath, maps) =
+        Datapath::load(None, &MapSizes::default()).context("loading a scratch datapath")?;
+    let mut table = Table::load(
+        maps.lb,
+        MaglevSettings {
+            table_size: skiff_ebpf_common::maglev::MAGLEV_DEFAULT_TABLE_SIZE,
+            seed: DEFAULT_SEED,
+        },
+    )?;
+    let fill = Instant::now();
+    for i in 0..n {
+        let backends: Vec<Address> = (0..10).map(|j| backend(i, j)).collect();
+        program(&mut table, i, &backends)?;
+    }
+    let fill = fill.elapsed();
+    let (mut add, mut change, mut remove) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..repetitions {
+        let i = n + r;
+        let backends: Vec<Address> = (0..10).map(|j| backend(i, j)).collect();
+        let t = Instant::now();
+        program(&mut table, i, &backends)?;
+        add.push(t.elapsed().as_secs_f64() * 1e6);
+        let mut moved = backends.clone();
+        moved[0] = backend(i, 10);
+        let t = Instant::now();
+        program(&mut table, i, &moved)?;
+        table.remove_backend(&backends[0])?;
+        change.push(t.elapsed().as_secs_f64() * 1e6);
+        let t = Instant::now();
+        table.remove_frontend(&frontend(i))?;
+        for b in &moved {
+            table.remove_backend(b)?;
+        }
+        remove.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(json!({
+        "present": n,
+        "fill_seconds": fill.as_secs_f64(),
+        "operations": [
+            summary("add a Service (10 endpoints)", add),
+            summary("change one endpoint", change),
+            summary("remove a Service", remove),
+        ],
+    }))
+}
+
+/// kube-proxy's restores with the current Services: a full one and a partial one (one
+/// Service changed), each timed in the bare node.
+fn iptables_restores(
+    bare: &BareNode,
+    services: &(Vec<ServicePort>, usize),
+    repetitions: usize,
+) -> Result<Value> {
+    let (ports, measured) = services;
+    let settings = kube_proxy::Settings {
+        cluster_cidr: "10.244.0.0/16".to_owned(),
+    };
+    let full = kube_proxy::full_restore(ports, *measured, Position::Last, &settings);
+    let partial =
+        kube_proxy::partial_restore(ports, *measured, *measured, Position::Last, &settings);
+    let (mut full_times, mut partial_times) = (Vec::new(), Vec::new());
+    for _ in 0..repetitions.min(5) {
+        full_times.push(
+            bare.restore(&full, true)
+                .map_err(anyhow::Error::msg)?
+                .as_secs_f64()
+                * 1e6,
+        );
+        partial_times.push(
+            bare.restore(&partial, true)
+                .map_err(anyhow::Error::msg)?
+                .as_secs_f64()
+                * 1e6,
+        );
+    }
+    Ok(json!({
+        "rules": full.lines().count(),
+        "operations": [
+            summary("iptables-restore, full sync", full_times),
+            summary("iptables-restore, partial sync (one Service)", partial_times),
+        ],
+    }))
+}
+
+/// API write → every node's datapath answers: a new Service with a known cluster IP and
+/// the benchmark's pods; a waiter in each node (socket LB) records when it first answers.
+async fn api_to_datapath(lab: &Lab, client: &Client, repetitions: usize) -> Result<Value> {
+    let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+    let mut latencies = Vec::new();
+    for r in 0..repetitions {
+        let ip = Ipv4Addr::new(10, 111, 250, (r % 250 + 1) as u8);
+        let target = format!("{ip}:80");
+        let waiters: Vec<_> = lab
+            .nodes
+            .iter()
+            .map(|node| {
+                lab.spawn_load_in_node(
+                    &node.name,
+                    &["wait", "--target", &target, "--duration", "30"],
+                )
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let name = format!("bench-programming-{r}");
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"clusterIP": ip.to_string(), "selector": {"app": "bench-echo"},
+                     "ports": [{"port": 80, "targetPort": "http"}]},
+        }))?;
+        let written = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
+        services.create(&PostParams::default(), &service).await?;
+        for waiter in waiters {
+            let report = tokio::task::spawn_blocking(move || waiter.finish()).await?;
+            let Some(at) = report["succeeded_at_unix_us"].as_u64() else {
+                bail!("a node never answered for {target}: {report}");
+            };
+            latencies.push(at.saturating_sub(written) as f64);
+        }
+        services.delete(&name, &DeleteParams::default()).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(summary(
+        "API write → datapath answers (every node)",
+        latencies,
+    ))
+}
+
+/// Every programming measurement with `present` Services.
+pub async fn measure(
+    lab: &Lab,
+    client: &Client,
+    bare: &BareNode,
+    _workload: &Workload,
+    services: &(Vec<ServicePort>, usize),
+    present: usize,
+    plan: Plan,
+) -> Result<Value> {
+    let repetitions = plan.repetitions;
+    let skiff =
+        tokio::task::spawn_blocking(move || skiff_map_updates(present, repetitions)).await??;
+    let iptables = iptables_restores(bare, services, plan.repetitions)?;
+    let end_to_end = api_to_datapath(lab, client, plan.repetitions).await?;
+    Ok(json!({"skiff_maps": skiff, "iptables": iptables, "end_to_end": end_to_end}))
+}

@@ -1,0 +1,251 @@
+//! `cargo xtask bench net`: a fresh 3-node lab on release builds, `skiff-bench net` against
+//! it, and the Markdown of its report (paths beside their floors, targets with verdicts,
+//! programming cost).
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::{
+    cmd::workspace_root,
+    lab::{self, Layout},
+};
+
+/// Bring up 3 nodes, run the benchmark, tear down; the report.
+pub fn run(layout: &Layout, quick: bool) -> Result<Value> {
+    if lab::down::anything_left(layout) {
+        lab::teardown(layout)?;
+    }
+    lab::bring_up(layout, 3, false)?;
+    let result = bench(layout, quick);
+    let down = lab::teardown(layout);
+    let report = result?;
+    down?;
+    Ok(report)
+}
+
+fn bench(layout: &Layout, quick: bool) -> Result<Value> {
+    let mut cmd = Command::new(layout.bin("skiff-bench"));
+    cmd.arg("net");
+    if quick {
+        cmd.arg("--quick");
+    }
+    let xtask = std::env::current_exe().context("locating xtask")?;
+    cmd.env("SKIFF_LAB_DIR", &layout.root)
+        .env("SKIFF_LAB_NODES", "3")
+        .env("SKIFF_XTASK_BIN", xtask)
+        .env(
+            "SKIFF_BIN_DIR",
+            workspace_root().join("target").join("release"),
+        )
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .stdout(Stdio::piped());
+    let out = cmd.output().context("running skiff-bench net")?;
+    if !out.status.success() {
+        bail!("skiff-bench net failed ({})", out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("skiff-bench net printed no JSON")
+}
+
+fn number(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// The row of `path`/`mode` among `rows`.
+pub fn find<'a>(rows: &'a [Value], path: &str, mode: &str) -> Option<&'a Value> {
+    rows.iter()
+        .find(|r| r["path"].as_str() == Some(path) && r["mode"].as_str() == Some(mode))
+}
+
+/// The floor a path is compared with: the direct path from the same client.
+fn floor_of(path: &str) -> Option<&'static str> {
+    if path.starts_with("Skiff") {
+        Some("direct pod IP (Skiff node)")
+    } else if path.starts_with("kube-proxy") {
+        Some("direct pod IP (bare node)")
+    } else {
+        None
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn paths_table(md: &mut String, rows: &[Value]) {
+    md.push_str(
+        "| path | mode | p50 µs | p90 µs | p99 µs | p99.9 µs | per s | Mbit/s | CPU µs/req | × floor p50 | × floor p99 | × floor rate | errors |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let path = row["path"].as_str().unwrap_or_default();
+        let mode = row["mode"].as_str().unwrap_or_default();
+        let floor = floor_of(path).and_then(|f| find(rows, f, mode));
+        let ratio = |field: &str| {
+            floor.map_or_else(String::new, |f| {
+                format!("{:.3}", number(&row[field]) / number(&f[field]))
+            })
+        };
+        let mbit = number(&row["bits_per_second"]) / 1e6;
+        md.push_str(&format!(
+            "| {path} | {mode} | {} | {} | {} | {} | {:.0} | {} | {:.1} | {} | {} | {} | {} |\n",
+            row["p50_us"],
+            row["p90_us"],
+            row["p99_us"],
+            row["p999_us"],
+            number(&row["per_second"]),
+            if mbit > 0.0 {
+                format!("{mbit:.0}")
+            } else {
+                String::new()
+            },
+            number(&row["cpu_us_per_request"]),
+            ratio("p50_us"),
+            ratio("p99_us"),
+            ratio("per_second"),
+            row["errors"],
+        ));
+    }
+}
+
+/// The targets of the issue, checked at one scale point.
+fn targets(md: &mut String, services: u64, rows: &[Value], programming: &Value) {
+    let floor = "direct pod IP (Skiff node)";
+    let pick = |path: &str, mode: &str, field: &str| {
+        find(rows, path, mode).map_or(f64::NAN, |r| number(&r[field]))
+    };
+    let ratio =
+        |path: &str, mode: &str, field: &str| pick(path, mode, field) / pick(floor, mode, field);
+    let socket_p50 = ratio("Skiff socket LB", "tcp_rr", "p50_us");
+    let socket_p99 = ratio("Skiff socket LB", "tcp_rr", "p99_us");
+    let socket_rate = ratio("Skiff socket LB", "tcp_crr", "per_second");
+    let tc_p50 = ratio("Skiff tc (per packet)", "tcp_rr", "p50_us");
+    let tc_p99 = ratio("Skiff tc (per packet)", "tcp_rr", "p99_us");
+    md.push_str(&format!(
+        "\n| target at {services} Services | measured | verdict |\n|---|---|---|\n\
+         | socket LB p50 ≤ 1.03× direct | {socket_p50:.3}× | {} |\n\
+         | socket LB p99 ≤ 1.03× direct | {socket_p99:.3}× | {} |\n\
+         | socket LB connection rate ≥ 0.97× direct | {socket_rate:.3}× | {} |\n\
+         | tc p50 ≤ 1.10× direct | {tc_p50:.3}× | {} |\n\
+         | tc p99 ≤ 1.10× direct | {tc_p99:.3}× | {} |\n",
+        verdict(socket_p50 <= 1.03),
+        verdict(socket_p99 <= 1.03),
+        verdict(socket_rate >= 0.97),
+        verdict(tc_p50 <= 1.10),
+        verdict(tc_p99 <= 1.10),
+    ));
+    let add = programming["skiff_maps"]["operations"]
+        .as_array()
+        .and_then(|ops| ops.first())
+        .map_or(f64::NAN, |op| number(&op["p50_us"]));
+    let end_to_end = number(&programming["end_to_end"]["p99_us"]) / 1000.0;
+    if services >= 10_000 {
+        md.push_str(&format!(
+            "| adding one Service with {services} present ≤ 1 ms of datapath update | {:.3} ms | {} |\n",
+            add / 1000.0,
+            verdict(add <= 1000.0)
+        ));
+    }
+    md.push_str(&format!(
+        "| API write → datapath on all nodes p99 ≤ 50 ms | {end_to_end:.1} ms | {} |\n",
+        verdict(end_to_end <= 50.0)
+    ));
+}
+
+fn programming_table(md: &mut String, scale: &[Value]) {
+    md.push_str(
+        "\n### Programming cost\n\n| Services | operation | p50 | p99 | samples |\n|---:|---|---:|---:|---:|\n",
+    );
+    for point in scale {
+        let services = &point["services"];
+        let programming = &point["programming"];
+        let mut operations: Vec<&Value> = Vec::new();
+        for group in ["skiff_maps", "iptables"] {
+            operations.extend(
+                programming[group]["operations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        operations.push(&programming["end_to_end"]);
+        for op in operations {
+            let name = op["operation"].as_str().unwrap_or_default();
+            let label = if name.starts_with("iptables") || name.starts_with("API") {
+                name.to_owned()
+            } else {
+                format!("Skiff maps: {name}")
+            };
+            let format = |us: f64| {
+                if us >= 1000.0 {
+                    format!("{:.2} ms", us / 1000.0)
+                } else {
+                    format!("{us:.1} µs")
+                }
+            };
+            md.push_str(&format!(
+                "| {services} | {label} | {} | {} | {} |\n",
+                format(number(&op["p50_us"])),
+                format(number(&op["p99_us"])),
+                op["samples"],
+            ));
+        }
+        md.push_str(&format!(
+            "| {services} | (iptables rules in the full restore) | {} | | |\n",
+            programming["iptables"]["rules"]
+        ));
+    }
+}
+
+/// The network section of report.md.
+pub fn markdown(net: &Value) -> String {
+    let mut md = String::from("\n## Service datapath (`cargo xtask bench net`)\n\n");
+    let topology = &net["topology"];
+    md.push_str(&format!(
+        "Backends: {}. Skiff client: {}. kube-proxy client: {}. NodePort client: {}. Every path \
+         crosses the same hops (client pod → its node → underlay → backend node → pod). The \
+         kube-proxy rows are kube-proxy v1.33's iptables rules generated from the same \
+         Services and EndpointSlices, loaded with `iptables-restore` into a node without Skiff; \
+         \"rule last\" puts the measured Service's `KUBE-SERVICES` rule after every other \
+         Service's (worst case), \"middle\" half way (median). Ratios compare each path with \
+         the direct path from the same client. CPU is the whole machine's busy time per request.\n",
+        topology["backends"].as_str().unwrap_or_default(),
+        topology["skiff_client"].as_str().unwrap_or_default(),
+        topology["bare_client"].as_str().unwrap_or_default(),
+        topology["node_port_client"].as_str().unwrap_or_default(),
+    ));
+    let check = &net["cross_check"];
+    md.push_str(&format!(
+        "\nCross-check ({}): wrk {} req/s, p50 {}, p99 {}; skiff-load {:.0} req/s, p50 {} µs, p99 {} µs.\n",
+        check["path"].as_str().unwrap_or_default(),
+        check["wrk_requests_per_second"],
+        check["wrk_p50"].as_str().unwrap_or("?"),
+        check["wrk_p99"].as_str().unwrap_or("?"),
+        number(&check["skiff_load_requests_per_second"]),
+        check["skiff_load_p50_us"],
+        check["skiff_load_p99_us"],
+    ));
+    let scale = net["scale"].as_array().cloned().unwrap_or_default();
+    for point in &scale {
+        let services = point["services"].as_u64().unwrap_or(0);
+        let rows = point["paths"]["rows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        md.push_str(&format!("\n### {services} Services\n\n"));
+        paths_table(&mut md, &rows);
+        targets(&mut md, services, &rows, &point["programming"]);
+    }
+    programming_table(&mut md, &scale);
+    md.push_str(
+        "\nPlots: `latency_vs_services.png` (TCP_RR p50 and p99 per path against the number of \
+         Services), `programming_vs_services.png` (time to program one Service against the \
+         number of Services).\n",
+    );
+    if net["quick"].as_bool() == Some(true) {
+        md.push_str("\n`--quick` run: short measurements and fewer sizes; a smoke test, not a measurement.\n");
+    }
+    md
+}
