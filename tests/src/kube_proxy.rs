@@ -21,6 +21,8 @@ pub struct ServicePort {
     pub name: String,
     /// Port name ("" for an unnamed port).
     pub port_name: String,
+    /// `tcp` or `udp`.
+    pub protocol: String,
     /// Cluster IP.
     pub cluster_ip: Ipv4Addr,
     /// Service port.
@@ -44,7 +46,7 @@ impl ServicePort {
     fn hash(&self, extra: &str) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.port_name_string().as_bytes());
-        hasher.update(b"tcp");
+        hasher.update(self.protocol.as_bytes());
         hasher.update(extra.as_bytes());
         base32(&hasher.finalize())[..16].to_owned()
     }
@@ -124,11 +126,12 @@ fn service_rules(
     rules: &mut String,
 ) {
     let name = service.port_name_string();
+    let proto = &service.protocol;
     let svc = service.service_chain();
     let _ = writeln!(chains, ":{svc} - [0:0]");
     let _ = writeln!(
         rules,
-        "-A {svc} {} -m tcp -p tcp -d {}/32 --dport {} ! -s {} -j KUBE-MARK-MASQ",
+        "-A {svc} {} -m {proto} -p {proto} -d {}/32 --dport {} ! -s {} -j KUBE-MARK-MASQ",
         comment(&format!("{name} cluster IP")),
         service.cluster_ip,
         service.port,
@@ -162,7 +165,7 @@ fn service_rules(
         );
         let _ = writeln!(
             rules,
-            "-A {sep} {} -m tcp -p tcp -j DNAT --to-destination {target}",
+            "-A {sep} {} -m {proto} -p {proto} -j DNAT --to-destination {target}",
             comment(&name)
         );
     }
@@ -183,11 +186,12 @@ fn service_rules(
 /// The `KUBE-SERVICES` jump of a Service port.
 fn services_jump(service: &ServicePort) -> String {
     format!(
-        "-A KUBE-SERVICES {} -m tcp -p tcp -d {}/32 --dport {} -j {}\n",
+        "-A KUBE-SERVICES {} -m {proto} -p {proto} -d {}/32 --dport {} -j {}\n",
         comment(&format!("{} cluster IP", service.port_name_string())),
         service.cluster_ip,
         service.port,
-        service.service_chain()
+        service.service_chain(),
+        proto = service.protocol,
     )
 }
 
@@ -233,9 +237,10 @@ pub fn full_restore(
         if let Some(node_port) = service.node_port {
             let _ = writeln!(
                 rules,
-                "-A KUBE-NODEPORTS {} -m tcp -p tcp --dport {node_port} -j {}",
+                "-A KUBE-NODEPORTS {} -m {proto} -p {proto} --dport {node_port} -j {}",
                 comment(&service.port_name_string()),
-                service.external_chain()
+                service.external_chain(),
+                proto = service.protocol,
             );
         }
     }
@@ -281,9 +286,10 @@ pub fn partial_restore(
         if let Some(node_port) = service.node_port {
             let _ = writeln!(
                 rules,
-                "-A KUBE-NODEPORTS {} -m tcp -p tcp --dport {node_port} -j {}",
+                "-A KUBE-NODEPORTS {} -m {proto} -p {proto} --dport {node_port} -j {}",
                 comment(&service.port_name_string()),
-                service.external_chain()
+                service.external_chain(),
+                proto = service.protocol,
             );
         }
     }
@@ -305,6 +311,7 @@ mod tests {
             namespace: "default".to_owned(),
             name: name.to_owned(),
             port_name: "http".to_owned(),
+            protocol: "tcp".to_owned(),
             cluster_ip: Ipv4Addr::new(10, 96, 0, 10),
             port: 80,
             node_port: Some(30080),

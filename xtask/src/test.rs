@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the whole test pipeline, exactly what CI runs.
 //!
-//! setup → fmt → clippy → unit tests → a fresh lab → end-to-end tests → down → the
-//! after-down checks. The lab is torn down even when a step fails.
+//! setup → fmt → clippy → unit tests → a fresh lab → end-to-end tests → the network
+//! benchmark's quick run (smoke) → down → the after-down checks. The lab is torn down even
+//! when a step fails.
 
 use std::{path::PathBuf, process::Command};
 
@@ -9,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{
+    bench,
     cmd::{Progress, cargo, run_cmd, workspace_root},
     host,
     lab::{self, Layout},
@@ -36,7 +38,7 @@ pub struct TestArgs {
 pub fn run(args: &TestArgs) -> Result<()> {
     host::require_root("test")?;
     setup::ensure()?;
-    let steps = if args.unit_only { 3 } else { 7 };
+    let steps = if args.unit_only { 3 } else { 8 };
     let mut progress = Progress::new("test", steps);
     progress.step("cargo fmt --check", || {
         run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -84,11 +86,25 @@ pub fn run(args: &TestArgs) -> Result<()> {
             run_cmd(&mut e2e_command(&layout, args.nodes, &e2e_targets()?))
         },
     );
+    // The network benchmark's quick run as a smoke test on the same lab: it must run and
+    // report; its figures (debug builds, a loaded machine) are not judged here.
+    let smoke = if e2e.is_ok() {
+        progress.step("bench net --quick (smoke, no timing checks)", || {
+            bench::net_smoke(&layout, args.nodes)
+        })
+    } else {
+        progress.step(
+            "bench net --quick: skipped (end-to-end tests failed)",
+            || Ok(()),
+        )
+    };
     if args.keep_lab {
-        return e2e;
+        e2e?;
+        return smoke;
     }
     let down = progress.step("lab down", || lab::teardown(&layout));
     e2e?;
+    smoke?;
     down?;
     progress.step("after-down checks", || {
         let mut cmd = e2e_command(&layout, args.nodes, &[TEARDOWN_TARGET.to_owned()]);

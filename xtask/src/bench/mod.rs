@@ -44,6 +44,24 @@ pub struct BenchArgs {
     /// Smaller sizes, for a smoke run (under 5 minutes).
     #[arg(long)]
     pub quick: bool,
+    /// `net` only: measure the lab already up (`cargo xtask up`, debug builds, 3 nodes)
+    /// instead of a fresh one on release builds — for trying the benchmark, not for figures.
+    #[arg(long)]
+    pub current_lab: bool,
+}
+
+/// `skiff-bench net --quick` (debug builds) against the running lab of `cargo xtask test`;
+/// the report goes to the lab's logs (report JSON, Markdown, plots).
+pub fn net_smoke(layout: &Layout, nodes: usize) -> Result<()> {
+    let dir = layout.logs().join("bench-net-smoke");
+    std::fs::create_dir_all(&dir)?;
+    let report = net::run_on(layout, nodes, true, "debug")?;
+    let report = json!({"date": "smoke", "machine": machine(), "net": report});
+    std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    plots::network(&report["net"], &dir)?;
+    std::fs::write(dir.join("report.md"), markdown(&report))?;
+    eprintln!("      smoke report: {}", dir.join("report.md").display());
+    Ok(())
 }
 
 /// Entry point.
@@ -55,6 +73,24 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .to_owned();
     let dir = workspace_root().join("target").join("bench").join(&stamp);
     std::fs::create_dir_all(&dir)?;
+    if args.current_lab {
+        anyhow::ensure!(
+            args.suite == Suite::Net,
+            "--current-lab runs the network suite only: cargo xtask bench net --current-lab"
+        );
+        let layout = Layout::current();
+        let nodes = Record::load(&layout)?
+            .context("no lab is up: run cargo xtask up first")?
+            .nodes;
+        let network = net::run_on(&layout, nodes, args.quick, "debug")?;
+        let report = json!({"date": stamp, "machine": machine(), "net": network});
+        std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+        plots::network(&report["net"], &dir)?;
+        std::fs::write(dir.join("report.md"), markdown(&report))?;
+        println!("{}", markdown(&report));
+        eprintln!("report: {}", dir.join("report.md").display());
+        return Ok(());
+    }
     let layout = Layout::release();
     let run_api_suite = matches!(args.suite, Suite::Api | Suite::All);
     let run_pods_suite = matches!(args.suite, Suite::Pods | Suite::All);

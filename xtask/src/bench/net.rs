@@ -18,14 +18,15 @@ pub fn run(layout: &Layout, quick: bool) -> Result<Value> {
         lab::teardown(layout)?;
     }
     lab::bring_up(layout, 3, false)?;
-    let result = bench(layout, quick);
+    let result = run_on(layout, 3, quick, "release");
     let down = lab::teardown(layout);
     let report = result?;
     down?;
     Ok(report)
 }
 
-fn bench(layout: &Layout, quick: bool) -> Result<Value> {
+/// `skiff-bench net` against the running lab of `layout` (binaries of `profile`).
+pub fn run_on(layout: &Layout, nodes: usize, quick: bool, profile: &str) -> Result<Value> {
     let mut cmd = Command::new(layout.bin("skiff-bench"));
     cmd.arg("net");
     if quick {
@@ -33,11 +34,11 @@ fn bench(layout: &Layout, quick: bool) -> Result<Value> {
     }
     let xtask = std::env::current_exe().context("locating xtask")?;
     cmd.env("SKIFF_LAB_DIR", &layout.root)
-        .env("SKIFF_LAB_NODES", "3")
+        .env("SKIFF_LAB_NODES", nodes.to_string())
         .env("SKIFF_XTASK_BIN", xtask)
         .env(
             "SKIFF_BIN_DIR",
-            workspace_root().join("target").join("release"),
+            workspace_root().join("target").join(profile),
         )
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())

@@ -37,18 +37,22 @@ pub struct Plan {
     pub seconds: f64,
     /// Repetitions of each programming measurement.
     pub repetitions: usize,
+    /// Rounds of every path measurement (medians are reported).
+    pub rounds: usize,
 }
 
 const FULL: Plan = Plan {
     sizes: &[1, 1_000, 10_000],
-    seconds: 5.0,
+    seconds: 4.0,
     repetitions: 15,
+    rounds: 3,
 };
 
 const QUICK: Plan = Plan {
     sizes: &[1, 1_000],
     seconds: 1.0,
     repetitions: 3,
+    rounds: 1,
 };
 
 /// Run the benchmark against the lab described in the environment.
@@ -69,7 +73,8 @@ pub async fn run(quick: bool) -> Result<Value> {
         have = size.max(have);
         workload::wait_programmed(&lab, size)?;
         let services = workload::kube_proxy_services(&client).await?;
-        let paths = paths::measure_all(&lab, &bare, &workload, &services, plan.seconds)?;
+        let paths =
+            paths::measure_all(&lab, &bare, &workload, &services, plan.seconds, plan.rounds)?;
         let programming =
             programming::measure(&lab, &client, &bare, &workload, &services, size, plan).await?;
         scale.push(json!({"services": size, "paths": paths, "programming": programming}));
@@ -78,7 +83,8 @@ pub async fn run(quick: bool) -> Result<Value> {
     workload::tear_down(&client).await;
     Ok(json!({
         "quick": quick,
-        "plan": {"sizes": plan.sizes, "seconds": plan.seconds, "repetitions": plan.repetitions},
+        "plan": {"sizes": plan.sizes, "seconds": plan.seconds, "repetitions": plan.repetitions, "rounds": plan.rounds},
+        "iptables_backend": skiff_tests::bare_node::IPTABLES,
         "topology": {
             "backends": "10 skiff/echo pods on skiff-node-2 and skiff-node-3",
             "skiff_client": "a pod on skiff-node-1",

@@ -89,16 +89,69 @@ fn measure(lab: &Lab, client: &Client, path: &str, mode: &str, args: &[&str]) ->
     }))
 }
 
+/// A runtime switch a path needs on a node while it is measured.
+#[derive(Clone)]
+enum Switch {
+    /// Nothing to switch.
+    None,
+    /// The socket LB off on this node (east-west through tc).
+    PerPacket(String),
+    /// XDP acceleration on for this node.
+    Xdp(String),
+}
+
+impl Switch {
+    fn set(&self, lab: &Lab, on: bool) {
+        match self {
+            Self::None => {}
+            Self::PerPacket(node) => {
+                lab.bpf(
+                    node,
+                    &["config", "--socket-lb", if on { "off" } else { "on" }],
+                );
+            }
+            Self::Xdp(node) => {
+                lab.bpf(node, &["config", "--xdp", if on { "on" } else { "off" }]);
+            }
+        }
+    }
+}
+
+/// One measurement to repeat.
+struct Job<'a> {
+    path: String,
+    mode: &'static str,
+    client: Client<'a>,
+    switch: Switch,
+    args: Vec<String>,
+}
+
+fn job<'a>(
+    path: &str,
+    mode: &'static str,
+    client: Client<'a>,
+    switch: &Switch,
+    args: &[&str],
+) -> Job<'a> {
+    Job {
+        path: path.to_owned(),
+        mode,
+        client,
+        switch: switch.clone(),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+    }
+}
+
 /// TCP_RR, TCP_CRR, UDP_RR and stream against `ip` (ports 80/9000/53 of a Service, or
 /// 8080/9000/9001 of a pod).
-fn east_west(
-    lab: &Lab,
-    client: &Client,
+fn east_west<'a>(
     path: &str,
+    client: impl Fn() -> Client<'a>,
+    switch: &Switch,
     ip: &str,
     pod: bool,
     seconds: f64,
-) -> Result<Vec<Value>> {
+) -> Vec<Job<'a>> {
     let (http, echo, udp) = if pod {
         (8080, 9000, 9001)
     } else {
@@ -107,19 +160,19 @@ fn east_west(
     let duration = format!("{seconds}");
     let target = |port: u16| format!("{ip}:{port}");
     let (http, echo, udp) = (target(http), target(echo), target(udp));
-    Ok(vec![
-        measure(
-            lab,
-            client,
+    vec![
+        job(
             path,
             "tcp_rr",
+            client(),
+            switch,
             &["rr", "--target", &http, "--duration", &duration],
-        )?,
-        measure(
-            lab,
-            client,
+        ),
+        job(
             path,
             "tcp_crr",
+            client(),
+            switch,
             &[
                 "crr",
                 "--target",
@@ -129,12 +182,12 @@ fn east_west(
                 "--connections",
                 "2",
             ],
-        )?,
-        measure(
-            lab,
-            client,
+        ),
+        job(
             path,
             "udp_rr",
+            client(),
+            switch,
             &[
                 "rr",
                 "--protocol",
@@ -144,12 +197,12 @@ fn east_west(
                 "--duration",
                 &duration,
             ],
-        )?,
-        measure(
-            lab,
-            client,
+        ),
+        job(
             path,
             "stream",
+            client(),
+            switch,
             &[
                 "stream",
                 "--protocol",
@@ -159,32 +212,26 @@ fn east_west(
                 "--duration",
                 &duration,
             ],
-        )?,
-    ])
+        ),
+    ]
 }
 
 /// TCP_RR and TCP_CRR from outside against a node port.
-fn north_south(
-    lab: &Lab,
-    client: &Client,
-    path: &str,
-    target: &str,
-    seconds: f64,
-) -> Result<Vec<Value>> {
+fn north_south<'a>(path: &str, switch: &Switch, target: &str, seconds: f64) -> Vec<Job<'a>> {
     let duration = format!("{seconds}");
-    Ok(vec![
-        measure(
-            lab,
-            client,
+    vec![
+        job(
             path,
             "tcp_rr",
+            Client::Root,
+            switch,
             &["rr", "--target", target, "--duration", &duration],
-        )?,
-        measure(
-            lab,
-            client,
+        ),
+        job(
             path,
             "tcp_crr",
+            Client::Root,
+            switch,
             &[
                 "crr",
                 "--target",
@@ -194,8 +241,48 @@ fn north_south(
                 "--connections",
                 "2",
             ],
-        )?,
-    ])
+        ),
+    ]
+}
+
+/// Run `jobs` round-robin `rounds` times (so slow drift of the machine hits every path
+/// alike) and keep, per path and mode, the median of each figure.
+fn run_rounds(lab: &Lab, jobs: &[Job], rounds: usize) -> Result<Vec<Value>> {
+    let mut runs: Vec<Vec<Value>> = jobs.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds.max(1) {
+        for (job, results) in jobs.iter().zip(runs.iter_mut()) {
+            job.switch.set(lab, true);
+            let args: Vec<&str> = job.args.iter().map(String::as_str).collect();
+            let row = measure(lab, &job.client, &job.path, job.mode, &args);
+            job.switch.set(lab, false);
+            results.push(row?);
+        }
+    }
+    Ok(runs.into_iter().map(|r| median_row(&r)).collect())
+}
+
+/// The per-field median of several runs of one path and mode.
+fn median_row(runs: &[Value]) -> Value {
+    let mut row = runs.first().cloned().unwrap_or(Value::Null);
+    for field in [
+        "requests",
+        "errors",
+        "p50_us",
+        "p90_us",
+        "p99_us",
+        "p999_us",
+        "per_second",
+        "bits_per_second",
+        "cpu_us_per_request",
+    ] {
+        let mut values: Vec<f64> = runs.iter().filter_map(|r| r[field].as_f64()).collect();
+        values.sort_by(f64::total_cmp);
+        if let Some(median) = values.get(values.len() / 2) {
+            row[field] = json!(median);
+        }
+    }
+    row["rounds"] = json!(runs.len());
+    row
 }
 
 fn kube_proxy_settings() -> kube_proxy::Settings {
@@ -204,107 +291,94 @@ fn kube_proxy_settings() -> kube_proxy::Settings {
     }
 }
 
-/// Every path at the current number of Services.
+/// Every path at the current number of Services, each `rounds` times.
 pub fn measure_all(
     lab: &Lab,
     bare: &BareNode,
     workload: &Workload,
     services: &(Vec<ServicePort>, usize),
     seconds: f64,
+    rounds: usize,
 ) -> Result<Value> {
     let (ports, measured) = services;
-    let client_node = workload.client_node.name.clone();
     let vip = workload.vip.to_string();
     let backend = workload.backend.to_string();
-    let mut rows = Vec::new();
-    rows.extend(east_west(
-        lab,
-        &Client::SkiffPod,
+    let none = Switch::None;
+    let per_packet = Switch::PerPacket(workload.client_node.name.clone());
+    let xdp = Switch::Xdp(workload.backend_node.name.clone());
+    let mut jobs = Vec::new();
+    jobs.extend(east_west(
         "direct pod IP (Skiff node)",
+        || Client::SkiffPod,
+        &none,
         &backend,
         true,
         seconds,
-    )?);
-    rows.extend(east_west(
-        lab,
-        &Client::BarePod(bare),
+    ));
+    jobs.extend(east_west(
         "direct pod IP (bare node)",
+        || Client::BarePod(bare),
+        &none,
         &backend,
         true,
         seconds,
-    )?);
-    rows.extend(east_west(
-        lab,
-        &Client::SkiffPod,
+    ));
+    jobs.extend(east_west(
         "Skiff socket LB",
+        || Client::SkiffPod,
+        &none,
         &vip,
         false,
         seconds,
-    )?);
-    lab.bpf(&client_node, &["config", "--socket-lb", "off"]);
-    let tc = east_west(
-        lab,
-        &Client::SkiffPod,
+    ));
+    jobs.extend(east_west(
         "Skiff tc (per packet)",
+        || Client::SkiffPod,
+        &per_packet,
         &vip,
         false,
         seconds,
-    );
-    lab.bpf(&client_node, &["config", "--socket-lb", "on"]);
-    rows.extend(tc?);
+    ));
+    let remote = format!("{}:{}", workload.client_node.address, workload.node_port);
+    jobs.extend(north_south(
+        "NodePort, Skiff tc (remote backends, SNAT)",
+        &none,
+        &remote,
+        seconds,
+    ));
+    let local = format!("{}:{}", workload.backend_node.address, workload.local_port);
+    jobs.extend(north_south(
+        "NodePort, Skiff tc (eTP=Local, local backends)",
+        &none,
+        &local,
+        seconds,
+    ));
+    jobs.extend(north_south(
+        "NodePort, Skiff XDP (eTP=Local, local backends)",
+        &xdp,
+        &local,
+        seconds,
+    ));
+    let mut rows = run_rounds(lab, &jobs, rounds)?;
     let mut restores = Vec::new();
     for (position, name) in [(Position::Last, "last"), (Position::Middle, "middle")] {
         let rules = kube_proxy::full_restore(ports, *measured, position, &kube_proxy_settings());
         bare.flush();
         let took = bare.restore(&rules, true).map_err(anyhow::Error::msg)?;
-        restores.push(json!({"position": name, "rules": rules.lines().count(), "seconds": took.as_secs_f64()}));
+        restores.push(json!({"position": name, "rules": rules.lines().count(), "seconds": took.as_secs_f64(), "backend": bare_node::IPTABLES}));
         let path = format!("kube-proxy iptables (rule {name} of {})", ports.len());
-        rows.extend(east_west(
-            lab,
-            &Client::BarePod(bare),
-            &path,
-            &vip,
-            false,
-            seconds,
-        )?);
+        let mut jobs = east_west(&path, || Client::BarePod(bare), &none, &vip, false, seconds);
         if position == Position::Last {
             let target = format!("{}:{}", bare_node::ADDRESS, workload.node_port);
-            rows.extend(north_south(
-                lab,
-                &Client::Root,
+            jobs.extend(north_south(
                 "NodePort, kube-proxy iptables (remote backends, masquerade)",
+                &none,
                 &target,
                 seconds,
-            )?);
+            ));
         }
+        rows.extend(run_rounds(lab, &jobs, rounds)?);
     }
-    let remote = format!("{}:{}", workload.client_node.address, workload.node_port);
-    rows.extend(north_south(
-        lab,
-        &Client::Root,
-        "NodePort, Skiff tc (remote backends, SNAT)",
-        &remote,
-        seconds,
-    )?);
-    let local = format!("{}:{}", workload.backend_node.address, workload.local_port);
-    rows.extend(north_south(
-        lab,
-        &Client::Root,
-        "NodePort, Skiff tc (eTP=Local, local backends)",
-        &local,
-        seconds,
-    )?);
-    let backend_node = workload.backend_node.name.clone();
-    lab.bpf(&backend_node, &["config", "--xdp", "on"]);
-    let xdp = north_south(
-        lab,
-        &Client::Root,
-        "NodePort, Skiff XDP (eTP=Local, local backends)",
-        &local,
-        seconds,
-    );
-    lab.bpf(&backend_node, &["config", "--xdp", "off"]);
-    rows.extend(xdp?);
     Ok(json!({"rows": rows, "iptables_full_restore": restores}))
 }
 

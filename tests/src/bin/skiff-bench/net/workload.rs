@@ -277,7 +277,7 @@ pub fn wait_programmed(lab: &Lab, size: usize) -> Result<()> {
     Ok(())
 }
 
-/// Every TCP Service port with a cluster IP and ready endpoints, as kube-proxy reads them,
+/// Every TCP and UDP Service port with a cluster IP and ready endpoints, as kube-proxy reads them,
 /// and the index of the measured one (`bench-net/bench:http`).
 pub async fn kube_proxy_services(client: &Client) -> Result<(Vec<ServicePort>, usize)> {
     let services: Api<Service> = Api::all(client.clone());
@@ -309,9 +309,11 @@ pub async fn kube_proxy_services(client: &Client) -> Result<(Vec<ServicePort>, u
             continue;
         };
         for port in spec.ports.iter().flatten() {
-            if port.protocol.as_deref().unwrap_or("TCP") != "TCP" {
-                continue;
-            }
+            let protocol = match port.protocol.as_deref().unwrap_or("TCP") {
+                "TCP" => "tcp",
+                "UDP" => "udp",
+                _ => continue,
+            };
             let port_name = port.name.clone().unwrap_or_default();
             let mut endpoints = Vec::new();
             for slice in by_service
@@ -323,7 +325,13 @@ pub async fn kube_proxy_services(client: &Client) -> Result<(Vec<ServicePort>, u
                     .ports
                     .iter()
                     .flatten()
-                    .find(|p| p.name.clone().unwrap_or_default() == port_name)
+                    .find(|p| {
+                        p.name.clone().unwrap_or_default() == port_name
+                            && p.protocol
+                                .as_deref()
+                                .unwrap_or("TCP")
+                                .eq_ignore_ascii_case(protocol)
+                    })
                     .and_then(|p| p.port)
                     .and_then(|p| u16::try_from(p).ok())
                 else {
@@ -350,6 +358,7 @@ pub async fn kube_proxy_services(client: &Client) -> Result<(Vec<ServicePort>, u
                 namespace: ns.clone(),
                 name: name.clone(),
                 port_name,
+                protocol: protocol.to_owned(),
                 cluster_ip: ip,
                 port: u16::try_from(port.port).unwrap_or(0),
                 node_port: port.node_port.and_then(|p| u16::try_from(p).ok()),
