@@ -38,6 +38,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "tcpdump",           // watching packet paths in the lab
     "wrk",               // the network benchmark's cross-check
     "fonts-dejavu-core", // text in the benchmark plots
+    "redis-tools",       // the guestbook's redis image (redis-server is redis-check-rdb)
+    "php8.2-cli",        // the guestbook frontend image
+    "php8.2-redis",      // its redis client extension
 ];
 
 /// Entry point of `cargo xtask setup`.

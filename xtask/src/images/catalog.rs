@@ -1,10 +1,16 @@
 //! What each test image contains.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, Result};
 
-use super::oci::{Entry, ImageSpec};
+use super::{
+    debian,
+    oci::{Entry, ImageSpec},
+};
 use crate::cmd::{cargo, command, output, run_cmd, workspace_root};
 
 const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -72,6 +78,82 @@ pub fn echo(binary: &std::path::Path) -> ImageSpec {
         env: vec![PATH.to_owned()],
         exposed_ports: vec!["8080/tcp".into(), "9000/tcp".into(), "9001/udp".into()],
     }
+}
+
+/// `docker.io/library/redis:latest` from Debian's redis-tools: `redis-server` (the same
+/// program as `redis-check-rdb`, chosen by its name) and `redis-cli`, with their libraries.
+/// Protected mode is off by default, as in the official image, so other pods may connect.
+pub fn redis() -> Result<ImageSpec> {
+    let mut files = base();
+    for program in ["/usr/bin/redis-check-rdb", "/usr/bin/redis-cli"] {
+        debian::add_program(&mut files, Path::new(program))?;
+    }
+    debian::add(
+        &mut files,
+        "usr/bin/redis-server",
+        Entry::Symlink("redis-check-rdb".to_owned()),
+    );
+    debian::add(&mut files, "etc/nsswitch.conf", debian::nsswitch());
+    debian::add(&mut files, "data", Entry::Dir(0o777));
+    Ok(ImageSpec {
+        reference: "docker.io/library/redis:latest".to_owned(),
+        files,
+        entrypoint: vec![],
+        cmd: vec![
+            "redis-server".to_owned(),
+            "--protected-mode".to_owned(),
+            "no".to_owned(),
+        ],
+        env: vec![PATH.to_owned()],
+        exposed_ports: vec!["6379/tcp".into()],
+    })
+}
+
+/// `docker.io/skiff/guestbook-frontend:latest`: Debian's php8.2 CLI with the redis and
+/// igbinary extensions, serving `examples/guestbook/frontend` with PHP's built-in server.
+pub fn guestbook_frontend() -> Result<ImageSpec> {
+    let mut files = base();
+    let php = Path::new("/usr/bin/php8.2");
+    debian::add_program(&mut files, php)?;
+    debian::add(
+        &mut files,
+        "usr/bin/php",
+        Entry::Symlink("php8.2".to_owned()),
+    );
+    let extension_dir = output(&mut command(
+        php.to_string_lossy().as_ref(),
+        ["-r", "echo ini_get('extension_dir');"],
+    ))
+    .context("asking php8.2 for its extension directory (cargo xtask setup installs it)")?;
+    let extension_dir = extension_dir.trim();
+    for (priority, extension) in [("20", "igbinary"), ("25", "redis")] {
+        let library = Path::new(extension_dir).join(format!("{extension}.so"));
+        debian::add_program(&mut files, &library)?;
+        debian::add(
+            &mut files,
+            &format!("etc/php/8.2/cli/conf.d/{priority}-{extension}.ini"),
+            Entry::Bytes(format!("extension={extension}.so\n").into_bytes(), 0o644),
+        );
+    }
+    debian::add(&mut files, "etc/nsswitch.conf", debian::nsswitch());
+    let app = workspace_root().join("examples/guestbook/frontend");
+    for page in ["index.html", "guestbook.php"] {
+        debian::add(
+            &mut files,
+            &format!("var/www/html/{page}"),
+            Entry::HostFile(app.join(page), 0o644),
+        );
+    }
+    Ok(ImageSpec {
+        reference: "docker.io/skiff/guestbook-frontend:latest".to_owned(),
+        files,
+        entrypoint: vec![],
+        cmd: ["php", "-S", "0.0.0.0:80", "-t", "/var/www/html"]
+            .map(str::to_owned)
+            .to_vec(),
+        env: vec![PATH.to_owned(), "PHP_CLI_SERVER_WORKERS=4".to_owned()],
+        exposed_ports: vec!["80/tcp".into()],
+    })
 }
 
 /// Build `images/echo` as a static release binary in its own target dir (so the workspace's

@@ -3,12 +3,17 @@
 //! - `docker.io/library/busybox:latest` — Debian's static busybox with its applet links.
 //! - `docker.io/skiff/echo:latest` (also tagged `:v2`, for rollouts) — `images/echo` (this
 //!   repo) linked statically: HTTP hostname on 8080, TCP echo on 9000, UDP hostname on 9001.
+//! - `docker.io/library/redis:latest` — Debian's redis-server and redis-cli with their
+//!   libraries (the guestbook's database).
+//! - `docker.io/skiff/guestbook-frontend:latest` — Debian's PHP with the redis extension
+//!   serving `examples/guestbook/frontend`.
 //!
 //! Each image is written as an OCI archive to `target/images/<name>.tar` (what
 //! `skiff-agent images import` reads) and, when the lab is up, pushed to the lab registry
 //! under the same repository path, so nodes pull `busybox` through their registry mirror.
 
 mod catalog;
+mod debian;
 pub mod oci;
 mod registry;
 
@@ -48,24 +53,29 @@ pub fn build_and_publish(registry: Option<&str>) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut progress = Progress::new("images", 3);
     let echo = progress.step("build images/echo statically", catalog::build_echo_binary)?;
-    let images = progress.step("build busybox and skiff/echo", || {
-        let mut built = Vec::new();
-        for (file, spec) in [
-            ("busybox.tar", catalog::busybox()?),
-            ("echo.tar", catalog::echo(&echo)),
-        ] {
-            let image = oci::build(&spec)?;
-            oci::write_archive(&image, &dir.join(file))?;
-            eprintln!(
-                "      {} {} → {}",
-                image.reference,
-                image.manifest.digest,
-                dir.join(file).display()
-            );
-            built.push(image);
-        }
-        Ok(built)
-    })?;
+    let images = progress.step(
+        "build busybox, skiff/echo, redis and the guestbook frontend",
+        || {
+            let mut built = Vec::new();
+            for (file, spec) in [
+                ("busybox.tar", catalog::busybox()?),
+                ("echo.tar", catalog::echo(&echo)),
+                ("redis.tar", catalog::redis()?),
+                ("guestbook-frontend.tar", catalog::guestbook_frontend()?),
+            ] {
+                let image = oci::build(&spec)?;
+                oci::write_archive(&image, &dir.join(file))?;
+                eprintln!(
+                    "      {} {} → {}",
+                    image.reference,
+                    image.manifest.digest,
+                    dir.join(file).display()
+                );
+                built.push(image);
+            }
+            Ok(built)
+        },
+    )?;
     match registry {
         Some(registry) => progress.step(&format!("push to the lab registry {registry}"), || {
             for image in &images {

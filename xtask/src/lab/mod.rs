@@ -9,6 +9,7 @@
 mod component;
 mod daemons;
 pub mod down;
+mod guestbook;
 mod layout;
 mod network;
 mod probe;

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::{
-    daemons, down,
+    daemons, down, guestbook,
     layout::{
         self, AGENT_HEALTH_PORT, AGENT_PORT, BRIDGE_ADDR, CONTROL_INSECURE_PORT, CONTROL_PORT,
         ETCD_CLIENT_PORT, ETCD_PEER_PORT, LOAD_BALANCER_POOL, Layout, MAX_NODES, Node,
@@ -39,6 +39,9 @@ pub struct UpArgs {
     /// Use the binaries already in target/debug instead of building first.
     #[arg(long)]
     pub no_build: bool,
+    /// Only the cluster: do not deploy the guestbook demo (`examples/guestbook`).
+    #[arg(long)]
+    pub bare: bool,
 }
 
 /// Entry point of `cargo xtask up`.
@@ -66,8 +69,29 @@ pub fn up(args: &UpArgs) -> Result<()> {
     }
     setup::ensure()?;
     bring_up(&layout, args.nodes, !args.no_build)?;
+    let demo = if args.bare {
+        None
+    } else {
+        let mut progress = Progress::new("up", 1);
+        Some(
+            progress.step("the guestbook demo (examples/guestbook)", || {
+                guestbook::deploy(&layout, Node::new(1).address)
+            })?,
+        )
+    };
     print_next_steps(&layout);
+    if let Some(demo) = demo {
+        print_guestbook(&demo);
+    }
     Ok(())
+}
+
+fn print_guestbook(demo: &guestbook::Guestbook) {
+    println!(
+        "\nThe guestbook is running (examples/guestbook): open {url} or try\n  curl '{url}guestbook.php?cmd=set&key=messages&value=hello'\n  curl '{url}guestbook.php?cmd=get&key=messages'\n  kubectl get pods,svc -l 'tier in (frontend,backend)'\n  kubectl scale deployment/frontend --replicas=6\nIts node port answers too: {node_port}",
+        url = demo.url,
+        node_port = demo.node_port_url,
+    );
 }
 
 /// Build, then start every component; on failure the partial lab stays recorded so the next
