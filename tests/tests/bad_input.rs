@@ -346,3 +346,96 @@ fn anonymous_requests_get_401_and_tokens_authenticate() {
     .expect("curl");
     assert!(wrong.contains("\"code\":401"), "{wrong}");
 }
+
+#[test]
+fn bad_workloads_are_refused_or_warned_about_and_the_rest_keeps_working() {
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("badwork");
+    // A Deployment whose selector does not match its template: 422 on spec.template.metadata.labels.
+    let mismatched = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: mismatched}
+spec:
+  selector: {matchLabels: {app: a}}
+  template:
+    metadata: {labels: {app: b}}
+    spec: {containers: [{name: c, image: busybox}]}
+"#;
+    let out = lab.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], mismatched);
+    assert_ne!(out.code, 0, "a mismatched selector was accepted");
+    assert!(
+        out.stderr.contains("spec.template.metadata.labels")
+            && out.stderr.contains("does not match"),
+        "{}",
+        out.stderr
+    );
+    // CronJobs with impossible schedules or unknown time zones: 422 on the field.
+    for (schedule, zone, field) in [
+        ("61 * * * *", None, "spec.schedule"),
+        ("* 24 * * *", None, "spec.schedule"),
+        ("not a schedule", None, "spec.schedule"),
+        ("*/5 * * * *", Some("Mars/Olympus"), "spec.timeZone"),
+    ] {
+        let zone = zone.map_or(String::new(), |z| format!("  timeZone: {z}\n"));
+        let cronjob = format!(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: bad}}\nspec:\n  schedule: \"{schedule}\"\n{zone}  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{{name: c, image: busybox}}]\n"
+        );
+        let out = lab.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &cronjob);
+        assert_ne!(out.code, 0, "schedule {schedule:?} {zone} was accepted");
+        assert!(out.stderr.contains(field), "{schedule:?}: {}", out.stderr);
+    }
+    assert!(
+        lab.kubectl(&["get", "cronjob", "bad", "-n", &ns]).code != 0,
+        "a refused CronJob was stored"
+    );
+    // A StatefulSet without serviceName is valid (1.33) but gets a Warning; its pods run.
+    lab.apply(
+        &ns,
+        r#"apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: headless}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: headless}}
+  template:
+    metadata: {labels: {app: headless}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers: [{name: c, image: busybox, command: [sleep, "3600"]}]
+"#,
+    );
+    lab.eventually(
+        "a MissingServiceName warning",
+        std::time::Duration::from_secs(60),
+        || {
+            let events = lab.kubectl_ok(&["get", "events", "-n", &ns]);
+            if events.contains("MissingServiceName") {
+                Ok(())
+            } else {
+                Err(events)
+            }
+        },
+    );
+    lab.wait_running(&ns, "headless-0");
+    // Everything else is still served: a good Deployment rolls out.
+    lab.kubectl_ok(&[
+        "create",
+        "deployment",
+        "good",
+        "--image=busybox",
+        "-n",
+        &ns,
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    lab.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/good",
+        "-n",
+        &ns,
+        "--timeout=120s",
+    ]);
+    let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -582,3 +582,221 @@ fn kubectl_exec_runs_commands_with_stdin_exit_codes_and_a_terminal() {
     );
     lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+/// A spawned `kubectl` whose stdout lines arrive on a channel; killed when dropped.
+struct Streaming {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    fn start(lab: &Lab, args: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", lab.kubeconfig())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting kubectl");
+        let stdout = child.stdout.take().expect("kubectl stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Add lines to `seen` until `done(seen)` holds (true) or `limit` passes (false).
+    fn read_until(
+        &self,
+        seen: &mut Vec<String>,
+        limit: Duration,
+        done: impl Fn(&[String]) -> bool,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while !done(seen.as_slice()) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The numbers of `line-<n>` lines, in order; panics on any other line.
+fn numbers<S: AsRef<str>>(lines: &[S]) -> Vec<u64> {
+    lines
+        .iter()
+        .map(|l| {
+            let l = l.as_ref();
+            l.strip_prefix("line-")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected log line {l:?}"))
+        })
+        .collect()
+}
+
+/// True if `numbers` count up by one.
+fn consecutive(numbers: &[u64]) -> bool {
+    numbers.windows(2).all(|w| w[1] == w[0] + 1)
+}
+
+#[test]
+fn kubectl_logs_follows_tails_filters_by_time_and_shows_the_previous_run() {
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("logs");
+    let node = lab.nodes[0].name.clone();
+    lab.apply(
+        &ns,
+        &pod_on(
+            "counter",
+            &node,
+            r#"  terminationGracePeriodSeconds: 1
+  containers:
+  - name: count
+    image: busybox
+    command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.5; done"]
+"#,
+        ),
+    );
+    // Counts its runs in an emptyDir (which survives container restarts): the first run
+    // prints its marker and exits 3, the second stays up.
+    lab.apply(
+        &ns,
+        &pod_on(
+            "restarter",
+            &node,
+            r#"  terminationGracePeriodSeconds: 1
+  restartPolicy: Always
+  containers:
+  - name: once
+    image: busybox
+    command: ["sh", "-c", "n=$(cat /state/runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > /state/runs; echo run-$n; if [ $n -ge 2 ]; then exec sleep 3600; fi; sleep 1; echo exiting-$n; exit 3"]
+    volumeMounts: [{name: state, mountPath: /state}]
+  volumes:
+  - name: state
+    emptyDir: {}
+"#,
+        ),
+    );
+    lab.wait_running(&ns, "counter");
+    let full = |lab: &Lab| -> Vec<String> {
+        lab.kubectl_ok(&["logs", "counter", "-n", &ns])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    // No restart yet: there is no previous run to show.
+    let none = lab.kubectl(&["logs", "counter", "-n", &ns, "--previous"]);
+    assert!(
+        none.code != 0 && none.stderr.contains("previous terminated container"),
+        "{none:?}"
+    );
+    lab.eventually("the counter has logged 10 lines", MINUTE, || {
+        let lines = full(&lab);
+        if lines.len() >= 10 {
+            Ok(())
+        } else {
+            Err(format!("{lines:?}"))
+        }
+    });
+
+    // -f prints the log so far, then the lines written while it runs.
+    let before = numbers(&full(&lab)).last().copied().unwrap_or(0);
+    let follow = Streaming::start(&lab, &["logs", "-f", "counter", "-n", &ns]);
+    let mut seen = Vec::new();
+    let followed = follow.read_until(&mut seen, Duration::from_secs(30), |lines| {
+        lines
+            .last()
+            .and_then(|l| l.strip_prefix("line-")?.parse::<u64>().ok())
+            .is_some_and(|n| n >= before + 3)
+    });
+    drop(follow);
+    assert!(
+        followed,
+        "logs -f did not show 3 new lines after line-{before}: {seen:?}"
+    );
+    let got = numbers(&seen);
+    assert_eq!(got.first(), Some(&1), "{seen:?}");
+    assert!(
+        consecutive(&got),
+        "logs -f lost or repeated lines: {seen:?}"
+    );
+
+    // --tail=2: exactly the last two lines.
+    let last = numbers(&full(&lab)).last().copied().unwrap_or(0);
+    let tail = lab.kubectl_ok(&["logs", "counter", "-n", &ns, "--tail=2"]);
+    let tail: Vec<&str> = tail.lines().collect();
+    assert_eq!(tail.len(), 2, "{tail:?}");
+    let tail = numbers(&tail);
+    assert!(
+        consecutive(&tail) && tail[1] >= last,
+        "{tail:?} after line-{last}"
+    );
+
+    // --since=1s: only the last second (two lines at 0.5 s each), fewer than the whole log.
+    let whole = full(&lab);
+    let since = lab.kubectl_ok(&["logs", "counter", "-n", &ns, "--since=1s"]);
+    let since: Vec<&str> = since.lines().collect();
+    assert!(
+        !since.is_empty() && since.len() <= 4 && since.len() < whole.len(),
+        "--since=1s gave {} lines of {}: {since:?}",
+        since.len(),
+        whole.len()
+    );
+    let since = numbers(&since);
+    let whole_last = numbers(&whole).last().copied().unwrap_or(0);
+    assert!(
+        consecutive(&since) && since.last().is_some_and(|n| *n >= whole_last),
+        "{since:?} after line-{whole_last}"
+    );
+
+    // --previous: the run before the restart, not the current one.
+    lab.eventually(
+        "the restarter exited 3 and runs again",
+        Duration::from_secs(90),
+        || {
+            let get = |path: &str| lab.jsonpath(&ns, "pod/restarter", path);
+            let restarts = get("{.status.containerStatuses[0].restartCount}");
+            let code = get("{.status.containerStatuses[0].lastState.terminated.exitCode}");
+            let running = get("{.status.containerStatuses[0].state.running.startedAt}");
+            if restarts == "1" && code == "3" && !running.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "restarts={restarts} exit={code} running since={running:?}"
+                ))
+            }
+        },
+    );
+    let previous = lab.kubectl_ok(&["logs", "restarter", "-n", &ns, "--previous"]);
+    assert_eq!(
+        previous.lines().collect::<Vec<_>>(),
+        ["run-1", "exiting-1"],
+        "{previous}"
+    );
+    lab.eventually("the current run logs its marker", MINUTE, || {
+        let current = lab.kubectl_ok(&["logs", "restarter", "-n", &ns]);
+        if current.lines().collect::<Vec<_>>() == ["run-2"] {
+            Ok(())
+        } else {
+            Err(current)
+        }
+    });
+    lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -226,6 +226,31 @@ fn deleting_a_deployment_cascades_unless_orphaned() {
     let ns = lab.namespace("cascade");
     lab.apply(&ns, &deployment("gone", 2, "skiff/echo", ""));
     lab.apply(&ns, &deployment("kept", 2, "skiff/echo", ""));
+    lab.apply(&ns, &deployment("waited", 2, "skiff/echo", ""));
+    lab.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/waited",
+        "-n",
+        &ns,
+        "--timeout=120s",
+    ]);
+    // Foreground: the Deployment stays (with the foregroundDeletion finalizer) until its
+    // ReplicaSets and their pods are gone; `--wait` returns only then.
+    lab.kubectl_ok(&[
+        "delete",
+        "deployment",
+        "waited",
+        "-n",
+        &ns,
+        "--cascade=foreground",
+        "--timeout=120s",
+    ]);
+    let left = lab.jsonpath(&ns, "rs,pods -l app=waited", "{.items[*].metadata.name}");
+    assert!(
+        left.trim().is_empty(),
+        "the foreground delete returned before its dependents were gone: {left}"
+    );
     lab.kubectl_ok(&[
         "rollout",
         "status",

@@ -65,7 +65,11 @@ fn field(
         let mut v = start;
         while v <= end {
             set[v as usize] = true;
-            v += step;
+            // A step past the field's end (even near u32::MAX) just ends the range.
+            let Some(next) = v.checked_add(step) else {
+                break;
+            };
+            v = next;
         }
     }
     Ok((set, any))
@@ -109,10 +113,8 @@ impl Schedule {
         let (hours, _) = field(hour, 0, 23, &[], 0)?;
         let (days, day_any) = field(dom, 1, 31, &[], 0)?;
         let (months, _) = field(month, 1, 12, MONTHS, 1)?;
-        let (mut weekdays, weekday_any) = field(dow, 0, 7, DAYS, 0)?;
-        if weekdays[7] {
-            weekdays[0] = true;
-        }
+        // 0-6 as kube's parser (robfig/cron) has it: 7 is not another Sunday.
+        let (weekdays, weekday_any) = field(dow, 0, 6, DAYS, 0)?;
         Ok(Self {
             minutes,
             hours,

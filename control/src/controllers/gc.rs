@@ -1,8 +1,9 @@
 //! The garbage collector: objects whose owners are gone are deleted (background cascade);
 //! an owner deleted with `propagationPolicy=Orphan` (finalizer `orphan`) first has its
 //! dependents' owner references removed; one deleted with `Foreground` (finalizer
-//! `foregroundDeletion`) waits until its dependents are gone. Owners are confirmed with a
-//! live read before anything is deleted, so watch ordering never causes a wrong deletion.
+//! `foregroundDeletion`) has its dependents deleted and waits until those whose reference
+//! blocks it (`blockOwnerDeletion: true`) are gone. Owners are confirmed with a live read
+//! before anything is deleted, so watch ordering never causes a wrong deletion.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -134,14 +135,19 @@ async fn collect(client: &Client, graph: &HashMap<String, Node>) {
             }
             remove_finalizer(client, owner, ORPHAN).await;
         } else if owner.finalizers.iter().any(|f| f == FOREGROUND) {
-            if children.is_empty() {
+            let step = foreground_step(uid, &children, |child| dependents.contains_key(child));
+            for (child, foreground) in step.delete {
+                let params = if foreground {
+                    DeleteParams::foreground()
+                } else {
+                    DeleteParams::background()
+                };
+                let _ = api(client, child.kind, &child.namespace)
+                    .delete(&child.name, &params)
+                    .await;
+            }
+            if step.release {
                 remove_finalizer(client, owner, FOREGROUND).await;
-            } else {
-                for (_, child) in children.iter().filter(|(_, c)| !c.deleting) {
-                    let _ = api(client, child.kind, &child.namespace)
-                        .delete(&child.name, &DeleteParams::foreground())
-                        .await;
-                }
             }
         }
     }
@@ -158,6 +164,41 @@ async fn collect(client: &Client, graph: &HashMap<String, Node>) {
         let _ = api(client, node.kind, &node.namespace)
             .delete(&node.name, &DeleteParams::background())
             .await;
+    }
+}
+
+/// What one pass does for an owner in foreground deletion.
+#[derive(Debug)]
+struct ForegroundStep<'a> {
+    /// Dependents to delete now, each with whether in the foreground.
+    delete: Vec<(&'a Node, bool)>,
+    /// Whether the owner's `foregroundDeletion` finalizer can go.
+    release: bool,
+}
+
+/// kube's collector for an owner (`owner_uid`) in foreground deletion: every dependent not
+/// yet deleting is deleted — in the foreground if it has dependents of its own (per
+/// `has_dependents`, by uid), so the wait covers the whole chain, else in the background —
+/// and the owner is released once no dependent whose reference to it has
+/// `blockOwnerDeletion: true` is left. The others never hold it up.
+fn foreground_step<'a>(
+    owner_uid: &str,
+    children: &[(&'a String, &'a Node)],
+    has_dependents: impl Fn(&str) -> bool,
+) -> ForegroundStep<'a> {
+    let blocks = |child: &Node| {
+        child
+            .owners
+            .iter()
+            .any(|r| r.uid == owner_uid && r.block_owner_deletion == Some(true))
+    };
+    ForegroundStep {
+        delete: children
+            .iter()
+            .filter(|(_, child)| !child.deleting)
+            .map(|&(uid, child)| (child, has_dependents(uid.as_str())))
+            .collect(),
+        release: !children.iter().any(|&(_, child)| blocks(child)),
     }
 }
 
@@ -187,5 +228,65 @@ async fn remove_finalizer(client: &Client, node: &Node, finalizer: &str) {
         .await
     {
         tracing::debug!(name = %node.name, error = %e, "cannot remove finalizer {finalizer}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn pod(name: &str, owner: &str, blocks: Option<bool>, deleting: bool) -> Node {
+        Node {
+            kind: KINDS.len() - 1,
+            namespace: "default".to_owned(),
+            name: name.to_owned(),
+            owners: vec![OwnerReference {
+                api_version: "apps/v1".to_owned(),
+                kind: "ReplicaSet".to_owned(),
+                name: "rs".to_owned(),
+                uid: owner.to_owned(),
+                controller: Some(true),
+                block_owner_deletion: blocks,
+            }],
+            finalizers: Vec::new(),
+            deleting,
+        }
+    }
+
+    fn names<'a>(step: &ForegroundStep<'a>) -> Vec<(&'a str, bool)> {
+        step.delete
+            .iter()
+            .map(|(n, foreground)| (n.name.as_str(), *foreground))
+            .collect()
+    }
+
+    #[test]
+    fn only_blocking_dependents_hold_a_foreground_deletion() {
+        let uids = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let blocking = pod("blocking", "rs", Some(true), false);
+        let free = pod("free", "rs", Some(false), false);
+        let unset = pod("unset", "rs", None, false);
+        let children = [(&uids[0], &blocking), (&uids[1], &free), (&uids[2], &unset)];
+        // Every dependent is deleted; "a" has dependents of its own, so in the foreground.
+        let step = foreground_step("rs", &children, |uid| uid == "a");
+        assert_eq!(
+            names(&step),
+            [("blocking", true), ("free", false), ("unset", false)]
+        );
+        assert!(!step.release);
+        // Non-blocking dependents, even still present, do not hold the owner.
+        let step = foreground_step("rs", &children[1..], |_| false);
+        assert!(step.release);
+        assert_eq!(names(&step), [("free", false), ("unset", false)]);
+        // A blocking dependent on its way out still holds it, and is not deleted again.
+        let going = pod("going", "rs", Some(true), true);
+        let step = foreground_step("rs", &[(&uids[0], &going)], |_| false);
+        assert!(!step.release && step.delete.is_empty());
+        // A blocking reference to another owner does not count.
+        let other = pod("other", "someone-else", Some(true), false);
+        assert!(foreground_step("rs", &[(&uids[0], &other)], |_| false).release);
+        assert!(foreground_step("rs", &[], |_| false).release);
     }
 }

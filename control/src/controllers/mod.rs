@@ -2,7 +2,7 @@
 //! client with their own certificate), and only the replica holding the leader Lease runs
 //! them, so several replicas never act twice.
 
-mod cron;
+pub(crate) mod cron;
 mod cronjob;
 mod daemonset;
 mod deployment;

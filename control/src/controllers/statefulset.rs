@@ -3,8 +3,14 @@
 //! Running and Ready and removes from the highest down, Parallel does all at once; rolling
 //! updates replace pods from the highest ordinal down to the partition, one at a time;
 //! volumeClaimTemplates become per-pod PersistentVolumeClaims `<claim>-<set>-<ordinal>`.
+//! A set without `serviceName` (optional since 1.33) works the same, its pods without a
+//! subdomain; a Warning event says so once per generation.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::StreamExt;
 use k8s_openapi::api::{
@@ -29,6 +35,8 @@ use skiff_events::{Recorder, reference};
 const HASH_LABEL: &str = "controller-revision-hash";
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 const INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// Event reason for a set without `serviceName`.
+const MISSING_SERVICE_NAME: &str = "MissingServiceName";
 
 /// Errors that make a reconcile retry.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +49,25 @@ pub enum Error {
 struct Ctx {
     client: Client,
     recorder: Recorder,
+    /// Set uid → the generation last warned about a missing `serviceName` (the informer
+    /// cache can lag behind our own status write, so observedGeneration alone would repeat).
+    warned: Mutex<HashMap<String, i64>>,
+}
+
+impl Ctx {
+    /// Note a warning for `uid` at `generation`; false if it was already given.
+    fn first_warning(&self, uid: &str, generation: i64) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        warned.insert(uid.to_owned(), generation) != Some(generation)
+    }
+
+    /// Forget a set that is going away.
+    fn forget(&self, uid: &str) {
+        self.warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
+    }
 }
 
 /// Run the controller until aborted.
@@ -50,6 +77,7 @@ pub async fn run(client: Client) {
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), "statefulset-controller"),
         client,
+        warned: Mutex::new(HashMap::new()),
     });
     Controller::new(sets, watcher::Config::default())
         .owns(pods, watcher::Config::default())
@@ -82,8 +110,29 @@ fn running_and_ready(pod: &Pod) -> bool {
     pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && is_ready(pod)
 }
 
+/// The Warning to give about a set without `serviceName`, on the first sync of each
+/// generation (status not yet caught up with it); None otherwise.
+fn missing_service_warning(set: &StatefulSet) -> Option<String> {
+    let spec = set.spec.as_ref()?;
+    if spec.service_name.as_deref().is_some_and(|s| !s.is_empty()) {
+        return None;
+    }
+    let observed = set.status.as_ref().and_then(|s| s.observed_generation);
+    if observed.is_some() && observed == set.metadata.generation {
+        return None;
+    }
+    Some(format!(
+        "StatefulSet {} has no spec.serviceName: its pods get no stable DNS names \
+         (<pod>.<service>.<namespace>.svc) without a governing headless Service; \
+         create one and set spec.serviceName to its name",
+        set.name_any()
+    ))
+}
+
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let uid = set.metadata.uid.clone().unwrap_or_default();
     if set.metadata.deletion_timestamp.is_some() {
+        ctx.forget(&uid);
         return Ok(Action::await_change());
     }
     let namespace = set.namespace().unwrap_or_default();
@@ -91,6 +140,13 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     let spec = set.spec.clone().unwrap_or_default();
     let owner = controller_ref("apps/v1", "StatefulSet", &set.metadata);
     let set_ref = reference("apps/v1", "StatefulSet", &set.metadata);
+    if let Some(message) = missing_service_warning(&set)
+        && ctx.first_warning(&uid, set.metadata.generation.unwrap_or(0))
+    {
+        ctx.recorder
+            .record(&set_ref, "Warning", MISSING_SERVICE_NAME, &message)
+            .await;
+    }
     let replicas = spec.replicas.unwrap_or(1);
     let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
     let hash = template_hash(
@@ -293,4 +349,29 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     } else {
         60
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(service_name: Option<&str>, generation: i64, observed: Option<i64>) -> StatefulSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1", "generation": generation},
+            "spec": {"serviceName": service_name, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}}},
+            "status": {"replicas": 0, "observedGeneration": observed},
+        }))
+        .expect("statefulset")
+    }
+
+    #[test]
+    fn a_set_without_service_name_is_warned_about_once_per_generation() {
+        let message = missing_service_warning(&set(None, 1, None)).expect("warning");
+        assert!(message.contains("no stable DNS names"), "{message}");
+        assert!(missing_service_warning(&set(Some(""), 2, Some(1))).is_some());
+        // Synced already at this generation, or named: nothing to say.
+        assert!(missing_service_warning(&set(None, 2, Some(2))).is_none());
+        assert!(missing_service_warning(&set(Some("web"), 1, None)).is_none());
+    }
 }

@@ -20,6 +20,7 @@ use super::{
     pod::{default_template, validate_template},
 };
 use crate::{
+    controllers::cron::Schedule,
     model::{
         selector,
         validation::{ErrorList, FieldError},
@@ -385,12 +386,23 @@ impl Kind for CronJob {
         }
     }
 
-    fn validate(&self, _old: Option<&Self>, errors: &mut ErrorList) {
+    fn validate(&self, old: Option<&Self>, errors: &mut ErrorList) {
         let Some(spec) = &self.spec else {
             return errors.push(FieldError::required("spec", ""));
         };
-        if let Err(why) = check_schedule(&spec.schedule) {
-            errors.push(FieldError::invalid("spec.schedule", &spec.schedule, why));
+        let old_schedule = old
+            .and_then(|o| o.spec.as_ref())
+            .map(|s| s.schedule.as_str());
+        validate_schedule(
+            &spec.schedule,
+            old_schedule,
+            spec.time_zone.as_deref(),
+            errors,
+        );
+        if let Some(zone) = spec.time_zone.as_deref()
+            && let Some(why) = time_zone_error(zone)
+        {
+            errors.push(FieldError::invalid("spec.timeZone", zone, why));
         }
         if let Some(policy) = spec.concurrency_policy.as_deref()
             && !["Allow", "Forbid", "Replace"].contains(&policy)
@@ -407,49 +419,235 @@ impl Kind for CronJob {
     }
 }
 
-/// Syntax check of a cron schedule: a `@keyword` or five fields of numbers, ranges, steps,
-/// lists, names or `*`/`?`. (The schedule itself is evaluated by the CronJob controller.)
-pub(crate) fn check_schedule(schedule: &str) -> Result<(), String> {
-    let schedule = schedule.trim();
-    let body = match schedule
-        .strip_prefix("TZ=")
-        .or_else(|| schedule.strip_prefix("CRON_TZ="))
-    {
-        Some(rest) => rest
-            .split_once(' ')
-            .map(|(_, s)| s.trim())
-            .ok_or("a time zone must be followed by a schedule")?,
-        None => schedule,
-    };
-    if body.starts_with('@') {
-        const KEYWORDS: &[&str] = &[
-            "@yearly",
-            "@annually",
-            "@monthly",
-            "@weekly",
-            "@daily",
-            "@midnight",
-            "@hourly",
-        ];
-        return if KEYWORDS.contains(&body) || body.starts_with("@every ") {
-            Ok(())
-        } else {
-            Err(format!("unrecognized descriptor: {body}"))
-        };
+/// kube-apiserver's checks of `spec.schedule`: present, parseable ([`check_schedule`]), and
+/// a `TZ=`/`CRON_TZ=` prefix only on updates of a schedule that already had one (never
+/// together with `timeZone`); new CronJobs name their zone in `timeZone`.
+fn validate_schedule(
+    schedule: &str,
+    old_schedule: Option<&str>,
+    time_zone: Option<&str>,
+    errors: &mut ErrorList,
+) {
+    const FIELD: &str = "spec.schedule";
+    if schedule.is_empty() {
+        return errors.push(FieldError::required(FIELD, ""));
     }
-    let fields: Vec<&str> = body.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(format!(
-            "expected exactly 5 fields, found {}: {body}",
-            fields.len()
+    if let Err(why) = check_schedule(schedule) {
+        errors.push(FieldError::invalid(FIELD, schedule, why));
+    }
+    let allow_tz = old_schedule.is_some_and(|o| o.contains("TZ"));
+    if !allow_tz && schedule.contains("TZ") {
+        errors.push(FieldError::invalid(
+            FIELD,
+            schedule,
+            "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+        ));
+    } else if allow_tz && schedule.contains("TZ") && time_zone.is_some() {
+        errors.push(FieldError::invalid(
+            FIELD,
+            schedule,
+            "cannot use both timeZone field and TZ or CRON_TZ in schedule",
         ));
     }
-    let ok = |f: &str| {
-        f.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '?' | '-' | ',' | '/'))
+}
+
+/// Does `schedule` parse as the CronJob controller evaluates it? The controller's own parser
+/// decides (fields in range, known descriptors), and a `TZ=` zone must be in the time zone
+/// database the controller resolves zones in. `@every <duration>`, which kube-apiserver
+/// accepts too, passes; the controller reports with an event that it cannot run it.
+pub(crate) fn check_schedule(schedule: &str) -> Result<(), String> {
+    let parsed = match Schedule::parse(schedule) {
+        Ok(parsed) => parsed,
+        Err(_) if is_every(schedule) => return Ok(()),
+        Err(why) => return Err(why),
     };
-    match fields.iter().find(|f| !ok(f)) {
-        Some(bad) => Err(format!("failed to parse field {bad:?}")),
-        None => Ok(()),
+    match parsed.time_zone.as_deref() {
+        Some(zone) if jiff::tz::TimeZone::get(zone).is_err() => Err(format!(
+            "provided bad location {zone}: unknown time zone {zone}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Is `schedule` an `@every <duration>` descriptor (after an optional `TZ=` prefix)?
+fn is_every(schedule: &str) -> bool {
+    let mut words = schedule.split_whitespace();
+    let first = words.next();
+    let zone_first = first.is_some_and(|w| w.starts_with("TZ=") || w.starts_with("CRON_TZ="));
+    let descriptor = if zone_first { words.next() } else { first };
+    descriptor == Some("@every") && words.next().is_some()
+}
+
+/// Why kube-apiserver rejects `zone` as `spec.timeZone`, if it does: IANA naming rules,
+/// an explicit zone (not `Local`), and present in the time zone database the CronJob
+/// controller resolves zones in (jiff's, the system's zoneinfo).
+fn time_zone_error(zone: &str) -> Option<String> {
+    if zone.is_empty() {
+        return Some("timeZone must be nil or non-empty string".to_owned());
+    }
+    let valid_part = |part: &str| {
+        part != "."
+            && part != ".."
+            && !part.starts_with('-')
+            && (1..=14).contains(&part.len())
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'))
+    };
+    if !zone.split('/').all(valid_part) {
+        return Some(format!("unknown time zone {zone}"));
+    }
+    if zone.eq_ignore_ascii_case("Local") {
+        return Some(
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"
+                .to_owned(),
+        );
+    }
+    jiff::tz::TimeZone::get(zone)
+        .err()
+        .map(|_| format!("unknown time zone {zone}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::resources::strategy::{Strategy, Typed};
+
+    use super::*;
+
+    fn cronjob(schedule: &str, time_zone: Option<&str>) -> Value {
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+            "spec": {"schedule": schedule, "timeZone": time_zone, "jobTemplate": {"spec": {"template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}})
+    }
+
+    /// The errors on `spec.schedule` and `spec.timeZone` of a create (or an update of `old`).
+    fn schedule_errors(body: &Value, old: Option<&Value>) -> Vec<String> {
+        let old = old.map(|o| {
+            Typed::<CronJob>::new()
+                .prepare(o, None)
+                .expect("old")
+                .object
+        });
+        Typed::<CronJob>::new()
+            .prepare(body, old.as_ref())
+            .expect("prepare")
+            .errors
+            .iter()
+            .filter(|e| e.field == "spec.schedule" || e.field == "spec.timeZone")
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn valid_schedules_pass() {
+        for schedule in [
+            "*/5 * * * *",
+            "0 0 * * *",
+            "59 23 31 12 6",
+            "0 0 1 1 0",
+            "1/4294967295 * * * *",
+            "30 9 * jan-mar mon-fri",
+            "0 */2 1,15 * ?",
+            "@hourly",
+            "@daily",
+            "@midnight",
+            "@weekly",
+            "@monthly",
+            "@yearly",
+            "@annually",
+            "@every 5m",
+        ] {
+            let errors = schedule_errors(&cronjob(schedule, None), None);
+            assert!(errors.is_empty(), "{schedule}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_fields_and_unknown_descriptors_are_rejected() {
+        for schedule in [
+            "61 * * * *",
+            "60 * * * *",
+            "0 24 * * *",
+            "0 0 0 * *",
+            "0 0 32 * *",
+            "0 0 * 0 *",
+            "0 0 * 13 *",
+            "0 0 * * 7",
+            "0 0 * * 8",
+            "5-1 * * * *",
+            "*/0 * * * *",
+            "* * * *",
+            "* * * * * *",
+            "x * * * *",
+            "@sometimes",
+            "@every",
+        ] {
+            let errors = schedule_errors(&cronjob(schedule, None), None);
+            assert_eq!(errors.len(), 1, "{schedule}: {errors:?}");
+            assert!(
+                errors[0].starts_with("spec.schedule: Invalid value: "),
+                "{schedule}: {errors:?}"
+            );
+        }
+        let errors = schedule_errors(&cronjob("", None), None);
+        assert_eq!(errors, ["spec.schedule: Required value"]);
+    }
+
+    #[test]
+    fn time_zones_must_be_known() {
+        for zone in ["UTC", "Europe/Paris", "America/New_York", "Etc/GMT+5"] {
+            let errors = schedule_errors(&cronjob("0 3 * * *", Some(zone)), None);
+            assert!(errors.is_empty(), "{zone}: {errors:?}");
+        }
+        for zone in [
+            "Europe/Pariss",
+            "Mars/Olympus_Mons",
+            "Local",
+            "",
+            "../etc/passwd",
+            "/Europe/Paris",
+            "Europe//Paris",
+        ] {
+            let errors = schedule_errors(&cronjob("0 3 * * *", Some(zone)), None);
+            assert_eq!(errors.len(), 1, "{zone:?}: {errors:?}");
+            assert!(
+                errors[0].starts_with("spec.timeZone: Invalid value: "),
+                "{zone:?}: {errors:?}"
+            );
+        }
+        let errors = schedule_errors(&cronjob("0 3 * * *", Some("Europe/Pariss")), None);
+        assert_eq!(
+            errors,
+            ["spec.timeZone: Invalid value: \"Europe/Pariss\": unknown time zone Europe/Pariss"]
+        );
+    }
+
+    #[test]
+    fn tz_in_the_schedule_only_on_updates_that_had_it() {
+        let with_tz = cronjob("CRON_TZ=Europe/Paris 0 3 * * *", None);
+        let errors = schedule_errors(&with_tz, None);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].ends_with("use timeZone field instead"),
+            "{errors:?}"
+        );
+        // An object stored before keeps its prefix, but not together with timeZone.
+        assert!(schedule_errors(&with_tz, Some(&with_tz)).is_empty());
+        let both = cronjob("CRON_TZ=Europe/Paris 0 3 * * *", Some("UTC"));
+        let errors = schedule_errors(&both, Some(&with_tz));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].ends_with("cannot use both timeZone field and TZ or CRON_TZ in schedule")
+        );
+        // The prefix's zone must be known too.
+        let bad = cronjob("TZ=Europe/Pariss 0 3 * * *", None);
+        let errors = schedule_errors(&bad, Some(&with_tz));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("provided bad location Europe/Pariss"),
+            "{errors:?}"
+        );
     }
 }
