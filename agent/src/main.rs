@@ -585,7 +585,7 @@ async fn start_kubelet(
         .clone()
         .context("no --pod-cidr: the kubelet needs this node's pod CIDR")?;
     let pod_cidr = Cidr::parse(&cidr_text)?;
-    let runtime = Runtime::connect(&args.containerd, &args.node_name).await?;
+    let runtime = connect_runtime(&args.containerd, &args.node_name).await?;
     let registries = RegistryConfig::load(args.registry_config.as_deref())?;
     let ipam = Ipam::load(pod_cidr, args.state_dir.join("ipam.json"))?;
     let (connection, netlink, _) =
@@ -639,6 +639,35 @@ async fn start_kubelet(
     tokio::spawn(kubelet.clone().run());
     tokio::spawn(node_routes::sync(client, netlink, args.node_name.clone()));
     Ok(kubelet)
+}
+
+/// How long the agent waits for containerd at start before giving up on the kubelet.
+const CONTAINERD_WAIT: Duration = Duration::from_secs(60);
+
+/// Connect to containerd, retrying with back-off while it is starting or restarting (once
+/// connected, the gRPC channel reconnects by itself).
+async fn connect_runtime(socket: &Path, namespace: &str) -> Result<Runtime> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Runtime::connect(socket, namespace).await {
+            Ok(runtime) => return Ok(runtime),
+            Err(e) if started.elapsed() < CONTAINERD_WAIT => {
+                tracing::warn!(error = %e, socket = %socket.display(), "containerd is not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "containerd at {} did not answer for {} s",
+                        socket.display(),
+                        CONTAINERD_WAIT.as_secs()
+                    )
+                });
+            }
+        }
+    }
 }
 
 /// The pod cgroup parent relative to the hierarchy roots: `/sys/fs/cgroup/unified/skiff/n1`

@@ -345,6 +345,30 @@ fn images_come_from_the_registry_or_from_an_imported_archive() {
         image_id.starts_with("docker.io/skiff/echo@sha256:"),
         "{image_id}"
     );
+    // The same image pulled from the registry on another node: the same digest.
+    let other = lab.nodes[0].name.clone();
+    lab.apply(
+        &ns,
+        &pod_on(
+            "pulled-echo",
+            &other,
+            r#"  containers:
+  - name: echo
+    image: skiff/echo
+    imagePullPolicy: Always
+"#,
+        ),
+    );
+    lab.wait_running(&ns, "pulled-echo");
+    let pulled_id = lab.jsonpath(
+        &ns,
+        "pod/pulled-echo",
+        "{.status.containerStatuses[0].imageID}",
+    );
+    assert_eq!(
+        pulled_id, image_id,
+        "the image pulled on {other} differs from the one imported on {node}"
+    );
     // The pull path: `busybox` resolves to docker.io/library/busybox, fetched via the mirror.
     lab.apply(
         &ns,
