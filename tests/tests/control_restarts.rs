@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -212,7 +212,8 @@ async fn two_replicas_on_one_etcd_see_each_others_writes() {
     let _turn = TURN.lock().await;
     let Some(lab) = Lab::from_env() else { return };
     let data_dir = lab.dir.join("control-replica-2");
-    let mut replica = std::process::Command::new(lab.bin("skiff-control"))
+    let log = std::fs::File::create(lab.dir.join("logs/control-replica-2.log")).expect("log");
+    let replica = std::process::Command::new(lab.bin("skiff-control"))
         .args([
             "serve",
             "--etcd",
@@ -223,9 +224,11 @@ async fn two_replicas_on_one_etcd_see_each_others_writes() {
         ])
         .arg(&data_dir)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("starting a second skiff-control");
+    // Killed however this test ends: a leftover would hold the port for the next run.
+    let replica = KillOnDrop(replica);
     let mut kubeconfig = kube::config::Kubeconfig::read_from(lab.kubeconfig()).expect("kubeconfig");
     for cluster in &mut kubeconfig.clusters {
         if let Some(c) = cluster.cluster.as_mut() {
@@ -281,11 +284,199 @@ async fn two_replicas_on_one_etcd_see_each_others_writes() {
     let seen = tokio::time::timeout(Duration::from_secs(30), wait)
         .await
         .unwrap_or(false);
-    let _ = replica.kill();
-    let _ = replica.wait();
+    drop(replica);
     let _ = std::fs::remove_dir_all(&data_dir);
     assert!(
         seen,
         "a write through replica one never reached a watch on replica two"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_replica_leads_the_controllers_and_another_takes_over_when_it_dies() {
+    use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease};
+
+    let _turn = TURN.lock().await;
+    let Some(lab) = Lab::from_env() else { return };
+    let data_dir = lab.dir.join("control-replica-leader");
+    std::fs::create_dir_all(&data_dir).expect("dir");
+    // A Lease left by a replica of an earlier run would expire mid-test: start only once
+    // a live process (the lab's API server, the only contender) holds it.
+    let lab_leases: Api<Lease> = Api::namespaced(lab.client().await, "kube-system");
+    let mut held_by_live = false;
+    for _ in 0..100 {
+        let holder = lab_leases
+            .get("skiff-controller-manager")
+            .await
+            .ok()
+            .and_then(|l| l.spec?.holder_identity);
+        let pid = holder
+            .as_deref()
+            .and_then(|h| h.rsplit('_').next())
+            .unwrap_or("");
+        if !pid.is_empty() && std::path::Path::new("/proc").join(pid).exists() {
+            held_by_live = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        held_by_live,
+        "no live skiff-control holds the controller Lease"
+    );
+    let log = std::fs::File::create(lab.dir.join("logs/control-replica-leader.log")).expect("log");
+    let replica = std::process::Command::new(lab.bin("skiff-control"))
+        .args(["serve", "--etcd", ETCD_URL, "--listen", "127.0.0.1:16444"])
+        // Longer than this test's outage of the first replica: the nodes' agents only talk
+        // to the first one, so their Leases pause meanwhile.
+        .args(["--node-monitor-grace-period", "90", "--data-dir"])
+        .arg(&data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting a second skiff-control");
+    // Killed however this test ends: a leftover would hold the port for the next run.
+    let replica = KillOnDrop(replica);
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let second_identity = format!("{}_{}", hostname.trim(), replica.0.id());
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(lab.kubeconfig()).expect("kubeconfig");
+    for cluster in &mut kubeconfig.clusters {
+        if let Some(c) = cluster.cluster.as_mut() {
+            c.server = Some("https://127.0.0.1:16444".to_owned());
+        }
+    }
+    let path = data_dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        serde_json::to_string(&kubeconfig).expect("serialize"),
+    )
+    .expect("write");
+    let second: Client = client_from(&path).await;
+    let leases: Api<Lease> = Api::namespaced(second.clone(), "kube-system");
+    let holder = || async {
+        leases
+            .get("skiff-controller-manager")
+            .await
+            .ok()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let mut first = None;
+    for _ in 0..100 {
+        first = holder().await;
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = first.expect("the second replica serves the leader Lease");
+    // Two replicas, one leader: the second waits.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        holder().await.as_deref(),
+        Some(first.as_str()),
+        "the leader changed with both alive"
+    );
+    assert_ne!(first, second_identity);
+    let ns = lab.namespace("leader");
+    // The leader dies: the second takes the Lease over and runs the controllers.
+    lab.component("stop", "skiff-control", true);
+    let started = std::time::Instant::now();
+    let mut took_over = false;
+    while started.elapsed() < Duration::from_secs(40) {
+        if holder().await.as_deref() == Some(second_identity.as_str()) {
+            took_over = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let takeover = started.elapsed();
+    let outcome = async {
+        if !took_over {
+            return Err("the second replica never took the Lease over".to_owned());
+        }
+        eprintln!(
+            "the second replica took over after {:.1} s",
+            takeover.as_secs_f64()
+        );
+        let deployments: Api<Deployment> = Api::namespaced(second.clone(), &ns);
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "led"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "led"}},
+                     "template": {"metadata": {"labels": {"app": "led"}},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+        }))
+        .map_err(|e| e.to_string())?;
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The ReplicaSet controller creates the pods and the scheduler binds them — both
+        // running in the second replica now.
+        let pods: Api<Pod> = Api::namespaced(second.clone(), &ns);
+        for _ in 0..120 {
+            let list = pods
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let bound = list
+                .items
+                .iter()
+                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+                .count();
+            if bound == 2 {
+                // Written while the nodes' API server is down: their watches must catch up
+                // through the re-list when it is back.
+                let services: Api<Service> = Api::namespaced(second.clone(), &ns);
+                let service: Service = serde_json::from_value(json!({
+                    "metadata": {"name": "led"},
+                    "spec": {"selector": {"app": "led"}, "ports": [{"port": 80}]}
+                }))
+                .map_err(|e| e.to_string())?;
+                let created = services
+                    .create(&PostParams::default(), &service)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return created
+                    .spec
+                    .and_then(|s| s.cluster_ip)
+                    .ok_or_else(|| "the Service got no cluster IP".to_owned());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err("the second replica's controllers did not create and bind the pods".to_owned())
+    }
+    .await;
+    lab.component("start", "skiff-control", false);
+    drop(replica);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let vip = outcome.expect("failover");
+    for node in &lab.nodes {
+        let mut programmed = false;
+        for _ in 0..120 {
+            if lab
+                .bpf(&node.name, &["lb", "list"])
+                .contains(&format!("{vip}:80/TCP"))
+            {
+                programmed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(
+            programmed,
+            "{}: the Service created during the outage ({vip}) never reached the datapath",
+            node.name
+        );
+    }
+    let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -7,26 +7,27 @@
 
 pub mod announce;
 pub mod env;
+mod feed;
 pub mod view;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
     sync::{Arc, RwLock},
     time::Duration,
 };
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::{
     core::v1::{Node, Service},
     discovery::v1::EndpointSlice,
 };
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client,
     runtime::{
         WatchStreamExt,
         reflector::{self, Store},
-        watcher::{self, Event},
+        watcher,
     },
 };
 use skiff_dns::{ServerConfig, Zone};
@@ -75,7 +76,7 @@ impl Discovery {
         .default_backoff()
         .reflect(services_writer);
         let view = view::ServiceView::new(services.clone());
-        tokio::spawn(feed_services(service_events, zone.clone(), view.clone()));
+        tokio::spawn(feed::services(service_events, zone.clone(), view.clone()));
         if let Some(announcer) = config.announce.clone() {
             let (nodes, nodes_writer) = reflector::store();
             let node_events =
@@ -97,7 +98,7 @@ impl Discovery {
             watcher::Config::default(),
         )
         .default_backoff();
-        tokio::spawn(feed_slices(slice_events, zone.clone(), view.clone()));
+        tokio::spawn(feed::slices(slice_events, zone.clone(), view.clone()));
         tokio::spawn(resolve(config, zone, netlink, metrics));
         Arc::new(Self { services, view })
     }
@@ -152,97 +153,5 @@ async fn resolve(
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(10));
-    }
-}
-
-/// Keep the zone's Services equal to the API's (the watch re-lists after errors: what the
-/// re-list lacks is removed).
-async fn feed_services(
-    events: impl Stream<Item = Result<Event<Service>, watcher::Error>>,
-    zone: Arc<RwLock<Zone>>,
-    view: Arc<view::ServiceView>,
-) {
-    let mut events = std::pin::pin!(events);
-    let mut known: HashSet<(String, String)> = HashSet::new();
-    let mut relisted: HashSet<(String, String)> = HashSet::new();
-    while let Some(event) = events.next().await {
-        let Ok(event) = event else { continue };
-        let Ok(mut zone) = zone.write() else { return };
-        match event {
-            Event::Init => relisted.clear(),
-            Event::InitApply(svc) | Event::Apply(svc) => {
-                let key = (svc.namespace().unwrap_or_default(), svc.name_any());
-                relisted.insert(key.clone());
-                known.insert(key);
-                zone.apply_service(&svc);
-                view.service_changed(&svc);
-            }
-            Event::Delete(svc) => {
-                let key = (svc.namespace().unwrap_or_default(), svc.name_any());
-                known.remove(&key);
-                zone.remove_service(&key.0, &key.1);
-                view.service_changed(&svc);
-            }
-            Event::InitDone => {
-                for (ns, name) in known.difference(&relisted) {
-                    zone.remove_service(ns, name);
-                    view.service_ref_changed(ns, name);
-                }
-                known = std::mem::take(&mut relisted);
-                view.services_listed();
-            }
-        }
-    }
-}
-
-/// Keep the zone's and the view's EndpointSlices equal to the API's.
-async fn feed_slices(
-    events: impl Stream<Item = Result<Event<EndpointSlice>, watcher::Error>>,
-    zone: Arc<RwLock<Zone>>,
-    view: Arc<view::ServiceView>,
-) {
-    let mut events = std::pin::pin!(events);
-    let mut known: HashSet<(String, String)> = HashSet::new();
-    let mut relisted: HashSet<(String, String)> = HashSet::new();
-    while let Some(event) = events.next().await {
-        let Ok(event) = event else { continue };
-        match event {
-            Event::Init => relisted.clear(),
-            Event::InitApply(slice) => {
-                let key = (slice.namespace().unwrap_or_default(), slice.name_any());
-                relisted.insert(key.clone());
-                known.insert(key.clone());
-                if let Ok(mut zone) = zone.write() {
-                    zone.apply_slice(&slice);
-                }
-                view.apply_slice(&key.0, &key.1, Some(&slice));
-            }
-            Event::Apply(slice) => {
-                let key = (slice.namespace().unwrap_or_default(), slice.name_any());
-                known.insert(key.clone());
-                if let Ok(mut zone) = zone.write() {
-                    zone.apply_slice(&slice);
-                }
-                view.apply_slice(&key.0, &key.1, Some(&slice));
-            }
-            Event::Delete(slice) => {
-                let key = (slice.namespace().unwrap_or_default(), slice.name_any());
-                known.remove(&key);
-                if let Ok(mut zone) = zone.write() {
-                    zone.remove_slice(&key.0, &key.1);
-                }
-                view.apply_slice(&key.0, &key.1, None);
-            }
-            Event::InitDone => {
-                if let Ok(mut zone) = zone.write() {
-                    for (ns, name) in known.difference(&relisted) {
-                        zone.remove_slice(ns, name);
-                    }
-                }
-                view.retain_slices(&relisted.iter().cloned().collect());
-                known = std::mem::take(&mut relisted);
-                view.slices_listed();
-            }
-        }
     }
 }

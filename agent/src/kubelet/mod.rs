@@ -23,7 +23,10 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client,
-    runtime::watcher::{self, Event},
+    runtime::{
+        WatchStreamExt,
+        watcher::{self, Event},
+    },
 };
 use tokio::sync::mpsc;
 
@@ -132,7 +135,7 @@ impl Kubelet {
         let pods: Api<Pod> = Api::all(self.client.clone());
         let config =
             watcher::Config::default().fields(&format!("spec.nodeName={}", self.config.node_name));
-        let mut events = watcher::watcher(pods, config).boxed();
+        let mut events = watcher::watcher(pods, config).default_backoff().boxed();
         let mut workers: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
         let mut listed: HashSet<String> = HashSet::new();
         let mut collected_orphans = false;

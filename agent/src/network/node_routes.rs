@@ -34,6 +34,7 @@ pub async fn sync(client: Client, handle: Handle, own_node: String) {
     let nodes: Api<Node> = Api::all(client);
     let mut installed: BTreeMap<String, (Cidr, Ipv4Addr)> = BTreeMap::new();
     let mut events = watcher(nodes, watcher::Config::default())
+        .default_backoff()
         .applied_objects()
         .boxed();
     while let Some(event) = events.next().await {

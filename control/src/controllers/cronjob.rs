@@ -3,9 +3,9 @@
 //! concurrencyPolicy (Allow, Forbid, Replace), startingDeadlineSeconds and suspend; keep
 //! the successful and failed history limits; report active jobs and lastScheduleTime.
 
+use super::drive::Error;
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::{
     Api, Client, ResourceExt,
@@ -20,14 +20,6 @@ use super::{
 };
 use skiff_events::{Recorder, reference};
 
-/// Errors that make a reconcile retry.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
-
 struct Ctx {
     client: Client,
     recorder: Recorder,
@@ -41,24 +33,16 @@ pub async fn run(client: Client) {
         recorder: Recorder::new(client.clone(), "cronjob-controller"),
         client,
     });
-    Controller::new(cronjobs, watcher::Config::default())
-        .owns(jobs, watcher::Config::default())
-        .run(
-            |obj, ctx| super::metrics::instrumented("cronjob", reconcile(obj, ctx)),
-            error_policy,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "cronjob reconcile failed");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_c: Arc<CronJob>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(%error, "cronjob sync failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    let controller = Controller::new(cronjobs, watcher::Config::default())
+        .owns(jobs, watcher::Config::default());
+    super::drive::drive(
+        controller,
+        "cronjob",
+        Duration::from_secs(5),
+        reconcile,
+        ctx,
+    )
+    .await;
 }
 
 fn finished(job: &Job) -> Option<(bool, jiff::Timestamp)> {

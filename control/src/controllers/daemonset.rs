@@ -3,6 +3,7 @@
 //! to its node through node affinity on `metadata.name`; rolling updates replace pods of an
 //! old template at most `maxUnavailable` at a time; status counts as kube reports them.
 
+use super::drive::Error;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::StreamExt;
@@ -13,7 +14,7 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
-    runtime::{Controller, controller::Action, watcher},
+    runtime::{Controller, WatchStreamExt, controller::Action, watcher},
 };
 use serde_json::json;
 
@@ -29,14 +30,6 @@ use skiff_events::{Recorder, reference};
 
 const HASH_LABEL: &str = "controller-revision-hash";
 
-/// Errors that make a reconcile retry.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
-
 struct Ctx {
     client: Client,
     recorder: Recorder,
@@ -47,30 +40,24 @@ pub async fn run(client: Client) {
     let sets: Api<DaemonSet> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
-    let node_changes = watcher::watcher(nodes, watcher::Config::default()).map(|_| ());
+    let node_changes = watcher::watcher(nodes, watcher::Config::default())
+        .default_backoff()
+        .map(|_| ());
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), "daemonset-controller"),
         client,
     });
-    Controller::new(sets, watcher::Config::default())
+    let controller = Controller::new(sets, watcher::Config::default())
         .owns(pods, watcher::Config::default())
-        .reconcile_all_on(node_changes)
-        .run(
-            |obj, ctx| super::metrics::instrumented("daemonset", reconcile(obj, ctx)),
-            error_policy,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "daemonset reconcile failed");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_set: Arc<DaemonSet>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(%error, "daemonset sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
+        .reconcile_all_on(node_changes);
+    super::drive::drive(
+        controller,
+        "daemonset",
+        Duration::from_secs(2),
+        reconcile,
+        ctx,
+    )
+    .await;
 }
 
 /// The tolerations kube adds to every daemon pod.

@@ -12,7 +12,10 @@ use futures::StreamExt;
 use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams},
-    runtime::watcher::{self, Event},
+    runtime::{
+        WatchStreamExt,
+        watcher::{self, Event},
+    },
 };
 use serde_json::json;
 
@@ -65,6 +68,7 @@ pub async fn run(client: Client) {
     let streams = watched.iter().copied().map(|i| {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource(i));
         watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
             .map(move |e| (i, e))
             .boxed()
     });

@@ -4,9 +4,9 @@
 //! `activeDeadlineSeconds`, and report Complete/Failed conditions; finished jobs are
 //! deleted after `ttlSecondsAfterFinished`.
 
+use super::drive::Error;
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::{
     Api, Client, ResourceExt,
@@ -21,14 +21,6 @@ use skiff_events::{Recorder, reference};
 /// Annotation and label carrying an Indexed job pod's index.
 const INDEX: &str = "batch.kubernetes.io/job-completion-index";
 
-/// Errors that make a reconcile retry.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
-
 struct Ctx {
     client: Client,
     recorder: Recorder,
@@ -42,24 +34,9 @@ pub async fn run(client: Client) {
         recorder: Recorder::new(client.clone(), "job-controller"),
         client,
     });
-    Controller::new(jobs, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
-        .run(
-            |obj, ctx| super::metrics::instrumented("job", reconcile(obj, ctx)),
-            error_policy,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "job reconcile failed");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_job: Arc<Job>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(%error, "job sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
+    let controller =
+        Controller::new(jobs, watcher::Config::default()).owns(pods, watcher::Config::default());
+    super::drive::drive(controller, "job", Duration::from_secs(2), reconcile, ctx).await;
 }
 
 fn phase(pod: &Pod) -> &str {

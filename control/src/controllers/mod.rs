@@ -6,6 +6,7 @@ pub(crate) mod cron;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod drive;
 mod endpoints;
 mod gc;
 mod job;

@@ -3,9 +3,9 @@
 //! replicas / ready / available in status. ReplicationControllers are served by the same
 //! generic reconcile through the [`Replicated`] view of their kind.
 
+use super::drive::Error;
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use k8s_openapi::{
     api::{
         apps::v1::ReplicaSet,
@@ -28,14 +28,6 @@ use skiff_events::{Recorder, reference};
 
 /// Most pods created or deleted in one pass (kube's burstReplicas).
 const BURST: usize = 500;
-
-/// Errors that make a reconcile retry.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
 
 struct Ctx {
     client: Client,
@@ -142,24 +134,16 @@ async fn run_for<K: Replicated>(client: Client, component: &'static str) {
         recorder: Recorder::new(client.clone(), component),
         client,
     });
-    Controller::new(sets, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
-        .run(
-            |set, ctx| super::metrics::instrumented(component, reconcile::<K>(set, ctx)),
-            error_policy::<K>,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "replica reconcile failed");
-            }
-        })
-        .await;
-}
-
-fn error_policy<K: Replicated>(_set: Arc<K>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(%error, "replicaset sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
+    let controller =
+        Controller::new(sets, watcher::Config::default()).owns(pods, watcher::Config::default());
+    super::drive::drive(
+        controller,
+        component,
+        Duration::from_secs(2),
+        reconcile::<K>,
+        ctx,
+    )
+    .await;
 }
 
 async fn reconcile<K: Replicated>(set: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {

@@ -5,6 +5,7 @@
 //! and a Service that stops being a LoadBalancer gives its address back. The node agents
 //! answer for the addresses on the underlay.
 
+use super::drive::Error;
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
@@ -12,7 +13,6 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, Client, ResourceExt,
@@ -63,14 +63,6 @@ impl AddressPool {
     }
 }
 
-/// Errors that make a reconcile retry.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
-
 struct Ctx {
     client: Client,
     recorder: Recorder,
@@ -113,17 +105,14 @@ pub async fn run(client: Client, pool: Option<AddressPool>) {
         services: controller.store(),
         assigned: Mutex::new(BTreeMap::new()),
     });
-    controller
-        .run(
-            |svc, ctx| super::metrics::instrumented("service-lb", reconcile(svc, ctx)),
-            |_svc, error: &Error, _ctx| {
-                tracing::warn!(%error, "load balancer sync failed; retrying");
-                Action::requeue(Duration::from_secs(2))
-            },
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
+    super::drive::drive(
+        controller,
+        "service-lb",
+        Duration::from_secs(2),
+        reconcile,
+        ctx,
+    )
+    .await;
 }
 
 async fn reconcile(service: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {

@@ -6,13 +6,13 @@
 //! A set without `serviceName` (optional since 1.33) works the same, its pods without a
 //! subdomain; a Warning event says so once per generation.
 
+use super::drive::Error;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{PersistentVolumeClaim, Pod},
@@ -37,14 +37,6 @@ const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 const INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 /// Event reason for a set without `serviceName`.
 const MISSING_SERVICE_NAME: &str = "MissingServiceName";
-
-/// Errors that make a reconcile retry.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-}
 
 struct Ctx {
     client: Client,
@@ -79,24 +71,16 @@ pub async fn run(client: Client) {
         client,
         warned: Mutex::new(HashMap::new()),
     });
-    Controller::new(sets, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
-        .run(
-            |obj, ctx| super::metrics::instrumented("statefulset", reconcile(obj, ctx)),
-            error_policy,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "statefulset reconcile failed");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_set: Arc<StatefulSet>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(%error, "statefulset sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
+    let controller =
+        Controller::new(sets, watcher::Config::default()).owns(pods, watcher::Config::default());
+    super::drive::drive(
+        controller,
+        "statefulset",
+        Duration::from_secs(2),
+        reconcile,
+        ctx,
+    )
+    .await;
 }
 
 fn ordinal(set: &str, pod: &Pod) -> Option<i32> {

@@ -15,7 +15,10 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
-    runtime::watcher::{self, Event},
+    runtime::{
+        WatchStreamExt,
+        watcher::{self, Event},
+    },
 };
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -78,10 +81,12 @@ pub async fn run(client: Client) {
         retry: false,
         next_start: 0,
     };
-    let mut nodes =
-        watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
-    let mut pods =
-        watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
+    let mut nodes = watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .boxed();
     let mut in_flight: JoinSet<(String, String, Bound)> = JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {

@@ -196,8 +196,12 @@ fn new_flow(flow: &Flow, hook: u8, config: &Config, now: u64, mut decision: Deci
             service_id: service.service_id,
             kind: CLIENT_ADDRESS,
         },
-        flow_hash: external
-            .then(|| flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto)),
+        maglev: external,
+        flow_hash: if external {
+            flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto)
+        } else {
+            0
+        },
     };
     let selected = match lb::select(
         hook,

@@ -67,8 +67,13 @@ pub struct Selected {
 pub struct Client {
     /// Affinity key part identifying the client.
     pub affinity: AffinityKey,
-    /// Flow hash for Maglev (`None`: random selection, as for in-cluster clients).
-    pub flow_hash: Option<u32>,
+    /// Whether to select by Maglev over [`Client::flow_hash`] (external clients); random
+    /// selection otherwise, as for in-cluster clients.
+    pub maglev: bool,
+    /// The flow's hash (0 when not [`Client::maglev`]). A plain field, not an `Option`:
+    /// `None` leaves its payload undefined, and the compiler may then store a register the
+    /// verifier knows to be unset ("!read_ok").
+    pub flow_hash: u32,
 }
 
 /// Pick a backend of the frontend `key` (slot 0) whose entry is `service`, or the reason
@@ -102,7 +107,8 @@ pub fn select(
     }
     let mut how = SELECT_RANDOM;
     let mut chosen = None;
-    if let Some(hash) = client.flow_hash {
+    if client.maglev {
+        let hash = client.flow_hash;
         if service.flags & SVC_MAGLEV != 0 {
             match maglev::lookup(service.service_id, hash, maglev_size) {
                 Some(id) => {

@@ -18,6 +18,7 @@ mod lb;
 mod maglev;
 mod nat;
 mod packet;
+mod reject;
 mod sock;
 mod tc;
 mod xdp;

@@ -124,7 +124,8 @@ fn translate(ctx: &SockAddrContext, hook: u8) -> i32 {
             service_id: service.service_id,
             kind: CLIENT_NETNS,
         },
-        flow_hash: None,
+        maglev: false,
+        flow_hash: 0,
     };
     let frontend = ServiceKey {
         address,

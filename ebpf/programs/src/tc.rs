@@ -10,7 +10,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use skiff_ebpf_common::events::{
-    Event, HOOK_TC_EXTERNAL, HOOK_TC_POD, REASON_FRAGMENT, REASON_MALFORMED, REASON_REWRITE_FAILED,
+    Event, HOOK_TC_EXTERNAL, HOOK_TC_POD, REASON_FRAGMENT, REASON_MALFORMED, REASON_NO_BACKEND,
+    REASON_REWRITE_FAILED,
 };
 
 use crate::{
@@ -18,22 +19,51 @@ use crate::{
     flow::{self, Decision, Verdict},
     nat,
     packet::{self, Flow, NotParsed},
+    reject,
 };
 
 /// Bytes pulled into the linear area when headers are not there: Ethernet, IPv4 with
 /// options, TCP.
 const HEADERS_MAX: u32 = 14 + 60 + 20;
 
+/// What [`process`] returns for a packet to a frontend without backends (not a tc
+/// action: no action is this negative).
+const REFUSE: i32 = i32::MIN;
+
 /// Traffic arriving at the node from outside.
 #[classifier]
 pub fn tc_external(ctx: TcContext) -> i32 {
-    process(&ctx, HOOK_TC_EXTERNAL)
+    act(&ctx, HOOK_TC_EXTERNAL)
 }
 
 /// Traffic leaving a pod.
 #[classifier]
 pub fn tc_pod(ctx: TcContext) -> i32 {
-    process(&ctx, HOOK_TC_POD)
+    act(&ctx, HOOK_TC_POD)
+}
+
+/// The decision, then the refusal of connections to frontends without backends: each a
+/// BPF function of its own, so their stack frames are not added up (the decision's is
+/// close to the 512-byte limit already).
+#[inline(always)]
+fn act(ctx: &TcContext, hook: u8) -> i32 {
+    let action = process(ctx, hook);
+    if action != REFUSE {
+        return action;
+    }
+    refuse(ctx)
+}
+
+/// Refuse the packet's connection from here: the kernel's own answer for an address
+/// without a route is rate-limited and starves a retrying client (see [`reject`]).
+#[inline(never)]
+fn refuse(ctx: &TcContext) -> i32 {
+    let Ok(flow) = parse(ctx) else {
+        return TC_ACT_OK as i32;
+    };
+    // SAFETY: the context pointer is the program's skb.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    reject::tcp_reset(ctx, &flow, ifindex).unwrap_or(TC_ACT_OK as i32)
 }
 
 #[inline(always)]
@@ -79,7 +109,9 @@ pub fn event(hook: u8, ifindex: u32, flow: &Flow, decision: &Decision) -> Event 
     }
 }
 
-#[inline(always)]
+/// Decide about the packet and carry the decision out; [`REFUSE`] for a connection to a
+/// frontend without backends.
+#[inline(never)]
 fn process(ctx: &TcContext, hook: u8) -> i32 {
     let flow = match parse(ctx) {
         Ok(flow) => flow,
@@ -102,7 +134,11 @@ fn process(ctx: &TcContext, hook: u8) -> i32 {
     match decision.verdict {
         Verdict::Pass => {
             events::report(&config, &mut event(hook, ifindex, &flow, &decision));
-            TC_ACT_OK as i32
+            if decision.reason == REASON_NO_BACKEND {
+                REFUSE
+            } else {
+                TC_ACT_OK as i32
+            }
         }
         Verdict::Drop => {
             events::report(&config, &mut event(hook, ifindex, &flow, &decision));
