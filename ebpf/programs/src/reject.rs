@@ -19,9 +19,7 @@ use aya_ebpf::{
 };
 use skiff_ebpf_common::lb::PROTO_TCP;
 
-use crate::packet::{
-    ETH_LEN, Flow, IP_CHECK, IP_DADDR, IP_SADDR, TCP_CHECK, TCP_FIN, TCP_RST,
-};
+use crate::packet::{ETH_LEN, Flow, IP_CHECK, IP_DADDR, IP_SADDR, TCP_CHECK, TCP_FIN, TCP_RST};
 
 /// TCP SYN flag.
 const TCP_SYN: u8 = 0x02;
@@ -95,8 +93,8 @@ fn read(ctx: &TcContext, flow: &Flow) -> Option<Reset> {
     let (new_seq, new_ack, new_flags) = if flow.tcp_flags & TCP_ACK != 0 {
         (ack_seq, 0u32, TCP_RST)
     } else {
-        let occupied = u32::from(flow.tcp_flags & TCP_SYN != 0)
-            + u32::from(flow.tcp_flags & TCP_FIN != 0);
+        let occupied =
+            u32::from(flow.tcp_flags & TCP_SYN != 0) + u32::from(flow.tcp_flags & TCP_FIN != 0);
         let ack = u32::from_be(seq).wrapping_add(occupied).to_be();
         (0u32, ack, TCP_RST | TCP_ACK)
     };
