@@ -35,6 +35,40 @@ pub const TC_EXTERNAL: &str = "tc_external";
 pub const TC_POD: &str = "tc_pod";
 /// XDP program for the underlay interface.
 pub const XDP_EXTERNAL: &str = "xdp_external";
+/// Pin `link` at `path`; an old pin there is replaced only once the new one exists, so the
+/// old link (detached when its last reference, the pin, goes) outlives the moment the new
+/// one is attached. bpffs reserves dots in names, hence `-new`.
+fn pin_replacing(link: FdLink, path: &Path, program: &'static str) -> Result<(), DatapathError> {
+    let link_error = |e: aya::pin::PinError| DatapathError::Link {
+        program,
+        reason: e.to_string(),
+    };
+    if !path.exists() {
+        link.pin(path).map_err(link_error)?;
+        return Ok(());
+    }
+    let mut staged = path.as_os_str().to_owned();
+    staged.push("-new");
+    let staged = PathBuf::from(staged);
+    let _ = std::fs::remove_file(&staged);
+    let pinned = link.pin(&staged).map_err(link_error)?;
+    std::fs::rename(&staged, path).map_err(io_error("replacing pinned link", path))?;
+    drop(pinned);
+    Ok(())
+}
+
+/// An error with its sources (aya's syscall errors keep the errno in the source).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Prefix of the pinned tc links of pod veths.
 const POD_LINK_PREFIX: &str = "tc-pod-";
 
@@ -146,6 +180,10 @@ impl Datapath {
     ) -> Result<(), DatapathError> {
         let program = self.load_classifier(name)?;
         let program_id = program.info().map(|i| i.id()).ok();
+        // A pinned link this run cannot update in place stays attached until the new link
+        // is: removing it first would leave the interface without a program for a moment
+        // (untranslated Service packets, replies without reverse NAT).
+        let mut replaces_pin = false;
         if let Some(path) = &pin {
             match PinnedLink::from_pin(path) {
                 Ok(pinned) => {
@@ -155,13 +193,13 @@ impl Datapath {
                         return Ok(());
                     }
                     let updated = tc::SchedClassifierLink::try_from(fd)
-                        .map_err(|e| e.to_string())
-                        .and_then(|link| program.attach_to_link(link).map_err(|e| e.to_string()));
+                        .map_err(|e| error_chain(&e))
+                        .and_then(|link| program.attach_to_link(link).map_err(|e| error_chain(&e)));
                     match updated {
                         Ok(_) => return Ok(()),
                         Err(e) => {
-                            warn!(program = name, %interface, error = %e, "the pinned tc link cannot be updated; attaching afresh");
-                            let _ = std::fs::remove_file(path);
+                            warn!(program = name, %interface, error = %e, "the pinned tc link cannot be updated; attaching a new one before the old one goes");
+                            replaces_pin = true;
                         }
                     }
                 }
@@ -169,14 +207,20 @@ impl Datapath {
                 }
                 Err(e) => {
                     warn!(program = name, pin = %path.display(), error = %e, "unreadable tc link pin; replacing it");
-                    let _ = std::fs::remove_file(path);
+                    replaces_pin = true;
                 }
             }
         }
+        // First in the chain: while the old link is still there, the new program decides.
+        let order = if replaces_pin {
+            LinkOrder::first()
+        } else {
+            LinkOrder::default()
+        };
         let tcx = program.attach_with_options(
             interface,
             TcAttachType::Ingress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
+            TcAttachOptions::TcxOrder(order),
         );
         let id = match tcx {
             Ok(id) => id,
@@ -196,10 +240,7 @@ impl Datapath {
                 .map_err(program_error(name))?
                 .try_into()
                 .map_err(link_error(name))?;
-            link.pin(&path).map_err(|e| DatapathError::Link {
-                program: name,
-                reason: e.to_string(),
-            })?;
+            pin_replacing(link, &path, name)?;
         }
         Ok(())
     }

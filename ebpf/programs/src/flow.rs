@@ -15,14 +15,14 @@ use skiff_ebpf_common::{
         REASON_SNAT_EXHAUSTED, REASON_TRANSLATED, REASON_TRANSLATED_TRACKED, SELECT_CONNTRACK,
         SELECT_NONE,
     },
-    lb::{BACKEND_LOCAL, SCOPE_EXTERNAL, SCOPE_INTERNAL, SVC_LOCAL_ONLY, ServiceKey},
+    lb::{BACKEND_LOCAL, PROTO_TCP, SCOPE_EXTERNAL, SCOPE_INTERNAL, SVC_LOCAL_ONLY, ServiceKey},
     maglev::flow_hash,
 };
 
 use crate::{
     conntrack, events,
     lb::{self, Client},
-    packet::Flow,
+    packet::{Flow, TCP_ACK, TCP_SYN},
 };
 
 /// What to do with the packet.
@@ -169,6 +169,29 @@ pub fn decide(flow: &Flow, hook: u8, config: &Config, now: u64) -> Decision {
     new_flow(flow, hook, config, now, decision)
 }
 
+/// A connection opened straight to an address and port (a pod IP, or a backend the socket
+/// LB chose at connect) can reuse the wire tuple of an earlier connection that was
+/// translated here: the kernel picks source ports per destination, and it knew that one
+/// by the Service's address. The earlier flow's reply entry would then turn the new
+/// connection's SYN-ACK into one from the Service, which no socket expects, and the
+/// connect times out. A SYN opening such a tuple ends the old flow's reverse translation.
+#[inline(always)]
+fn forget_stale_reply(flow: &Flow) {
+    if flow.proto != PROTO_TCP || flow.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+        return;
+    }
+    let stale = CtKey {
+        saddr: flow.daddr,
+        daddr: flow.saddr,
+        sport: flow.dport,
+        dport: flow.sport,
+        proto: flow.proto,
+        direction: CT_REPLY,
+        pad: 0,
+    };
+    conntrack::remove(&stale);
+}
+
 /// The first packet of a flow: find the frontend, choose a backend, set up NAT and track.
 #[inline(always)]
 fn new_flow(flow: &Flow, hook: u8, config: &Config, now: u64, mut decision: Decision) -> Decision {
@@ -179,6 +202,7 @@ fn new_flow(flow: &Flow, hook: u8, config: &Config, now: u64, mut decision: Deci
         SCOPE_INTERNAL
     };
     let Some(service) = lb::frontend(flow.daddr, flow.dport, flow.proto, scope) else {
+        forget_stale_reply(flow);
         return decision;
     };
     decision.service_id = service.service_id;

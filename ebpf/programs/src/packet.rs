@@ -22,8 +22,12 @@ pub const UDP_CHECK: usize = 6;
 
 /// TCP FIN flag.
 pub const TCP_FIN: u8 = 0x01;
+/// TCP SYN flag.
+pub const TCP_SYN: u8 = 0x02;
 /// TCP RST flag.
 pub const TCP_RST: u8 = 0x04;
+/// TCP ACK flag.
+pub const TCP_ACK: u8 = 0x10;
 
 #[repr(C)]
 struct Ipv4Header {

@@ -19,12 +19,10 @@ use aya_ebpf::{
 };
 use skiff_ebpf_common::lb::PROTO_TCP;
 
-use crate::packet::{ETH_LEN, Flow, IP_CHECK, IP_DADDR, IP_SADDR, TCP_CHECK, TCP_FIN, TCP_RST};
+use crate::packet::{
+    ETH_LEN, Flow, IP_CHECK, IP_DADDR, IP_SADDR, TCP_ACK, TCP_CHECK, TCP_FIN, TCP_RST, TCP_SYN,
+};
 
-/// TCP SYN flag.
-const TCP_SYN: u8 = 0x02;
-/// TCP ACK flag.
-const TCP_ACK: u8 = 0x10;
 /// Length of an IPv4 header without options.
 const IP_LEN: usize = 20;
 /// Offset of the TCP header (IPv4 without options).
