@@ -29,7 +29,7 @@ impl Lab {
     /// Run the kubectl on PATH with the lab's kubeconfig.
     pub fn kubectl(&self, args: &[&str]) -> process::Finished {
         process::output(
-            Command::new("kubectl")
+            Command::new(&self.kubectl)
                 .env("KUBECONFIG", self.kubeconfig())
                 .args(args),
         )
@@ -38,7 +38,7 @@ impl Lab {
     /// Run kubectl with `stdin` piped in.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> process::Finished {
         use std::io::Write as _;
-        let mut child = Command::new("kubectl")
+        let mut child = Command::new(&self.kubectl)
             .env("KUBECONFIG", self.kubeconfig())
             .args(args)
             .stdin(std::process::Stdio::piped())

@@ -48,6 +48,9 @@ pub struct Lab {
     pub nodes: Vec<Node>,
     /// The xtask binary that brought the lab up.
     pub xtask: PathBuf,
+    /// The kubectl the tests drive: `SKIFF_KUBECTL`, or the one on PATH (`cargo xtask test`
+    /// runs the kubectl sessions once with each).
+    pub kubectl: PathBuf,
 }
 
 impl Lab {
@@ -69,6 +72,8 @@ impl Lab {
                     })
                     .collect(),
                 xtask,
+                kubectl: std::env::var_os("SKIFF_KUBECTL")
+                    .map_or_else(|| PathBuf::from("kubectl"), PathBuf::from),
             }),
             _ => {
                 cannot_run(

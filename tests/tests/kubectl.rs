@@ -157,7 +157,7 @@ fn everyday_verbs_work_on_pods_services_deployments_configmaps() {
     assert!(!labels.contains("checked"), "{labels}");
 
     // get -w sees a change made while it watches.
-    let mut watch = Command::new("kubectl")
+    let mut watch = Command::new(&lab.kubectl)
         .env("KUBECONFIG", lab.kubeconfig())
         .args(["get", "configmaps", "-n", &ns, "-w", "--request-timeout=8s"])
         .stdout(std::process::Stdio::piped())
@@ -273,7 +273,7 @@ fn edit_changes_the_live_object_through_the_editor() {
     // kubectl runs $KUBE_EDITOR on a temporary file holding the live object as YAML.
     let edit = |editor: &str| {
         process::output(
-            Command::new("kubectl")
+            Command::new(&lab.kubectl)
                 .env("KUBECONFIG", lab.kubeconfig())
                 .env("KUBE_EDITOR", editor)
                 .args(["edit", "configmap/tuned", "-n", &ns]),
@@ -501,7 +501,7 @@ struct Streaming {
 impl Streaming {
     fn start(lab: &Lab, args: &[&str]) -> Self {
         use std::io::BufRead as _;
-        let mut child = Command::new("kubectl")
+        let mut child = Command::new(&lab.kubectl)
             .env("KUBECONFIG", lab.kubeconfig())
             .args(args)
             .stdin(std::process::Stdio::null())

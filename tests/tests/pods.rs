@@ -616,7 +616,7 @@ struct Streaming {
 impl Streaming {
     fn start(lab: &Lab, args: &[&str]) -> Self {
         use std::io::BufRead as _;
-        let mut child = std::process::Command::new("kubectl")
+        let mut child = std::process::Command::new(&lab.kubectl)
             .env("KUBECONFIG", lab.kubeconfig())
             .args(args)
             .stdin(std::process::Stdio::null())

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the whole test pipeline, exactly what CI runs.
 //!
-//! setup → fmt → clippy → unit tests → a fresh lab → end-to-end tests → the network
+//! setup → fmt → clippy → unit tests → a fresh lab → end-to-end tests → the kubectl
+//! sessions again with kubectl.1.33 itself → the network
 //! benchmark's quick run (smoke) → down → the after-down checks. The lab is torn down even
 //! when a step fails.
 
@@ -20,6 +21,13 @@ use crate::{
 /// The e2e test target that runs after `down` and checks nothing of the lab is left.
 const TEARDOWN_TARGET: &str = "teardown";
 
+/// The e2e targets that are kubectl sessions: run once with the kubectl on PATH (the
+/// Cloud SDK dispatcher) and once with the versioned binary itself.
+const KUBECTL_TARGETS: [&str; 3] = ["apply", "kubectl", "tables"];
+
+/// The versioned kubectl the sessions run with a second time.
+const KUBECTL_1_33: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
 /// Arguments of `cargo xtask test`.
 #[derive(Args, Debug, Clone)]
 pub struct TestArgs {
@@ -38,7 +46,7 @@ pub struct TestArgs {
 pub fn run(args: &TestArgs) -> Result<()> {
     host::require_root("test")?;
     setup::ensure()?;
-    let steps = if args.unit_only { 3 } else { 8 };
+    let steps = if args.unit_only { 3 } else { 9 };
     let mut progress = Progress::new("test", steps);
     progress.step("cargo fmt --check", || {
         run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -86,6 +94,17 @@ pub fn run(args: &TestArgs) -> Result<()> {
             run_cmd(&mut e2e_command(&layout, args.nodes, &e2e_targets()?))
         },
     );
+    let e2e = e2e.and_then(|()| {
+        progress.step("kubectl sessions again with kubectl.1.33 itself", || {
+            if !std::path::Path::new(KUBECTL_1_33).exists() {
+                bail!("{KUBECTL_1_33} is missing: `cargo xtask setup` installs it");
+            }
+            let targets: Vec<String> = KUBECTL_TARGETS.iter().map(|t| (*t).to_owned()).collect();
+            let mut cmd = e2e_command(&layout, args.nodes, &targets);
+            cmd.env("SKIFF_KUBECTL", KUBECTL_1_33);
+            run_cmd(&mut cmd)
+        })
+    });
     // The network benchmark's quick run as a smoke test on the same lab: it must run and
     // report; its figures (debug builds, a loaded machine) are not judged here.
     let smoke = if e2e.is_ok() {

@@ -134,11 +134,9 @@ async fn route(state: &AppState, request: Request) -> Response {
                     }
                     let bytes =
                         match axum::body::to_bytes(Body::new(body), body::MAX_BODY + 1).await {
-                            Ok(b) if b.len() > body::MAX_BODY => {
-                                return ApiError::too_large(body::MAX_BODY).into_response();
-                            }
+                            Ok(b) if b.len() > body::MAX_BODY => return too_large(),
                             Ok(b) => b,
-                            Err(_) => return ApiError::too_large(body::MAX_BODY).into_response(),
+                            Err(_) => return too_large(),
                         };
                     return rest::dispatch(
                         state,
@@ -156,4 +154,16 @@ async fn route(state: &AppState, request: Request) -> Response {
         },
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// 413 for a body over the limit. The rest of the body is never read, so the connection
+/// cannot carry another request: `Connection: close` tells the client not to reuse it
+/// (a pooled client would otherwise send its next request into a closing connection).
+fn too_large() -> Response {
+    let mut response = ApiError::too_large(body::MAX_BODY).into_response();
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }
