@@ -300,29 +300,38 @@ async fn one_replica_leads_the_controllers_and_another_takes_over_when_it_dies()
     let Some(lab) = Lab::from_env() else { return };
     let data_dir = lab.dir.join("control-replica-leader");
     std::fs::create_dir_all(&data_dir).expect("dir");
-    // A Lease left by a replica of an earlier run would expire mid-test: start only once
-    // a live process (the lab's API server, the only contender) holds it.
+    // A Lease left by a replica that is gone (an earlier test restarts the lab's API
+    // server) would expire mid-test: start only once its holder is seen renewing it, which
+    // only a live leader does (every 5 s). A pid check is not enough: pids are reused.
     let lab_leases: Api<Lease> = Api::namespaced(lab.client().await, "kube-system");
-    let mut held_by_live = false;
-    for _ in 0..100 {
-        let holder = lab_leases
+    let lease_state = || async {
+        lab_leases
             .get("skiff-controller-manager")
             .await
             .ok()
-            .and_then(|l| l.spec?.holder_identity);
-        let pid = holder
-            .as_deref()
-            .and_then(|h| h.rsplit('_').next())
-            .unwrap_or("");
-        if !pid.is_empty() && std::path::Path::new("/proc").join(pid).exists() {
-            held_by_live = true;
-            break;
-        }
+            .and_then(|l| l.spec)
+            .map(|spec| (spec.holder_identity, spec.renew_time.map(|t| t.0)))
+    };
+    let mut baseline = lease_state().await;
+    let mut renewing = false;
+    for _ in 0..160 {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = lease_state().await;
+        match (&baseline, &now) {
+            (Some((held, renewed)), Some((holder, renew)))
+                if held == holder && holder.is_some() =>
+            {
+                if renewed != renew {
+                    renewing = true;
+                    break;
+                }
+            }
+            _ => baseline = now,
+        }
     }
     assert!(
-        held_by_live,
-        "no live skiff-control holds the controller Lease"
+        renewing,
+        "no skiff-control is renewing the controller Lease"
     );
     let log = std::fs::File::create(lab.dir.join("logs/control-replica-leader.log")).expect("log");
     let replica = std::process::Command::new(lab.bin("skiff-control"))
