@@ -91,6 +91,72 @@ pub fn pods_of(lab: &Lab, ns: &str, app: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// A decision counter of `node`'s datapath (`skiff-agent bpf counters`).
+pub fn decisions(lab: &Lab, node: &str, hook: &str, reason: &str) -> u64 {
+    let wanted = format!("skiff_datapath_decisions_total{{hook=\"{hook}\",reason=\"{reason}\"}} ");
+    lab.bpf(node, &["counters"])
+        .lines()
+        .find_map(|l| l.strip_prefix(&wanted)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// XDP on for one node while alive (off again when dropped, also after a failed check).
+struct XdpOn<'a> {
+    lab: &'a Lab,
+    node: String,
+}
+
+impl<'a> XdpOn<'a> {
+    fn new(lab: &'a Lab, node: &str) -> Self {
+        lab.bpf(node, &["config", "--xdp", "on"]);
+        Self {
+            lab,
+            node: node.to_owned(),
+        }
+    }
+}
+
+impl Drop for XdpOn<'_> {
+    fn drop(&mut self) {
+        self.lab.bpf(&self.node, &["config", "--xdp", "off"]);
+    }
+}
+
+/// With XDP on, a node port with local backends (`externalTrafficPolicy: Local`) keeps
+/// answering every connection, twice over the same client ports (the second round meets
+/// the conntrack entries of the first), and XDP did the translating.
+fn xdp_serves_local_node_port(lab: &Lab, node: &str, address: &str, port: &str) {
+    let xdp = XdpOn::new(lab, node);
+    let before = decisions(lab, node, "xdp", "translated");
+    let target = format!("{address}:{port}");
+    for round in 1..=2 {
+        let report = lab.load_from_root(&[
+            "crr",
+            "--target",
+            &target,
+            "--duration",
+            "1",
+            "--timeout-ms",
+            "1000",
+            "--local-ports",
+            "47000-47199",
+        ]);
+        assert_eq!(
+            count(&report, "failed"),
+            0,
+            "XDP round {round} to {target}: {report}"
+        );
+        assert!(
+            count(&report, "ok") >= 100,
+            "XDP round {round} to {target}: {report}"
+        );
+    }
+    let translated = decisions(lab, node, "xdp", "translated") - before;
+    assert!(translated > 0, "XDP translated nothing for {target}");
+    drop(xdp);
+}
+
+/// A number from a skiff-load report (0 if absent).
 pub fn count(report: &Value, field: &str) -> u64 {
     report[field].as_u64().unwrap_or(0)
 }
@@ -302,6 +368,7 @@ spec:
             assert_eq!(count(&report, "failed"), 0, "{target}: {report}");
             assert_eq!(backends(&report), local, "{target} left the node: {report}");
             assert_eq!(status, "200", "health check {health} with a local endpoint");
+            xdp_serves_local_node_port(lab, &node.name, &node.address.to_string(), &local_port);
         }
     }
     assert_eq!(reached, all, "NodePorts together reached every backend");

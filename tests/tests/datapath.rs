@@ -14,7 +14,8 @@ use std::{collections::BTreeSet, time::Duration};
 use skiff_tests::{
     Lab,
     datapath_checks::{
-        self as checks, backends, client_pod, count, echo_deployment, wait_ready_endpoints,
+        self as checks, backends, client_pod, count, decisions, echo_deployment,
+        wait_ready_endpoints,
     },
 };
 
@@ -288,14 +289,6 @@ fn affinity_holds_and_services_without_backends_refuse_at_once() {
 }
 
 /// The kernel's counter `skiff_datapath_decisions_total{hook,reason}` of a node.
-fn decisions(lab: &Lab, node: &str, hook: &str, reason: &str) -> u64 {
-    let wanted = format!("skiff_datapath_decisions_total{{hook=\"{hook}\",reason=\"{reason}\"}} ");
-    lab.bpf(node, &["counters"])
-        .lines()
-        .find_map(|l| l.strip_prefix(&wanted)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Send one raw IPv4 packet (header included) from the root namespace.
 fn send_raw(packet: &[u8], to: std::net::Ipv4Addr) {
     // SAFETY: plain socket(2); checked below.

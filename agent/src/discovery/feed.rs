@@ -3,20 +3,17 @@
 //! removed and what it holds is re-announced (it may have been created or changed while
 //! the watch was down).
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, RwLock},
-};
+use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
-use kube::{
-    ResourceExt,
-    runtime::watcher::{self, Event},
-};
+use kube::runtime::watcher::{self, Event};
 use skiff_dns::Zone;
 
-use super::view::ServiceView;
+use super::{
+    relist::{Relist, key_of},
+    view::ServiceView,
+};
 
 /// Keep the zone's Services equal to the API's (the watch re-lists after errors: what the
 /// re-list lacks is removed).
@@ -26,44 +23,39 @@ pub(super) async fn services(
     view: Arc<ServiceView>,
 ) {
     let mut events = std::pin::pin!(events);
-    let mut known: HashSet<(String, String)> = HashSet::new();
-    let mut relisted: HashSet<(String, String)> = HashSet::new();
+    let mut relist = Relist::default();
     while let Some(event) = events.next().await {
         let Ok(event) = event else { continue };
         let Ok(mut zone) = zone.write() else { return };
         match event {
-            Event::Init => relisted.clear(),
+            Event::Init => relist.begin(),
             // The reflector swaps a re-list into the store only at InitDone: the view (which
             // reads the store) hears of re-listed Services then, not before.
             Event::InitApply(svc) => {
-                let key = (svc.namespace().unwrap_or_default(), svc.name_any());
-                relisted.insert(key.clone());
-                known.insert(key);
+                relist.listed(key_of(&svc));
                 zone.apply_service(&svc);
             }
             Event::Apply(svc) => {
-                let key = (svc.namespace().unwrap_or_default(), svc.name_any());
-                relisted.insert(key.clone());
-                known.insert(key);
+                relist.applied(key_of(&svc));
                 zone.apply_service(&svc);
                 view.service_changed(&svc);
             }
             Event::Delete(svc) => {
-                let key = (svc.namespace().unwrap_or_default(), svc.name_any());
-                known.remove(&key);
-                zone.remove_service(&key.0, &key.1);
+                let (ns, name) = key_of(&svc);
+                relist.deleted(&(ns.clone(), name.clone()));
+                zone.remove_service(&ns, &name);
                 view.service_changed(&svc);
             }
             Event::InitDone => {
-                for (ns, name) in known.difference(&relisted) {
+                let listed = relist.done();
+                for (ns, name) in &listed.gone {
                     zone.remove_service(ns, name);
                     view.service_ref_changed(ns, name);
                 }
                 // Created or changed while the watch was down: only the re-list tells.
-                for (ns, name) in &relisted {
+                for (ns, name) in &listed.present {
                     view.service_ref_changed(ns, name);
                 }
-                known = std::mem::take(&mut relisted);
                 view.services_listed();
             }
         }
@@ -77,49 +69,47 @@ pub(super) async fn slices(
     view: Arc<ServiceView>,
 ) {
     let mut events = std::pin::pin!(events);
-    let mut known: HashSet<(String, String)> = HashSet::new();
-    let mut relisted: HashSet<(String, String)> = HashSet::new();
+    let mut relist = Relist::default();
     while let Some(event) = events.next().await {
         let Ok(event) = event else { continue };
         match event {
-            Event::Init => relisted.clear(),
+            Event::Init => relist.begin(),
             Event::InitApply(slice) => {
-                let key = (slice.namespace().unwrap_or_default(), slice.name_any());
-                relisted.insert(key.clone());
-                known.insert(key.clone());
-                if let Ok(mut zone) = zone.write() {
-                    zone.apply_slice(&slice);
-                }
-                view.apply_slice(&key.0, &key.1, Some(&slice));
+                relist.listed(key_of(&slice));
+                apply_slice(&zone, &view, &slice);
             }
             Event::Apply(slice) => {
-                let key = (slice.namespace().unwrap_or_default(), slice.name_any());
-                known.insert(key.clone());
-                if let Ok(mut zone) = zone.write() {
-                    zone.apply_slice(&slice);
-                }
-                view.apply_slice(&key.0, &key.1, Some(&slice));
+                relist.applied(key_of(&slice));
+                apply_slice(&zone, &view, &slice);
             }
             Event::Delete(slice) => {
-                let key = (slice.namespace().unwrap_or_default(), slice.name_any());
-                known.remove(&key);
+                let key = key_of(&slice);
+                relist.deleted(&key);
                 if let Ok(mut zone) = zone.write() {
                     zone.remove_slice(&key.0, &key.1);
                 }
                 view.apply_slice(&key.0, &key.1, None);
             }
             Event::InitDone => {
+                let listed = relist.done();
                 if let Ok(mut zone) = zone.write() {
-                    for (ns, name) in known.difference(&relisted) {
+                    for (ns, name) in &listed.gone {
                         zone.remove_slice(ns, name);
                     }
                 }
-                view.retain_slices(&relisted.iter().cloned().collect());
-                known = std::mem::take(&mut relisted);
+                view.retain_slices(&listed.present.into_iter().collect());
                 view.slices_listed();
             }
         }
     }
+}
+
+fn apply_slice(zone: &RwLock<Zone>, view: &ServiceView, slice: &EndpointSlice) {
+    if let Ok(mut zone) = zone.write() {
+        zone.apply_slice(slice);
+    }
+    let (ns, name) = key_of(slice);
+    view.apply_slice(&ns, &name, Some(slice));
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod announce;
 pub mod env;
 mod feed;
+mod relist;
 pub mod view;
 
 use std::{

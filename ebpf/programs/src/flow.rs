@@ -175,9 +175,19 @@ pub fn decide(flow: &Flow, hook: u8, config: &Config, now: u64) -> Decision {
 /// by the Service's address. The earlier flow's reply entry would then turn the new
 /// connection's SYN-ACK into one from the Service, which no socket expects, and the
 /// connect times out. A SYN opening such a tuple ends the old flow's reverse translation.
+///
+/// Only on a pod's interface: tc is the first to see a pod's flows, so an entry there is an
+/// old one. On the underlay XDP may have translated this very SYN a moment before (tc then
+/// sees it already addressed to the pod), and the reply entry is that flow's own, fresh or
+/// reused with its forward twin; telling a stale one apart there would need the packet's
+/// address before XDP. (An outside client that reaches pod IPs directly and reuses a node
+/// port connection's tuple is the case left.)
 #[inline(always)]
-fn forget_stale_reply(flow: &Flow) {
-    if flow.proto != PROTO_TCP || flow.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+fn forget_stale_reply(flow: &Flow, hook: u8) {
+    if hook != HOOK_TC_POD
+        || flow.proto != PROTO_TCP
+        || flow.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN
+    {
         return;
     }
     let stale = CtKey {
@@ -202,7 +212,7 @@ fn new_flow(flow: &Flow, hook: u8, config: &Config, now: u64, mut decision: Deci
         SCOPE_INTERNAL
     };
     let Some(service) = lb::frontend(flow.daddr, flow.dport, flow.proto, scope) else {
-        forget_stale_reply(flow);
+        forget_stale_reply(flow, hook);
         return decision;
     };
     decision.service_id = service.service_id;

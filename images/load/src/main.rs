@@ -14,6 +14,7 @@
 
 mod exchange;
 mod modes;
+mod ports;
 mod report;
 mod targets;
 
@@ -62,6 +63,15 @@ pub struct Args {
     /// The address to load: a pod IP, cluster IP, node port or LoadBalancer address.
     #[arg(long)]
     pub target: SocketAddrV4,
+    /// More addresses, taken in turn with `--target` for each new connection (crr only):
+    /// a direct floor spread over the same pods a Service spreads its connections over.
+    #[arg(long = "and-target")]
+    pub more_targets: Vec<SocketAddrV4>,
+    /// Local ports TCP connections may take, LOW-HIGH (default: the kernel's whole range).
+    /// Paths measured one after another against the same backends need disjoint ranges;
+    /// see `ports.rs`.
+    #[arg(long)]
+    pub local_ports: Option<ports::PortRange>,
     /// Protocol spoken to the target.
     #[arg(long, value_enum, default_value_t = Protocol::Http)]
     pub protocol: Protocol,
@@ -89,6 +99,14 @@ pub struct Args {
 }
 
 impl Args {
+    /// The address of the `n`th new connection: `--target` and `--and-target` in turn.
+    pub fn target_of(&self, n: usize) -> SocketAddrV4 {
+        match n % (1 + self.more_targets.len()) {
+            0 => self.target,
+            i => self.more_targets[i - 1],
+        }
+    }
+
     /// The per-operation timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms.max(1))
@@ -97,8 +115,14 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(reason) = targets::check(*args.target.ip()) {
-        eprintln!("skiff-load: refusing {}: {reason}", args.target);
+    for target in std::iter::once(&args.target).chain(&args.more_targets) {
+        if let Err(reason) = targets::check(*target.ip()) {
+            eprintln!("skiff-load: refusing {target}: {reason}");
+            return ExitCode::from(2);
+        }
+    }
+    if !args.more_targets.is_empty() && !matches!(args.mode, Mode::Crr) {
+        eprintln!("skiff-load: --and-target applies to crr only");
         return ExitCode::from(2);
     }
     if !(0.0..=3600.0).contains(&args.duration) || args.connections == 0 || args.connections > 1024

@@ -4,7 +4,7 @@ use std::{
     net::UdpSocket,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     thread,
     time::{Duration, Instant},
@@ -105,18 +105,20 @@ fn probe(args: &Args, budget: &Budget) -> Report {
                 exchange::udp_exchange(&socket, args.target, &mut datagram)
                     .map(|(name, from)| (name, from.to_string()))
             }),
-            _ => exchange::connect(args.target, args.timeout()).and_then(|mut stream| {
-                let peer = stream.peer_addr()?.to_string();
-                let name = if args.protocol == Protocol::Http {
-                    exchange::http_get(&mut stream, &mut buffer)?
-                } else {
-                    let payload = vec![b'x'; args.size.max(1)];
-                    let mut back = vec![0u8; payload.len()];
-                    exchange::echo(&mut stream, &payload, &mut back)?;
-                    String::new()
-                };
-                Ok((name, peer))
-            }),
+            _ => exchange::connect(args.target, args.timeout(), args.local_ports).and_then(
+                |mut stream| {
+                    let peer = stream.peer_addr()?.to_string();
+                    let name = if args.protocol == Protocol::Http {
+                        exchange::http_get(&mut stream, &mut buffer)?
+                    } else {
+                        let payload = vec![b'x'; args.size.max(1)];
+                        let mut back = vec![0u8; payload.len()];
+                        exchange::echo(&mut stream, &payload, &mut back)?;
+                        String::new()
+                    };
+                    Ok((name, peer))
+                },
+            ),
         };
         match result {
             Ok((name, peer)) => {
@@ -176,7 +178,7 @@ fn rr(args: &Args, budget: &Budget) -> Report {
         } else {
             let stream = match tcp.take() {
                 Some(s) => Ok(s),
-                None => exchange::connect(args.target, args.timeout()),
+                None => exchange::connect(args.target, args.timeout(), args.local_ports),
             };
             stream.and_then(|mut s| {
                 let name = if args.protocol == Protocol::Http {
@@ -203,6 +205,9 @@ fn rr(args: &Args, budget: &Budget) -> Report {
 }
 
 /// Connect, one request, close — per request.
+/// Connections opened by `crr` so far, over all threads (picks each one's target).
+static CRR_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
 fn crr(args: &Args, budget: &Budget) -> Report {
     let mut report = Report::new();
     let payload = vec![b'x'; args.size.max(1)];
@@ -212,13 +217,15 @@ fn crr(args: &Args, budget: &Budget) -> Report {
     while budget.take() {
         pace(&mut next, budget.interval);
         let start = Instant::now();
-        let result = exchange::connect(args.target, args.timeout()).and_then(|mut s| {
-            if args.protocol == Protocol::Http {
-                exchange::http_get(&mut s, &mut buffer)
-            } else {
-                exchange::echo(&mut s, &payload, &mut back).map(|()| String::new())
-            }
-        });
+        let target = args.target_of(CRR_CONNECTIONS.fetch_add(1, Ordering::Relaxed));
+        let result =
+            exchange::connect(target, args.timeout(), args.local_ports).and_then(|mut s| {
+                if args.protocol == Protocol::Http {
+                    exchange::http_get_closing(&mut s, &mut buffer)
+                } else {
+                    exchange::echo(&mut s, &payload, &mut back).map(|()| String::new())
+                }
+            });
         match result {
             Ok(name) => {
                 report.success(start.elapsed());
@@ -243,7 +250,7 @@ fn stream(args: &Args, budget: &Budget) -> Report {
         let start = Instant::now();
         let stream = match connection.take() {
             Some(s) => Ok(s),
-            None => exchange::connect(args.target, args.timeout()),
+            None => exchange::connect(args.target, args.timeout(), args.local_ports),
         };
         match stream.and_then(|mut s| exchange::echo(&mut s, &payload, &mut back).map(|()| s)) {
             Ok(s) => {
@@ -266,15 +273,16 @@ fn wait(args: &Args, budget: &Budget) -> Report {
         let result = match args.protocol {
             Protocol::Udp => exchange::udp_socket(Duration::from_millis(50))
                 .and_then(|s| exchange::udp_exchange(&s, args.target, &mut datagram).map(drop)),
-            _ => exchange::connect(args.target, Duration::from_millis(200)).and_then(|mut s| {
-                if args.protocol == Protocol::Http {
-                    exchange::http_get(&mut s, &mut buffer).map(drop)
-                } else {
-                    let payload = [b'x'; 8];
-                    let mut back = [0u8; 8];
-                    exchange::echo(&mut s, &payload, &mut back)
-                }
-            }),
+            _ => exchange::connect(args.target, Duration::from_millis(200), args.local_ports)
+                .and_then(|mut s| {
+                    if args.protocol == Protocol::Http {
+                        exchange::http_get(&mut s, &mut buffer).map(drop)
+                    } else {
+                        let payload = [b'x'; 8];
+                        let mut back = [0u8; 8];
+                        exchange::echo(&mut s, &payload, &mut back)
+                    }
+                }),
         };
         match result {
             Ok(()) => {

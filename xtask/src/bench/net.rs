@@ -50,6 +50,10 @@ pub fn run_on(layout: &Layout, nodes: usize, quick: bool, profile: &str) -> Resu
     serde_json::from_slice(&out.stdout).context("skiff-bench net printed no JSON")
 }
 
+/// The path name of the TCP_CRR floor spread over the Service's pods (skiff-bench's
+/// `paths::SPREAD_FLOOR`).
+const SPREAD_FLOOR: &str = "direct pod IPs in turn (Skiff node, the Service's pods)";
+
 fn number(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
@@ -122,6 +126,8 @@ fn targets(md: &mut String, services: u64, rows: &[Value], programming: &Value) 
     let socket_p50 = ratio("Skiff socket LB", "tcp_rr", "p50_us");
     let socket_p99 = ratio("Skiff socket LB", "tcp_rr", "p99_us");
     let socket_rate = ratio("Skiff socket LB", "tcp_crr", "per_second");
+    let socket_rate_spread = pick("Skiff socket LB", "tcp_crr", "per_second")
+        / pick(SPREAD_FLOOR, "tcp_crr", "per_second");
     let tc_p50 = ratio("Skiff tc (per packet)", "tcp_rr", "p50_us");
     let tc_p99 = ratio("Skiff tc (per packet)", "tcp_rr", "p99_us");
     md.push_str(&format!(
@@ -129,11 +135,13 @@ fn targets(md: &mut String, services: u64, rows: &[Value], programming: &Value) 
          | socket LB p50 ≤ 1.03× direct | {socket_p50:.3}× | {} |\n\
          | socket LB p99 ≤ 1.03× direct | {socket_p99:.3}× | {} |\n\
          | socket LB connection rate ≥ 0.97× direct | {socket_rate:.3}× | {} |\n\
+         | socket LB connection rate ≥ 0.97× direct to the same pods in turn | {socket_rate_spread:.3}× | {} |\n\
          | tc p50 ≤ 1.10× direct | {tc_p50:.3}× | {} |\n\
          | tc p99 ≤ 1.10× direct | {tc_p99:.3}× | {} |\n",
         verdict(socket_p50 <= 1.03),
         verdict(socket_p99 <= 1.03),
         verdict(socket_rate >= 0.97),
+        verdict(socket_rate_spread >= 0.97),
         verdict(tc_p50 <= 1.10),
         verdict(tc_p99 <= 1.10),
     ));

@@ -133,13 +133,40 @@ fn job<'a>(
     switch: &Switch,
     args: &[&str],
 ) -> Job<'a> {
+    let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    args.extend(["--local-ports".to_owned(), local_ports(path)]);
     Job {
         path: path.to_owned(),
         mode,
         client,
         switch: switch.clone(),
-        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        args,
     }
+}
+
+/// Ports per path: the kernel's default ephemeral range (32768–60999) cut into this many.
+const PORT_SLICES: u16 = 12;
+
+/// The local port range of `path`'s client, disjoint from every other path's (skiff-load's
+/// `ports.rs` says why: paths reaching the same backends through different addresses must
+/// not share wire tuples). A kube-proxy path keeps its range across scale points ("rule
+/// last of 6" and "rule last of 1005" are one path).
+fn local_ports(path: &str) -> String {
+    let path = path.split(" of ").next().unwrap_or(path);
+    static PATHS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut paths = PATHS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let index = match paths.iter().position(|p| p == path) {
+        Some(i) => i,
+        None => {
+            paths.push(path.to_owned());
+            paths.len() - 1
+        }
+    };
+    let width = (60999 - 32768 + 1) / PORT_SLICES;
+    let low = 32768 + width * (index as u16 % PORT_SLICES);
+    format!("{low}-{}", low + width - 1)
 }
 
 /// TCP_RR, TCP_CRR, UDP_RR and stream against `ip` (ports 80/9000/53 of a Service, or
@@ -215,6 +242,33 @@ fn east_west<'a>(
         ),
     ]
 }
+
+/// The Skiff pod's TCP_CRR straight to every backend pod in turn: the connection-rate floor
+/// with the same spread as the Service's (pods differ by ±10% in connections/s on this
+/// machine, so one pod alone is a floor of its own luck).
+fn spread_floor<'a>(workload: &Workload, seconds: f64) -> Job<'a> {
+    let duration = format!("{seconds}");
+    let targets: Vec<String> = workload
+        .backends
+        .iter()
+        .map(|ip| format!("{ip}:8080"))
+        .collect();
+    let mut args = vec!["crr", "--duration", &duration, "--connections", "2"];
+    for (i, target) in targets.iter().enumerate() {
+        args.push(if i == 0 { "--target" } else { "--and-target" });
+        args.push(target);
+    }
+    job(
+        SPREAD_FLOOR,
+        "tcp_crr",
+        Client::SkiffPod,
+        &Switch::None,
+        &args,
+    )
+}
+
+/// The path name of [`spread_floor`].
+const SPREAD_FLOOR: &str = "direct pod IPs in turn (Skiff node, the Service's pods)";
 
 /// TCP_RR and TCP_CRR from outside against a node port.
 fn north_south<'a>(path: &str, switch: &Switch, target: &str, seconds: f64) -> Vec<Job<'a>> {
@@ -323,6 +377,7 @@ pub fn measure_all(
         true,
         seconds,
     ));
+    jobs.push(spread_floor(workload, seconds));
     jobs.extend(east_west(
         "Skiff socket LB",
         || Client::SkiffPod,

@@ -34,6 +34,8 @@ pub struct Workload {
     pub vip: Ipv4Addr,
     /// One backend pod's IP (the direct path).
     pub backend: Ipv4Addr,
+    /// Every backend pod's IP, `backend` first (the direct path spread like the Service).
+    pub backends: Vec<Ipv4Addr>,
     /// Node port of the `externalTrafficPolicy: Cluster` Service.
     pub node_port: u16,
     /// Node port of the `externalTrafficPolicy: Local` Service.
@@ -147,6 +149,11 @@ pub async fn set_up(lab: &Lab, client: &Client) -> Result<Workload> {
         .lines()
         .find_map(|l| l.split_once(' '))
         .context("no echo pod")?;
+    let backends = pods
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(ip, _)| parse(ip, "pod IP"))
+        .collect::<Result<Vec<Ipv4Addr>>>()?;
     let backend_node = lab
         .nodes
         .iter()
@@ -159,6 +166,7 @@ pub async fn set_up(lab: &Lab, client: &Client) -> Result<Workload> {
             "cluster IP",
         )?,
         backend: parse(backend, "pod IP")?,
+        backends,
         node_port: parse(
             &lab.jsonpath(NAMESPACE, "service/bench-np", "{.spec.ports[0].nodePort}"),
             "node port",
