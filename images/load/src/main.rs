@@ -63,10 +63,14 @@ pub struct Args {
     /// The address to load: a pod IP, cluster IP, node port or LoadBalancer address.
     #[arg(long)]
     pub target: SocketAddrV4,
-    /// More addresses, taken in turn with `--target` for each new connection (crr only):
-    /// a direct floor spread over the same pods a Service spreads its connections over.
+    /// More addresses, taken in turn with `--target` for each new connection (rr, crr): a
+    /// direct floor spread over the same pods a Service spreads its connections over.
     #[arg(long = "and-target")]
     pub more_targets: Vec<SocketAddrV4>,
+    /// rr: open a new connection after this many exchanges on one (through the Service
+    /// again, or to the next `--and-target`), so one run samples many backends.
+    #[arg(long)]
+    pub reconnect_every: Option<u64>,
     /// Local ports TCP connections may take, LOW-HIGH (default: the kernel's whole range).
     /// Paths measured one after another against the same backends need disjoint ranges;
     /// see `ports.rs`.
@@ -121,8 +125,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if !args.more_targets.is_empty() && !matches!(args.mode, Mode::Crr) {
-        eprintln!("skiff-load: --and-target applies to crr only");
+    if !args.more_targets.is_empty() && !matches!(args.mode, Mode::Crr | Mode::Rr) {
+        eprintln!("skiff-load: --and-target applies to rr and crr only");
+        return ExitCode::from(2);
+    }
+    if args.reconnect_every == Some(0) {
+        eprintln!("skiff-load: --reconnect-every must be at least 1");
         return ExitCode::from(2);
     }
     if !(0.0..=3600.0).contains(&args.duration) || args.connections == 0 || args.connections > 1024

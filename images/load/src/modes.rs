@@ -1,7 +1,7 @@
 //! The four modes over N threads sharing a request budget, a deadline and a pace.
 
 use std::{
-    net::UdpSocket,
+    net::{TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -137,7 +137,8 @@ fn probe(args: &Args, budget: &Budget) -> Report {
     report
 }
 
-/// Request/response on one connection per thread (reconnecting after failures).
+/// Request/response on one connection per thread (reconnecting after failures, and after
+/// every `--reconnect-every` exchanges). Only exchanges are timed, not the connects.
 fn rr(args: &Args, budget: &Budget) -> Report {
     let mut report = Report::new();
     let payload = vec![b'x'; args.size.max(1)];
@@ -145,20 +146,27 @@ fn rr(args: &Args, budget: &Budget) -> Report {
     let mut buffer = Vec::new();
     let mut datagram = [0u8; 2048];
     let mut next = Instant::now();
-    let mut tcp = None;
+    let mut tcp: Option<TcpStream> = None;
     let mut udp: Option<UdpSocket> = None;
+    let mut on_this_connection = 0u64;
     while budget.take() {
         pace(&mut next, budget.interval);
-        let start = Instant::now();
+        if args
+            .reconnect_every
+            .is_some_and(|n| on_this_connection >= n)
+        {
+            (tcp, udp, on_this_connection) = (None, None, 0);
+        }
         let result = if args.protocol == Protocol::Udp {
             let socket = match udp.take() {
                 Some(s) => Ok(s),
                 None => exchange::udp_socket(args.timeout()).and_then(|s| {
-                    s.connect(args.target)?;
+                    s.connect(args.target_of(new_connection()))?;
                     Ok(s)
                 }),
             };
             socket.and_then(|s| {
+                let start = Instant::now();
                 let result = exchange::udp_connected_exchange(&s, &mut datagram);
                 // A lost datagram is UDP's normal weather: keep the socket (and its
                 // backend). Any other error (the socket was destroyed, the destination is
@@ -173,14 +181,19 @@ fn rr(args: &Args, budget: &Budget) -> Report {
                 if keep {
                     udp = Some(s);
                 }
-                result
+                result.map(|name| (name, start.elapsed()))
             })
         } else {
             let stream = match tcp.take() {
                 Some(s) => Ok(s),
-                None => exchange::connect(args.target, args.timeout(), args.local_ports),
+                None => exchange::connect(
+                    args.target_of(new_connection()),
+                    args.timeout(),
+                    args.local_ports,
+                ),
             };
             stream.and_then(|mut s| {
+                let start = Instant::now();
                 let name = if args.protocol == Protocol::Http {
                     exchange::http_get(&mut s, &mut buffer)?
                 } else {
@@ -188,25 +201,33 @@ fn rr(args: &Args, budget: &Budget) -> Report {
                     String::new()
                 };
                 tcp = Some(s);
-                Ok(name)
+                Ok((name, start.elapsed()))
             })
         };
         match result {
-            Ok(name) => {
-                report.success(start.elapsed());
+            Ok((name, took)) => {
+                on_this_connection += 1;
+                report.success(took);
                 if !name.is_empty() {
                     *report.backends.entry(name).or_default() += 1;
                 }
             }
-            Err(e) => report.failure(kind(&e)),
+            Err(e) => {
+                on_this_connection = 0;
+                report.failure(kind(&e));
+            }
         }
     }
     report
 }
 
-/// Connect, one request, close — per request.
-/// Connections opened by `crr` so far, over all threads (picks each one's target).
-static CRR_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+/// Connections opened by `rr` and `crr` so far, over all threads (picks each one's target).
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// The number of a new connection (for [`Args::target_of`]).
+fn new_connection() -> usize {
+    CONNECTIONS.fetch_add(1, Ordering::Relaxed)
+}
 
 fn crr(args: &Args, budget: &Budget) -> Report {
     let mut report = Report::new();
@@ -217,7 +238,7 @@ fn crr(args: &Args, budget: &Budget) -> Report {
     while budget.take() {
         pace(&mut next, budget.interval);
         let start = Instant::now();
-        let target = args.target_of(CRR_CONNECTIONS.fetch_add(1, Ordering::Relaxed));
+        let target = args.target_of(new_connection());
         let result =
             exchange::connect(target, args.timeout(), args.local_ports).and_then(|mut s| {
                 if args.protocol == Protocol::Http {

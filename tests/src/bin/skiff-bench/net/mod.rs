@@ -43,9 +43,9 @@ pub struct Plan {
 
 const FULL: Plan = Plan {
     sizes: &[1, 1_000, 10_000],
-    seconds: 4.0,
+    seconds: 2.5,
     repetitions: 15,
-    rounds: 3,
+    rounds: 5,
 };
 
 const QUICK: Plan = Plan {

@@ -145,7 +145,7 @@ fn job<'a>(
 }
 
 /// Ports per path: the kernel's default ephemeral range (32768–60999) cut into this many.
-const PORT_SLICES: u16 = 12;
+const PORT_SLICES: u16 = 14;
 
 /// The local port range of `path`'s client, disjoint from every other path's (skiff-load's
 /// `ports.rs` says why: paths reaching the same backends through different addresses must
@@ -193,7 +193,15 @@ fn east_west<'a>(
             "tcp_rr",
             client(),
             switch,
-            &["rr", "--target", &http, "--duration", &duration],
+            &[
+                "rr",
+                "--target",
+                &http,
+                "--duration",
+                &duration,
+                "--reconnect-every",
+                RECONNECT_EVERY,
+            ],
         ),
         job(
             path,
@@ -223,6 +231,8 @@ fn east_west<'a>(
                 &udp,
                 "--duration",
                 &duration,
+                "--reconnect-every",
+                RECONNECT_EVERY,
             ],
         ),
         job(
@@ -243,32 +253,51 @@ fn east_west<'a>(
     ]
 }
 
-/// The Skiff pod's TCP_CRR straight to every backend pod in turn: the connection-rate floor
-/// with the same spread as the Service's (pods differ by ±10% in connections/s on this
-/// machine, so one pod alone is a floor of its own luck).
-fn spread_floor<'a>(workload: &Workload, seconds: f64) -> Job<'a> {
+/// Exchanges per connection in TCP_RR and UDP_RR: a run opens a few hundred connections,
+/// so a Service's run samples all its backends (one connection would measure one backend's
+/// luck: pods differ by ±10% on this machine) and the spread floor cycles through them.
+const RECONNECT_EVERY: &str = "200";
+
+/// TCP_RR and TCP_CRR from `client` straight to every backend pod in turn: the floor with
+/// the same spread over the same pods as the Service's.
+fn spread_floor<'a>(
+    path: &str,
+    client: impl Fn() -> Client<'a>,
+    workload: &Workload,
+    seconds: f64,
+) -> Vec<Job<'a>> {
     let duration = format!("{seconds}");
     let targets: Vec<String> = workload
         .backends
         .iter()
         .map(|ip| format!("{ip}:8080"))
         .collect();
-    let mut args = vec!["crr", "--duration", &duration, "--connections", "2"];
+    let mut spread: Vec<&str> = Vec::new();
     for (i, target) in targets.iter().enumerate() {
-        args.push(if i == 0 { "--target" } else { "--and-target" });
-        args.push(target);
+        spread.push(if i == 0 { "--target" } else { "--and-target" });
+        spread.push(target);
     }
-    job(
-        SPREAD_FLOOR,
-        "tcp_crr",
-        Client::SkiffPod,
-        &Switch::None,
-        &args,
-    )
+    let rr = [
+        &[
+            "rr",
+            "--duration",
+            &duration,
+            "--reconnect-every",
+            RECONNECT_EVERY,
+        ][..],
+        &spread,
+    ]
+    .concat();
+    let crr = [
+        &["crr", "--duration", &duration, "--connections", "2"][..],
+        &spread,
+    ]
+    .concat();
+    vec![
+        job(path, "tcp_rr", client(), &Switch::None, &rr),
+        job(path, "tcp_crr", client(), &Switch::None, &crr),
+    ]
 }
-
-/// The path name of [`spread_floor`].
-const SPREAD_FLOOR: &str = "direct pod IPs in turn (Skiff node, the Service's pods)";
 
 /// TCP_RR and TCP_CRR from outside against a node port.
 fn north_south<'a>(path: &str, switch: &Switch, target: &str, seconds: f64) -> Vec<Job<'a>> {
@@ -377,7 +406,18 @@ pub fn measure_all(
         true,
         seconds,
     ));
-    jobs.push(spread_floor(workload, seconds));
+    jobs.extend(spread_floor(
+        "direct pod IPs in turn (Skiff node)",
+        || Client::SkiffPod,
+        workload,
+        seconds,
+    ));
+    jobs.extend(spread_floor(
+        "direct pod IPs in turn (bare node)",
+        || Client::BarePod(bare),
+        workload,
+        seconds,
+    ));
     jobs.extend(east_west(
         "Skiff socket LB",
         || Client::SkiffPod,
