@@ -322,6 +322,12 @@ async fn run(args: Args) -> Result<()> {
     };
     let (datapath, mut maps) =
         Datapath::load(Some(&args.bpffs_dir), &sizes).context("loading the eBPF datapath")?;
+    // Loading parsed the kernel's BTF (megabytes, freed again): hand the freed heap back
+    // rather than keep it resident for the agent's lifetime.
+    // SAFETY: malloc_trim only releases free memory of glibc's heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     datapath::configure(
         &mut maps,
         &Settings {

@@ -118,7 +118,14 @@ impl<'a> XdpOn<'a> {
 
 impl Drop for XdpOn<'_> {
     fn drop(&mut self) {
-        self.lab.bpf(&self.node, &["config", "--xdp", "off"]);
+        // No panic here: this also runs while a failed check unwinds.
+        let out = crate::process::output(
+            std::process::Command::new(self.lab.bin("skiff-agent"))
+                .args(["bpf", "--node", &self.node, "config", "--xdp", "off"]),
+        );
+        if out.code != 0 {
+            eprintln!("could not turn XDP off on {}: {}", self.node, out.stderr);
+        }
     }
 }
 
@@ -151,7 +158,7 @@ fn xdp_serves_local_node_port(lab: &Lab, node: &str, address: &str, port: &str) 
             "XDP round {round} to {target}: {report}"
         );
     }
-    let translated = decisions(lab, node, "xdp", "translated") - before;
+    let translated = decisions(lab, node, "xdp", "translated").saturating_sub(before);
     assert!(translated > 0, "XDP translated nothing for {target}");
     drop(xdp);
 }

@@ -211,51 +211,10 @@ async fn nothing_is_lost_across_etcd_and_control_restarts_and_outages_answer_503
 async fn two_replicas_on_one_etcd_see_each_others_writes() {
     let _turn = TURN.lock().await;
     let Some(lab) = Lab::from_env() else { return };
-    let data_dir = lab.dir.join("control-replica-2");
-    let log = std::fs::File::create(lab.dir.join("logs/control-replica-2.log")).expect("log");
-    let replica = std::process::Command::new(lab.bin("skiff-control"))
-        .args([
-            "serve",
-            "--etcd",
-            ETCD_URL,
-            "--listen",
-            "127.0.0.1:16443",
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting a second skiff-control");
-    // Killed however this test ends: a leftover would hold the port for the next run.
-    let replica = KillOnDrop(replica);
-    let mut kubeconfig = kube::config::Kubeconfig::read_from(lab.kubeconfig()).expect("kubeconfig");
-    for cluster in &mut kubeconfig.clusters {
-        if let Some(c) = cluster.cluster.as_mut() {
-            c.server = Some("https://127.0.0.1:16443".to_owned());
-        }
-    }
-    let path = data_dir.join("kubeconfig");
-    std::fs::create_dir_all(&data_dir).expect("dir");
-    std::fs::write(
-        &path,
-        serde_json::to_string(&kubeconfig).expect("serialize"),
-    )
-    .expect("write");
-    let second: Client = client_from(&path).await;
+    let replica = Replica::start(&lab, "control-replica-2", 16443, &[]).await;
+    let second = replica.client.clone();
     let ns = lab.namespace("replicas");
-
-    // Wait for the replica to serve.
     let maps_two: Api<ConfigMap> = Api::namespaced(second, &ns);
-    let mut ready = false;
-    for _ in 0..100 {
-        if maps_two.list(&Default::default()).await.is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the second replica never answered");
 
     let stream = watcher(maps_two.clone(), watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
@@ -285,7 +244,6 @@ async fn two_replicas_on_one_etcd_see_each_others_writes() {
         .await
         .unwrap_or(false);
     drop(replica);
-    let _ = std::fs::remove_dir_all(&data_dir);
     assert!(
         seen,
         "a write through replica one never reached a watch on replica two"
@@ -298,8 +256,6 @@ async fn one_replica_leads_the_controllers_and_another_takes_over_when_it_dies()
 
     let _turn = TURN.lock().await;
     let Some(lab) = Lab::from_env() else { return };
-    let data_dir = lab.dir.join("control-replica-leader");
-    std::fs::create_dir_all(&data_dir).expect("dir");
     // A Lease left by a replica that is gone (an earlier test restarts the lab's API
     // server) would expire mid-test: start only once its holder is seen renewing it, which
     // only a live leader does (every 5 s). A pid check is not enough: pids are reused.
@@ -333,34 +289,18 @@ async fn one_replica_leads_the_controllers_and_another_takes_over_when_it_dies()
         renewing,
         "no skiff-control is renewing the controller Lease"
     );
-    let log = std::fs::File::create(lab.dir.join("logs/control-replica-leader.log")).expect("log");
-    let replica = std::process::Command::new(lab.bin("skiff-control"))
-        .args(["serve", "--etcd", ETCD_URL, "--listen", "127.0.0.1:16444"])
-        // Longer than this test's outage of the first replica: the nodes' agents only talk
-        // to the first one, so their Leases pause meanwhile.
-        .args(["--node-monitor-grace-period", "90", "--data-dir"])
-        .arg(&data_dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting a second skiff-control");
-    // Killed however this test ends: a leftover would hold the port for the next run.
-    let replica = KillOnDrop(replica);
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let second_identity = format!("{}_{}", hostname.trim(), replica.0.id());
-    let mut kubeconfig = kube::config::Kubeconfig::read_from(lab.kubeconfig()).expect("kubeconfig");
-    for cluster in &mut kubeconfig.clusters {
-        if let Some(c) = cluster.cluster.as_mut() {
-            c.server = Some("https://127.0.0.1:16444".to_owned());
-        }
-    }
-    let path = data_dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        serde_json::to_string(&kubeconfig).expect("serialize"),
+    // Longer than this test's outage of the first replica: the nodes' agents only talk to
+    // the first one, so their Leases pause meanwhile.
+    let replica = Replica::start(
+        &lab,
+        "control-replica-leader",
+        16444,
+        &["--node-monitor-grace-period", "90"],
     )
-    .expect("write");
-    let second: Client = client_from(&path).await;
+    .await;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let second_identity = format!("{}_{}", hostname.trim(), replica.process.0.id());
+    let second = replica.client.clone();
     let leases: Api<Lease> = Api::namespaced(second.clone(), "kube-system");
     let holder = || async {
         leases
@@ -457,7 +397,6 @@ async fn one_replica_leads_the_controllers_and_another_takes_over_when_it_dies()
     .await;
     lab.component("start", "skiff-control", false);
     drop(replica);
-    let _ = std::fs::remove_dir_all(&data_dir);
     let vip = outcome.expect("failover");
     for node in &lab.nodes {
         let mut programmed = false;
@@ -478,6 +417,74 @@ async fn one_replica_leads_the_controllers_and_another_takes_over_when_it_dies()
         );
     }
     let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A second skiff-control on the lab's etcd, serving on 127.0.0.1:`port`, with a client
+/// for it; killed and its data dir removed when dropped.
+struct Replica {
+    process: KillOnDrop,
+    client: Client,
+    data_dir: std::path::PathBuf,
+}
+
+impl Replica {
+    /// Start replica `name` (data dir and log named after it) with `extra` flags and wait
+    /// until it serves the API.
+    async fn start(lab: &Lab, name: &str, port: u16, extra: &[&str]) -> Self {
+        let data_dir = lab.dir.join(name);
+        std::fs::create_dir_all(&data_dir).expect("dir");
+        let log = std::fs::File::create(lab.dir.join(format!("logs/{name}.log"))).expect("log");
+        let listen = format!("127.0.0.1:{port}");
+        let child = std::process::Command::new(lab.bin("skiff-control"))
+            .args(["serve", "--etcd", ETCD_URL, "--listen", &listen])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting a second skiff-control");
+        // Killed however the test ends: a leftover would hold the port for the next run.
+        let process = KillOnDrop(child);
+        let mut kubeconfig =
+            kube::config::Kubeconfig::read_from(lab.kubeconfig()).expect("kubeconfig");
+        for cluster in &mut kubeconfig.clusters {
+            if let Some(c) = cluster.cluster.as_mut() {
+                c.server = Some(format!("https://{listen}"));
+            }
+        }
+        let path = data_dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            serde_json::to_string(&kubeconfig).expect("serialize"),
+        )
+        .expect("write");
+        let client: Client = client_from(&path).await;
+        // A list, not /version: it needs authentication and etcd, as the tests do.
+        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let mut serving = false;
+        for _ in 0..100 {
+            if maps.list(&Default::default()).await.is_ok() {
+                serving = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(serving, "replica {name} never answered on {listen}");
+        Self {
+            process,
+            client,
+            data_dir,
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
 }
 
 /// A child process killed (and reaped) when dropped.

@@ -288,7 +288,6 @@ fn affinity_holds_and_services_without_backends_refuse_at_once() {
     checks::affinity_holds_and_services_without_backends_refuse_at_once(&lab);
 }
 
-/// The kernel's counter `skiff_datapath_decisions_total{hook,reason}` of a node.
 /// Send one raw IPv4 packet (header included) from the root namespace.
 fn send_raw(packet: &[u8], to: std::net::Ipv4Addr) {
     // SAFETY: plain socket(2); checked below.

@@ -3,7 +3,7 @@
 //! concurrencyPolicy (Allow, Forbid, Replace), startingDeadlineSeconds and suspend; keep
 //! the successful and failed history limits; report active jobs and lastScheduleTime.
 
-use super::drive::Error;
+use super::drive::{Context, Error};
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -18,21 +18,13 @@ use super::{
     cron::Schedule,
     workload::{controller_ref, controller_uid},
 };
-use skiff_events::{Recorder, reference};
-
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
+use skiff_events::reference;
 
 /// Run the controller until aborted.
 pub async fn run(client: Client) {
     let cronjobs: Api<CronJob> = Api::all(client.clone());
     let jobs: Api<Job> = Api::all(client.clone());
-    let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "cronjob-controller"),
-        client,
-    });
+    let ctx = Context::new(client, "cronjob-controller");
     let controller = Controller::new(cronjobs, watcher::Config::default())
         .owns(jobs, watcher::Config::default());
     super::drive::drive(
@@ -62,7 +54,7 @@ fn stamp(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-async fn reconcile(cronjob: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(cronjob: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     if cronjob.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

@@ -3,7 +3,7 @@
 //! to its node through node affinity on `metadata.name`; rolling updates replace pods of an
 //! old template at most `maxUnavailable` at a time; status counts as kube reports them.
 
-use super::drive::Error;
+use super::drive::{Context, Error};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::StreamExt;
@@ -26,14 +26,9 @@ use super::{
     },
 };
 use crate::scheduler::{cache::NodeInfo, predicates};
-use skiff_events::{Recorder, reference};
+use skiff_events::reference;
 
 const HASH_LABEL: &str = "controller-revision-hash";
-
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
 
 /// Run the controller until aborted.
 pub async fn run(client: Client) {
@@ -43,10 +38,7 @@ pub async fn run(client: Client) {
     let node_changes = watcher::watcher(nodes, watcher::Config::default())
         .default_backoff()
         .map(|_| ());
-    let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "daemonset-controller"),
-        client,
-    });
+    let ctx = Context::new(client, "daemonset-controller");
     let controller = Controller::new(sets, watcher::Config::default())
         .owns(pods, watcher::Config::default())
         .reconcile_all_on(node_changes);
@@ -100,7 +92,7 @@ fn node_of(pod: &Pod) -> String {
         .unwrap_or_default()
 }
 
-async fn reconcile(set: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(set: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

@@ -1,15 +1,36 @@
 //! The loop every kube-runtime controller here runs in: each reconcile is counted and timed
 //! on /metrics under the controller's name, a failed one is logged and retried after a
-//! fixed delay, and the stream of outcomes is drained until the task is aborted.
+//! fixed delay, and the stream of outcomes is drained until the task is aborted. Most
+//! reconciles take a [`Context`].
 
 use std::{fmt::Debug, future::Future, hash::Hash, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use kube::{
-    Resource,
+    Client, Resource,
     runtime::{Controller, controller::Action},
 };
 use serde::de::DeserializeOwned;
+use skiff_events::Recorder;
+
+/// What a reconcile needs besides its object: the API client and an event recorder that
+/// reports as the controller's component.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Events as `component`.
+    pub recorder: Recorder,
+}
+
+impl Context {
+    /// A context whose events come from `component` (e.g. `deployment-controller`).
+    pub fn new(client: Client, component: &'static str) -> Arc<Self> {
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), component),
+            client,
+        })
+    }
+}
 
 /// Why a reconcile failed (it is retried).
 #[derive(Debug, thiserror::Error)]

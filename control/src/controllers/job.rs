@@ -4,7 +4,7 @@
 //! `activeDeadlineSeconds`, and report Complete/Failed conditions; finished jobs are
 //! deleted after `ttlSecondsAfterFinished`.
 
-use super::drive::Error;
+use super::drive::{Context, Error};
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
@@ -16,24 +16,16 @@ use kube::{
 use serde_json::{Value, json};
 
 use super::workload::{controller_ref, create_pod, is_ready, owned_pods, pod_from_template};
-use skiff_events::{Recorder, reference};
+use skiff_events::reference;
 
 /// Annotation and label carrying an Indexed job pod's index.
 const INDEX: &str = "batch.kubernetes.io/job-completion-index";
-
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
 
 /// Run the controller until aborted.
 pub async fn run(client: Client) {
     let jobs: Api<Job> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "job-controller"),
-        client,
-    });
+    let ctx = Context::new(client, "job-controller");
     let controller =
         Controller::new(jobs, watcher::Config::default()).owns(pods, watcher::Config::default());
     super::drive::drive(controller, "job", Duration::from_secs(2), reconcile, ctx).await;
@@ -91,7 +83,7 @@ fn compress(indexes: &BTreeSet<i32>) -> String {
     parts.join(",")
 }
 
-async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = job.namespace().unwrap_or_default();
     let name = job.name_any();
     let spec = job.spec.clone().unwrap_or_default();

@@ -3,7 +3,7 @@
 //! replicas / ready / available in status. ReplicationControllers are served by the same
 //! generic reconcile through the [`Replicated`] view of their kind.
 
-use super::drive::Error;
+use super::drive::{Context, Error};
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{
@@ -24,15 +24,10 @@ use super::workload::{
     controller_ref, create_pod, deletion_rank, is_active, is_available, is_ready, owned_pods,
     pod_from_template, status_differs,
 };
-use skiff_events::{Recorder, reference};
+use skiff_events::reference;
 
 /// Most pods created or deleted in one pass (kube's burstReplicas).
 const BURST: usize = 500;
-
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
 
 /// What the controller needs of a replicated object (ReplicaSet or ReplicationController).
 pub trait Replicated:
@@ -130,10 +125,7 @@ pub async fn run(client: Client) {
 async fn run_for<K: Replicated>(client: Client, component: &'static str) {
     let sets: Api<K> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), component),
-        client,
-    });
+    let ctx = Context::new(client, component);
     let controller =
         Controller::new(sets, watcher::Config::default()).owns(pods, watcher::Config::default());
     super::drive::drive(
@@ -146,7 +138,7 @@ async fn run_for<K: Replicated>(client: Client, component: &'static str) {
     .await;
 }
 
-async fn reconcile<K: Replicated>(set: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile<K: Replicated>(set: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = set.namespace().unwrap_or_default();
     let name = set.name_any();
     let selector = set.selector();

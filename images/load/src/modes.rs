@@ -213,7 +213,9 @@ fn rr(args: &Args, budget: &Budget) -> Report {
                 }
             }
             Err(e) => {
-                on_this_connection = 0;
+                if tcp.is_none() && udp.is_none() {
+                    on_this_connection = 0;
+                }
                 report.failure(kind(&e));
             }
         }
@@ -229,6 +231,7 @@ fn new_connection() -> usize {
     CONNECTIONS.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Connect, one request, close — per request (TCP_CRR).
 fn crr(args: &Args, budget: &Budget) -> Report {
     let mut report = Report::new();
     let payload = vec![b'x'; args.size.max(1)];

@@ -357,7 +357,10 @@ fn pods_markdown(pods: &Value) -> String {
         ));
     }
     md.push_str(&format!(
-        "| agent RSS ≤ 40 MiB with {resident} pods | {rss:.1} MiB (idle {:.1} MiB) | {} |\n",
+        "| agent RSS ≤ 40 MiB with {resident} pods | {rss:.1} MiB (heap and stacks {:.1} MiB, \
+         binary pages shared by all agents {:.1} MiB; idle {:.1} MiB) | {} |\n",
+        number(&pods["agent_rss_mib"]["with_pods_anon"]),
+        number(&pods["agent_rss_mib"]["with_pods_file"]),
         number(&pods["agent_rss_mib"]["idle"]),
         verdict(rss <= 40.0)
     ));

@@ -223,7 +223,7 @@ pub fn markdown(net: &Value) -> String {
          \"rule last\" puts the measured Service's `KUBE-SERVICES` rule after every other \
          Service's (worst case), \"middle\" half way (median). Ratios compare each path with \
          the direct path from the same client: for TCP_RR and TCP_CRR the direct path to the \
-         Service's pods in turn (\"direct pod IPs in turn\"; RR runs reconnect every 200 \
+         Service's pods in turn (\"direct pod IPs in turn\"; east-west RR runs reconnect every 200 \
          exchanges, so Service and floor alike sample every backend), else to one pod. Each \
          path has its own client port range, so no path meets another's TIME_WAIT; TCP_CRR \
          servers close first, as HTTP servers do. CPU is the whole machine's busy time per \

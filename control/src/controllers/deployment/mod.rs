@@ -4,7 +4,7 @@
 //! (a rollback re-uses the old set and gives it the next revision), pause, history limits,
 //! and the Available/Progressing conditions `kubectl rollout status` reads.
 
-use super::drive::Error;
+use super::drive::{Context, Error};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::{
@@ -23,7 +23,7 @@ mod progress;
 use progress::{Rollout, TIMED_OUT, progressed, progressing};
 
 use super::workload::{controller_ref, controller_uid, selector_query, status_differs};
-use skiff_events::{Recorder, reference};
+use skiff_events::reference;
 
 /// Annotation carrying a ReplicaSet's revision.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -32,19 +32,11 @@ const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 const HASH_LABEL: &str = "pod-template-hash";
 
-struct Ctx {
-    client: Client,
-    recorder: Recorder,
-}
-
 /// Run the controller until aborted.
 pub async fn run(client: Client) {
     let deployments: Api<Deployment> = Api::all(client.clone());
     let sets: Api<ReplicaSet> = Api::all(client.clone());
-    let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), "deployment-controller"),
-        client,
-    });
+    let ctx = Context::new(client, "deployment-controller");
     let controller = Controller::new(deployments, watcher::Config::default())
         .owns(sets, watcher::Config::default());
     super::drive::drive(
@@ -179,7 +171,7 @@ fn now_text() -> String {
         .to_string()
 }
 
-async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -461,7 +453,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 /// Recompute status and conditions from the (re-read) sets; `created`: this sync created
 /// the new set (a new rollout starts).
 async fn update_status(
-    ctx: &Ctx,
+    ctx: &Context,
     d: &Deployment,
     api: &Api<ReplicaSet>,
     new_name: Option<&str>,

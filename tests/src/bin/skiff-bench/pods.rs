@@ -21,7 +21,7 @@ use kube::{
 use serde_json::{Value, json};
 use skiff_tests::bench::{Latency, Row};
 
-use super::{client, ensure_namespace, rss_mib};
+use super::{client, ensure_namespace, rss_mib, status_mib};
 
 const NAMESPACE: &str = "bench-pods";
 /// Tagged (not :latest), so the default pull policy is IfNotPresent: no registry round trip.
@@ -171,11 +171,13 @@ pub async fn run(kubeconfig: &PathBuf, node: &str, agent_pid: u32, quick: bool) 
     ));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_full = rss_mib(agent_pid);
+    let anon_full = status_mib(agent_pid, "RssAnon:");
+    let file_full = status_mib(agent_pid, "RssFile:");
     delete_all(&pods).await?;
     Ok(json!({
         "node": node,
         "sizes": {"serial": serial, "burst": 30, "rounds": rounds, "resident": resident, "quick": quick},
         "rows": rows,
-        "agent_rss_mib": {"idle": rss_idle, "with_pods": rss_full},
+        "agent_rss_mib": {"idle": rss_idle, "with_pods": rss_full, "with_pods_anon": anon_full, "with_pods_file": file_full},
     }))
 }

@@ -164,8 +164,12 @@ fn local_ports(path: &str) -> String {
             paths.len() - 1
         }
     };
+    assert!(
+        index < usize::from(PORT_SLICES),
+        "more paths than port slices: raise PORT_SLICES"
+    );
     let width = (60999 - 32768 + 1) / PORT_SLICES;
-    let low = 32768 + width * (index as u16 % PORT_SLICES);
+    let low = 32768 + width * index as u16;
     format!("{low}-{}", low + width - 1)
 }
 
