@@ -8,7 +8,8 @@ use skiff_ebpf_common::{
     affinity::{AffinityKey, CLIENT_ADDRESS},
     config::Config,
     conntrack::{
-        CT_EXTERNAL, CT_FORWARD, CT_HAIRPIN, CT_REPLY, CT_SEEN_REPLY, CT_SNAT, CtKey, CtValue,
+        CT_CLOSING, CT_EXTERNAL, CT_FORWARD, CT_HAIRPIN, CT_REPLY, CT_SEEN_REPLY, CT_SNAT, CtKey,
+        CtValue,
     },
     events::{
         HOOK_TC_POD, REASON_BACKEND_GONE, REASON_CT_FULL, REASON_PASSED, REASON_REVERSE_TRANSLATED,
@@ -146,7 +147,13 @@ pub fn decide(flow: &Flow, hook: u8, config: &Config, now: u64) -> Decision {
     if let Some(entry) = conntrack::get(&forward_key, now) {
         // SAFETY: as above.
         let value = unsafe { *entry };
-        if lb::backend(value.backend_id).is_some() {
+        // A SYN on a tuple whose flow is closing opens a new connection (the client reused
+        // its port within the closing timeout): it is balanced afresh, like any new
+        // connection, and never sent to a backend that has started terminating since.
+        let reopened = flow.proto == PROTO_TCP
+            && flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+            && value.flags & CT_CLOSING != 0;
+        if !reopened && lb::backend(value.backend_id).is_some() {
             conntrack::touch(entry, now, flow.tcp_flags, 0);
             decision.new.daddr = value.nat_daddr;
             decision.new.dport = value.nat_dport;
@@ -162,9 +169,11 @@ pub fn decide(flow: &Flow, hook: u8, config: &Config, now: u64) -> Decision {
             decision.ct_flags = value.flags;
             return decision;
         }
-        // Its backend is gone: forget the flow and choose again below.
+        // Reopened, or its backend is gone: forget the flow and choose again below.
         conntrack::remove(&forward_key);
-        events::count(hook, REASON_BACKEND_GONE);
+        if !reopened {
+            events::count(hook, REASON_BACKEND_GONE);
+        }
     }
     new_flow(flow, hook, config, now, decision)
 }
