@@ -167,6 +167,13 @@ impl Lab {
         self.spawn_load_from_root(args).finish()
     }
 
+    /// `node`'s Service frontends as `skiff-agent bpf lb list -o json` prints them.
+    pub fn frontends(&self, node: &str) -> Value {
+        let out = self.bpf(node, &["lb", "list", "-o", "json"]);
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("lb list -o json on {node} printed no JSON ({e}): {out}"))
+    }
+
     /// `skiff-agent bpf --node NODE args…` (stdout; panics on failure).
     pub fn bpf(&self, node: &str, args: &[&str]) -> String {
         let agent = self.bin("skiff-agent");

@@ -251,12 +251,15 @@ fn huge_and_odd_services_harm_nothing() {
     let huge = lab.jsonpath(&ns, "service/huge", "{.spec.clusterIP}");
     let node = lab.nodes[0].name.clone();
     lab.eventually("10,000 backends programmed", 2 * MINUTE, || {
-        let list = lab.bpf(&node, &["lb", "list"]);
-        let slots = list
-            .lines()
-            .skip_while(|l| !l.starts_with(&format!("{huge}:80/TCP")))
-            .take_while(|l| l.starts_with(&format!("{huge}:80/TCP")) || l.starts_with(' '))
-            .count();
+        let frontend = format!("{huge}:80/TCP");
+        let slots = lab
+            .frontends(&node)
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f["frontend"] == frontend.as_str())
+            .and_then(|f| f["backends"].as_array().map(Vec::len))
+            .unwrap_or(0);
         if slots == 10_000 {
             Ok(())
         } else {

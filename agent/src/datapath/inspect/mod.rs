@@ -25,7 +25,9 @@ use skiff_ebpf_common::{
     lb::{Backend, PROTO_TCP, PROTO_UDP},
 };
 
-use render::{Names, backend_label, endpoint, proto_name, read_frontends, render_ct};
+use render::{
+    Names, backend_label, endpoint, frontends_json, proto_name, read_frontends, render_ct,
+};
 pub use render::{render_event, render_frontends};
 
 use super::{
@@ -149,7 +151,21 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum LbCommand {
     /// List frontends and their backends.
-    List,
+    List {
+        /// `text` (a table) or `json` (one object per frontend, for scripts).
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// How a listing is printed.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum Output {
+    /// A table for people.
+    #[default]
+    Text,
+    /// JSON for scripts.
+    Json,
 }
 
 /// `ct`/`affinity` subcommands.
@@ -164,10 +180,16 @@ pub fn run(target: &Target, command: Command) -> Result<(), DatapathError> {
     let dir = target.dir()?;
     let mut maps = Maps::open_pinned(&dir)?;
     match command {
-        Command::Lb { .. } => {
+        Command::Lb {
+            command: LbCommand::List { output },
+        } => {
             let backends: HashMap<u32, Backend> =
                 maps.lb.backends.iter().filter_map(Result::ok).collect();
-            print!("{}", render_frontends(&read_frontends(&maps), &backends));
+            let frontends = read_frontends(&maps);
+            match output {
+                Output::Text => print!("{}", render_frontends(&frontends, &backends)),
+                Output::Json => println!("{}", frontends_json(&frontends, &backends)),
+            }
         }
         Command::Backends => {
             let mut backends: Vec<(u32, Backend)> =

@@ -70,7 +70,7 @@ pub(super) fn proto_name(proto: u8) -> &'static str {
     }
 }
 
-fn kind_name(flags: u16) -> String {
+fn kind_names(flags: u16) -> Vec<&'static str> {
     let mut parts = Vec::new();
     for (flag, name) in [
         (SVC_CLUSTER_IP, "ClusterIP"),
@@ -85,7 +85,14 @@ fn kind_name(flags: u16) -> String {
             parts.push(name);
         }
     }
-    parts.join(",")
+    parts
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Internal => "internal",
+        Scope::External => "external",
+    }
 }
 
 pub(super) fn backend_label(id: u32, backend: Option<&Backend>) -> String {
@@ -121,17 +128,14 @@ pub fn render_frontends(
         "FRONTEND", "SCOPE", "ID", "KIND"
     );
     for (key, (value, slots)) in entries {
-        let scope = match key.scope {
-            Scope::Internal => "internal",
-            Scope::External => "external",
-        };
+        let scope = scope_name(key.scope);
         let mut first = true;
         let lead = format!(
             "{:<26} {:<9} {:<5} {:<26}",
             key.address.to_string(),
             scope,
             value.service_id,
-            kind_name(value.flags)
+            kind_names(value.flags).join(",")
         );
         if slots.is_empty() {
             let _ = writeln!(out, "{lead} (none: connections are refused)");
@@ -147,6 +151,39 @@ pub fn render_frontends(
         }
     }
     out
+}
+
+/// `lb list -o json`: one object per frontend, for scripts and tests, with the same
+/// fields as the text form (`kind` as a list, each backend with its state).
+pub fn frontends_json(
+    entries: &BTreeMap<FrontendKey, (ServiceValue, Vec<u32>)>,
+    backends: &HashMap<u32, Backend>,
+) -> serde_json::Value {
+    let frontends = entries
+        .iter()
+        .map(|(key, (value, slots))| {
+            let slots: Vec<serde_json::Value> = slots
+                .iter()
+                .map(|id| match backends.get(id) {
+                    Some(b) => serde_json::json!({
+                        "id": id,
+                        "address": format!("{}:{}", ip_from_be(b.address), u16::from_be(b.port)),
+                        "state": if b.state == BACKEND_ACTIVE { "active" } else { "terminating" },
+                        "local": b.flags & BACKEND_LOCAL != 0,
+                    }),
+                    None => serde_json::json!({"id": id, "state": "missing"}),
+                })
+                .collect();
+            serde_json::json!({
+                "frontend": key.address.to_string(),
+                "scope": scope_name(key.scope),
+                "service_id": value.service_id,
+                "kind": kind_names(value.flags),
+                "backends": slots,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(frontends)
 }
 
 pub(super) fn read_frontends(maps: &Maps) -> BTreeMap<FrontendKey, (ServiceValue, Vec<u32>)> {

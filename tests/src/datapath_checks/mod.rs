@@ -2,192 +2,19 @@
 //! per-packet tc path with the socket LB off): `tests/datapath.rs` runs them with the
 //! socket LB on, `tests/per_packet.rs` with it off.
 
+mod fixtures;
+mod xdp;
+
 use std::{collections::BTreeSet, time::Duration};
 
-use serde_json::Value;
+pub use fixtures::{
+    backends, client_pod, clients, count, decisions, echo_deployment, pods_of, wait_ready_endpoints,
+};
+use xdp::xdp_serves_local_node_port;
 
 use crate::Lab;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// An echo Deployment (`app=<name>`) with `replicas` pods, a preStop pause so terminating
-/// pods keep serving while the datapath drains them, and the given extra pod spec lines.
-pub fn echo_deployment(name: &str, replicas: usize) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 10
-      containers:
-      - name: echo
-        image: skiff/echo
-        ports:
-        - {{name: http, containerPort: 8080}}
-        - {{name: udp, containerPort: 9001, protocol: UDP}}
-        readinessProbe:
-          tcpSocket: {{port: 8080}}
-          periodSeconds: 1
-        lifecycle:
-          preStop:
-            sleep: {{seconds: 3}}
-"#
-    )
-}
-
-/// A busybox pod that sleeps, pinned to `node`.
-pub fn client_pod(name: &str, node: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: c
-    image: busybox
-    command: ["sleep", "3600"]
-"#
-    )
-}
-
-/// Wait until `service`'s slices list `count` ready endpoints.
-pub fn wait_ready_endpoints(lab: &Lab, ns: &str, service: &str, count: usize) {
-    lab.eventually(
-        &format!("{count} ready endpoints of {service}"),
-        2 * MINUTE,
-        || {
-            let ready = lab.jsonpath(
-                ns,
-                &format!("endpointslices -l kubernetes.io/service-name={service}"),
-                "{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{\"\\n\"}{end}",
-            );
-            let found = ready.lines().filter(|l| !l.is_empty()).count();
-            if found == count {
-                Ok(())
-            } else {
-                Err(format!("{found} ready: {ready}"))
-            }
-        },
-    );
-}
-
-/// Names of the pods of `app`, with their nodes.
-pub fn pods_of(lab: &Lab, ns: &str, app: &str) -> Vec<(String, String)> {
-    lab.jsonpath(
-        ns,
-        &format!("pods -l app={app}"),
-        "{range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
-    )
-    .lines()
-    .filter_map(|l| l.split_once(' '))
-    .map(|(p, n)| (p.to_owned(), n.to_owned()))
-    .collect()
-}
-
-/// A decision counter of `node`'s datapath (`skiff-agent bpf counters`).
-pub fn decisions(lab: &Lab, node: &str, hook: &str, reason: &str) -> u64 {
-    let wanted = format!("skiff_datapath_decisions_total{{hook=\"{hook}\",reason=\"{reason}\"}} ");
-    lab.bpf(node, &["counters"])
-        .lines()
-        .find_map(|l| l.strip_prefix(&wanted)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// XDP on for one node while alive (off again when dropped, also after a failed check).
-struct XdpOn<'a> {
-    lab: &'a Lab,
-    node: String,
-}
-
-impl<'a> XdpOn<'a> {
-    fn new(lab: &'a Lab, node: &str) -> Self {
-        lab.bpf(node, &["config", "--xdp", "on"]);
-        Self {
-            lab,
-            node: node.to_owned(),
-        }
-    }
-}
-
-impl Drop for XdpOn<'_> {
-    fn drop(&mut self) {
-        // No panic here: this also runs while a failed check unwinds.
-        let out = crate::process::output(
-            std::process::Command::new(self.lab.bin("skiff-agent"))
-                .args(["bpf", "--node", &self.node, "config", "--xdp", "off"]),
-        );
-        if out.code != 0 {
-            eprintln!("could not turn XDP off on {}: {}", self.node, out.stderr);
-        }
-    }
-}
-
-/// With XDP on, a node port with local backends (`externalTrafficPolicy: Local`) keeps
-/// answering every connection, twice over the same client ports (the second round meets
-/// the conntrack entries of the first), and XDP did the translating.
-fn xdp_serves_local_node_port(lab: &Lab, node: &str, address: &str, port: &str) {
-    let xdp = XdpOn::new(lab, node);
-    let before = decisions(lab, node, "xdp", "translated");
-    let target = format!("{address}:{port}");
-    for round in 1..=2 {
-        let report = lab.load_from_root(&[
-            "crr",
-            "--target",
-            &target,
-            "--duration",
-            "1",
-            "--timeout-ms",
-            "1000",
-            "--local-ports",
-            "47000-47199",
-        ]);
-        assert_eq!(
-            count(&report, "failed"),
-            0,
-            "XDP round {round} to {target}: {report}"
-        );
-        assert!(
-            count(&report, "ok") >= 100,
-            "XDP round {round} to {target}: {report}"
-        );
-    }
-    let translated = decisions(lab, node, "xdp", "translated").saturating_sub(before);
-    assert!(translated > 0, "XDP translated nothing for {target}");
-    drop(xdp);
-}
-
-/// A number from a skiff-load report (0 if absent).
-pub fn count(report: &Value, field: &str) -> u64 {
-    report[field].as_u64().unwrap_or(0)
-}
-
-pub fn backends(report: &Value) -> BTreeSet<String> {
-    report["backends"]
-        .as_object()
-        .map(|b| b.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-/// One client pod per node, running.
-pub fn clients(lab: &Lab, ns: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for (i, node) in lab.nodes.iter().enumerate() {
-        let name = format!("client-{}", i + 1);
-        lab.apply(ns, &client_pod(&name, &node.name));
-        names.push(name);
-    }
-    for name in &names {
-        lab.wait_running(ns, name);
-    }
-    names
-}
 
 /// See the module documentation.
 pub fn cluster_ips_reach_every_backend_from_every_node_evenly(lab: &Lab) {
@@ -717,7 +544,7 @@ spec:
     );
     // Refusals come at once and keep coming: 20 connects in a row, again and again (the
     // kernel's rate-limited "unreachable" would let most of them time out).
-    let refuses_at_once = |report: &Value| -> Result<(), String> {
+    let refuses_at_once = |report: &serde_json::Value| -> Result<(), String> {
         let refused = report["errors"]["refused"].as_u64().unwrap_or(0)
             + report["errors"]["unreachable"].as_u64().unwrap_or(0);
         let seconds = report["seconds"].as_f64().unwrap_or(f64::MAX);
