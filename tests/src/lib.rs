@@ -8,6 +8,7 @@
 pub mod bare_node;
 pub mod bench;
 pub mod cluster;
+pub mod control_replica;
 pub mod datapath_checks;
 pub mod kube_proxy;
 pub mod netns;

@@ -5,18 +5,16 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::{
-    Api, Client, Config,
+    Api,
     api::{DeleteParams, ListParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
 };
-use skiff_tests::Lab;
+use skiff_tests::{Lab, control_replica::Replica};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -374,53 +372,12 @@ spec:
     let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
-/// A second API server over the lab's etcd, on 127.0.0.1:6444; killed when dropped.
-struct SecondApiServer(Child);
-
-impl SecondApiServer {
-    fn start(lab: &Lab) -> Self {
-        let data = lab.dir.join("control-replica-2");
-        let child = Command::new(lab.bin("skiff-control"))
-            .args([
-                "serve",
-                "--etcd",
-                "http://127.0.0.1:2379",
-                "--listen",
-                "127.0.0.1:6444",
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting a second skiff-control");
-        Self(child)
-    }
-}
-
-impl Drop for SecondApiServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A client of the API server at `url` with the lab's admin identity.
-async fn client_at(lab: &Lab, url: &str) -> Client {
-    let kubeconfig = Kubeconfig::read_from(lab.kubeconfig()).expect("kubeconfig");
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    config.cluster_url = url.parse().expect("url");
-    Client::try_from(config).expect("client")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_api_servers_racing_never_share_a_cluster_ip_or_node_port() {
     let Some(lab) = Lab::from_env() else { return };
-    let _replica = SecondApiServer::start(&lab);
+    let replica = Replica::start(&lab, "control-replica-race", 6444, &[]).await;
     let first = lab.client().await;
-    let second = client_at(&lab, "https://127.0.0.1:6444").await;
+    let second = replica.client.clone();
     let ns = format!("race-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(first.clone());
     let namespace: Namespace =
@@ -429,17 +386,6 @@ async fn two_api_servers_racing_never_share_a_cluster_ip_or_node_port() {
         .create(&PostParams::default(), &namespace)
         .await
         .expect("namespace");
-    // Wait for the second server to answer.
-    let probe: Api<Service> = Api::namespaced(second.clone(), &ns);
-    let mut up = false;
-    for _ in 0..120 {
-        if probe.list(&ListParams::default()).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(up, "the second API server did not come up");
     let creates = (0..200).map(|i| {
         let client = if i % 2 == 0 {
             first.clone()
