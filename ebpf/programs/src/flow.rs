@@ -169,13 +169,35 @@ pub fn decide(flow: &Flow, hook: u8, config: &Config, now: u64) -> Decision {
             decision.ct_flags = value.flags;
             return decision;
         }
-        // Reopened, or its backend is gone: forget the flow and choose again below.
+        // Reopened, or its backend is gone: forget the flow (both directions, so no reply
+        // entry of the old backend is left to GC) and choose again below.
+        conntrack::remove(&reply_key_of(flow, &value));
         conntrack::remove(&forward_key);
         if !reopened {
             events::count(hook, REASON_BACKEND_GONE);
         }
     }
     new_flow(flow, hook, config, now, decision)
+}
+
+/// The reply entry's key of the flow `flow` belongs to, which was translated as its
+/// forward entry `forward` says: from the backend, to the client or its source NAT.
+#[inline(always)]
+fn reply_key_of(flow: &Flow, forward: &CtValue) -> CtKey {
+    let (daddr, dport) = if forward.nat_saddr != 0 {
+        (forward.nat_saddr, forward.nat_sport)
+    } else {
+        (flow.saddr, flow.sport)
+    };
+    CtKey {
+        saddr: forward.nat_daddr,
+        daddr,
+        sport: forward.nat_dport,
+        dport,
+        proto: flow.proto,
+        direction: CT_REPLY,
+        pad: 0,
+    }
 }
 
 /// A connection opened straight to an address and port (a pod IP, or a backend the socket
