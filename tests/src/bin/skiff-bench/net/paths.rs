@@ -128,13 +128,14 @@ struct Job<'a> {
 
 fn job<'a>(
     path: &str,
+    ports: Ports,
     mode: &'static str,
     client: Client<'a>,
     switch: &Switch,
     args: &[&str],
 ) -> Job<'a> {
     let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    args.extend(["--local-ports".to_owned(), local_ports(path)]);
+    args.extend(["--local-ports".to_owned(), ports.range()]);
     Job {
         path: path.to_owned(),
         mode,
@@ -144,39 +145,44 @@ fn job<'a>(
     }
 }
 
-/// Ports per path: the kernel's default ephemeral range (32768–60999) cut into this many.
-const PORT_SLICES: u16 = 14;
+/// Which slice of the kernel's default ephemeral range (32768–60999) a path's client
+/// binds its local ports in: each path its own (skiff-load's `ports.rs` says why: paths
+/// reaching the same backends through different addresses must not share wire tuples). A
+/// kube-proxy path keeps its slice across scale points ("rule last of 6" and "rule last of
+/// 1005" are one path).
+#[derive(Clone, Copy)]
+enum Ports {
+    DirectSkiff,
+    DirectBare,
+    SpreadSkiff,
+    SpreadBare,
+    SocketLb,
+    PerPacket,
+    NodePortRemote,
+    NodePortLocal,
+    NodePortXdp,
+    KubeProxyLast,
+    KubeProxyMiddle,
+    KubeProxyNodePort,
+}
 
-/// The local port range of `path`'s client, disjoint from every other path's (skiff-load's
-/// `ports.rs` says why: paths reaching the same backends through different addresses must
-/// not share wire tuples). A kube-proxy path keeps its range across scale points ("rule
-/// last of 6" and "rule last of 1005" are one path).
-fn local_ports(path: &str) -> String {
-    let path = path.split(" of ").next().unwrap_or(path);
-    static PATHS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut paths = PATHS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let index = match paths.iter().position(|p| p == path) {
-        Some(i) => i,
-        None => {
-            paths.push(path.to_owned());
-            paths.len() - 1
-        }
-    };
-    assert!(
-        index < usize::from(PORT_SLICES),
-        "more paths than port slices: raise PORT_SLICES"
-    );
-    let width = (60999 - 32768 + 1) / PORT_SLICES;
-    let low = 32768 + width * index as u16;
-    format!("{low}-{}", low + width - 1)
+impl Ports {
+    /// How many slices there are (one per variant).
+    const SLICES: u16 = Self::KubeProxyNodePort as u16 + 1;
+
+    /// `skiff-load --local-ports` for this slice.
+    fn range(self) -> String {
+        let width = (60999 - 32768 + 1) / Self::SLICES;
+        let low = 32768 + width * self as u16;
+        format!("{low}-{}", low + width - 1)
+    }
 }
 
 /// TCP_RR, TCP_CRR, UDP_RR and stream against `ip` (ports 80/9000/53 of a Service, or
 /// 8080/9000/9001 of a pod).
 fn east_west<'a>(
     path: &str,
+    ports: Ports,
     client: impl Fn() -> Client<'a>,
     switch: &Switch,
     ip: &str,
@@ -194,6 +200,7 @@ fn east_west<'a>(
     vec![
         job(
             path,
+            ports,
             "tcp_rr",
             client(),
             switch,
@@ -209,6 +216,7 @@ fn east_west<'a>(
         ),
         job(
             path,
+            ports,
             "tcp_crr",
             client(),
             switch,
@@ -224,6 +232,7 @@ fn east_west<'a>(
         ),
         job(
             path,
+            ports,
             "udp_rr",
             client(),
             switch,
@@ -241,6 +250,7 @@ fn east_west<'a>(
         ),
         job(
             path,
+            ports,
             "stream",
             client(),
             switch,
@@ -266,6 +276,7 @@ const RECONNECT_EVERY: &str = "200";
 /// the same spread over the same pods as the Service's.
 fn spread_floor<'a>(
     path: &str,
+    ports: Ports,
     client: impl Fn() -> Client<'a>,
     workload: &Workload,
     seconds: f64,
@@ -298,17 +309,24 @@ fn spread_floor<'a>(
     ]
     .concat();
     vec![
-        job(path, "tcp_rr", client(), &Switch::None, &rr),
-        job(path, "tcp_crr", client(), &Switch::None, &crr),
+        job(path, ports, "tcp_rr", client(), &Switch::None, &rr),
+        job(path, ports, "tcp_crr", client(), &Switch::None, &crr),
     ]
 }
 
 /// TCP_RR and TCP_CRR from outside against a node port.
-fn north_south<'a>(path: &str, switch: &Switch, target: &str, seconds: f64) -> Vec<Job<'a>> {
+fn north_south<'a>(
+    path: &str,
+    ports: Ports,
+    switch: &Switch,
+    target: &str,
+    seconds: f64,
+) -> Vec<Job<'a>> {
     let duration = format!("{seconds}");
     vec![
         job(
             path,
+            ports,
             "tcp_rr",
             Client::Root,
             switch,
@@ -316,6 +334,7 @@ fn north_south<'a>(path: &str, switch: &Switch, target: &str, seconds: f64) -> V
         ),
         job(
             path,
+            ports,
             "tcp_crr",
             Client::Root,
             switch,
@@ -396,6 +415,7 @@ pub fn measure_all(
     let mut jobs = Vec::new();
     jobs.extend(east_west(
         "direct pod IP (Skiff node)",
+        Ports::DirectSkiff,
         || Client::SkiffPod,
         &none,
         &backend,
@@ -404,6 +424,7 @@ pub fn measure_all(
     ));
     jobs.extend(east_west(
         "direct pod IP (bare node)",
+        Ports::DirectBare,
         || Client::BarePod(bare),
         &none,
         &backend,
@@ -412,18 +433,21 @@ pub fn measure_all(
     ));
     jobs.extend(spread_floor(
         "direct pod IPs in turn (Skiff node)",
+        Ports::SpreadSkiff,
         || Client::SkiffPod,
         workload,
         seconds,
     ));
     jobs.extend(spread_floor(
         "direct pod IPs in turn (bare node)",
+        Ports::SpreadBare,
         || Client::BarePod(bare),
         workload,
         seconds,
     ));
     jobs.extend(east_west(
         "Skiff socket LB",
+        Ports::SocketLb,
         || Client::SkiffPod,
         &none,
         &vip,
@@ -432,6 +456,7 @@ pub fn measure_all(
     ));
     jobs.extend(east_west(
         "Skiff tc (per packet)",
+        Ports::PerPacket,
         || Client::SkiffPod,
         &per_packet,
         &vip,
@@ -441,6 +466,7 @@ pub fn measure_all(
     let remote = format!("{}:{}", workload.client_node.address, workload.node_port);
     jobs.extend(north_south(
         "NodePort, Skiff tc (remote backends, SNAT)",
+        Ports::NodePortRemote,
         &none,
         &remote,
         seconds,
@@ -448,29 +474,43 @@ pub fn measure_all(
     let local = format!("{}:{}", workload.backend_node.address, workload.local_port);
     jobs.extend(north_south(
         "NodePort, Skiff tc (eTP=Local, local backends)",
+        Ports::NodePortLocal,
         &none,
         &local,
         seconds,
     ));
     jobs.extend(north_south(
         "NodePort, Skiff XDP (eTP=Local, local backends)",
+        Ports::NodePortXdp,
         &xdp,
         &local,
         seconds,
     ));
     let mut rows = run_rounds(lab, &jobs, rounds)?;
     let mut restores = Vec::new();
-    for (position, name) in [(Position::Last, "last"), (Position::Middle, "middle")] {
+    for (position, name, slice) in [
+        (Position::Last, "last", Ports::KubeProxyLast),
+        (Position::Middle, "middle", Ports::KubeProxyMiddle),
+    ] {
         let rules = kube_proxy::full_restore(ports, *measured, position, &kube_proxy_settings());
         bare.flush();
         let took = bare.restore(&rules, true).map_err(anyhow::Error::msg)?;
         restores.push(json!({"position": name, "rules": rules.lines().count(), "seconds": took.as_secs_f64(), "backend": bare_node::IPTABLES}));
         let path = format!("kube-proxy iptables (rule {name} of {})", ports.len());
-        let mut jobs = east_west(&path, || Client::BarePod(bare), &none, &vip, false, seconds);
+        let mut jobs = east_west(
+            &path,
+            slice,
+            || Client::BarePod(bare),
+            &none,
+            &vip,
+            false,
+            seconds,
+        );
         if position == Position::Last {
             let target = format!("{}:{}", bare_node::ADDRESS, workload.node_port);
             jobs.extend(north_south(
                 "NodePort, kube-proxy iptables (remote backends, masquerade)",
+                Ports::KubeProxyNodePort,
                 &none,
                 &target,
                 seconds,
