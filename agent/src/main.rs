@@ -141,6 +141,10 @@ struct Args {
     /// Allow privileged containers.
     #[arg(long)]
     allow_privileged: bool,
+    /// Pod starts (sandbox and containers) run at most this many at once, first come first
+    /// served (default: four per CPU; 0: all at once).
+    #[arg(long)]
+    parallel_pod_starts: Option<usize>,
     /// Plain-HTTP address for /healthz and /metrics only (kubelet's healthz port, 10248).
     #[arg(long)]
     healthz_listen: Option<SocketAddr>,
@@ -617,9 +621,14 @@ async fn start_kubelet(
             }),
         },
         netlink.clone(),
-        metrics,
+        metrics.clone(),
     );
+    let parallel_starts = args.parallel_pod_starts.unwrap_or_else(|| {
+        4 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
     let kubelet = Arc::new(Kubelet {
+        timing: metrics.pod_start.clone(),
+        starts: skiff_agent::kubelet::start_queue::StartQueue::new(parallel_starts),
         discovery: Some(discovery),
         pod_veths: Some(pod_veths),
         recorder: skiff_events::Recorder::on_host(client.clone(), "kubelet", &args.node_name),

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub datapath: Arc<crate::datapath::stats::DatapathMetrics>,
     /// The node-local DNS resolver's counters.
     pub dns: Arc<skiff_dns::Metrics>,
+    /// Pod start steps (kubelet).
+    pub pod_start: Arc<crate::kubelet::timing::PodStartMetrics>,
 }
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -55,18 +57,29 @@ impl Histogram {
     pub fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} histogram");
+        self.render_series(out, name, "");
+    }
+
+    /// Append the series of this histogram with `labels` (`key="value",…`, may be empty)
+    /// under a family whose HELP and TYPE lines the caller wrote.
+    pub fn render_series(&self, out: &mut String, name: &str, labels: &str) {
+        let (braced, lead) = if labels.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{{{labels}}}"), format!("{labels},"))
+        };
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
             let _ = writeln!(
                 out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
+                "{name}_bucket{{{lead}le=\"{bound}\"}} {}",
                 bucket.load(Ordering::Relaxed)
             );
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{lead}le=\"+Inf\"}} {count}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum:.6}");
-        let _ = writeln!(out, "{name}_count {count}");
+        let _ = writeln!(out, "{name}_sum{braced} {sum:.6}");
+        let _ = writeln!(out, "{name}_count{braced} {count}");
     }
 }
 
@@ -108,6 +121,7 @@ impl Metrics {
         );
         self.datapath.render(&mut out, state);
         self.dns.render(&mut out);
+        self.pod_start.render(&mut out);
         out
     }
 }

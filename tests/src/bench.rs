@@ -1,7 +1,7 @@
-//! Measuring helpers for `skiff-bench`: latency histograms and the result rows the report
-//! is made of.
+//! Measuring helpers for `skiff-bench`: latency histograms, the result rows the report is
+//! made of, and the machine's CPU time.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -89,4 +89,38 @@ pub struct Row {
     pub max_ms: f64,
     /// Operations per second over the phase.
     pub per_second: f64,
+}
+
+/// Busy and total CPU time of the machine so far, in clock ticks (`/proc/stat`).
+pub fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+/// Wait until the machine is quiet — less than `busy` (a fraction) of its CPU in use over
+/// half a second — or `limit` has passed; how long that took. What a run leaves behind
+/// (the kernel tearing down network namespaces, containerd collecting snapshots) would
+/// otherwise be charged to the next measurement.
+pub async fn settle(busy: f64, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let (busy_before, total_before) = cpu_ticks();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (busy_after, total_after) = cpu_ticks();
+        let total = total_after.saturating_sub(total_before).max(1) as f64;
+        if (busy_after.saturating_sub(busy_before) as f64) / total < busy {
+            break;
+        }
+    }
+    started.elapsed()
 }

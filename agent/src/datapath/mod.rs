@@ -25,6 +25,7 @@ pub mod maps;
 pub mod model;
 mod object;
 pub mod pods;
+pub mod programs;
 pub mod sockets;
 pub mod stats;
 pub mod sync;

@@ -8,7 +8,9 @@ pub mod env;
 pub mod lifecycle;
 pub mod pod_dns;
 pub mod probe;
+pub mod start_queue;
 pub mod status;
+pub mod timing;
 pub mod volumes;
 mod worker;
 
@@ -88,6 +90,10 @@ pub struct Kubelet {
     pub discovery: Option<Arc<crate::discovery::Discovery>>,
     /// Told about pod veths (none: no per-pod datapath).
     pub pod_veths: Option<Arc<dyn PodVethHook>>,
+    /// How long pod starts and their steps take (on /metrics).
+    pub timing: Arc<timing::PodStartMetrics>,
+    /// Pod starts take turns (a few at once, first come first served).
+    pub starts: start_queue::StartQueue,
 }
 
 /// A message to a pod worker.

@@ -21,6 +21,7 @@ use tokio::{sync::mpsc, time::Instant};
 use super::{
     Kubelet, LABEL_POD_UID, Message, container, lifecycle, pod_dns, probe,
     status::{self, ContainerRecord, PodFacts, State, Terminated},
+    timing::Step,
     volumes,
 };
 use crate::{
@@ -85,6 +86,11 @@ struct Worker {
     start_time: String,
     last_status: Option<Value>,
     wake: Option<Instant>,
+    /// When the worker first saw the pod, until its start is recorded (`None` after that,
+    /// and for a pod adopted from an earlier agent).
+    starting_since: Option<Instant>,
+    /// This pod's turn in the node's start queue, held while a sync starts something.
+    turn: super::start_queue::Turn,
 }
 
 /// Start the worker of `pod`.
@@ -157,6 +163,8 @@ pub(crate) fn spawn(
         start_time,
         last_status: None,
         wake: None,
+        starting_since: Some(Instant::now()),
+        turn: None,
     };
     tokio::spawn(worker.run(rx));
 }
@@ -184,6 +192,7 @@ impl Worker {
                 return;
             }
             self.sync().await;
+            self.note_started();
             self.publish().await;
             let deadline = self.wake.take().unwrap_or_else(|| Instant::now() + RESYNC);
             tokio::select! {
@@ -198,6 +207,22 @@ impl Worker {
         }
     }
 
+    /// Record the pod's start once every app container runs.
+    fn note_started(&mut self) {
+        let Some(since) = self.starting_since else {
+            return;
+        };
+        let running = self
+            .slots
+            .iter()
+            .filter(|s| !s.record.init)
+            .all(|s| matches!(s.record.state, State::Running { .. }));
+        if running {
+            self.kubelet.timing.pod_started(since.elapsed());
+            self.starting_since = None;
+        }
+    }
+
     /// Take over containers a previous agent started for this pod.
     async fn adopt(&mut self) {
         let filter = format!("labels.\"{LABEL_POD_UID}\"=={}", self.uid);
@@ -208,6 +233,9 @@ impl Worker {
                 return;
             }
         };
+        if !existing.is_empty() {
+            self.starting_since = None;
+        }
         if !existing.is_empty()
             && crate::network::netns::is_pinned(&self.netns)
             && let Ok(ip) = self.kubelet.ipam.allocate(&self.uid).await
@@ -272,9 +300,33 @@ impl Worker {
         }
     }
 
+    /// Bring the pod's containerd state toward its spec, in the node's start queue when
+    /// something is to be started.
     async fn sync(&mut self) {
+        if self.wants_start() {
+            self.turn = self.kubelet.starts.turn().await;
+        }
+        self.sync_now().await;
+        self.turn = None;
+    }
+
+    /// Whether a sync would create something: the sandbox, or a container that is not
+    /// running and not backing off.
+    fn wants_start(&self) -> bool {
+        let now = Instant::now();
+        self.ip.is_none()
+            || self
+                .slots
+                .iter()
+                .any(|s| s.record.id.is_none() && s.next_start.is_none_or(|at| at <= now))
+    }
+
+    async fn sync_now(&mut self) {
         if self.ip.is_none() || !crate::network::netns::is_pinned(&self.netns) {
-            match self.set_up_sandbox().await {
+            let began = Instant::now();
+            let sandbox = self.set_up_sandbox().await;
+            self.kubelet.timing.step(Step::Sandbox, began.elapsed());
+            match sandbox {
                 Ok(ip) => {
                     self.ip = Some(ip);
                     self.blocked = None;
@@ -288,7 +340,10 @@ impl Worker {
             }
         }
         if self.volumes.is_none() {
-            match volumes::prepare(&self.kubelet.client, &self.pod, &self.pod_dir).await {
+            let began = Instant::now();
+            let prepared = volumes::prepare(&self.kubelet.client, &self.pod, &self.pod_dir).await;
+            self.kubelet.timing.step(Step::Volumes, began.elapsed());
+            match prepared {
                 Ok(prepared) => {
                     self.volumes = Some(prepared);
                     self.blocked = None;
@@ -476,7 +531,15 @@ impl Worker {
         let spec = self.slots[i].spec.clone();
         let image_name = spec.image.clone().unwrap_or_default();
         let policy = PullPolicy::from_spec(spec.image_pull_policy.as_deref(), &image_name);
-        let image = match self
+        // A pull can take minutes: the next pod starts meanwhile, and this one queues
+        // again once its image is there.
+        let pulling = !self.kubelet.runtime.image_is_ready(&image_name, policy);
+        let had_turn = self.turn.is_some();
+        if pulling {
+            self.turn = None;
+        }
+        let began = Instant::now();
+        let image = self
             .kubelet
             .runtime
             .ensure_image(
@@ -485,8 +548,12 @@ impl Worker {
                 &self.kubelet.fetcher,
                 &self.pull_credentials().await,
             )
-            .await
-        {
+            .await;
+        self.kubelet.timing.step(Step::Image, began.elapsed());
+        if pulling && had_turn {
+            self.turn = self.kubelet.starts.turn().await;
+        }
+        let image = match image {
             Ok(image) => image,
             Err(e) => {
                 let slot = &mut self.slots[i];
@@ -522,6 +589,7 @@ impl Worker {
         let id = format!("{uid_hex}-{kind}{}-{restart}", self.slots[i].index);
         let cgroups_path = format!("{}/pod{}/{id}", self.kubelet.config.cgroup_parent, self.uid);
         let prepared = self.volumes.clone().unwrap_or_default();
+        let began = Instant::now();
         let config = container::build(
             &self.kubelet,
             &self.pod,
@@ -532,6 +600,7 @@ impl Worker {
             cgroups_path,
         )
         .await;
+        self.kubelet.timing.step(Step::Config, began.elapsed());
         let mut config = match config {
             Ok(c) => c,
             Err(e) => {
@@ -578,7 +647,13 @@ impl Worker {
         }
         slot.record.restart_count = restart;
         match result {
-            Ok(pid) => {
+            Ok(started) => {
+                let timing = &self.kubelet.timing;
+                timing.step(Step::ContainerCreate, started.took.container_create);
+                timing.step(Step::SnapshotPrepare, started.took.snapshot_prepare);
+                timing.step(Step::TaskCreate, started.took.task_create);
+                timing.step(Step::TaskStart, started.took.task_start);
+                let pid = started.pid;
                 tracing::info!(pod = %self.name, container = %slot.record.name, pid, "container started");
                 slot.record.id = Some(id.clone());
                 slot.record.state = State::Running { started_at };

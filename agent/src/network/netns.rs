@@ -16,30 +16,65 @@ fn nix_io(e: nix::Error) -> std::io::Error {
 }
 
 /// Create a new network namespace and pin it at `path` (idempotent: an existing pinned
-/// namespace is kept).
-pub fn create(path: &Path) -> Result<(), NetworkError> {
+/// namespace is kept). Interfaces that arrive in it later (the pod's eth0) come without
+/// IPv6: pods are IPv4-only, and each interface's link-local address, duplicate address
+/// detection and MLD reports cost the kernel's addrconf workers (under the RTNL lock every
+/// other sandbox needs) about as much CPU as the rest of the sandbox. Loopback keeps ::1.
+///
+/// The namespace is made on a thread of its own (unshare changes the calling thread, and
+/// it can take tens of milliseconds while the kernel tears down other namespaces), awaited
+/// without blocking a runtime worker.
+pub async fn create(path: &Path) -> Result<(), NetworkError> {
     if is_pinned(path) {
         return Ok(());
     }
     File::create(path).map_err(io(format!("creating {}", path.display())))?;
     let target = path.to_path_buf();
-    let pinned = std::thread::spawn(move || -> std::io::Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(nix_io)?;
-        mount(
-            Some("/proc/thread-self/ns/net"),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(nix_io)
-    })
-    .join()
-    .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")));
-    pinned.map_err(io(format!(
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let made = (|| -> std::io::Result<()> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(nix_io)?;
+            // This thread's namespace: /proc/sys/net is resolved per task.
+            write_ipv6_knob("/proc/sys/net/ipv6/conf/default/disable_ipv6")?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(nix_io)
+        })();
+        let _ = tx.send(made);
+    });
+    let made = rx.await.unwrap_or_else(|_| {
+        Err(std::io::Error::other(
+            "netns thread ended without answering",
+        ))
+    });
+    made.map_err(io(format!(
         "pinning a new network namespace at {}",
         path.display()
     )))
+}
+
+/// Turn IPv6 off on `interface` of the calling task's namespace (see [`create`] for why).
+pub fn disable_ipv6(interface: &str) -> Result<(), NetworkError> {
+    let knob = format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6");
+    write_ipv6_knob(&knob).map_err(io(format!("writing {knob}")))
+}
+
+/// Write 1 to an IPv6 sysctl; a kernel without IPv6 has nothing to turn off.
+fn write_ipv6_knob(knob: &str) -> std::io::Result<()> {
+    match std::fs::write(knob, "1") {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && !Path::new("/proc/sys/net/ipv6").exists() =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// True if `path` is a pinned network namespace (a mount of nsfs).

@@ -78,7 +78,7 @@ pub async fn set_up(
     ip: Ipv4Addr,
     gateway: Ipv4Addr,
 ) -> Result<(), NetworkError> {
-    netns::create(netns_path)?;
+    netns::create(netns_path).await?;
     let veth = host_veth(pod_uid);
     if let Some(index) = link_index(handle, &veth).await? {
         handle
@@ -94,9 +94,10 @@ pub async fn set_up(
         .name("eth0".to_owned())
         .setns_by_fd(ns.as_raw_fd())
         .build();
+    // Created down: IPv6 goes off on the host side before the link comes up (see
+    // `netns::create`); the pod side lands in a namespace where it is off already.
     let pair = LinkVeth::new(&veth, "eth0")
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-        .up()
         .build();
     handle
         .link()
@@ -111,6 +112,13 @@ pub async fn set_up(
             what: format!("veth {veth} vanished after creation"),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         })?;
+    netns::disable_ipv6(&veth)?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(netlink(format!("setting {veth} up")))?;
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(ip, 32)
         .output_interface(index)

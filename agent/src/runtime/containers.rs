@@ -41,6 +41,28 @@ pub struct NewContainer {
 }
 
 /// A task's state as containerd reports it.
+/// A container whose task runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    /// The task's pid.
+    pub pid: u32,
+    /// How long each containerd call took.
+    pub took: StartTimings,
+}
+
+/// The containerd calls of [`Runtime::run_container`], timed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartTimings {
+    /// The container record.
+    pub container_create: std::time::Duration,
+    /// The rootfs snapshot.
+    pub snapshot_prepare: std::time::Duration,
+    /// The task: shim and `runc create`.
+    pub task_create: std::time::Duration,
+    /// `runc start`.
+    pub task_start: std::time::Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskState {
     /// No task (created but never started, or already deleted).
@@ -73,7 +95,15 @@ fn rfc3339(ts: Option<&prost_types::Timestamp>) -> Option<String> {
 impl Runtime {
     /// Create the container (snapshot + container record) and its task, then start it.
     /// Returns the pid.
-    pub async fn run_container(&self, new: &NewContainer) -> Result<u32, RuntimeError> {
+    pub async fn run_container(&self, new: &NewContainer) -> Result<Started, RuntimeError> {
+        let mut took = StartTimings::default();
+        let mut clock = std::time::Instant::now();
+        let mut lap = || {
+            let now = std::time::Instant::now();
+            let lap = now - clock;
+            clock = now;
+            lap
+        };
         // The container record comes first: it references the snapshot key, so the snapshot
         // is never an unreferenced object the garbage collector may take between Prepare and
         // Create (a lease deletion elsewhere can start a collection at any moment).
@@ -110,6 +140,7 @@ impl Runtime {
             Err(status) if status.code() == containerd_client::tonic::Code::AlreadyExists => {}
             Err(status) => return Err(call_error("container create")(status)),
         }
+        took.container_create = lap();
         let mut snapshots = SnapshotsClient::new(self.channel());
         let prepare = self.request(
             PrepareSnapshotRequest {
@@ -139,6 +170,7 @@ impl Runtime {
             }
             Err(status) => return Err(call_error("snapshot prepare")(status)),
         };
+        took.snapshot_prepare = lap();
         let mut tasks = TasksClient::new(self.channel());
         let task = self.request(
             CreateTaskRequest {
@@ -154,6 +186,7 @@ impl Runtime {
             .create(task)
             .await
             .map_err(call_error("task create"))?;
+        took.task_create = lap();
         let start = self.request(
             StartRequest {
                 container_id: new.id.clone(),
@@ -167,7 +200,8 @@ impl Runtime {
             .map_err(call_error("task start"))?
             .into_inner()
             .pid;
-        Ok(pid)
+        took.task_start = lap();
+        Ok(Started { pid, took })
     }
 
     /// The state of a container's task.

@@ -137,6 +137,13 @@ fn manifest_labels(manifest: &OciImageManifest) -> HashMap<String, String> {
 }
 
 impl Runtime {
+    /// Whether [`Runtime::ensure_image`] would answer at once from the cache of ready images
+    /// (no pull, no containerd round trip).
+    pub fn image_is_ready(&self, image: &str, policy: PullPolicy) -> bool {
+        policy != PullPolicy::Always
+            && normalize(image).is_ok_and(|name| self.cached_image(&name).is_some())
+    }
+
     /// Make `image` ready according to `policy`: pull through `fetcher` when needed, then
     /// unpack. Errors read like kubelet's ErrImagePull messages.
     pub async fn ensure_image(

@@ -336,6 +336,15 @@ fn pods_markdown(pods: &Value) -> String {
         pods["node"].as_str().unwrap_or_default()
     ));
     rows_table(&mut md, &rows);
+    if let Some(quiet) = pods["settle"]["quiet_below"].as_f64() {
+        md.push_str(&format!(
+            "\nEach timed batch starts on a quiet node (CPU below {:.0} % over half a second, \
+             after the previous batch's pods are gone: the kernel destroys their network \
+             namespaces after that); waiting for it took {:.1} s in all.\n",
+            quiet * 100.0,
+            number(&pods["settle"]["seconds_waited"])
+        ));
+    }
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let resident = pods["sizes"]["resident"].as_u64().unwrap_or(0);
     let rss = number(&pods["agent_rss_mib"]["with_pods"]);

@@ -81,14 +81,40 @@ fn floor_of(path: &str, mode: &str) -> Option<&'static str> {
     }
 }
 
+/// `row`'s `field` against its floor's: the median of the round-by-round ratios when both
+/// have per-round figures (a path runs seconds after its floor in each round, so drift of
+/// the machine cancels), else the ratio of the medians.
+fn floor_ratio(row: &Value, floor: &Value, field: &str) -> f64 {
+    let per_round = |r: &Value| -> Vec<f64> {
+        r["per_round"]
+            .as_array()
+            .map(|rounds| rounds.iter().map(|x| number(&x[field])).collect())
+            .unwrap_or_default()
+    };
+    let (path, base) = (per_round(row), per_round(floor));
+    if !path.is_empty() && path.len() == base.len() {
+        let mut ratios: Vec<f64> = path
+            .iter()
+            .zip(&base)
+            .map(|(p, b)| p / b)
+            .filter(|r| r.is_finite())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        if let Some(median) = ratios.get(ratios.len() / 2) {
+            return *median;
+        }
+    }
+    number(&row[field]) / number(&floor[field])
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
 fn paths_table(md: &mut String, rows: &[Value]) {
     md.push_str(
-        "| path | mode | p50 µs | p90 µs | p99 µs | p99.9 µs | per s | Mbit/s | CPU µs/req | × floor p50 | × floor p99 | × floor rate | errors |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| path | mode | p50 µs | p90 µs | p99 µs | p99.9 µs | per s | Mbit/s | CPU µs/req | eBPF ns/req | × floor p50 | × floor p99 | × floor rate | errors |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         let path = row["path"].as_str().unwrap_or_default();
@@ -96,12 +122,12 @@ fn paths_table(md: &mut String, rows: &[Value]) {
         let floor = floor_of(path, mode).and_then(|f| find(rows, f, mode));
         let ratio = |field: &str| {
             floor.map_or_else(String::new, |f| {
-                format!("{:.3}", number(&row[field]) / number(&f[field]))
+                format!("{:.3}", floor_ratio(row, f, field))
             })
         };
         let mbit = number(&row["bits_per_second"]) / 1e6;
         md.push_str(&format!(
-            "| {path} | {mode} | {} | {} | {} | {} | {:.0} | {} | {:.1} | {} | {} | {} | {} |\n",
+            "| {path} | {mode} | {} | {} | {} | {} | {:.0} | {} | {:.1} | {:.0} | {} | {} | {} | {} |\n",
             row["p50_us"],
             row["p90_us"],
             row["p99_us"],
@@ -113,6 +139,7 @@ fn paths_table(md: &mut String, rows: &[Value]) {
                 String::new()
             },
             number(&row["cpu_us_per_request"]),
+            number(&row["ebpf_ns_per_request"]),
             ratio("p50_us"),
             ratio("p99_us"),
             ratio("per_second"),
@@ -121,14 +148,49 @@ fn paths_table(md: &mut String, rows: &[Value]) {
     }
 }
 
+/// Where each path's eBPF time goes: per program, runs per request × nanoseconds per run.
+fn ebpf_table(md: &mut String, rows: &[Value]) {
+    let mut lines = String::new();
+    for row in rows {
+        let Some(programs) = row["ebpf_by_program"].as_object().filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let parts: Vec<String> = programs
+            .iter()
+            .map(|(name, cost)| {
+                let runs = number(&cost["runs_per_request"]);
+                let ns = number(&cost["ns_per_request"]);
+                let per_run = if runs > 0.0 { ns / runs } else { 0.0 };
+                format!("{name} {runs:.2} × {per_run:.0} ns")
+            })
+            .collect();
+        lines.push_str(&format!(
+            "| {} | {} | {:.0} | {} |\n",
+            row["path"].as_str().unwrap_or_default(),
+            row["mode"].as_str().unwrap_or_default(),
+            number(&row["ebpf_ns_per_request"]),
+            parts.join("; ")
+        ));
+    }
+    if lines.is_empty() {
+        return;
+    }
+    md.push_str(
+        "\neBPF time per request (kernel run-time statistics of every node's programs, \
+         runs per request × ns per run):\n\n\
+         | path | mode | eBPF ns/req | by program |\n|---|---|---:|---|\n",
+    );
+    md.push_str(&lines);
+}
+
 /// The targets of the issue, checked at one scale point.
 fn targets(md: &mut String, services: u64, rows: &[Value], programming: &Value) {
-    let pick = |path: &str, mode: &str, field: &str| {
-        find(rows, path, mode).map_or(f64::NAN, |r| number(&r[field]))
-    };
     let ratio = |path: &str, mode: &str, field: &str| {
-        let floor = floor_of(path, mode).unwrap_or_default();
-        pick(path, mode, field) / pick(floor, mode, field)
+        let floor = floor_of(path, mode).and_then(|f| find(rows, f, mode));
+        match (find(rows, path, mode), floor) {
+            (Some(row), Some(floor)) => floor_ratio(row, floor, field),
+            _ => f64::NAN,
+        }
     };
     let socket_p50 = ratio("Skiff socket LB", "tcp_rr", "p50_us");
     let socket_p99 = ratio("Skiff socket LB", "tcp_rr", "p99_us");
@@ -253,6 +315,7 @@ pub fn markdown(net: &Value) -> String {
             .unwrap_or_default();
         md.push_str(&format!("\n### {services} Services\n\n"));
         paths_table(&mut md, &rows);
+        ebpf_table(&mut md, &rows);
         targets(&mut md, services, &rows, &point["programming"]);
     }
     programming_table(&mut md, &scale);

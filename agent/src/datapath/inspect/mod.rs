@@ -13,6 +13,7 @@ mod stream;
 
 use std::{
     collections::{BTreeMap, HashMap},
+    fmt::Write as _,
     net::Ipv4Addr,
     path::{Path, PathBuf},
     time::Duration,
@@ -35,7 +36,7 @@ use super::{
     conntrack_gc::monotonic_ns,
     maps::{Maps, map_error},
     model::ip_from_be,
-    stats,
+    programs, stats,
 };
 
 /// Where the datapath of a node is pinned.
@@ -109,6 +110,14 @@ pub enum Command {
     },
     /// Decision counters by hook and reason.
     Counters,
+    /// This node's eBPF programs: how often each ran and its CPU time per run.
+    Programs {
+        /// Count for this many seconds and show what ran meanwhile (the kernel only counts
+        /// while run-time statistics are on; without this, totals since someone last
+        /// turned them on).
+        #[arg(long)]
+        sample: Option<f64>,
+    },
     /// Show or change the runtime switches.
     Config {
         /// Socket-level load balancing for in-cluster clients.
@@ -266,6 +275,7 @@ pub fn run(target: &Target, command: Command) -> Result<(), DatapathError> {
                 );
             }
         }
+        Command::Programs { sample } => print!("{}", programs_table(&dir, sample)?),
         Command::Counters => {
             let mut out = String::new();
             stats::render_kernel_counters(&mut out, &stats::kernel_counters(&maps.state));
@@ -329,4 +339,49 @@ pub fn run(target: &Target, command: Command) -> Result<(), DatapathError> {
         }
     }
     Ok(())
+}
+
+/// `bpf programs`: per program, runs and run time, over a sample or in total.
+fn programs_table(dir: &Path, sample: Option<f64>) -> Result<String, DatapathError> {
+    let rows = match sample {
+        Some(seconds) if seconds.is_finite() && seconds > 0.0 => {
+            let stats = programs::RunTimeStats::enable()?;
+            let before = programs::node_programs(dir)?;
+            std::thread::sleep(Duration::from_secs_f64(seconds));
+            let after = programs::node_programs(dir)?;
+            drop(stats);
+            programs::difference(&before, &after)
+        }
+        Some(seconds) => {
+            return Err(DatapathError::Setting(format!(
+                "--sample {seconds}: give a number of seconds above 0"
+            )));
+        }
+        None => programs::node_programs(dir)?,
+    };
+    let mut out = format!(
+        "{:<7} {:<16} {:>12} {:>10} {:>12}\n",
+        "ID", "NAME", "RUNS", "NS/RUN", "CPU MS"
+    );
+    for program in &rows {
+        let per_run = program
+            .run_time
+            .as_nanos()
+            .checked_div(u128::from(program.runs))
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{:<7} {:<16} {:>12} {per_run:>10} {:>12.3}",
+            program.id,
+            program.name,
+            program.runs,
+            program.run_time.as_secs_f64() * 1e3
+        );
+    }
+    if sample.is_none() && rows.iter().all(|p| p.runs == 0) {
+        out.push_str(
+            "(the kernel counts only while run-time statistics are on: add --sample SECONDS)\n",
+        );
+    }
+    Ok(out)
 }

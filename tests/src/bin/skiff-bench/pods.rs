@@ -19,7 +19,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
-use skiff_tests::bench::{Latency, Row};
+use skiff_tests::bench::{Latency, Row, settle};
 
 use super::{client, ensure_namespace, rss_mib, status_mib};
 
@@ -98,6 +98,20 @@ async fn start_batch(
     Ok(latency)
 }
 
+/// Below this share of the CPU in use the node counts as quiet.
+const QUIET: f64 = 0.25;
+/// Longest wait for quiet.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Delete every bench pod, wait until the API has none, then until the machine is quiet
+/// (the kernel destroys the pods' network namespaces after they are gone); the time that
+/// took is added to `settled`.
+async fn clear(pods: &Api<Pod>, settled: &mut Duration) -> Result<()> {
+    delete_all(pods).await?;
+    *settled += settle(QUIET, SETTLE_LIMIT).await;
+    Ok(())
+}
+
 async fn delete_all(pods: &Api<Pod>) -> Result<()> {
     pods.delete_collection(
         &DeleteParams::default(),
@@ -129,9 +143,11 @@ pub async fn run(kubeconfig: &PathBuf, node: &str, agent_pid: u32, quick: bool) 
     let seen = watch_running(pods.clone());
     let (serial, rounds, resident) = if quick { (5, 1, 30) } else { (30, 3, 100) };
 
-    // Warm-up: the image lands on the node (pulled through the mirror once).
+    // Warm-up: the image lands on the node (pulled through the mirror once). Every timed
+    // batch starts on a quiet node.
+    let mut settled = Duration::ZERO;
     start_batch(&pods, &seen, node, &["warm".to_owned()]).await?;
-    delete_all(&pods).await?;
+    clear(&pods, &mut settled).await?;
 
     let mut rows: Vec<Row> = Vec::new();
     let started = Instant::now();
@@ -144,18 +160,19 @@ pub async fn run(kubeconfig: &PathBuf, node: &str, agent_pid: u32, quick: bool) 
         &format!("pod start, 1 at a time ({serial} pods)"),
         started.elapsed(),
     ));
-    delete_all(&pods).await?;
+    clear(&pods, &mut settled).await?;
 
     let started = Instant::now();
+    let settled_before = settled;
     let mut burst = Latency::new();
     for round in 0..rounds {
         let names: Vec<String> = (0..30).map(|i| format!("burst-{round}-{i}")).collect();
         burst.merge(&start_batch(&pods, &seen, node, &names).await?);
-        delete_all(&pods).await?;
+        clear(&pods, &mut settled).await?;
     }
     rows.push(burst.row(
         &format!("pod start, 30 at once ({rounds} rounds)"),
-        started.elapsed(),
+        started.elapsed().saturating_sub(settled - settled_before),
     ));
 
     let rss_idle = rss_mib(agent_pid);
@@ -178,6 +195,7 @@ pub async fn run(kubeconfig: &PathBuf, node: &str, agent_pid: u32, quick: bool) 
         "node": node,
         "sizes": {"serial": serial, "burst": 30, "rounds": rounds, "resident": resident, "quick": quick},
         "rows": rows,
+        "settle": {"quiet_below": QUIET, "seconds_waited": settled.as_secs_f64()},
         "agent_rss_mib": {"idle": rss_idle, "with_pods": rss_full, "with_pods_anon": anon_full, "with_pods_file": file_full},
     }))
 }

@@ -18,6 +18,7 @@
 //! for one Service or endpoint on a scratch datapath with N Services, against
 //! `iptables-restore` full and partial; and API write → every node's datapath answering.
 
+mod ebpf_cost;
 mod paths;
 mod programming;
 mod workload;

@@ -3,13 +3,18 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use skiff_agent::datapath::programs::RunTimeStats;
 use skiff_tests::{
     Lab,
     bare_node::{self, BareNode},
+    bench::cpu_ticks,
     kube_proxy::{self, Position, ServicePort},
 };
 
-use super::workload::{CLIENT_POD, NAMESPACE, Workload};
+use super::{
+    ebpf_cost,
+    workload::{CLIENT_POD, NAMESPACE, Workload},
+};
 
 /// Where a path's client runs.
 enum Client<'a> {
@@ -19,22 +24,6 @@ enum Client<'a> {
     BarePod(&'a BareNode),
     /// The root namespace (outside every node).
     Root,
-}
-
-/// Busy and total CPU time of the machine so far, in clock ticks.
-fn cpu_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let total: u64 = fields.iter().sum();
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
 }
 
 /// Clock ticks per second (`USER_HZ`).
@@ -68,10 +57,13 @@ fn load(lab: &Lab, client: &Client, args: &[&str]) -> Result<Value> {
 
 /// One measurement row.
 fn measure(lab: &Lab, client: &Client, path: &str, mode: &str, args: &[&str]) -> Result<Value> {
+    let programs_before = ebpf_cost::snapshot(lab);
     let (busy_before, _) = cpu_ticks();
     let report = load(lab, client, args)?;
     let (busy_after, _) = cpu_ticks();
+    let programs_after = ebpf_cost::snapshot(lab);
     let ok = report["ok"].as_u64().unwrap_or(0);
+    let ebpf = ebpf_cost::per_request(&programs_before, &programs_after, ok);
     let cpu_seconds = busy_after.saturating_sub(busy_before) as f64 / ticks_per_second();
     let latency = &report["latency_us"];
     Ok(json!({
@@ -86,6 +78,8 @@ fn measure(lab: &Lab, client: &Client, path: &str, mode: &str, args: &[&str]) ->
         "per_second": report["per_second"],
         "bits_per_second": report["bits_per_second"],
         "cpu_us_per_request": if ok > 0 { cpu_seconds * 1e6 / ok as f64 } else { 0.0 },
+        "ebpf_ns_per_request": ebpf["ebpf_ns_per_request"],
+        "ebpf_by_program": ebpf["ebpf_by_program"],
     }))
 }
 
@@ -351,9 +345,13 @@ fn north_south<'a>(
     ]
 }
 
-/// Run `jobs` round-robin `rounds` times (so slow drift of the machine hits every path
-/// alike) and keep, per path and mode, the median of each figure.
-fn run_rounds(lab: &Lab, jobs: &[Job], rounds: usize) -> Result<Vec<Value>> {
+/// Run `jobs` round-robin `rounds` times, one mode after the other so a path runs seconds
+/// after its floor (slow drift of the machine then hits both alike), and keep, per path
+/// and mode, the median of each figure and every round's p50, p99 and rate (the report
+/// compares a path with its floor round by round).
+fn run_rounds(lab: &Lab, jobs: &mut [Job], rounds: usize) -> Result<Vec<Value>> {
+    const MODES: [&str; 4] = ["tcp_rr", "tcp_crr", "udp_rr", "stream"];
+    jobs.sort_by_key(|job| MODES.iter().position(|m| *m == job.mode));
     let mut runs: Vec<Vec<Value>> = jobs.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds.max(1) {
         for (job, results) in jobs.iter().zip(runs.iter_mut()) {
@@ -369,7 +367,16 @@ fn run_rounds(lab: &Lab, jobs: &[Job], rounds: usize) -> Result<Vec<Value>> {
 
 /// The per-field median of several runs of one path and mode.
 fn median_row(runs: &[Value]) -> Value {
-    let mut row = runs.first().cloned().unwrap_or(Value::Null);
+    // Fields without a median of their own (the eBPF breakdown) come from the run whose
+    // eBPF total is the median one.
+    let mut by_ebpf: Vec<&Value> = runs.iter().collect();
+    by_ebpf.sort_by(|a, b| {
+        let ns = |r: &Value| r["ebpf_ns_per_request"].as_f64().unwrap_or(0.0);
+        ns(a).total_cmp(&ns(b))
+    });
+    let mut row = by_ebpf
+        .get(by_ebpf.len() / 2)
+        .map_or(Value::Null, |r| (*r).clone());
     for field in [
         "requests",
         "errors",
@@ -380,6 +387,7 @@ fn median_row(runs: &[Value]) -> Value {
         "per_second",
         "bits_per_second",
         "cpu_us_per_request",
+        "ebpf_ns_per_request",
     ] {
         let mut values: Vec<f64> = runs.iter().filter_map(|r| r[field].as_f64()).collect();
         values.sort_by(f64::total_cmp);
@@ -388,6 +396,10 @@ fn median_row(runs: &[Value]) -> Value {
         }
     }
     row["rounds"] = json!(runs.len());
+    row["per_round"] = runs
+        .iter()
+        .map(|r| json!({"p50_us": r["p50_us"], "p99_us": r["p99_us"], "per_second": r["per_second"]}))
+        .collect();
     row
 }
 
@@ -406,6 +418,9 @@ pub fn measure_all(
     seconds: f64,
     rounds: usize,
 ) -> Result<Value> {
+    // The kernel counts program runs only while this is held; it costs every path that
+    // runs Skiff's programs the same two clock reads per program run.
+    let _counting = RunTimeStats::enable()?;
     let (ports, measured) = services;
     let vip = workload.vip.to_string();
     let backend = workload.backend.to_string();
@@ -422,26 +437,10 @@ pub fn measure_all(
         true,
         seconds,
     ));
-    jobs.extend(east_west(
-        "direct pod IP (bare node)",
-        Ports::DirectBare,
-        || Client::BarePod(bare),
-        &none,
-        &backend,
-        true,
-        seconds,
-    ));
     jobs.extend(spread_floor(
         "direct pod IPs in turn (Skiff node)",
         Ports::SpreadSkiff,
         || Client::SkiffPod,
-        workload,
-        seconds,
-    ));
-    jobs.extend(spread_floor(
-        "direct pod IPs in turn (bare node)",
-        Ports::SpreadBare,
-        || Client::BarePod(bare),
         workload,
         seconds,
     ));
@@ -486,7 +485,27 @@ pub fn measure_all(
         &local,
         seconds,
     ));
-    let mut rows = run_rounds(lab, &jobs, rounds)?;
+    // The bare node's floors last: the Skiff paths run right after their own floor.
+    jobs.extend(east_west(
+        "direct pod IP (bare node)",
+        Ports::DirectBare,
+        || Client::BarePod(bare),
+        &none,
+        &backend,
+        true,
+        seconds,
+    ));
+    jobs.extend(spread_floor(
+        "direct pod IPs in turn (bare node)",
+        Ports::SpreadBare,
+        || Client::BarePod(bare),
+        workload,
+        seconds,
+    ));
+    // The bare floors are bare: no rules left from the last scale point's kube-proxy rows
+    // or programming runs (a direct connection would walk every KUBE-SERVICES rule).
+    bare.flush();
+    let mut rows = run_rounds(lab, &mut jobs, rounds)?;
     let mut restores = Vec::new();
     for (position, name, slice) in [
         (Position::Last, "last", Ports::KubeProxyLast),
@@ -516,7 +535,7 @@ pub fn measure_all(
                 seconds,
             ));
         }
-        rows.extend(run_rounds(lab, &jobs, rounds)?);
+        rows.extend(run_rounds(lab, &mut jobs, rounds)?);
     }
     Ok(json!({"rows": rows, "iptables_full_restore": restores}))
 }
