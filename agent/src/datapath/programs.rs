@@ -16,7 +16,7 @@ use std::{
 
 use aya::{
     maps::MapInfo,
-    programs::{ProgramError, loaded_programs},
+    programs::loaded_programs,
     sys::{Stats, enable_stats},
 };
 
@@ -78,13 +78,10 @@ pub fn node_programs(dir: &Path) -> Result<Vec<ProgramStats>, DatapathError> {
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
-    let program_error = |source: ProgramError| DatapathError::Program {
-        program: "(listing loaded programs)",
-        source: Box::new(source),
-    };
     let mut programs = Vec::new();
-    for info in loaded_programs() {
-        let info = info.map_err(program_error)?;
+    // A program unloaded while the kernel's list is walked cannot be opened: not ours to
+    // count any more.
+    for info in loaded_programs().filter_map(Result::ok) {
         let Ok(Some(used)) = info.map_ids() else {
             continue;
         };

@@ -310,15 +310,51 @@ impl Worker {
         self.turn = None;
     }
 
-    /// Whether a sync would create something: the sandbox, or a container that is not
-    /// running and not backing off.
+    /// Whether a sync would create something: the sandbox, or a container it is time to
+    /// start (not backing off).
     fn wants_start(&self) -> bool {
         let now = Instant::now();
         self.ip.is_none()
+            || !crate::network::netns::is_pinned(&self.netns)
             || self
-                .slots
-                .iter()
-                .any(|s| s.record.id.is_none() && s.next_start.is_none_or(|at| at <= now))
+                .due_slots()
+                .into_iter()
+                .any(|i| self.slots[i].next_start.is_none_or(|at| at <= now))
+    }
+
+    /// The slots a sync starts, in order: the first init container not done yet (none
+    /// while one runs, or once one failed under restartPolicy Never), else every app
+    /// container the restart policy wants running.
+    fn due_slots(&self) -> Vec<usize> {
+        let policy = self.restart_policy();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if !slot.record.init {
+                continue;
+            }
+            match &slot.record.state {
+                State::Terminated(t) if t.exit_code == 0 => continue,
+                State::Running { .. } => return Vec::new(),
+                State::Terminated(_) if policy == "Never" => return Vec::new(),
+                _ => return vec![i],
+            }
+        }
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| {
+                !slot.record.init
+                    && match &slot.record.state {
+                        State::Running { .. } => false,
+                        State::Waiting { .. } => true,
+                        State::Terminated(t) => match policy.as_str() {
+                            "Never" => false,
+                            "OnFailure" => t.exit_code != 0,
+                            _ => true,
+                        },
+                    }
+            })
+            .map(|(i, _)| i)
+            .collect()
     }
 
     async fn sync_now(&mut self) {
@@ -363,38 +399,9 @@ impl Worker {
                 }
             }
         }
-        let policy = self.restart_policy();
-        // Init containers, one at a time, in order.
-        for i in 0..self.slots.len() {
-            if !self.slots[i].record.init {
-                continue;
-            }
-            match &self.slots[i].record.state {
-                State::Terminated(t) if t.exit_code == 0 => continue,
-                State::Running { .. } => return,
-                State::Terminated(_) if policy == "Never" => return,
-                _ => {
-                    self.start(i).await;
-                    return;
-                }
-            }
-        }
-        for i in 0..self.slots.len() {
-            if self.slots[i].record.init {
-                continue;
-            }
-            let start = match &self.slots[i].record.state {
-                State::Running { .. } => false,
-                State::Waiting { .. } => true,
-                State::Terminated(t) => match policy.as_str() {
-                    "Never" => false,
-                    "OnFailure" => t.exit_code != 0,
-                    _ => true,
-                },
-            };
-            if start {
-                self.start(i).await;
-            }
+        // Init containers one at a time, in order; then the app containers.
+        for i in self.due_slots() {
+            self.start(i).await;
         }
     }
 
@@ -550,7 +557,7 @@ impl Worker {
             )
             .await;
         self.kubelet.timing.step(Step::Image, began.elapsed());
-        if pulling && had_turn {
+        if pulling && had_turn && image.is_ok() {
             self.turn = self.kubelet.starts.turn().await;
         }
         let image = match image {

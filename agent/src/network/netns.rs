@@ -31,27 +31,36 @@ pub async fn create(path: &Path) -> Result<(), NetworkError> {
     File::create(path).map_err(io(format!("creating {}", path.display())))?;
     let target = path.to_path_buf();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let made = (|| -> std::io::Result<()> {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(nix_io)?;
-            // This thread's namespace: /proc/sys/net is resolved per task.
-            write_ipv6_knob("/proc/sys/net/ipv6/conf/default/disable_ipv6")?;
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(nix_io)
-        })();
-        let _ = tx.send(made);
-    });
-    let made = rx.await.unwrap_or_else(|_| {
-        Err(std::io::Error::other(
-            "netns thread ended without answering",
-        ))
-    });
+    let spawned = std::thread::Builder::new()
+        .name("netns-create".to_owned())
+        .spawn(move || {
+            let made = (|| -> std::io::Result<()> {
+                unshare(CloneFlags::CLONE_NEWNET).map_err(nix_io)?;
+                // This thread's namespace: /proc/sys/net is resolved per task.
+                turn_ipv6_off("/proc/sys/net/ipv6/conf/default/disable_ipv6");
+                mount(
+                    Some("/proc/thread-self/ns/net"),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(nix_io)
+            })();
+            let _ = tx.send(made);
+        });
+    let made = match spawned {
+        Ok(_) => rx.await.unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "netns thread ended without answering",
+            ))
+        }),
+        Err(e) => Err(e),
+    };
+    if made.is_err() {
+        // Leave no unpinned placeholder behind.
+        let _ = std::fs::remove_file(path);
+    }
     made.map_err(io(format!(
         "pinning a new network namespace at {}",
         path.display()
@@ -59,21 +68,20 @@ pub async fn create(path: &Path) -> Result<(), NetworkError> {
 }
 
 /// Turn IPv6 off on `interface` of the calling task's namespace (see [`create`] for why).
-pub fn disable_ipv6(interface: &str) -> Result<(), NetworkError> {
-    let knob = format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6");
-    write_ipv6_knob(&knob).map_err(io(format!("writing {knob}")))
+pub fn disable_ipv6(interface: &str) {
+    turn_ipv6_off(&format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"));
 }
 
-/// Write 1 to an IPv6 sysctl; a kernel without IPv6 has nothing to turn off.
-fn write_ipv6_knob(knob: &str) -> std::io::Result<()> {
+/// Write 1 to an IPv6 sysctl, as an optimisation only: a kernel without IPv6 has nothing to
+/// turn off, and where /proc/sys is read-only (an agent in an unprivileged container) the
+/// interface keeps IPv6 and the pod still starts.
+fn turn_ipv6_off(knob: &str) {
     match std::fs::write(knob, "1") {
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                && !Path::new("/proc/sys/net/ipv6").exists() =>
-        {
-            Ok(())
+        Ok(()) => {}
+        Err(_) if !Path::new("/proc/sys/net/ipv6").exists() => {}
+        Err(e) => {
+            tracing::debug!(%knob, error = %e, "cannot turn IPv6 off; the interface keeps it")
         }
-        other => other,
     }
 }
 

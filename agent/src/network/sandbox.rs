@@ -112,7 +112,7 @@ pub async fn set_up(
             what: format!("veth {veth} vanished after creation"),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         })?;
-    netns::disable_ipv6(&veth)?;
+    netns::disable_ipv6(&veth);
     handle
         .link()
         .set(LinkUnspec::new_with_index(index).up().build())

@@ -40,7 +40,6 @@ pub struct NewContainer {
     pub log_uri: String,
 }
 
-/// A task's state as containerd reports it.
 /// A container whose task runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Started {
@@ -63,6 +62,7 @@ pub struct StartTimings {
     pub task_start: std::time::Duration,
 }
 
+/// A task's state as containerd reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskState {
     /// No task (created but never started, or already deleted).
@@ -94,7 +94,7 @@ fn rfc3339(ts: Option<&prost_types::Timestamp>) -> Option<String> {
 
 impl Runtime {
     /// Create the container (snapshot + container record) and its task, then start it.
-    /// Returns the pid.
+    /// Returns its pid and how long each containerd call took.
     pub async fn run_container(&self, new: &NewContainer) -> Result<Started, RuntimeError> {
         let mut took = StartTimings::default();
         let mut clock = std::time::Instant::now();

@@ -171,7 +171,7 @@ pub fn decide(flow: &Flow, hook: u8, config: &Config, now: u64) -> Decision {
         }
         // Reopened, or its backend is gone: forget the flow (both directions, so no reply
         // entry of the old backend is left to GC) and choose again below.
-        conntrack::remove(&reply_key_of(flow, &value));
+        forget_reply(flow, &value, now);
         conntrack::remove(&forward_key);
         if !reopened {
             events::count(hook, REASON_BACKEND_GONE);
@@ -197,6 +197,26 @@ fn reply_key_of(flow: &Flow, forward: &CtValue) -> CtKey {
         proto: flow.proto,
         direction: CT_REPLY,
         pad: 0,
+    }
+}
+
+/// Remove the reply entry of the flow `flow` belongs to, if it is still that flow's: the
+/// two directions expire apart, and once this one had gone its key may have been handed to
+/// another client's flow (a source NAT port is free when its reply key is), whose live
+/// entry must stay.
+#[inline(always)]
+fn forget_reply(flow: &Flow, forward: &CtValue, now: u64) {
+    let reply = reply_key_of(flow, forward);
+    let Some(entry) = conntrack::get(&reply, now) else {
+        return;
+    };
+    // SAFETY: pointer from the map, valid for this run; fields copied out.
+    let value = unsafe { *entry };
+    let same_frontend = value.nat_saddr == flow.daddr && value.nat_sport == flow.dport;
+    let same_client =
+        forward.nat_saddr == 0 || (value.nat_daddr == flow.saddr && value.nat_dport == flow.sport);
+    if same_frontend && same_client {
+        conntrack::remove(&reply);
     }
 }
 

@@ -60,7 +60,9 @@ spec:
 /// Wait until `service`'s slices list `count` ready endpoints, and then until every node's
 /// datapath balances each of the Service's frontends over `count` active backends: a
 /// probe sent as soon as the API shows the endpoints can reach a node that has not
-/// programmed them yet (a NodePort refused there once, in CI).
+/// programmed them yet (a NodePort refused there once, in CI). For Services whose every
+/// port has the endpoints and whose internal traffic policy is Cluster (a frontend with
+/// fewer would never match and the wait would fail after a minute).
 pub fn wait_ready_endpoints(lab: &Lab, ns: &str, service: &str, count: usize) {
     lab.eventually(
         &format!("{count} ready endpoints of {service}"),

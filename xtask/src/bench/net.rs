@@ -82,8 +82,10 @@ fn floor_of(path: &str, mode: &str) -> Option<&'static str> {
 }
 
 /// `row`'s `field` against its floor's: the median of the round-by-round ratios when both
-/// have per-round figures (a path runs seconds after its floor in each round, so drift of
-/// the machine cancels), else the ratio of the medians.
+/// have per-round figures, else the ratio of the medians. A Skiff path runs seconds after
+/// its floor in each round, so drift of the machine cancels; a kube-proxy row is paired
+/// with the floor of the same round number, measured before the rules were loaded. A
+/// round that measured nothing (0) is left out.
 fn floor_ratio(row: &Value, floor: &Value, field: &str) -> f64 {
     let per_round = |r: &Value| -> Vec<f64> {
         r["per_round"]
@@ -97,7 +99,7 @@ fn floor_ratio(row: &Value, floor: &Value, field: &str) -> f64 {
             .iter()
             .zip(&base)
             .map(|(p, b)| p / b)
-            .filter(|r| r.is_finite())
+            .filter(|r| r.is_finite() && *r > 0.0)
             .collect();
         ratios.sort_by(f64::total_cmp);
         if let Some(median) = ratios.get(ratios.len() / 2) {
