@@ -113,12 +113,7 @@ pub async fn set_up(
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         })?;
     netns::disable_ipv6(&veth);
-    handle
-        .link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
-        .await
-        .map_err(netlink(format!("setting {veth} up")))?;
+    set_link_up(handle, index, &veth).await?;
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(ip, 32)
         .output_interface(index)
@@ -134,6 +129,16 @@ pub async fn set_up(
     netns::run_in(netns_path, move || configure_pod_side(ip, gateway)).await
 }
 
+/// Set link `index` (called `name` in errors) up.
+async fn set_link_up(handle: &Handle, index: u32, name: &str) -> Result<(), NetworkError> {
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(netlink(format!("setting {name} up")))
+}
+
 /// Inside the pod namespace: lo and eth0 up, the address, the gateway link route and the
 /// default route.
 async fn configure_pod_side(ip: Ipv4Addr, gateway: Ipv4Addr) -> Result<(), NetworkError> {
@@ -147,12 +152,7 @@ async fn configure_pod_side(ip: Ipv4Addr, gateway: Ipv4Addr) -> Result<(), Netwo
                 what: format!("the pod namespace has no {name}"),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             })?;
-        handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await
-            .map_err(netlink(format!("setting {name} up")))?;
+        set_link_up(&handle, index, name).await?;
         if name == "eth0" {
             match handle.address().add(index, ip.into(), 32).execute().await {
                 Ok(()) => {}
