@@ -2,7 +2,10 @@
 //! API and every node's datapath agree on a Service, and reading skiff-load reports and
 //! datapath counters.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use serde_json::Value;
 
@@ -157,6 +160,29 @@ pub fn decisions(lab: &Lab, node: &str, hook: &str, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The counters of `skiff-agent bpf counters` that moved from `before` to `after`, one
+/// `name{labels} +delta` per line: what a node's datapath decided meanwhile.
+pub fn counters_moved(before: &str, after: &str) -> String {
+    let parse = |text: &str| -> BTreeMap<String, u64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect()
+    };
+    let before = parse(before);
+    parse(after)
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let delta = value.saturating_sub(before.get(&name).copied().unwrap_or(0));
+            (delta > 0).then(|| format!("{name} +{delta}"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A number from a skiff-load report (0 if absent).
 pub fn count(report: &Value, field: &str) -> u64 {
     report[field].as_u64().unwrap_or(0)
@@ -207,5 +233,15 @@ mod tests {
             ]
         );
         assert!(active_backends(&listing, "10.105.0.8").is_empty());
+    }
+
+    #[test]
+    fn counters_moved_lists_only_what_grew() {
+        let before = "# HELP x\nd{hook=\"xdp\",reason=\"translated\"} 5\nd{hook=\"tc\",reason=\"passed\"} 7\n";
+        let after = "# HELP x\nd{hook=\"xdp\",reason=\"translated\"} 9\nd{hook=\"tc\",reason=\"passed\"} 7\nd{hook=\"tc\",reason=\"no_backend\"} 2\n";
+        assert_eq!(
+            counters_moved(before, after),
+            "d{hook=\"tc\",reason=\"no_backend\"} +2\nd{hook=\"xdp\",reason=\"translated\"} +4"
+        );
     }
 }

@@ -8,7 +8,8 @@ mod xdp;
 use std::{collections::BTreeSet, time::Duration};
 
 pub use fixtures::{
-    backends, client_pod, clients, count, decisions, echo_deployment, pods_of, wait_ready_endpoints,
+    backends, client_pod, clients, count, counters_moved, decisions, echo_deployment, pods_of,
+    wait_ready_endpoints,
 };
 use xdp::xdp_serves_local_node_port;
 

@@ -2,7 +2,7 @@
 
 use crate::Lab;
 
-use super::{count, decisions};
+use super::{count, counters_moved, decisions};
 
 /// XDP on for one node while alive (off again when dropped, also after a failed check).
 struct XdpOn<'a> {
@@ -41,6 +41,7 @@ pub(super) fn xdp_serves_local_node_port(lab: &Lab, node: &str, address: &str, p
     let before = decisions(lab, node, "xdp", "translated");
     let target = format!("{address}:{port}");
     for round in 1..=2 {
+        let counters = lab.bpf(node, &["counters"]);
         let report = lab.load_from_root(&[
             "crr",
             "--target",
@@ -52,11 +53,23 @@ pub(super) fn xdp_serves_local_node_port(lab: &Lab, node: &str, address: &str, p
             "--local-ports",
             "47000-47199",
         ]);
-        assert_eq!(
-            count(&report, "failed"),
-            0,
-            "XDP round {round} to {target}: {report}"
-        );
+        if count(&report, "failed") != 0 {
+            // What the node decided meanwhile and what it holds for the port say why.
+            let moved = counters_moved(&counters, &lab.bpf(node, &["counters"]));
+            let config = lab.bpf(node, &["config"]);
+            let frontends: Vec<String> = lab
+                .bpf(node, &["lb", "list"])
+                .lines()
+                .filter(|l| l.contains(&format!(":{port}/")))
+                .map(str::to_owned)
+                .collect();
+            panic!(
+                "XDP round {round} to {target} failed: {report}\n\
+                 decisions on {node} during the round:\n{moved}\n\
+                 config:\n{config}\nfrontends on port {port}:\n{}",
+                frontends.join("\n")
+            );
+        }
         assert!(
             count(&report, "ok") >= 100,
             "XDP round {round} to {target}: {report}"

@@ -61,7 +61,7 @@ pub fn net_smoke(layout: &Layout, nodes: usize) -> Result<()> {
     plots::network(&report["net"], &dir)?;
     std::fs::write(dir.join("report.md"), markdown(&report))?;
     eprintln!("      smoke report: {}", dir.join("report.md").display());
-    Ok(())
+    net::ensure_complete(&report["net"])
 }
 
 /// Entry point.
@@ -89,7 +89,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         std::fs::write(dir.join("report.md"), markdown(&report))?;
         println!("{}", markdown(&report));
         eprintln!("report: {}", dir.join("report.md").display());
-        return Ok(());
+        return net::ensure_complete(&report["net"]);
     }
     let layout = Layout::release();
     let run_api_suite = matches!(args.suite, Suite::Api | Suite::All);
@@ -165,7 +165,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     std::fs::write(dir.join("report.md"), markdown(&report))?;
     println!("{}", markdown(&report));
     eprintln!("report: {}", dir.join("report.md").display());
-    Ok(())
+    net::ensure_complete(&report["net"])
 }
 
 fn run_api(layout: &Layout, quick: bool) -> Result<Value> {

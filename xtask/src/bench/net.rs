@@ -44,10 +44,27 @@ pub fn run_on(layout: &Layout, nodes: usize, quick: bool, profile: &str) -> Resu
         .stderr(Stdio::inherit())
         .stdout(Stdio::piped());
     let out = cmd.output().context("running skiff-bench net")?;
+    let parsed = serde_json::from_slice::<Value>(&out.stdout);
     if !out.status.success() {
-        bail!("skiff-bench net failed ({})", out.status);
+        // An incomplete run still printed the scale points it measured; the caller writes
+        // them and then fails (see `ensure_complete`).
+        return match parsed {
+            Ok(report) if !report["incomplete"].is_null() => Ok(report),
+            _ => bail!("skiff-bench net failed ({})", out.status),
+        };
     }
-    serde_json::from_slice(&out.stdout).context("skiff-bench net printed no JSON")
+    parsed.context("skiff-bench net printed no JSON")
+}
+
+/// Fail if `net` is the report of a run that stopped early (after it has been written).
+pub fn ensure_complete(net: &Value) -> Result<()> {
+    match net["incomplete"].as_str() {
+        Some(why) => bail!(
+            "the network benchmark is incomplete ({why}); the report holds the scale points \
+             measured before"
+        ),
+        None => Ok(()),
+    }
 }
 
 fn number(v: &Value) -> f64 {
@@ -297,6 +314,11 @@ pub fn markdown(net: &Value) -> String {
         topology["bare_client"].as_str().unwrap_or_default(),
         topology["node_port_client"].as_str().unwrap_or_default(),
     ));
+    if let Some(why) = net["incomplete"].as_str() {
+        md.push_str(&format!(
+            "\n**Incomplete run** ({why}): only the scale points below were measured.\n"
+        ));
+    }
     let check = &net["cross_check"];
     md.push_str(&format!(
         "\nCross-check ({}): wrk {} req/s, p50 {}, p99 {}; skiff-load {:.0} req/s, p50 {} µs, p99 {} µs.\n",

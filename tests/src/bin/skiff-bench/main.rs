@@ -127,6 +127,9 @@ async fn main() -> Result<()> {
         Command::Net { quick } => {
             let report = net::run(quick).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(why) = report["incomplete"].as_str() {
+                anyhow::bail!("the network benchmark is incomplete: {why}");
+            }
         }
     }
     Ok(())

@@ -67,22 +67,24 @@ pub async fn run(quick: bool) -> Result<Value> {
     let bare = BareNode::create(&lab).map_err(anyhow::Error::msg)?;
     let cross_check = paths::cross_check(&lab, &bare, &workload, plan.seconds.max(3.0))?;
     let mut scale = Vec::new();
+    let mut incomplete = None;
     let mut have = 1;
     for &size in plan.sizes {
         eprintln!("skiff-bench net: {size} Services");
-        workload::fillers(&client, have, size).await?;
-        have = size.max(have);
-        workload::wait_programmed(&lab, size)?;
-        let services = workload::kube_proxy_services(&client).await?;
-        let paths =
-            paths::measure_all(&lab, &bare, &workload, &services, plan.seconds, plan.rounds)?;
-        let programming =
-            programming::measure(&lab, &client, &bare, &workload, &services, size, plan).await?;
-        scale.push(json!({"services": size, "paths": paths, "programming": programming}));
+        match scale_point(&lab, &client, &bare, &workload, &mut have, size, plan).await {
+            Ok(point) => scale.push(point),
+            Err(e) => {
+                // The points measured so far still make a report.
+                eprintln!("skiff-bench net: stopped at {size} Services: {e:#}");
+                incomplete = Some(format!("stopped at {size} Services: {e:#}"));
+                break;
+            }
+        }
     }
     drop(bare);
     workload::tear_down(&client).await;
     Ok(json!({
+        "incomplete": incomplete,
         "quick": quick,
         "plan": {"sizes": plan.sizes, "seconds": plan.seconds, "repetitions": plan.repetitions, "rounds": plan.rounds},
         "iptables_backend": skiff_tests::bare_node::IPTABLES,
@@ -95,4 +97,25 @@ pub async fn run(quick: bool) -> Result<Value> {
         "cross_check": cross_check,
         "scale": scale,
     }))
+}
+
+/// Fill up to `size` Services (from `have`), then measure every path and the programming
+/// cost at that scale.
+async fn scale_point(
+    lab: &Lab,
+    client: &kube::Client,
+    bare: &BareNode,
+    workload: &workload::Workload,
+    have: &mut usize,
+    size: usize,
+    plan: Plan,
+) -> Result<Value> {
+    workload::fillers(client, *have, size).await?;
+    *have = size.max(*have);
+    workload::wait_programmed(lab, size)?;
+    let services = workload::kube_proxy_services(client).await?;
+    let paths = paths::measure_all(lab, bare, workload, &services, plan.seconds, plan.rounds)?;
+    let programming =
+        programming::measure(lab, client, bare, workload, &services, size, plan).await?;
+    Ok(json!({"services": size, "paths": paths, "programming": programming}))
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, Client,
-    api::{DeleteParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams},
 };
 use serde_json::{Value, json};
 use skiff_agent::datapath::{
@@ -186,9 +186,9 @@ fn iptables_restores(
 /// the benchmark's pods; a waiter in each node (socket LB) records when it first answers.
 async fn api_to_datapath(lab: &Lab, client: &Client, repetitions: usize) -> Result<Value> {
     let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+    let addresses = free_cluster_ips(client, repetitions).await?;
     let mut latencies = Vec::new();
-    for r in 0..repetitions {
-        let ip = Ipv4Addr::new(10, 111, 250, (r % 250 + 1) as u8);
+    for (r, ip) in addresses.into_iter().enumerate() {
         let target = format!("{ip}:80");
         let waiters: Vec<_> = lab
             .nodes
@@ -223,6 +223,35 @@ async fn api_to_datapath(lab: &Lab, client: &Client, repetitions: usize) -> Resu
         "API write → datapath answers (every node)",
         latencies,
     ))
+}
+
+/// `count` cluster IPs (from 10.111.250.0/24 on, the top of the lab's Service range) that
+/// no Service holds: the waiters must know the address before the Service exists, and with
+/// 10,000 filler Services present any fixed address may already be taken.
+async fn free_cluster_ips(client: &Client, count: usize) -> Result<Vec<Ipv4Addr>> {
+    let all: Api<Service> = Api::all(client.clone());
+    let taken: std::collections::BTreeSet<Ipv4Addr> = all
+        .list(&ListParams::default())
+        .await
+        .context("listing Services for free cluster IPs")?
+        .items
+        .iter()
+        .filter_map(|s| s.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok())
+        .collect();
+    let base = u32::from(Ipv4Addr::new(10, 111, 250, 1));
+    let last = u32::from(Ipv4Addr::new(10, 111, 255, 254));
+    let free: Vec<Ipv4Addr> = (base..=last)
+        .map(Ipv4Addr::from)
+        .filter(|ip| !taken.contains(ip))
+        .take(count)
+        .collect();
+    if free.len() < count {
+        bail!(
+            "only {} of {count} cluster IPs in 10.111.250.1-10.111.255.254 are free",
+            free.len()
+        );
+    }
+    Ok(free)
 }
 
 /// Every programming measurement with `present` Services.
