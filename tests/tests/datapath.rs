@@ -4,7 +4,8 @@
 //! namespace (outside the cluster) on every node, `externalTrafficPolicy: Local` only
 //! where a backend runs, with health check node ports saying so; scaling down and killing
 //! the agent under load fail no request; `trace` shows a NodePort flow hook by hook;
-//! connected UDP sockets leave a removed backend; bad input harms nothing.
+//! connected UDP sockets leave a removed backend; a frontend two Services claim passes to
+//! the second when the first goes; bad input harms nothing.
 //!
 //! Clients are `skiff-load` run in the network namespace and cgroup of a busybox pod, or in
 //! the root namespace.
@@ -289,6 +290,74 @@ fn a_pod_reaches_itself_through_its_service() {
 fn affinity_holds_and_services_without_backends_refuse_at_once() {
     let Some(lab) = Lab::from_env() else { return };
     checks::affinity_holds_and_services_without_backends_refuse_at_once(&lab);
+}
+
+/// Two Services claiming one frontend (the same external IP and port): the first keeps
+/// it, and once the first is deleted the second takes it over — on the node's own
+/// initiative, with no change to the second Service.
+#[test]
+fn a_frontend_two_services_claim_passes_to_the_second_when_the_first_goes() {
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("dp-claim");
+    // A lab underlay address no node or LoadBalancer pool holds.
+    const CLAIMED: &str = "172.30.0.99";
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\n\
+             spec:\n  containers:\n  - name: echo\n    image: skiff/echo\n    \
+             ports: [{{name: http, containerPort: 8080}}]\n"
+        )
+    };
+    let service = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  \
+             selector: {{app: {name}}}\n  externalIPs: [\"{CLAIMED}\"]\n  \
+             ports: [{{port: 80, targetPort: http}}]\n"
+        )
+    };
+    lab.apply(&ns, &pod("first"));
+    lab.apply(&ns, &pod("second"));
+    lab.apply(&ns, &client_pod("client", &lab.nodes[0].name));
+    for name in ["first", "second", "client"] {
+        lab.wait_running(&ns, name);
+    }
+    lab.apply(&ns, &service("first"));
+    wait_ready_endpoints(&lab, &ns, "first", 1);
+    lab.apply(&ns, &service("second"));
+    wait_ready_endpoints(&lab, &ns, "second", 1);
+    let target = format!("{CLAIMED}:80");
+    let reached = || {
+        let report = lab.load_in_pod(
+            &ns,
+            "client",
+            &[
+                "probe",
+                "--target",
+                &target,
+                "--requests",
+                "5",
+                "--timeout-ms",
+                "1000",
+            ],
+        );
+        backends(&report).into_iter().collect::<Vec<_>>()
+    };
+    assert_eq!(reached(), ["first"], "the first claimant keeps {target}");
+    let out = lab.kubectl(&["delete", "service", "first", "-n", &ns]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    lab.eventually(
+        &format!("{target} passes to the second Service"),
+        MINUTE,
+        || {
+            let now = reached();
+            if now == ["second"] {
+                Ok(())
+            } else {
+                Err(format!("reached {now:?}"))
+            }
+        },
+    );
+    let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
 /// Send one raw IPv4 packet (header included) from the root namespace.

@@ -57,7 +57,14 @@ pub fn collect(
     }
     let mut removed = 0;
     for key in &expired {
-        if state.conntrack.remove(key).is_ok() {
+        // Read again right before removing: a walk over a full map takes long enough for
+        // the datapath to reuse a key for a new flow meanwhile, and that entry must stay.
+        // (What is left is the gap between this read and the removal, microseconds.)
+        let still_expired = state
+            .conntrack
+            .get(key, 0)
+            .is_ok_and(|value| value.expired(key.proto, monotonic_ns()));
+        if still_expired && state.conntrack.remove(key).is_ok() {
             removed += 1;
         }
     }

@@ -52,6 +52,10 @@ pub struct Programmer {
     applied: HashMap<ServiceRef, Applied>,
     owners: HashMap<FrontendKey, ServiceRef>,
     users: HashMap<Address, BTreeMap<ServiceRef, DesiredBackend>>,
+    /// Services turned away from a frontend another Service owns, by frontend.
+    waiting: BTreeMap<FrontendKey, BTreeSet<ServiceRef>>,
+    /// Services to apply again: a frontend they were turned away from is free now.
+    handed_over: BTreeSet<ServiceRef>,
     health: HealthChecks,
     capacities: Capacities,
 }
@@ -99,6 +103,8 @@ impl Programmer {
             applied: HashMap::new(),
             owners: HashMap::new(),
             users: HashMap::new(),
+            waiting: BTreeMap::new(),
+            handed_over: BTreeSet::new(),
             health: HealthChecks::new(address),
             capacities,
         }
@@ -115,7 +121,18 @@ impl Programmer {
             trigger: previous.trigger.clone(),
             ..Applied::default()
         };
+        // This pass says again which frontends the Service is turned away from.
+        self.waiting.retain(|_, claimants| {
+            claimants.remove(service);
+            !claimants.is_empty()
+        });
         let result = self.apply_inner(service, desired, &previous, &mut applied);
+        if result.is_err() {
+            // Until a pass succeeds what was programmed before stays: releasing the
+            // frontends this pass had not reached would take them down until the retry.
+            applied.frontends.extend(previous.frontends.iter().copied());
+            applied.backends.extend(previous.backends.iter().copied());
+        }
         // Whatever was written is owned, even if a later write failed.
         let gone = self.release(service, &previous, &applied);
         self.applied.insert(service.clone(), applied);
@@ -152,6 +169,10 @@ impl Programmer {
                 && owner != service
             {
                 warn!(%service, %owner, frontend = %frontend.key.address, "two Services claim one frontend; the first keeps it");
+                self.waiting
+                    .entry(frontend.key)
+                    .or_default()
+                    .insert(service.clone());
                 continue;
             }
             let ids: Vec<u32> = frontend
@@ -177,6 +198,9 @@ impl Programmer {
             if self.owners.get(key) == Some(service) {
                 self.owners.remove(key);
                 self.table.remove_frontend(key)?;
+                if let Some(claimants) = self.waiting.remove(key) {
+                    self.handed_over.extend(claimants);
+                }
             }
         }
         let mut gone = Vec::new();
@@ -220,6 +244,11 @@ impl Programmer {
             );
         }
         Ok(unused)
+    }
+
+    /// The Services to apply again because a frontend they claim was released.
+    fn take_handed_over(&mut self) -> BTreeSet<ServiceRef> {
+        std::mem::take(&mut self.handed_over)
     }
 
     /// Services with programmed state.
@@ -338,20 +367,29 @@ pub async fn run(
     mut events: Option<FullMapEvents>,
 ) {
     let mut retry: BTreeSet<ServiceRef> = BTreeSet::new();
+    let mut handed_over: BTreeSet<ServiceRef> = BTreeSet::new();
     let mut reconciled = false;
     let mut listed = false;
     loop {
-        let changes = if retry.is_empty() {
-            view.take_changes().await
+        // Handed-over frontends are programmed at once (with whatever changes are pending).
+        let wait = if !handed_over.is_empty() {
+            Some(Duration::ZERO)
+        } else if !retry.is_empty() {
+            Some(RETRY_DELAY)
         } else {
-            tokio::time::timeout(RETRY_DELAY, view.take_changes())
+            None
+        };
+        let changes = match wait {
+            None => view.take_changes().await,
+            Some(wait) => tokio::time::timeout(wait, view.take_changes())
                 .await
-                .unwrap_or_default()
+                .unwrap_or_default(),
         };
         let started = Instant::now();
         listed |= changes.ready;
         let initial = listed && !reconciled;
         let mut targets: BTreeSet<ServiceRef> = std::mem::take(&mut retry);
+        targets.append(&mut handed_over);
         targets.extend(changes.services);
         if initial {
             for service in view.services() {
@@ -406,6 +444,7 @@ pub async fn run(
             // Keep `reconciled` false: the next batch redoes the full pass (and the prune).
             retry.extend(targets.iter().cloned());
         }
+        handed_over = programmer.take_handed_over();
         if !gone.is_empty() {
             on_gone.gone(&gone);
         }

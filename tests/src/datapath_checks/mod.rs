@@ -203,7 +203,13 @@ spec:
             assert_eq!(count(&report, "failed"), 0, "{target}: {report}");
             assert_eq!(backends(&report), local, "{target} left the node: {report}");
             assert_eq!(status, "200", "health check {health} with a local endpoint");
-            xdp_serves_local_node_port(lab, &node.name, &node.address.to_string(), &local_port);
+            xdp_serves_local_node_port(
+                lab,
+                &ns,
+                &node.name,
+                &node.address.to_string(),
+                &local_port,
+            );
         }
     }
     assert_eq!(reached, all, "NodePorts together reached every backend");

@@ -36,7 +36,14 @@ impl Drop for XdpOn<'_> {
 /// With XDP on, a node port with local backends (`externalTrafficPolicy: Local`) keeps
 /// answering every connection, twice over the same client ports (the second round meets
 /// the conntrack entries of the first), and XDP did the translating.
-pub(super) fn xdp_serves_local_node_port(lab: &Lab, node: &str, address: &str, port: &str) {
+/// `ns` is the Service's namespace (its EndpointSlices are shown when a round fails).
+pub(super) fn xdp_serves_local_node_port(
+    lab: &Lab,
+    ns: &str,
+    node: &str,
+    address: &str,
+    port: &str,
+) {
     let xdp = XdpOn::new(lab, node);
     let before = decisions(lab, node, "xdp", "translated");
     let target = format!("{address}:{port}");
@@ -63,11 +70,14 @@ pub(super) fn xdp_serves_local_node_port(lab: &Lab, node: &str, address: &str, p
                 .filter(|l| l.contains(&format!(":{port}/")))
                 .map(str::to_owned)
                 .collect();
+            let slices = lab.kubectl(&["get", "endpointslices", "-n", ns, "-o", "wide"]);
             panic!(
                 "XDP round {round} to {target} failed: {report}\n\
                  decisions on {node} during the round:\n{moved}\n\
-                 config:\n{config}\nfrontends on port {port}:\n{}",
-                frontends.join("\n")
+                 config:\n{config}\nfrontends on port {port}:\n{}\n\
+                 EndpointSlices after the round:\n{}",
+                frontends.join("\n"),
+                slices.stdout
             );
         }
         assert!(

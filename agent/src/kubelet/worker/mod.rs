@@ -158,6 +158,16 @@ pub(crate) fn spawn(
     tokio::spawn(worker.run(rx));
 }
 
+/// How a wait for a start turn ended.
+enum Waited {
+    /// The pod's turn came.
+    Turn(super::start_queue::Turn),
+    /// The pod is gone from the API.
+    Gone,
+    /// The pod was deleted (it terminates; nothing is started).
+    Terminating,
+}
+
 impl Worker {
     fn restart_policy(&self) -> String {
         self.pod
@@ -180,18 +190,62 @@ impl Worker {
                 self.terminate(&mut rx, gone).await;
                 return;
             }
-            self.sync().await;
+            if self.wants_start() {
+                match self.wait_for_turn(&mut rx).await {
+                    Waited::Turn(turn) => self.turn = turn,
+                    Waited::Gone => {
+                        gone = true;
+                        continue;
+                    }
+                    Waited::Terminating => continue,
+                }
+            }
+            self.sync_now().await;
+            self.turn = None;
             self.note_started();
             self.publish().await;
             let deadline = self.wake.take().unwrap_or_else(|| Instant::now() + RESYNC);
             tokio::select! {
-                message = rx.recv() => match message {
-                    Some(Message::Update(pod)) => self.pod = *pod,
-                    Some(Message::Gone) | None => gone = true,
-                    Some(Message::Exited { id, code, at }) => self.exited(&id, code, at).await,
-                    Some(Message::Probe { id, kind, ok, message }) => self.probed(&id, kind, ok, &message).await,
-                },
+                message = rx.recv() => gone = !self.receive(message).await,
                 () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// Handle one message of the pod's channel; `false` once the pod is gone.
+    async fn receive(&mut self, message: Option<Message>) -> bool {
+        match message {
+            Some(Message::Update(pod)) => self.pod = *pod,
+            Some(Message::Gone) | None => return false,
+            Some(Message::Exited { id, code, at }) => self.exited(&id, code, at).await,
+            Some(Message::Probe {
+                id,
+                kind,
+                ok,
+                message,
+            }) => self.probed(&id, kind, ok, &message).await,
+        }
+        true
+    }
+
+    /// Wait for this pod's turn in the node's start queue. Messages arriving meanwhile are
+    /// handled without losing the place in the queue; a pod deleted while it waits starts
+    /// nothing.
+    async fn wait_for_turn(&mut self, rx: &mut mpsc::UnboundedReceiver<Message>) -> Waited {
+        let starts = self.kubelet.starts.clone();
+        let turn = starts.turn();
+        tokio::pin!(turn);
+        loop {
+            tokio::select! {
+                turn = &mut turn => return Waited::Turn(turn),
+                message = rx.recv() => {
+                    if !self.receive(message).await {
+                        return Waited::Gone;
+                    }
+                    if self.terminating() {
+                        return Waited::Terminating;
+                    }
+                }
             }
         }
     }
@@ -289,16 +343,6 @@ impl Worker {
         }
     }
 
-    /// Bring the pod's containerd state toward its spec, in the node's start queue when
-    /// something is to be started.
-    async fn sync(&mut self) {
-        if self.wants_start() {
-            self.turn = self.kubelet.starts.turn().await;
-        }
-        self.sync_now().await;
-        self.turn = None;
-    }
-
     /// Whether a sync would create something: the sandbox, or a container it is time to
     /// start (not backing off).
     fn wants_start(&self) -> bool {
@@ -346,6 +390,8 @@ impl Worker {
             .collect()
     }
 
+    /// Bring the pod's containerd state toward its spec (holding a start turn when
+    /// something is to be started, see [`Worker::wait_for_turn`]).
     async fn sync_now(&mut self) {
         if self.ip.is_none() || !crate::network::netns::is_pinned(&self.netns) {
             let began = Instant::now();
