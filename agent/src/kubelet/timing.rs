@@ -4,7 +4,10 @@
 //! seeing the pod to its last container running (`skiff_kubelet_pod_start_seconds`).
 //! Where a slow pod start goes is then a query, not a guess.
 
-use std::{fmt::Write as _, time::Duration};
+use std::{
+    fmt::Write as _,
+    time::{Duration, Instant},
+};
 
 use crate::metrics::Histogram;
 
@@ -69,6 +72,14 @@ impl PodStartMetrics {
         if let Some(histogram) = self.steps.get(step as usize) {
             histogram.observe(took);
         }
+    }
+
+    /// Run `work`, recording how long it took as one run of `step`.
+    pub async fn timed<T>(&self, step: Step, work: impl Future<Output = T>) -> T {
+        let began = Instant::now();
+        let out = work.await;
+        self.step(step, began.elapsed());
+        out
     }
 
     /// Record a pod whose containers all run, `took` after its worker first saw it.

@@ -153,27 +153,29 @@ pub fn pods_of(lab: &Lab, ns: &str, app: &str) -> Vec<(String, String)> {
 
 /// A decision counter of `node`'s datapath (`skiff-agent bpf counters`).
 pub fn decisions(lab: &Lab, node: &str, hook: &str, reason: &str) -> u64 {
-    let wanted = format!("skiff_datapath_decisions_total{{hook=\"{hook}\",reason=\"{reason}\"}} ");
-    lab.bpf(node, &["counters"])
-        .lines()
-        .find_map(|l| l.strip_prefix(&wanted)?.trim().parse().ok())
+    let name = format!("skiff_datapath_decisions_total{{hook=\"{hook}\",reason=\"{reason}\"}}");
+    counters(&lab.bpf(node, &["counters"]))
+        .get(&name)
+        .copied()
         .unwrap_or(0)
+}
+
+/// `skiff-agent bpf counters` output (Prometheus text) as `name{labels}` → value.
+fn counters(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// The counters of `skiff-agent bpf counters` that moved from `before` to `after`, one
 /// `name{labels} +delta` per line: what a node's datapath decided meanwhile.
 pub fn counters_moved(before: &str, after: &str) -> String {
-    let parse = |text: &str| -> BTreeMap<String, u64> {
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| {
-                let (name, value) = l.rsplit_once(' ')?;
-                Some((name.to_owned(), value.trim().parse().ok()?))
-            })
-            .collect()
-    };
-    let before = parse(before);
-    parse(after)
+    let before = counters(before);
+    counters(after)
         .into_iter()
         .filter_map(|(name, value)| {
             let delta = value.saturating_sub(before.get(&name).copied().unwrap_or(0));

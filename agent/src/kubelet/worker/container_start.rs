@@ -129,18 +129,14 @@ impl Worker {
         if pulling {
             self.turn = None;
         }
-        let began = Instant::now();
-        let image = self
-            .kubelet
-            .runtime
-            .ensure_image(
-                &image_name,
-                policy,
-                &self.kubelet.fetcher,
-                &self.pull_credentials().await,
-            )
-            .await;
-        self.kubelet.timing.step(Step::Image, began.elapsed());
+        let credentials = self.pull_credentials().await;
+        let ensure = self.kubelet.runtime.ensure_image(
+            &image_name,
+            policy,
+            &self.kubelet.fetcher,
+            &credentials,
+        );
+        let image = self.kubelet.timing.timed(Step::Image, ensure).await;
         if pulling && had_turn && image.is_ok() {
             self.turn = self.kubelet.starts.turn().await;
         }
@@ -180,18 +176,17 @@ impl Worker {
         let id = format!("{uid_hex}-{kind}{}-{restart}", self.slots[i].index);
         let cgroups_path = format!("{}/pod{}/{id}", self.kubelet.config.cgroup_parent, self.uid);
         let prepared = self.volumes.clone().unwrap_or_default();
-        let began = Instant::now();
-        let config = container::build(
+        let files = self.pod_files();
+        let build = container::build(
             &self.kubelet,
             &self.pod,
             &spec,
             &image,
             &prepared,
-            &self.pod_files(),
+            &files,
             cgroups_path,
-        )
-        .await;
-        self.kubelet.timing.step(Step::Config, began.elapsed());
+        );
+        let config = self.kubelet.timing.timed(Step::Config, build).await;
         let mut config = match config {
             Ok(c) => c,
             Err(e) => {

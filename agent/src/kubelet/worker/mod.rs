@@ -394,9 +394,11 @@ impl Worker {
     /// something is to be started, see [`Worker::wait_for_turn`]).
     async fn sync_now(&mut self) {
         if self.ip.is_none() || !crate::network::netns::is_pinned(&self.netns) {
-            let began = Instant::now();
-            let sandbox = self.set_up_sandbox().await;
-            self.kubelet.timing.step(Step::Sandbox, began.elapsed());
+            let kubelet = self.kubelet.clone();
+            let sandbox = kubelet
+                .timing
+                .timed(Step::Sandbox, self.set_up_sandbox())
+                .await;
             match sandbox {
                 Ok(ip) => {
                     self.ip = Some(ip);
@@ -411,9 +413,8 @@ impl Worker {
             }
         }
         if self.volumes.is_none() {
-            let began = Instant::now();
-            let prepared = volumes::prepare(&self.kubelet.client, &self.pod, &self.pod_dir).await;
-            self.kubelet.timing.step(Step::Volumes, began.elapsed());
+            let prepare = volumes::prepare(&self.kubelet.client, &self.pod, &self.pod_dir);
+            let prepared = self.kubelet.timing.timed(Step::Volumes, prepare).await;
             match prepared {
                 Ok(prepared) => {
                     self.volumes = Some(prepared);
