@@ -10,10 +10,12 @@
 //! - [`server`]: the node HTTP API's container-log endpoint.
 //! - [`datapath`]: the eBPF Service datapath.
 //! - [`discovery`]: Services for pods — environment variables and the node-local DNS.
+//! - [`heap`]: freed heap handed back to the kernel; heap figures on /metrics.
 
 pub mod datapath;
 pub mod discovery;
 pub mod exec;
+pub mod heap;
 pub mod kubelet;
 pub mod logs;
 pub mod metrics;

@@ -327,11 +327,9 @@ async fn run(args: Args) -> Result<()> {
     let (datapath, mut maps) =
         Datapath::load(Some(&args.bpffs_dir), &sizes).context("loading the eBPF datapath")?;
     // Loading parsed the kernel's BTF (megabytes, freed again): hand the freed heap back
-    // rather than keep it resident for the agent's lifetime.
-    // SAFETY: malloc_trim only releases free memory of glibc's heap.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    // now rather than at the first trim.
+    skiff_agent::heap::release_free();
+    tokio::spawn(skiff_agent::heap::keep_trimmed(Duration::from_secs(10)));
     datapath::configure(
         &mut maps,
         &Settings {

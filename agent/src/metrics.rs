@@ -122,6 +122,7 @@ impl Metrics {
         self.datapath.render(&mut out, state);
         self.dns.render(&mut out);
         self.pod_start.render(&mut out);
+        crate::heap::render(&mut out);
         out
     }
 }

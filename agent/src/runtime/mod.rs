@@ -7,6 +7,7 @@ pub mod content;
 pub mod credentials;
 pub mod exec;
 pub mod images;
+pub mod reference;
 pub mod registry;
 pub mod spec;
 

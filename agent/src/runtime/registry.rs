@@ -22,7 +22,7 @@ use oci_client::{
 };
 use serde::Deserialize;
 
-use super::RuntimeError;
+use super::{RuntimeError, reference::ImageReference};
 
 /// Manifest media types this agent understands.
 const MANIFEST_TYPES: &[&str] = &[
@@ -106,10 +106,12 @@ impl Endpoint {
 /// The canonical form of an image reference, as kubelet and containerd name images:
 /// `busybox` → `docker.io/library/busybox:latest`.
 pub fn normalize(image: &str) -> Result<String, RuntimeError> {
-    let reference: Reference = image
-        .parse()
-        .map_err(|e| RuntimeError::BadImage(format!("invalid image reference {image:?}: {e}")))?;
-    Ok(reference.whole())
+    Ok(parse(image)?.to_string())
+}
+
+fn parse(image: &str) -> Result<ImageReference, RuntimeError> {
+    ImageReference::parse(image)
+        .map_err(|e| RuntimeError::BadImage(format!("invalid image reference {image:?}: {e}")))
 }
 
 /// A fetched image: raw manifest (as the registry served it, so the digest holds), its
@@ -146,11 +148,9 @@ impl Fetcher {
         image: &str,
         credentials: &super::credentials::Credentials,
     ) -> Result<(Fetched, Source), RuntimeError> {
-        let reference: Reference = image.parse().map_err(|e| {
-            RuntimeError::BadImage(format!("invalid image reference {image:?}: {e}"))
-        })?;
+        let reference = parse(image)?;
         let mut failures = Vec::new();
-        for endpoint in self.config.endpoints(reference.registry()) {
+        for endpoint in self.config.endpoints(&reference.registry) {
             let source = Source::new(&endpoint, &reference, credentials.for_host(&endpoint.host));
             match source.fetch().await {
                 Ok(fetched) => return Ok((fetched, source)),
@@ -172,7 +172,7 @@ pub struct Source {
 }
 
 impl Source {
-    fn new(endpoint: &Endpoint, image: &Reference, auth: RegistryAuth) -> Self {
+    fn new(endpoint: &Endpoint, image: &ImageReference, auth: RegistryAuth) -> Self {
         let protocol = if endpoint.insecure {
             ClientProtocol::Http
         } else {
@@ -184,21 +184,9 @@ impl Source {
             read_timeout: Some(std::time::Duration::from_secs(60)),
             ..ClientConfig::default()
         });
-        let reference = match image.digest() {
-            Some(digest) => Reference::with_digest(
-                endpoint.host.clone(),
-                image.repository().to_owned(),
-                digest.to_owned(),
-            ),
-            None => Reference::with_tag(
-                endpoint.host.clone(),
-                image.repository().to_owned(),
-                image.tag().unwrap_or("latest").to_owned(),
-            ),
-        };
         Self {
             client,
-            reference,
+            reference: image.at(&endpoint.host),
             auth,
         }
     }

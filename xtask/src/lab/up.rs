@@ -36,12 +36,16 @@ pub struct UpArgs {
     /// Number of nodes (network namespaces with one agent each).
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
-    /// Use the binaries already in target/debug instead of building first.
+    /// Use the binaries already built (target/debug, or target/release) instead of building.
     #[arg(long)]
     pub no_build: bool,
     /// Only the cluster: do not deploy the guestbook demo (`examples/guestbook`).
     #[arg(long)]
     pub bare: bool,
+    /// Run release builds (target/release), as `cargo xtask bench` does: for profiling or
+    /// measuring by hand against the daemons the benchmarks run.
+    #[arg(long)]
+    pub release: bool,
 }
 
 /// Entry point of `cargo xtask up`.
@@ -53,7 +57,11 @@ pub fn up(args: &UpArgs) -> Result<()> {
             args.nodes
         );
     }
-    let layout = Layout::current();
+    let layout = if args.release {
+        Layout::release()
+    } else {
+        Layout::current()
+    };
     if let Some(record) = Record::load(&layout)?
         && !record.daemons.is_empty()
         && record.daemons.iter().all(|d| alive(d.pid))
@@ -105,8 +113,11 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
     let mut progress = Progress::new("up", 9);
     if build {
         progress.step(
-            "build skiff-control, skiff-agent and skiff-load",
-            build_binaries,
+            &format!(
+                "build skiff-control, skiff-agent and skiff-load ({})",
+                layout.profile
+            ),
+            || build_binaries(layout),
         )?;
     } else {
         progress.step(
@@ -250,10 +261,13 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
     Ok(())
 }
 
-fn build_binaries() -> Result<()> {
-    run_cmd(cargo().args([
-        "build",
-        "--quiet",
+fn build_binaries(layout: &Layout) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--quiet"]);
+    if layout.profile == "release" {
+        cmd.arg("--release");
+    }
+    run_cmd(cmd.args([
         "--bins",
         "-p",
         "skiff-control",
