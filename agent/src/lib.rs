@@ -1,7 +1,8 @@
 //! skiff-agent: the node agent — the kubelet (pods on containerd, pod networking) and the
 //! eBPF Service datapath.
 //!
-//! The library part is what tests and the binary share; `main.rs` is only the daemon's edge.
+//! The library part is what tests and the binary share; `src/bin/skiff-agent/` is only the
+//! daemon's edge (flags, start-up, serving).
 //! - [`node`]: Node registration, Lease and status heartbeats.
 //! - [`runtime`]: containerd — images (pull through mirrors, import, unpack) and containers.
 //! - [`network`]: pod network namespaces, veths, IPAM, routes to other nodes' pods.
