@@ -345,6 +345,24 @@ fn pods_markdown(pods: &Value) -> String {
             number(&pods["settle"]["seconds_waited"])
         ));
     }
+    if let Some(roles) = pods["burst_cpu_ms_per_pod"]["roles"].as_array() {
+        md.push_str(
+            "\nCPU per pod start, 30 at once (user and system time of the lab's processes and \
+             of the children they waited for, from /proc/<pid>/stat; kernel workers not \
+             counted):\n\n| process | ms per pod |\n|---|---:|\n",
+        );
+        for role in roles {
+            md.push_str(&format!(
+                "| {} | {:.1} |\n",
+                role["process"].as_str().unwrap_or_default(),
+                number(&role["ms"])
+            ));
+        }
+        md.push_str(&format!(
+            "| all of these | {:.1} |\n",
+            number(&pods["burst_cpu_ms_per_pod"]["total"])
+        ));
+    }
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let resident = pods["sizes"]["resident"].as_u64().unwrap_or(0);
     let rss = number(&pods["agent_rss_mib"]["with_pods"]);

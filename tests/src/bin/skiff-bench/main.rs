@@ -11,6 +11,7 @@
 //! 1,000 and 10,000 Services; traffic only to the lab's addresses.
 //! Requests go only to the lab's API server and etcd on this machine.
 
+mod cpu;
 mod net;
 mod pods;
 mod sched;

@@ -21,7 +21,11 @@ use kube::{
 use serde_json::{Value, json};
 use skiff_tests::bench::{Latency, Row, settle};
 
-use super::{client, ensure_namespace, rss_mib, status_mib};
+use super::{
+    client,
+    cpu::{CpuPerPod, CpuSnapshot},
+    ensure_namespace, rss_mib, status_mib,
+};
 
 const NAMESPACE: &str = "bench-pods";
 /// Tagged (not :latest), so the default pull policy is IfNotPresent: no registry round trip.
@@ -165,9 +169,12 @@ pub async fn run(kubeconfig: &PathBuf, node: &str, agent_pid: u32, quick: bool) 
     let started = Instant::now();
     let settled_before = settled;
     let mut burst = Latency::new();
+    let mut burst_cpu = CpuPerPod::default();
     for round in 0..rounds {
         let names: Vec<String> = (0..30).map(|i| format!("burst-{round}-{i}")).collect();
+        let before = CpuSnapshot::take(agent_pid);
         burst.merge(&start_batch(&pods, &seen, node, &names).await?);
+        burst_cpu.add(&CpuSnapshot::take(agent_pid).per_pod_since(&before, names.len()));
         clear(&pods, &mut settled).await?;
     }
     rows.push(burst.row(
@@ -196,6 +203,7 @@ pub async fn run(kubeconfig: &PathBuf, node: &str, agent_pid: u32, quick: bool) 
         "sizes": {"serial": serial, "burst": 30, "rounds": rounds, "resident": resident, "quick": quick},
         "rows": rows,
         "settle": {"quiet_below": QUIET, "seconds_waited": settled.as_secs_f64()},
+        "burst_cpu_ms_per_pod": burst_cpu.to_json(),
         "agent_rss_mib": {"idle": rss_idle, "with_pods": rss_full, "with_pods_anon": anon_full, "with_pods_file": file_full},
     }))
 }
