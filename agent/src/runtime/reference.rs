@@ -16,7 +16,7 @@ const DOCKER_HUB_LEGACY: &str = "index.docker.io";
 const OFFICIAL_NAMESPACE: &str = "library";
 /// The tag of a reference that names neither tag nor digest.
 const DEFAULT_TAG: &str = "latest";
-/// Longest name (domain and path), as docker's limit.
+/// Longest repository path (without the registry), as distribution's limit.
 const NAME_MAX: usize = 255;
 /// Longest tag.
 const TAG_MAX: usize = 128;
@@ -30,7 +30,7 @@ pub enum ReferenceError {
     /// An upper-case letter in the repository path.
     #[error("repository name must be lowercase")]
     Uppercase,
-    /// Domain and path past [`NAME_MAX`].
+    /// A repository path (after normalisation) past [`NAME_MAX`].
     #[error("repository name must not be more than {NAME_MAX} characters")]
     TooLong,
     /// A name that is not `[domain[:port]/]component[/component…]`.
@@ -78,7 +78,7 @@ impl ImageReference {
             _ => (rest, None),
         };
         let (registry, repository) = split_domain(name)?;
-        if name.len() > NAME_MAX {
+        if repository.len() > NAME_MAX {
             return Err(ReferenceError::TooLong);
         }
         let tag = match (tag, &digest) {
@@ -115,7 +115,8 @@ impl ImageReference {
     }
 }
 
-/// `registry/repository[:tag][@digest]`, the name containerd stores the image under.
+/// `registry/repository[:tag][@digest]`, the name the agent stores the image under (a tag
+/// named beside a digest is kept).
 impl fmt::Display for ImageReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
@@ -130,10 +131,15 @@ impl fmt::Display for ImageReference {
 }
 
 /// Split `name` into registry and repository as docker does: the first component is a
-/// registry when it has a `.` or `:` or is `localhost`; Docker Hub otherwise.
+/// registry when it has a `.` or `:`, is `localhost` or has an upper-case letter (Docker Hub
+/// has no upper-case namespaces); Docker Hub otherwise.
 fn split_domain(name: &str) -> Result<(String, String), ReferenceError> {
     let (registry, path) = match name.split_once('/') {
-        Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => {
+        Some((first, path))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+        {
             // Docker's grammar lets a first component that is a valid path component pass
             // too, and then takes it for the registry all the same.
             if !(valid_domain(first) || valid_component(first)) {
@@ -220,7 +226,9 @@ fn valid_digest(digest: &str) -> Result<&str, ReferenceError> {
     let Some((algorithm, hex)) = digest.split_once(':') else {
         return Err(ReferenceError::Digest(digest.to_owned()));
     };
-    if algorithm.is_empty() || hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // Lower-case hex only, as go-digest (docker, containerd) accepts.
+    let hex_digit = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if algorithm.is_empty() || hex.is_empty() || !hex.bytes().all(hex_digit) {
         return Err(ReferenceError::Digest(digest.to_owned()));
     }
     let length = match algorithm {
@@ -286,6 +294,7 @@ mod tests {
             ("foo/foo_bar.com:8080", "docker.io/foo/foo_bar.com:8080"),
             ("a__b---c.d/e", "a__b---c.d/e:latest"),
             ("registry.k8s.io/pause:3.9", "registry.k8s.io/pause:3.9"),
+            ("Registry/app", "Registry/app:latest"),
         ];
         for (input, expected) in cases {
             assert_eq!(whole(input), expected, "{input}");
@@ -309,7 +318,8 @@ mod tests {
 
     #[test]
     fn refuses_what_docker_refuses() {
-        let long = "a".repeat(256);
+        // "library/" + 250 letters is past 255.
+        let long = "a".repeat(250);
         let digest_only = format!("@{SHA256}");
         let cases = [
             ("", ReferenceError::Empty),
@@ -345,6 +355,19 @@ mod tests {
         ] {
             assert!(ImageReference::parse(bad).is_err(), "{bad:?} parsed");
         }
+        let upper_hex = format!("repo@sha256:{}", "F".repeat(64));
+        assert!(matches!(
+            ImageReference::parse(&upper_hex),
+            Err(ReferenceError::Digest(_))
+        ));
+    }
+
+    #[test]
+    fn the_length_limit_is_on_the_repository_not_the_registry() {
+        let path = "a".repeat(245);
+        let parsed = ImageReference::parse(&format!("registry.example.com:5000/{path}"))
+            .expect("a 245-letter repository is valid");
+        assert_eq!(parsed.repository, path);
     }
 
     #[test]
