@@ -16,7 +16,8 @@ const TRIM_ABOVE: u64 = 1 << 20;
 pub struct HeapUsage {
     /// Bytes handed out and not yet freed (including large blocks mapped on their own).
     pub in_use: u64,
-    /// Bytes freed but still held by the allocator (resident unless trimmed).
+    /// Bytes in the allocator's free chunks (resident until trimmed; a trimmed chunk still
+    /// counts here, its pages no longer do).
     pub free: u64,
 }
 
@@ -46,7 +47,10 @@ pub fn release_free() {
     }
 }
 
-/// Every `period`, release the free heap if there is more than a megabyte of it.
+/// Every `period`, release the free heap if there is more than a megabyte of it. glibc
+/// still counts chunks as free after their pages went back to the kernel, so once the heap
+/// is fragmented this trims on every tick; a trim of an already trimmed heap only walks its
+/// free chunks.
 pub async fn keep_trimmed(period: Duration) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
