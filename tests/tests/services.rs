@@ -122,6 +122,44 @@ spec:
         "legacy Endpoints"
     );
 
+    // Deleted and made again at once (before the garbage collector took the old slices):
+    // the new Service gets slices of its own, and keeps them once the old ones are gone.
+    lab.kubectl_ok(&["delete", "service", "echo", "-n", &ns, "--wait=false"]);
+    lab.apply(
+        &ns,
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {tier: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#,
+    );
+    let uid = lab.jsonpath(&ns, "service/echo", "{.metadata.uid}");
+    let owners = || {
+        lab.jsonpath(
+            &ns,
+            "endpointslices -l kubernetes.io/service-name=echo",
+            "{.items[*].metadata.ownerReferences[0].uid}",
+        )
+    };
+    lab.eventually("only the new Service's slices are left", MINUTE, || {
+        let owners = owners();
+        if !owners.is_empty() && owners.split_whitespace().all(|o| o == uid) {
+            Ok(())
+        } else {
+            Err(format!("slice owners {owners:?}, Service {uid}"))
+        }
+    });
+    wait_slices_match_ready_pods(&lab, &ns, 2);
+    std::thread::sleep(Duration::from_secs(3));
+    wait_slices_match_ready_pods(&lab, &ns, 2);
+    assert!(
+        owners().split_whitespace().all(|o| o == uid),
+        "{}",
+        owners()
+    );
+
     // A pod that never passes readiness is listed, not ready.
     lab.apply(
         &ns,

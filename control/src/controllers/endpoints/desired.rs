@@ -219,6 +219,7 @@ pub(crate) mod tests {
             metadata: ObjectMeta {
                 name: Some("web".to_owned()),
                 namespace: Some("default".to_owned()),
+                uid: Some("uid-web".to_owned()),
                 ..Default::default()
             },
             spec: Some(ServiceSpec {

@@ -318,6 +318,31 @@ impl Worker {
         caught_up
     }
 
+    /// Slices this controller wrote for `service` that the cache does not show may have
+    /// been deleted by someone else since (the garbage collector, a user): the cache will
+    /// never show those, so they are expected gone from now on. One GET per missing slice,
+    /// only while the cache is behind.
+    async fn forget_deleted(
+        &mut self,
+        service: &ObjectRef<Service>,
+        api: &Api<EndpointSlice>,
+        current: &[Arc<EndpointSlice>],
+    ) -> Result<(), Error> {
+        let Some(expected) = self.written.get_mut(service) else {
+            return Ok(());
+        };
+        for (name, version) in expected.iter_mut() {
+            let missing = version.is_some()
+                && !current
+                    .iter()
+                    .any(|s| s.metadata.name.as_deref() == Some(name.as_str()));
+            if missing && api.get_opt(name).await?.is_none() {
+                *version = None;
+            }
+        }
+        Ok(())
+    }
+
     async fn reconcile(
         &mut self,
         service_ref: &ObjectRef<Service>,
@@ -392,15 +417,18 @@ impl Worker {
             .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
             .filter(|s| s.labels().get(SERVICE_NAME_LABEL) == Some(&name))
             .collect();
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &namespace);
         if !self.cache_is_current(service_ref, &current) {
-            return Err(Error::Stale);
+            self.forget_deleted(service_ref, &api, &current).await?;
+            if !self.cache_is_current(service_ref, &current) {
+                return Err(Error::Stale);
+            }
         }
         let existing: Vec<EndpointSlice> = current.iter().map(|s| (**s).clone()).collect();
         let plan = slices::plan(service, &existing, desired, trigger);
         if plan.is_empty() {
             return Ok(());
         }
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &namespace);
         let mut written = HashMap::new();
         let version =
             |s: &EndpointSlice| s.resource_version().and_then(|rv| rv.parse::<u64>().ok());

@@ -121,7 +121,13 @@ pub fn plan(
     let mut kept: Vec<(&EndpointSlice, EndpointSlice, bool)> = Vec::new();
     let mut unused: Vec<&EndpointSlice> = Vec::new();
     let mut slices_by_ports: BTreeMap<Vec<ResolvedPort>, Vec<&EndpointSlice>> = BTreeMap::new();
-    for slice in existing {
+    // Slices of an earlier Service of the same name (deleted and made again before the
+    // garbage collector took its slices) are deleted, never reused: the collector would
+    // delete a reused one under the new Service.
+    let (owned, foreign): (Vec<&EndpointSlice>, Vec<&EndpointSlice>) =
+        existing.iter().partition(|slice| owned_by(slice, service));
+    unused.extend(foreign);
+    for slice in owned {
         slices_by_ports
             .entry(port_key(slice))
             .or_default()
@@ -207,6 +213,20 @@ pub fn plan(
         .filter_map(|s| s.metadata.name.clone())
         .collect();
     plan
+}
+
+/// Whether `slice` belongs to this very Service (its UID among the slice's owners), as
+/// kube's reconciler decides.
+fn owned_by(slice: &EndpointSlice, service: &Service) -> bool {
+    let Some(uid) = service.metadata.uid.as_deref() else {
+        return false;
+    };
+    slice
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.kind == "Service" && o.api_version == "v1")
 }
 
 fn stamp(slice: &mut EndpointSlice, labels: &BTreeMap<String, String>, trigger_time: &str) {
@@ -309,6 +329,29 @@ mod tests {
         let p = plan(&svc, &slices, &fewer, "t2");
         assert_eq!((p.create.len(), p.update.len(), p.delete.len()), (0, 1, 0));
         assert_eq!(p.update[0].endpoints.len(), 99);
+    }
+
+    /// `kubectl delete svc web && kubectl apply` before the garbage collector took the old
+    /// slices: the new Service gets slices of its own, the old ones are deleted.
+    #[test]
+    fn slices_of_an_earlier_service_of_the_same_name_are_deleted_not_reused() {
+        let old_service = service(IntOrString::Int(8080));
+        let old_slices = apply(
+            Vec::new(),
+            plan(&old_service, &[], &endpoints(3, 8080), "t0"),
+        );
+        let mut new_service = service(IntOrString::Int(8080));
+        new_service.metadata.uid = Some("uid-web-again".to_owned());
+        let p = plan(&new_service, &old_slices, &endpoints(3, 8080), "t1");
+        assert_eq!((p.create.len(), p.update.len()), (1, 0));
+        assert_eq!(p.delete, vec!["web-new0-0".to_owned()]);
+        let owner = &p.create[0]
+            .metadata
+            .owner_references
+            .as_ref()
+            .expect("owner")[0];
+        assert_eq!(owner.uid, "uid-web-again");
+        assert_eq!(p.create[0].endpoints.len(), 3);
     }
 
     #[test]
