@@ -103,18 +103,31 @@ impl Lab {
     /// below the pod's).
     pub fn spawn_load_in_pod(&self, ns: &str, pod: &str, args: &[&str]) -> Running {
         let (_, netns, pod_cgroup) = self.pod_sandbox(ns, pod);
-        let cgroup = Self::client_cgroup(&pod_cgroup);
-        let mut cmd = self.load_command(Some(&netns), Some(&cgroup.0), args);
+        self.spawn_load_in_sandbox(&netns, &pod_cgroup, &format!("pod {ns}/{pod}"), args)
+    }
+
+    /// Start `skiff-load args…` in the pod whose network namespace and cgroup
+    /// [`Lab::pod_sandbox`] returned (`what` names it in errors): for callers that start
+    /// many runs in one pod without asking the API server each time.
+    pub fn spawn_load_in_sandbox(
+        &self,
+        netns: &std::path::Path,
+        pod_cgroup: &std::path::Path,
+        what: &str,
+        args: &[&str],
+    ) -> Running {
+        let cgroup = Self::client_cgroup(pod_cgroup);
+        let mut cmd = self.load_command(Some(&netns.to_path_buf()), Some(&cgroup.0), args);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting skiff-load in {ns}/{pod}: {e}"));
+            .unwrap_or_else(|e| panic!("starting skiff-load in {what}: {e}"));
         Running {
             child,
             _cgroup: Some(cgroup),
-            what: format!("skiff-load {} in pod {ns}/{pod}", args.join(" ")),
+            what: format!("skiff-load {} in {what}", args.join(" ")),
         }
     }
 

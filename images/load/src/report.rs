@@ -100,6 +100,13 @@ impl Report {
                 "max": self.latency.max(),
                 "mean": self.latency.mean(),
             },
+            // Every recorded value (its bucket's highest equivalent, µs) with its count:
+            // runs measured apart can be pooled into one distribution.
+            "histogram_us": self
+                .latency
+                .iter_recorded()
+                .map(|v| [v.value_iterated_to(), v.count_at_value()])
+                .collect::<Vec<_>>(),
             "backends": self.backends,
             "peers": self.peers,
             "bytes": self.bytes,

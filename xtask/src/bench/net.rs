@@ -98,12 +98,16 @@ fn floor_of(path: &str, mode: &str) -> Option<&'static str> {
     }
 }
 
-/// `row`'s `field` against its floor's: the median of the round-by-round ratios when both
-/// have per-round figures, else the ratio of the medians. A Skiff path runs seconds after
-/// its floor in each round, so drift of the machine cancels; a kube-proxy row is paired
-/// with the floor of the same round number, measured before the rules were loaded. A
-/// round that measured nothing (0) is left out.
+/// `row`'s `field` against its floor's. Rows whose rounds were pooled (every request of
+/// every round in one distribution; the rounds of a path and its floor alternate, so drift
+/// of the machine hits both alike) compare their pooled figures. Older reports without
+/// pooling compare the median of the round-by-round ratios (a round that measured nothing
+/// is left out), or the ratio of the medians.
 fn floor_ratio(row: &Value, floor: &Value, field: &str) -> f64 {
+    let pooled = |r: &Value| r["pooled"].as_bool() == Some(true);
+    if pooled(row) && pooled(floor) {
+        return number(&row[field]) / number(&floor[field]);
+    }
     let per_round = |r: &Value| -> Vec<f64> {
         r["per_round"]
             .as_array()
@@ -254,23 +258,30 @@ fn programming_table(md: &mut String, scale: &[Value]) {
     for point in scale {
         let services = &point["services"];
         let programming = &point["programming"];
-        let mut operations: Vec<&Value> = Vec::new();
-        for group in ["skiff_maps", "iptables"] {
+        // (operation, prefix of its label)
+        let mut operations: Vec<(&Value, &str)> = Vec::new();
+        for (group, prefix) in [("skiff_maps", "Skiff maps: "), ("iptables", "")] {
             operations.extend(
                 programming[group]["operations"]
                     .as_array()
                     .into_iter()
-                    .flatten(),
+                    .flatten()
+                    .map(|op| (op, prefix)),
             );
         }
-        operations.push(&programming["end_to_end"]);
-        for op in operations {
+        operations.push((&programming["end_to_end"], ""));
+        // Where the end-to-end time goes: the control plane's part (until the
+        // EndpointSlice reaches a watcher) and the node's (from there to an answer).
+        operations.extend(
+            programming["end_to_end_parts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|op| (op, "… ")),
+        );
+        for (op, prefix) in operations {
             let name = op["operation"].as_str().unwrap_or_default();
-            let label = if name.starts_with("iptables") || name.starts_with("API") {
-                name.to_owned()
-            } else {
-                format!("Skiff maps: {name}")
-            };
+            let label = format!("{prefix}{name}");
             let format = |us: f64| {
                 if us >= 1000.0 {
                     format!("{:.2} ms", us / 1000.0)
@@ -307,8 +318,12 @@ pub fn markdown(net: &Value) -> String {
          Service's pods in turn (\"direct pod IPs in turn\"; east-west RR runs reconnect every 200 \
          exchanges, so Service and floor alike sample every backend), else to one pod. Each \
          path has its own client port range, so no path meets another's TIME_WAIT; TCP_CRR \
-         servers close first, as HTTP servers do. CPU is the whole machine's busy time per \
-         request.\n",
+         servers close first, as HTTP servers do. Every path runs in {} rounds of {} s, \
+         beside the others of its mode and in reverse order every other round (A B B A); \
+         percentiles and rates pool all rounds' requests, CPU and eBPF time are medians of the \
+         rounds. CPU is the whole machine's busy time per request.\n",
+        net["plan"]["rounds"],
+        net["plan"]["seconds"],
         topology["backends"].as_str().unwrap_or_default(),
         topology["skiff_client"].as_str().unwrap_or_default(),
         topology["bare_client"].as_str().unwrap_or_default(),

@@ -18,8 +18,8 @@ use super::{
 
 /// Where a path's client runs.
 enum Client<'a> {
-    /// The Skiff client pod.
-    SkiffPod,
+    /// The Skiff client pod (its network namespace and cgroup).
+    SkiffPod(&'a (std::path::PathBuf, std::path::PathBuf)),
     /// The bare node's pod.
     BarePod(&'a BareNode),
     /// The root namespace (outside every node).
@@ -35,7 +35,14 @@ fn ticks_per_second() -> f64 {
 
 fn load(lab: &Lab, client: &Client, args: &[&str]) -> Result<Value> {
     let report = match client {
-        Client::SkiffPod => lab.load_in_pod(NAMESPACE, CLIENT_POD, args),
+        Client::SkiffPod((netns, cgroup)) => lab
+            .spawn_load_in_sandbox(
+                netns,
+                cgroup,
+                &format!("pod {NAMESPACE}/{CLIENT_POD}"),
+                args,
+            )
+            .finish(),
         Client::Root => lab.load_from_root(args),
         Client::BarePod(bare) => {
             let out = skiff_tests::process::output(
@@ -80,6 +87,8 @@ fn measure(lab: &Lab, client: &Client, path: &str, mode: &str, args: &[&str]) ->
         "cpu_us_per_request": if ok > 0 { cpu_seconds * 1e6 / ok as f64 } else { 0.0 },
         "ebpf_ns_per_request": ebpf["ebpf_ns_per_request"],
         "ebpf_by_program": ebpf["ebpf_by_program"],
+        "seconds": report["seconds"],
+        "histogram_us": report["histogram_us"],
     }))
 }
 
@@ -345,28 +354,39 @@ fn north_south<'a>(
     ]
 }
 
-/// Run `jobs` round-robin `rounds` times, one mode after the other so a path runs seconds
-/// after its floor (slow drift of the machine then hits both alike), and keep, per path
-/// and mode, the median of each figure and every round's p50, p99 and rate (the report
-/// compares a path with its floor round by round).
+/// Run `jobs` `rounds` times, one mode after the other so a path runs right beside its
+/// floor, in the order of `jobs` on even rounds and backwards on odd ones (A B B A: drift
+/// of the machine within a round hits every path alike). Short rounds, many of them, so
+/// that whatever else the machine does lands in every path's slices and not in one path's
+/// run. Per path and mode the rounds are pooled into one distribution (see [`pool`]).
 fn run_rounds(lab: &Lab, jobs: &mut [Job], rounds: usize) -> Result<Vec<Value>> {
     const MODES: [&str; 4] = ["tcp_rr", "tcp_crr", "udp_rr", "stream"];
     jobs.sort_by_key(|job| MODES.iter().position(|m| *m == job.mode));
     let mut runs: Vec<Vec<Value>> = jobs.iter().map(|_| Vec::new()).collect();
-    for _ in 0..rounds.max(1) {
-        for (job, results) in jobs.iter().zip(runs.iter_mut()) {
-            job.switch.set(lab, true);
-            let args: Vec<&str> = job.args.iter().map(String::as_str).collect();
-            let row = measure(lab, &job.client, &job.path, job.mode, &args);
-            job.switch.set(lab, false);
-            results.push(row?);
+    for round in 0..rounds.max(1) {
+        for mode in MODES {
+            let mut order: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].mode == mode).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let job = &jobs[i];
+                job.switch.set(lab, true);
+                let args: Vec<&str> = job.args.iter().map(String::as_str).collect();
+                let row = measure(lab, &job.client, &job.path, job.mode, &args);
+                job.switch.set(lab, false);
+                runs[i].push(row?);
+            }
         }
     }
-    Ok(runs.into_iter().map(|r| median_row(&r)).collect())
+    Ok(runs.into_iter().map(|r| pool(&r)).collect())
 }
 
-/// The per-field median of several runs of one path and mode.
-fn median_row(runs: &[Value]) -> Value {
+/// One row for several runs of a path and mode. Latency percentiles and the rate are the
+/// pooled runs' (every request of every round in one histogram; requests over seconds),
+/// which is what a client of that path sees over the whole time; CPU and eBPF time per
+/// request are medians of the rounds; `per_round` keeps each round's p50, p99 and rate.
+fn pool(runs: &[Value]) -> Value {
     // Fields without a median of their own (the eBPF breakdown) come from the run whose
     // eBPF total is the median one.
     let mut by_ebpf: Vec<&Value> = runs.iter().collect();
@@ -378,13 +398,6 @@ fn median_row(runs: &[Value]) -> Value {
         .get(by_ebpf.len() / 2)
         .map_or(Value::Null, |r| (*r).clone());
     for field in [
-        "requests",
-        "errors",
-        "p50_us",
-        "p90_us",
-        "p99_us",
-        "p999_us",
-        "per_second",
         "bits_per_second",
         "cpu_us_per_request",
         "ebpf_ns_per_request",
@@ -395,12 +408,49 @@ fn median_row(runs: &[Value]) -> Value {
             row[field] = json!(median);
         }
     }
+    let sum = |field: &str| -> f64 { runs.iter().filter_map(|r| r[field].as_f64()).sum() };
+    let (requests, seconds) = (sum("requests"), sum("seconds"));
+    row["requests"] = json!(requests);
+    row["errors"] = json!(sum("errors"));
+    row["seconds"] = json!(seconds);
+    row["per_second"] = json!(if seconds > 0.0 {
+        requests / seconds
+    } else {
+        0.0
+    });
+    let pooled = pooled_histogram(runs);
+    for (field, q) in [
+        ("p50_us", 0.5),
+        ("p90_us", 0.9),
+        ("p99_us", 0.99),
+        ("p999_us", 0.999),
+    ] {
+        row[field] = json!(pooled.as_ref().map(|h| h.value_at_quantile(q)));
+    }
+    if let Some(map) = row.as_object_mut() {
+        map.remove("histogram_us");
+    }
     row["rounds"] = json!(runs.len());
+    row["pooled"] = json!(true);
     row["per_round"] = runs
         .iter()
         .map(|r| json!({"p50_us": r["p50_us"], "p99_us": r["p99_us"], "per_second": r["per_second"]}))
         .collect();
     row
+}
+
+/// Every run's `histogram_us` (skiff-load's `[value, count]` pairs) in one histogram;
+/// `None` when no run recorded anything.
+fn pooled_histogram(runs: &[Value]) -> Option<hdrhistogram::Histogram<u64>> {
+    let mut pooled = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok()?;
+    for run in runs {
+        for pair in run["histogram_us"].as_array().into_iter().flatten() {
+            if let (Some(value), Some(count)) = (pair[0].as_u64(), pair[1].as_u64()) {
+                let _ = pooled.record_n(value.clamp(1, 60_000_000), count);
+            }
+        }
+    }
+    (!pooled.is_empty()).then_some(pooled)
 }
 
 fn kube_proxy_settings() -> kube_proxy::Settings {
@@ -433,7 +483,7 @@ pub fn measure_all(
     jobs.extend(east_west(
         "direct pod IP (Skiff node)",
         Ports::DirectSkiff,
-        || Client::SkiffPod,
+        || Client::SkiffPod(&workload.client_sandbox),
         &none,
         &backend,
         true,
@@ -442,14 +492,14 @@ pub fn measure_all(
     jobs.extend(spread_floor(
         "direct pod IPs in turn (Skiff node)",
         Ports::SpreadSkiff,
-        || Client::SkiffPod,
+        || Client::SkiffPod(&workload.client_sandbox),
         workload,
         seconds,
     ));
     jobs.extend(east_west(
         "Skiff socket LB",
         Ports::SocketLb,
-        || Client::SkiffPod,
+        || Client::SkiffPod(&workload.client_sandbox),
         &none,
         &vip,
         false,
@@ -458,7 +508,7 @@ pub fn measure_all(
     jobs.extend(east_west(
         "Skiff tc (per packet)",
         Ports::PerPacket,
-        || Client::SkiffPod,
+        || Client::SkiffPod(&workload.client_sandbox),
         &per_packet,
         &vip,
         false,
@@ -588,4 +638,43 @@ pub fn cross_check(lab: &Lab, bare: &BareNode, workload: &Workload, seconds: f64
         "skiff_load_p50_us": ours["p50_us"],
         "skiff_load_p99_us": ours["p99_us"],
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(values: &[(u64, u64)], seconds: f64, cpu: f64) -> Value {
+        let requests: u64 = values.iter().map(|(_, n)| n).sum();
+        json!({
+            "path": "p", "mode": "tcp_rr", "requests": requests, "errors": 0, "seconds": seconds,
+            "p50_us": 0, "p99_us": 0, "per_second": requests as f64 / seconds,
+            "cpu_us_per_request": cpu, "ebpf_ns_per_request": cpu,
+            "histogram_us": values.iter().map(|(v, n)| json!([v, n])).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Pooled percentiles are those of every request of every round together, not the
+    /// median of the rounds': a slow round moves the pooled p99 by its share of requests.
+    #[test]
+    fn rounds_pool_into_one_distribution() {
+        let fast = run(&[(50, 990), (100, 10)], 1.0, 10.0);
+        let slow = run(&[(60, 900), (1000, 100)], 1.0, 30.0);
+        let row = pool(&[fast.clone(), fast, slow]);
+        assert_eq!(row["requests"], json!(3000.0));
+        assert_eq!(row["per_second"], json!(1000.0));
+        assert_eq!(row["p50_us"], json!(50));
+        // 100 of 3000 requests (3.3 %) took 1000 µs: the 99th percentile is one of them.
+        assert_eq!(row["p99_us"], json!(1000));
+        assert_eq!(row["p90_us"], json!(60));
+        assert_eq!(row["cpu_us_per_request"], json!(10.0));
+        assert_eq!(row["pooled"], json!(true));
+        assert!(row.get("histogram_us").is_none());
+        assert_eq!(row["per_round"].as_array().map(Vec::len), Some(3));
+    }
+
+    #[test]
+    fn runs_without_histograms_pool_to_nothing() {
+        assert!(pooled_histogram(&[json!({"requests": 0})]).is_none());
+    }
 }

@@ -9,10 +9,11 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::Service;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use kube::{
     Api, Client,
-    api::{DeleteParams, ListParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams, WatchEvent, WatchParams},
 };
 use serde_json::{Value, json};
 use skiff_agent::datapath::{
@@ -51,6 +52,13 @@ fn summary(name: &str, mut samples: Vec<f64>) -> Value {
         "p99_us": percentile(&mut samples, 0.99),
         "max_us": samples.iter().copied().fold(0.0, f64::max),
     })
+}
+
+/// [`summary`] with every sample, in the order measured (so a slow one can be placed).
+fn summary_with_samples(name: &str, samples: Vec<f64>) -> Value {
+    let mut row = summary(name, samples.clone());
+    row["samples_us"] = json!(samples);
+    row
 }
 
 fn frontend(i: usize) -> FrontendKey {
@@ -182,12 +190,51 @@ fn iptables_restores(
     }))
 }
 
+/// Microseconds since the Unix epoch.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// When (µs since the epoch) an EndpointSlice with endpoints first reaches a watcher of
+/// `selector` from `version` on: where the control plane's part of the end-to-end time
+/// ends and the nodes' begins (the agents watch the same API server).
+async fn slice_arrival(
+    slices: Api<EndpointSlice>,
+    selector: String,
+    version: String,
+) -> Result<u64> {
+    let params = WatchParams::default().labels(&selector).timeout(30);
+    let mut events = slices.watch(&params, &version).await?.boxed();
+    while let Some(event) = events.try_next().await? {
+        match event {
+            WatchEvent::Added(slice) | WatchEvent::Modified(slice)
+                if !slice.endpoints.is_empty() =>
+            {
+                return Ok(now_us());
+            }
+            WatchEvent::Error(status) => bail!("watching EndpointSlices: {}", status.message),
+            _ => {}
+        }
+    }
+    bail!("no EndpointSlice with endpoints for {selector} within 30 s")
+}
+
 /// API write → every node's datapath answers: a new Service with a known cluster IP and
-/// the benchmark's pods; a waiter in each node (socket LB) records when it first answers.
-async fn api_to_datapath(lab: &Lab, client: &Client, repetitions: usize) -> Result<Value> {
+/// the benchmark's pods; a waiter in each node (socket LB) records when it first answers,
+/// and a watch of the Service's EndpointSlices splits the time into the control plane's
+/// part and the nodes'.
+async fn api_to_datapath(
+    lab: &Lab,
+    client: &Client,
+    present: usize,
+    repetitions: usize,
+) -> Result<(Value, Value)> {
     let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NAMESPACE);
     let addresses = free_cluster_ips(client, repetitions).await?;
-    let mut latencies = Vec::new();
+    let (mut latencies, mut to_slice, mut from_slice) = (Vec::new(), Vec::new(), Vec::new());
     for (r, ip) in addresses.into_iter().enumerate() {
         let target = format!("{ip}:80");
         let waiters: Vec<_> = lab
@@ -200,28 +247,44 @@ async fn api_to_datapath(lab: &Lab, client: &Client, repetitions: usize) -> Resu
                 )
             })
             .collect();
+        // A name of its own per scale point: this measures new Services, not Services made
+        // again under the name of one just deleted.
+        let name = format!("bench-programming-{present}-{r}");
+        let selector = format!("kubernetes.io/service-name={name}");
+        let version = slices
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await?
+            .metadata
+            .resource_version
+            .unwrap_or_default();
+        let arrival = tokio::spawn(slice_arrival(slices.clone(), selector, version));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let name = format!("bench-programming-{r}");
         let service: Service = serde_json::from_value(json!({
             "metadata": {"name": name},
             "spec": {"clusterIP": ip.to_string(), "selector": {"app": "bench-echo"},
                      "ports": [{"port": 80, "targetPort": "http"}]},
         }))?;
-        let written = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
+        let written = now_us();
         services.create(&PostParams::default(), &service).await?;
+        let slice_at = arrival.await??;
+        to_slice.push(slice_at.saturating_sub(written) as f64);
         for waiter in waiters {
             let report = tokio::task::spawn_blocking(move || waiter.finish()).await?;
             let Some(at) = report["succeeded_at_unix_us"].as_u64() else {
                 bail!("a node never answered for {target}: {report}");
             };
             latencies.push(at.saturating_sub(written) as f64);
+            from_slice.push(at.saturating_sub(slice_at) as f64);
         }
         services.delete(&name, &DeleteParams::default()).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Ok(summary(
-        "API write → datapath answers (every node)",
-        latencies,
+    Ok((
+        summary_with_samples("API write → datapath answers (every node)", latencies),
+        json!([
+            summary_with_samples("API write → EndpointSlice at a watcher", to_slice),
+            summary_with_samples("EndpointSlice at a watcher → datapath answers", from_slice),
+        ]),
     ))
 }
 
@@ -268,6 +331,11 @@ pub async fn measure(
     let skiff =
         tokio::task::spawn_blocking(move || skiff_map_updates(present, repetitions)).await??;
     let iptables = iptables_restores(bare, services, plan.repetitions)?;
-    let end_to_end = api_to_datapath(lab, client, plan.repetitions).await?;
-    Ok(json!({"skiff_maps": skiff, "iptables": iptables, "end_to_end": end_to_end}))
+    let (end_to_end, parts) = api_to_datapath(lab, client, present, plan.repetitions).await?;
+    Ok(json!({
+        "skiff_maps": skiff,
+        "iptables": iptables,
+        "end_to_end": end_to_end,
+        "end_to_end_parts": parts,
+    }))
 }

@@ -44,6 +44,9 @@ pub struct Workload {
     pub client_node: Node,
     /// A node with local backends.
     pub backend_node: Node,
+    /// The client pod's network namespace and cgroup (looked up once: every run starts in
+    /// them without asking the API server).
+    pub client_sandbox: (std::path::PathBuf, std::path::PathBuf),
 }
 
 fn manifest(lab: &Lab) -> String {
@@ -181,6 +184,10 @@ pub async fn set_up(lab: &Lab, client: &Client) -> Result<Workload> {
         )?,
         client_node: lab.nodes[0].clone(),
         backend_node,
+        client_sandbox: {
+            let (_, netns, cgroup) = lab.pod_sandbox(NAMESPACE, CLIENT_POD);
+            (netns, cgroup)
+        },
     })
 }
 
