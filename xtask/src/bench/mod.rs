@@ -48,6 +48,29 @@ pub struct BenchArgs {
     /// instead of a fresh one on release builds — for trying the benchmark, not for figures.
     #[arg(long)]
     pub current_lab: bool,
+    /// Write report.md and the plots again from DIR/report.json (after a change to the
+    /// report's layout); measures nothing.
+    #[arg(long, value_name = "DIR")]
+    pub render: Option<std::path::PathBuf>,
+}
+
+/// `--render`: report.md and the plots of an existing report, from its report.json.
+fn render(dir: &std::path::Path) -> Result<()> {
+    let path = dir.join("report.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (a directory under target/bench/)",
+            path.display()
+        )
+    })?;
+    let report: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a benchmark report", path.display()))?;
+    if !report["net"].is_null() {
+        plots::network(&report["net"], dir)?;
+    }
+    std::fs::write(dir.join("report.md"), markdown(&report))?;
+    eprintln!("report: {}", dir.join("report.md").display());
+    Ok(())
 }
 
 /// `skiff-bench net --quick` (debug builds) against the running lab of `cargo xtask test`;
@@ -66,6 +89,9 @@ pub fn net_smoke(layout: &Layout, nodes: usize) -> Result<()> {
 
 /// Entry point.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(dir) = &args.render {
+        return render(dir);
+    }
     host::require_root("bench")?;
     setup::ensure()?;
     let stamp = output(&mut command("date", ["-u", "+%Y%m%d-%H%M%S"]))?

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{
     cmd::workspace_root,
@@ -99,8 +99,9 @@ fn floor_of(path: &str, mode: &str) -> Option<&'static str> {
 }
 
 /// `row`'s `field` against its floor's. Rows whose rounds were pooled (every request of
-/// every round in one distribution; the rounds of a path and its floor alternate, so drift
-/// of the machine hits both alike) compare their pooled figures. Older reports without
+/// every round in one distribution; a Skiff path's rounds alternate with its floor's, so
+/// drift of the machine hits both alike; a kube-proxy row's rounds come after its floor's,
+/// once its rules are loaded) compare their pooled figures. Older reports without
 /// pooling compare the median of the round-by-round ratios (a round that measured nothing
 /// is left out), or the ratio of the medians.
 fn floor_ratio(row: &Value, floor: &Value, field: &str) -> f64 {
@@ -150,11 +151,11 @@ fn paths_table(md: &mut String, rows: &[Value]) {
         };
         let mbit = number(&row["bits_per_second"]) / 1e6;
         md.push_str(&format!(
-            "| {path} | {mode} | {} | {} | {} | {} | {:.0} | {} | {:.1} | {:.0} | {} | {} | {} | {} |\n",
-            row["p50_us"],
-            row["p90_us"],
-            row["p99_us"],
-            row["p999_us"],
+            "| {path} | {mode} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {:.1} | {:.0} | {} | {} | {} | {} |\n",
+            number(&row["p50_us"]),
+            number(&row["p90_us"]),
+            number(&row["p99_us"]),
+            number(&row["p999_us"]),
             number(&row["per_second"]),
             if mbit > 0.0 {
                 format!("{mbit:.0}")
@@ -296,6 +297,28 @@ fn programming_table(md: &mut String, scale: &[Value]) {
                 op["samples"],
             ));
         }
+        // etcd's disk meanwhile: every sample holds two etcd commits.
+        let fsync = &programming["end_to_end"]["etcd_disk"]["wal_fsync"];
+        if !fsync.is_null() {
+            // `p50_ms: {at_most | above}`; reports of 2026-12-02 05:05 had `p50_ms_at_most`.
+            let quantile = |h: &Value, q: &str| -> Value {
+                match h.get(format!("{q}_ms_at_most")) {
+                    Some(ms) => json!({"at_most": ms}),
+                    None => h[format!("{q}_ms")].clone(),
+                }
+            };
+            let bound = |v: &Value| match (v["at_most"].as_f64(), v["above"].as_f64()) {
+                (Some(ms), _) => format!("≤ {ms} ms"),
+                (None, Some(ms)) => format!("> {ms} ms"),
+                _ => "—".to_owned(),
+            };
+            md.push_str(&format!(
+                "| {services} | … etcd WAL fsyncs meanwhile (bucket bounds) | {} | {} | {} |\n",
+                bound(&quantile(fsync, "p50")),
+                bound(&quantile(fsync, "p99")),
+                fsync["operations"],
+            ));
+        }
         md.push_str(&format!(
             "| {services} | (iptables rules in the full restore) | {} | | |\n",
             programming["iptables"]["rules"]
@@ -318,16 +341,18 @@ pub fn markdown(net: &Value) -> String {
          Service's pods in turn (\"direct pod IPs in turn\"; east-west RR runs reconnect every 200 \
          exchanges, so Service and floor alike sample every backend), else to one pod. Each \
          path has its own client port range, so no path meets another's TIME_WAIT; TCP_CRR \
-         servers close first, as HTTP servers do. Every path runs in {} rounds of {} s, \
-         beside the others of its mode and in reverse order every other round (A B B A); \
-         percentiles and rates pool all rounds' requests, CPU and eBPF time are medians of the \
-         rounds. CPU is the whole machine's busy time per request.\n",
-        net["plan"]["rounds"],
-        net["plan"]["seconds"],
+         servers close first, as HTTP servers do. Every path runs in {rounds} rounds of \
+         {seconds} s, beside the others of its mode and in reverse order every other round \
+         (A B B A); percentiles and rates pool all rounds' requests, CPU and eBPF time are \
+         medians of the rounds. The kube-proxy rows run after the Skiff rows (their rules \
+         are loaded then), so their floors were measured minutes before them. CPU is the \
+         whole machine's busy time per request.\n",
         topology["backends"].as_str().unwrap_or_default(),
         topology["skiff_client"].as_str().unwrap_or_default(),
         topology["bare_client"].as_str().unwrap_or_default(),
         topology["node_port_client"].as_str().unwrap_or_default(),
+        rounds = net["plan"]["rounds"],
+        seconds = net["plan"]["seconds"],
     ));
     if let Some(why) = net["incomplete"].as_str() {
         md.push_str(&format!(

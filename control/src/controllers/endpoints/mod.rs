@@ -319,9 +319,11 @@ impl Worker {
     }
 
     /// Slices this controller wrote for `service` that the cache does not show may have
-    /// been deleted by someone else since (the garbage collector, a user): the cache will
-    /// never show those, so they are expected gone from now on. One GET per missing slice,
-    /// only while the cache is behind.
+    /// been deleted by someone else since (the garbage collector, a user), be on their way
+    /// out, or have been relabelled out of this controller's watch: the cache will never
+    /// show those as written, so they are expected gone from now on. One GET (a
+    /// linearizable read: a slice just written is found) per missing slice, only while the
+    /// cache is behind.
     async fn forget_deleted(
         &mut self,
         service: &ObjectRef<Service>,
@@ -336,7 +338,15 @@ impl Worker {
                 && !current
                     .iter()
                     .any(|s| s.metadata.name.as_deref() == Some(name.as_str()));
-            if missing && api.get_opt(name).await?.is_none() {
+            if !missing {
+                continue;
+            }
+            let still_ours = api.get_opt(name).await?.is_some_and(|slice| {
+                slice.metadata.deletion_timestamp.is_none()
+                    && slice.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+                    && slice.labels().get(SERVICE_NAME_LABEL) == Some(&service.name)
+            });
+            if !still_ours {
                 *version = None;
             }
         }
@@ -416,6 +426,9 @@ impl Worker {
             .into_iter()
             .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
             .filter(|s| s.labels().get(SERVICE_NAME_LABEL) == Some(&name))
+            // Slices being deleted (a finalizer holds them) are as good as gone, as kube's
+            // controller has them (dropEndpointSlicesPendingDeletion).
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
             .collect();
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &namespace);
         if !self.cache_is_current(service_ref, &current) {

@@ -126,7 +126,6 @@ pub fn plan(
     // delete a reused one under the new Service.
     let (owned, foreign): (Vec<&EndpointSlice>, Vec<&EndpointSlice>) =
         existing.iter().partition(|slice| owned_by(slice, service));
-    unused.extend(foreign);
     for slice in owned {
         slices_by_ports
             .entry(port_key(slice))
@@ -210,6 +209,7 @@ pub fn plan(
     }
     plan.delete = unused
         .into_iter()
+        .chain(foreign)
         .filter_map(|s| s.metadata.name.clone())
         .collect();
     plan
@@ -331,27 +331,36 @@ mod tests {
         assert_eq!(p.update[0].endpoints.len(), 99);
     }
 
+    /// The plan for Service `web` made again (a new UID) with `endpoints`, while the slices
+    /// of the earlier `web`, which had the same endpoints, are still there; checks that the
+    /// old slice is deleted and that the one created belongs to the new Service.
+    fn made_again(endpoints: &[PodEndpoint]) -> Plan {
+        let old_service = service(IntOrString::Int(8080));
+        let old_slices = apply(Vec::new(), plan(&old_service, &[], endpoints, "t0"));
+        let mut new_service = service(IntOrString::Int(8080));
+        new_service.metadata.uid = Some("uid-web-again".to_owned());
+        let p = plan(&new_service, &old_slices, endpoints, "t1");
+        assert_eq!((p.create.len(), p.update.len()), (1, 0));
+        assert_eq!(p.delete, vec!["web-new0-0".to_owned()]);
+        let owners = p.create[0].metadata.owner_references.as_ref();
+        assert_eq!(owners.expect("owner")[0].uid, "uid-web-again");
+        p
+    }
+
     /// `kubectl delete svc web && kubectl apply` before the garbage collector took the old
     /// slices: the new Service gets slices of its own, the old ones are deleted.
     #[test]
     fn slices_of_an_earlier_service_of_the_same_name_are_deleted_not_reused() {
-        let old_service = service(IntOrString::Int(8080));
-        let old_slices = apply(
-            Vec::new(),
-            plan(&old_service, &[], &endpoints(3, 8080), "t0"),
-        );
-        let mut new_service = service(IntOrString::Int(8080));
-        new_service.metadata.uid = Some("uid-web-again".to_owned());
-        let p = plan(&new_service, &old_slices, &endpoints(3, 8080), "t1");
-        assert_eq!((p.create.len(), p.update.len()), (1, 0));
-        assert_eq!(p.delete, vec!["web-new0-0".to_owned()]);
-        let owner = &p.create[0]
-            .metadata
-            .owner_references
-            .as_ref()
-            .expect("owner")[0];
-        assert_eq!(owner.uid, "uid-web-again");
+        let p = made_again(&endpoints(3, 8080));
         assert_eq!(p.create[0].endpoints.len(), 3);
+    }
+
+    /// The same with no endpoints: the placeholder is a new slice of the new Service's,
+    /// never an old one kept (the collector would take it).
+    #[test]
+    fn a_service_made_again_without_endpoints_gets_a_placeholder_of_its_own() {
+        let p = made_again(&[]);
+        assert!(p.create[0].endpoints.is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! `iptables-restore` full and partial; and API write → every node's datapath answering.
 
 mod ebpf_cost;
+mod etcd_disk;
 mod paths;
 mod programming;
 mod workload;
@@ -48,7 +49,8 @@ const FULL: Plan = Plan {
     sizes: &[1, 1_000, 10_000],
     seconds: 0.8,
     repetitions: 15,
-    rounds: 15,
+    // Even, so A B B A ends with as many rounds backwards as forwards.
+    rounds: 16,
 };
 
 const QUICK: Plan = Plan {

@@ -88,7 +88,7 @@ fn measure(lab: &Lab, client: &Client, path: &str, mode: &str, args: &[&str]) ->
         "ebpf_ns_per_request": ebpf["ebpf_ns_per_request"],
         "ebpf_by_program": ebpf["ebpf_by_program"],
         "seconds": report["seconds"],
-        "histogram_us": report["histogram_us"],
+        "histogram_ns": report["histogram_ns"],
     }))
 }
 
@@ -410,8 +410,8 @@ fn pool(runs: &[Value]) -> Value {
     }
     let sum = |field: &str| -> f64 { runs.iter().filter_map(|r| r[field].as_f64()).sum() };
     let (requests, seconds) = (sum("requests"), sum("seconds"));
-    row["requests"] = json!(requests);
-    row["errors"] = json!(sum("errors"));
+    row["requests"] = json!(requests as u64);
+    row["errors"] = json!(sum("errors") as u64);
     row["seconds"] = json!(seconds);
     row["per_second"] = json!(if seconds > 0.0 {
         requests / seconds
@@ -425,10 +425,14 @@ fn pool(runs: &[Value]) -> Value {
         ("p99_us", 0.99),
         ("p999_us", 0.999),
     ] {
-        row[field] = json!(pooled.as_ref().map(|h| h.value_at_quantile(q)));
+        row[field] = json!(
+            pooled
+                .as_ref()
+                .map(|h| h.value_at_quantile(q) as f64 / 1000.0)
+        );
     }
     if let Some(map) = row.as_object_mut() {
-        map.remove("histogram_us");
+        map.remove("histogram_ns");
     }
     row["rounds"] = json!(runs.len());
     row["pooled"] = json!(true);
@@ -439,14 +443,15 @@ fn pool(runs: &[Value]) -> Value {
     row
 }
 
-/// Every run's `histogram_us` (skiff-load's `[value, count]` pairs) in one histogram;
-/// `None` when no run recorded anything.
+/// Every run's `histogram_ns` (skiff-load's `[nanoseconds, count]` pairs) in one
+/// histogram of skiff-load's bounds; `None` when no run recorded anything.
 fn pooled_histogram(runs: &[Value]) -> Option<hdrhistogram::Histogram<u64>> {
-    let mut pooled = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok()?;
+    const MAX_NS: u64 = 60_000_000_000;
+    let mut pooled = hdrhistogram::Histogram::<u64>::new_with_bounds(1, MAX_NS, 3).ok()?;
     for run in runs {
-        for pair in run["histogram_us"].as_array().into_iter().flatten() {
+        for pair in run["histogram_ns"].as_array().into_iter().flatten() {
             if let (Some(value), Some(count)) = (pair[0].as_u64(), pair[1].as_u64()) {
-                let _ = pooled.record_n(value.clamp(1, 60_000_000), count);
+                let _ = pooled.record_n(value.clamp(1, MAX_NS), count);
             }
         }
     }
@@ -650,7 +655,7 @@ mod tests {
             "path": "p", "mode": "tcp_rr", "requests": requests, "errors": 0, "seconds": seconds,
             "p50_us": 0, "p99_us": 0, "per_second": requests as f64 / seconds,
             "cpu_us_per_request": cpu, "ebpf_ns_per_request": cpu,
-            "histogram_us": values.iter().map(|(v, n)| json!([v, n])).collect::<Vec<_>>(),
+            "histogram_ns": values.iter().map(|(v, n)| json!([v * 1000, n])).collect::<Vec<_>>(),
         })
     }
 
@@ -661,15 +666,21 @@ mod tests {
         let fast = run(&[(50, 990), (100, 10)], 1.0, 10.0);
         let slow = run(&[(60, 900), (1000, 100)], 1.0, 30.0);
         let row = pool(&[fast.clone(), fast, slow]);
-        assert_eq!(row["requests"], json!(3000.0));
+        assert_eq!(row["requests"], json!(3000));
         assert_eq!(row["per_second"], json!(1000.0));
-        assert_eq!(row["p50_us"], json!(50));
+        // Quantiles are the buckets' highest equivalent values, as skiff-load reports them.
+        let bucket = |us: u64| {
+            let h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+                .expect("bounds");
+            json!(h.highest_equivalent(us * 1000) as f64 / 1000.0)
+        };
+        assert_eq!(row["p50_us"], bucket(50));
         // 100 of 3000 requests (3.3 %) took 1000 µs: the 99th percentile is one of them.
-        assert_eq!(row["p99_us"], json!(1000));
-        assert_eq!(row["p90_us"], json!(60));
+        assert_eq!(row["p99_us"], bucket(1000));
+        assert_eq!(row["p90_us"], bucket(60));
         assert_eq!(row["cpu_us_per_request"], json!(10.0));
         assert_eq!(row["pooled"], json!(true));
-        assert!(row.get("histogram_us").is_none());
+        assert!(row.get("histogram_ns").is_none());
         assert_eq!(row["per_round"].as_array().map(Vec::len), Some(3));
     }
 

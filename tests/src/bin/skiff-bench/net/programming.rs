@@ -31,7 +31,7 @@ use skiff_tests::{
 };
 
 use super::{
-    Plan,
+    Plan, etcd_disk,
     workload::{NAMESPACE, Workload},
 };
 
@@ -235,6 +235,7 @@ async fn api_to_datapath(
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NAMESPACE);
     let addresses = free_cluster_ips(client, repetitions).await?;
     let (mut latencies, mut to_slice, mut from_slice) = (Vec::new(), Vec::new(), Vec::new());
+    let etcd_before = tokio::task::spawn_blocking(etcd_disk::snapshot).await?;
     for (r, ip) in addresses.into_iter().enumerate() {
         let target = format!("{ip}:80");
         let waiters: Vec<_> = lab
@@ -274,13 +275,20 @@ async fn api_to_datapath(
                 bail!("a node never answered for {target}: {report}");
             };
             latencies.push(at.saturating_sub(written) as f64);
-            from_slice.push(at.saturating_sub(slice_at) as f64);
+            // Signed: a node may answer before the bench's own watch hears of the slice.
+            from_slice.push(at as f64 - slice_at as f64);
         }
         services.delete(&name, &DeleteParams::default()).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let mut end_to_end =
+        summary_with_samples("API write → datapath answers (every node)", latencies);
+    let etcd_after = tokio::task::spawn_blocking(etcd_disk::snapshot).await?;
+    if let (Some(before), Some(after)) = (etcd_before, etcd_after) {
+        end_to_end["etcd_disk"] = etcd_disk::between(&before, &after);
+    }
     Ok((
-        summary_with_samples("API write → datapath answers (every node)", latencies),
+        end_to_end,
         json!([
             summary_with_samples("API write → EndpointSlice at a watcher", to_slice),
             summary_with_samples("EndpointSlice at a watcher → datapath answers", from_slice),
