@@ -4,7 +4,7 @@
 //! NodePort or LoadBalancer client); and the datapath CLI of a node.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -67,12 +67,7 @@ impl Lab {
         (node, netns, cgroup)
     }
 
-    fn load_command(
-        &self,
-        netns: Option<&PathBuf>,
-        cgroup: Option<&PathBuf>,
-        args: &[&str],
-    ) -> Command {
+    fn load_command(&self, netns: Option<&Path>, cgroup: Option<&Path>, args: &[&str]) -> Command {
         let load = self.bin("skiff-load");
         let mut script = String::new();
         if let Some(cgroup) = cgroup {
@@ -111,13 +106,13 @@ impl Lab {
     /// many runs in one pod without asking the API server each time.
     pub fn spawn_load_in_sandbox(
         &self,
-        netns: &std::path::Path,
-        pod_cgroup: &std::path::Path,
+        netns: &Path,
+        pod_cgroup: &Path,
         what: &str,
         args: &[&str],
     ) -> Running {
         let cgroup = Self::client_cgroup(pod_cgroup);
-        let mut cmd = self.load_command(Some(&netns.to_path_buf()), Some(&cgroup.0), args);
+        let mut cmd = self.load_command(Some(netns), Some(&cgroup.0), args);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

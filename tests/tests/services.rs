@@ -71,6 +71,15 @@ fn wait_slices_match_ready_pods(lab: &Lab, ns: &str, expected: usize) {
     );
 }
 
+/// The Service of the endpoints test: every `tier: web` pod.
+const ECHO_SERVICE: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {tier: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#;
+
 #[test]
 fn endpoint_slices_follow_ready_pods_through_scaling_readiness_and_termination() {
     let Some(lab) = Lab::from_env() else { return };
@@ -91,15 +100,9 @@ spec:
         image: skiff/echo
         ports: [{name: http, containerPort: 8080}]
         readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  selector: {tier: web}
-  ports: [{name: http, port: 80, targetPort: http}]
 "#,
     );
+    lab.apply(&ns, ECHO_SERVICE);
     wait_slices_match_ready_pods(&lab, &ns, 3);
     // Named targetPort resolved from the pods' container port.
     let ports = lab.jsonpath(
@@ -125,16 +128,7 @@ spec:
     // Deleted and made again at once (before the garbage collector took the old slices):
     // the new Service gets slices of its own, and keeps them once the old ones are gone.
     lab.kubectl_ok(&["delete", "service", "echo", "-n", &ns, "--wait=false"]);
-    lab.apply(
-        &ns,
-        r#"apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  selector: {tier: web}
-  ports: [{name: http, port: 80, targetPort: http}]
-"#,
-    );
+    lab.apply(&ns, ECHO_SERVICE);
     let uid = lab.jsonpath(&ns, "service/echo", "{.metadata.uid}");
     let owners = || {
         lab.jsonpath(
