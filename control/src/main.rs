@@ -288,14 +288,25 @@ async fn run_server(args: ServeArgs) -> Result<()> {
         node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_period),
         load_balancer_pool,
     };
-    let controllers = tokio::spawn(run_controllers(
+    let (controllers_stop, controllers_stopped) = tokio::sync::watch::channel(false);
+    let mut controllers = tokio::spawn(run_controllers(
         args.listen[0],
         ca,
         args.data_dir.clone(),
         config,
+        controllers_stopped,
     ));
     shutdown_signal().await;
-    controllers.abort();
+    // The controllers stop first, while the server still answers their last request: the
+    // leader Lease handed back.
+    let _ = controllers_stop.send(true);
+    if tokio::time::timeout(CONTROLLERS_STOP, &mut controllers)
+        .await
+        .is_err()
+    {
+        warn!("controllers did not stop in time; the leader lease will expire instead");
+        controllers.abort();
+    }
     if let Some(reconciler) = endpoint_reconciler {
         reconciler.abort();
     }
@@ -307,12 +318,16 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// How long a stopping server waits for its controllers to hand the leader Lease back.
+const CONTROLLERS_STOP: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The controllers, with their own client certificate, against this server.
 async fn run_controllers(
     listen: SocketAddr,
     ca: Ca,
     data_dir: PathBuf,
     config: skiff_control::controllers::ControllerConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let connect = async {
         let user = "system:kube-controller-manager";
@@ -347,7 +362,7 @@ async fn run_controllers(
                     .trim(),
                 std::process::id()
             );
-            skiff_control::controllers::run(client, identity, config).await;
+            skiff_control::controllers::run(client, identity, config, stop).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "controllers cannot reach the API server; they are not running")

@@ -70,15 +70,34 @@ fn backends(netns: &str, names: &[&'static str]) -> (Vec<u16>, mpsc::Receiver<&'
     (ports, rx)
 }
 
-/// Run a bash script inside `cgroup` and `netns` (join the cgroup first: `ip netns exec`
-/// remounts /sys).
-fn run_in_cgroup(cgroup: &ScratchCgroup, netns: &str, script: &str) -> process::Finished {
+/// A bash script to run inside `cgroup` and `netns` (it joins the cgroup first: `ip netns
+/// exec` remounts /sys).
+fn in_cgroup(cgroup: &ScratchCgroup, netns: &str, script: &str) -> Command {
     let procs = cgroup.0.join("cgroup.procs");
     let wrapper = format!(
         "echo $$ > '{}' && exec ip netns exec '{netns}' bash -c \"$0\"",
         procs.display()
     );
-    process::output(Command::new("sh").args(["-c", &wrapper, script]))
+    let mut command = Command::new("sh");
+    command.args(["-c", &wrapper, script]);
+    command
+}
+
+/// Run a bash script inside `cgroup` and `netns` and wait for it.
+fn run_in_cgroup(cgroup: &ScratchCgroup, netns: &str, script: &str) -> process::Finished {
+    process::output(&mut in_cgroup(cgroup, netns, script))
+}
+
+/// Start a bash script inside `cgroup` and `netns`, without waiting.
+fn spawn_in_cgroup(cgroup: &ScratchCgroup, netns: &str, script: &str) -> std::process::Child {
+    in_cgroup(cgroup, netns, script)
+        .spawn()
+        .expect("spawning sh")
+}
+
+/// Entries in the socket LB's reverse map.
+fn reverse_entries(state: &datapath::maps::StateMaps) -> usize {
+    state.sock_rev_nat.keys().filter(Result::is_ok).count()
 }
 
 #[test]
@@ -188,6 +207,35 @@ fn connect4_rewrites_a_service_vip_to_its_backends() {
     for answer in answers {
         assert!(seen.contains_key(answer), "unexpected answer {answer}");
     }
+
+    // Every one of those sockets is closed: sock_release took its reverse entry with it.
+    assert_eq!(
+        reverse_entries(&maps.state),
+        0,
+        "closed sockets left reverse entries"
+    );
+    // An open connection keeps its entry until it closes.
+    let mut held = spawn_in_cgroup(
+        &cgroup,
+        &netns.name,
+        &format!("exec 3<>/dev/tcp/{VIP}/80 || exit 9; echo hi >&3; read -r line <&3; sleep 2"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while reverse_entries(&maps.state) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        reverse_entries(&maps.state),
+        1,
+        "an open connection has one reverse entry"
+    );
+    let status = held.wait().expect("waiting for the held connection");
+    assert!(status.success(), "the held connection failed: {status}");
+    assert_eq!(
+        reverse_entries(&maps.state),
+        0,
+        "the closed connection's entry stayed"
+    );
 
     // Shrinking to one backend removes the surplus slots; every connection then lands there.
     table

@@ -135,6 +135,53 @@ async fn kube_runtime_watcher_sees_every_change_and_survives_a_restart() {
     task.abort();
 }
 
+/// The controllers' leader Lease and who holds it.
+async fn lease_holder(client: kube::Client) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client, "kube-system");
+    leases
+        .get_opt("skiff-controller-manager")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|lease| lease.spec?.holder_identity)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_server_hands_the_leader_lease_to_its_successor_at_once() {
+    let _turn = TURN.lock().await;
+    let Some(lab) = Lab::from_env() else { return };
+    let client = lab.client().await;
+    let mut before = None;
+    for _ in 0..100 {
+        before = lease_holder(client.clone()).await.filter(|h| !h.is_empty());
+        if before.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = before.expect("the controllers hold their leader lease");
+    // SIGTERM: the stopping server releases the lease, so the restarted one takes it on its
+    // first try. A lease left to expire would keep it waiting 10–15 s.
+    lab.component("restart", "skiff-control", false);
+    let restarted = std::time::Instant::now();
+    let client = lab.client().await;
+    let mut after = None;
+    while restarted.elapsed() < Duration::from_secs(5) {
+        after = lease_holder(client.clone())
+            .await
+            .filter(|h| !h.is_empty() && *h != before);
+        if after.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        after.is_some(),
+        "the restarted server did not lead within 5 s (lease still held by {before})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stale_resource_version_is_an_in_stream_410() {
     let _turn = TURN.lock().await;

@@ -207,7 +207,13 @@ fn agents_are_healthy_with_the_datapath_attached_and_pinned() {
         let cgroup = cgroup2.join("skiff").join(&node.name);
         let attached = process::run("bpftool", &["cgroup", "show", &cgroup.to_string_lossy()])
             .expect("bpftool cgroup show");
-        for program in ["connect4", "sendmsg4", "recvmsg4", "getpeername4"] {
+        for program in [
+            "connect4",
+            "sendmsg4",
+            "recvmsg4",
+            "getpeername4",
+            "sock_release",
+        ] {
             assert!(
                 attached.contains(program),
                 "{program} not attached to {}:\n{attached}",

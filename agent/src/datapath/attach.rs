@@ -18,7 +18,8 @@ use std::{
 };
 
 use aya::programs::{
-    CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+    CgroupAttachMode, CgroupSock, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType, Xdp,
+    XdpMode,
     links::{FdLink, LinkError, PinnedLink},
     tc::{self, TcAttachOptions},
     xdp::XdpLink,
@@ -29,12 +30,21 @@ use super::{Datapath, DatapathError};
 
 /// The socket-LB programs, in attach order.
 pub const SOCKET_PROGRAMS: [&str; 4] = ["connect4", "sendmsg4", "recvmsg4", "getpeername4"];
+/// The socket-LB program that removes a closed socket's reverse entry.
+pub const SOCKET_RELEASE: &str = "sock_release";
 /// tc program for the underlay interface.
 pub const TC_EXTERNAL: &str = "tc_external";
 /// tc program for pod veths.
 pub const TC_POD: &str = "tc_pod";
 /// XDP program for the underlay interface.
 pub const XDP_EXTERNAL: &str = "xdp_external";
+/// Pin the cgroup link of program `name` as `cgroup-<name>` in `dir`. Replacing the old
+/// pin drops the last reference to the previous agent's link, which detaches it; the new
+/// link is already attached.
+fn pin_cgroup_link(link: FdLink, dir: &Path, name: &'static str) -> Result<(), DatapathError> {
+    pin_replacing(link, &dir.join(format!("cgroup-{name}")), name)
+}
+
 /// Pin `link` at `path`; an old pin there is replaced only once the new one exists, so the
 /// old link (detached when its last reference, the pin, goes) outlives the moment the new
 /// one is attached. bpffs reserves dots in names, hence `-new`.
@@ -114,10 +124,12 @@ impl Datapath {
         Ok(Some(dir))
     }
 
-    /// Attach the socket LB (connect4, sendmsg4, recvmsg4, getpeername4) to the cgroup2
+    /// Attach the socket LB (connect4, sendmsg4, recvmsg4, getpeername4, and
+    /// sock_release, which removes a closed socket's reverse entry) to the cgroup2
     /// directory `cgroup`, so it applies to every process below it.
     pub fn attach_socket_lb(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
         let links = self.links_dir()?;
+        let open_cgroup = || File::open(cgroup).map_err(io_error("opening cgroup", cgroup));
         for name in SOCKET_PROGRAMS {
             let program: &mut CgroupSockAddr = self
                 .ebpf
@@ -126,31 +138,30 @@ impl Datapath {
                 .try_into()
                 .map_err(program_error(name))?;
             program.load().map_err(program_error(name))?;
-            let cgroup_dir = File::open(cgroup).map_err(io_error("opening cgroup", cgroup))?;
             // bpf_link attachments (kernel ≥ 5.7) coexist on a cgroup, which lets the new
             // agent attach before the old one's link goes.
             let id = program
-                .attach(cgroup_dir, CgroupAttachMode::Single)
+                .attach(open_cgroup()?, CgroupAttachMode::Single)
                 .map_err(program_error(name))?;
-            let Some(dir) = &links else { continue };
-            let link: FdLink = program
-                .take_link(id)
-                .map_err(program_error(name))?
-                .try_into()
-                .map_err(link_error(name))?;
-            // bpffs reserves dots in names, hence `-new`.
-            let final_path = dir.join(format!("cgroup-{name}"));
-            let new_path = dir.join(format!("cgroup-{name}-new"));
-            let _ = std::fs::remove_file(&new_path);
-            let pinned = link.pin(&new_path).map_err(|e| DatapathError::Link {
-                program: name,
-                reason: e.to_string(),
-            })?;
-            // Replacing the old pin drops the last reference to the previous agent's link,
-            // which detaches it; the new link is already attached.
-            std::fs::rename(&new_path, &final_path)
-                .map_err(io_error("replacing pinned link", &final_path))?;
-            drop(pinned);
+            if let Some(dir) = &links {
+                let link = program.take_link(id).map_err(program_error(name))?;
+                pin_cgroup_link(link.try_into().map_err(link_error(name))?, dir, name)?;
+            }
+        }
+        let name = SOCKET_RELEASE;
+        let program: &mut CgroupSock = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::Missing(name))?
+            .try_into()
+            .map_err(program_error(name))?;
+        program.load().map_err(program_error(name))?;
+        let id = program
+            .attach(open_cgroup()?, CgroupAttachMode::Single)
+            .map_err(program_error(name))?;
+        if let Some(dir) = &links {
+            let link = program.take_link(id).map_err(program_error(name))?;
+            pin_cgroup_link(link.try_into().map_err(link_error(name))?, dir, name)?;
         }
         Ok(())
     }

@@ -45,14 +45,33 @@ impl Default for ControllerConfig {
     }
 }
 
-/// Run the controllers whenever this replica leads; returns when `client` is unusable.
-pub async fn run(client: Client, identity: String, config: ControllerConfig) {
+/// Run the controllers whenever this replica leads, until `stop` turns true; then stop
+/// them and hand the leader Lease back, so a restarted or other replica takes over at
+/// once. Returns early only if `client` is unusable.
+pub async fn run(
+    client: Client,
+    identity: String,
+    config: ControllerConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let election = LeaderElection::new(
         client.clone(),
         "kube-system",
         "skiff-controller-manager",
         identity,
     );
+    tokio::select! {
+        () = lead(&election, &client, &config) => {}
+        _ = stop.wait_for(|stop| *stop) => {
+            info!("stopping controllers");
+        }
+    }
+    // The controllers' JoinSet went with `lead`'s future: every controller is aborted.
+    election.release().await;
+}
+
+/// Lead whenever the lease is ours: start the controllers, and stop them when it is lost.
+async fn lead(election: &LeaderElection, client: &Client, config: &ControllerConfig) {
     loop {
         election.acquire().await;
         info!("became the leader: starting controllers");

@@ -1,14 +1,16 @@
 //! Socket-level load balancing at the pod cgroup parent: translate a Service frontend to a
 //! backend once, at `connect()` (TCP, connected UDP) or per `sendmsg()` (unconnected UDP),
 //! so established connections carry no per-packet NAT; `recvmsg()` and `getpeername()`
-//! show the frontend again, from the socket's reverse entry.
+//! show the frontend again, from the socket's reverse entry, which `sock_release` removes
+//! when the socket goes (as Cilium's `cil_sock_release` does): the map then holds live
+//! sockets only, and a connect never pays for evicting a dead one.
 
 use aya_ebpf::{
     EbpfContext,
     btf_maps::LruHashMap,
     helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_set_retval},
-    macros::{btf_map, cgroup_sock_addr},
-    programs::SockAddrContext,
+    macros::{btf_map, cgroup_sock, cgroup_sock_addr},
+    programs::{SockAddrContext, SockContext},
 };
 use skiff_ebpf_common::{
     affinity::{AffinityKey, CLIENT_NETNS},
@@ -67,6 +69,32 @@ pub fn recvmsg4(ctx: SockAddrContext) -> i32 {
 #[cgroup_sock_addr(getpeername4)]
 pub fn getpeername4(ctx: SockAddrContext) -> i32 {
     reverse(&ctx, HOOK_GETPEERNAME4)
+}
+
+/// `AF_INET`.
+const AF_INET: u32 = 2;
+
+/// cgroup/sock_release: a closing socket's reverse entry goes with it. A connected socket's
+/// peer is the backend its connect was sent to, which is the entry's key; an unconnected
+/// UDP socket's entries (one per backend it sent to) are left to the LRU.
+#[cgroup_sock(sock_release)]
+pub fn sock_release(ctx: SockContext) -> i32 {
+    let sock = ctx.sock;
+    // SAFETY: the kernel passes a valid bpf_sock; these fields are readable at release.
+    let (family, address, port) = unsafe { ((*sock).family, (*sock).dst_ip4, (*sock).dst_port) };
+    if family != AF_INET || address == 0 {
+        return ALLOW;
+    }
+    // SAFETY: the helper accepts this program type's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let key = SockRevKey {
+        cookie,
+        address,
+        port,
+        pad: 0,
+    };
+    let _ = SOCK_REV_NAT.remove(&key);
+    ALLOW
 }
 
 #[inline(always)]

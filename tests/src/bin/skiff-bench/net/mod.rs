@@ -60,6 +60,11 @@ const QUICK: Plan = Plan {
     rounds: 2,
 };
 
+/// The machine counts as quiet below this share of its CPU in use (over half a second).
+const QUIET: f64 = 0.15;
+/// The longest wait for a quiet machine before a scale point's paths run anyway.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Run the benchmark against the lab described in the environment.
 pub async fn run(quick: bool) -> Result<Value> {
     let plan = if quick { QUICK } else { FULL };
@@ -90,7 +95,7 @@ pub async fn run(quick: bool) -> Result<Value> {
     Ok(json!({
         "incomplete": incomplete,
         "quick": quick,
-        "plan": {"sizes": plan.sizes, "seconds": plan.seconds, "repetitions": plan.repetitions, "rounds": plan.rounds},
+        "plan": {"sizes": plan.sizes, "seconds": plan.seconds, "repetitions": plan.repetitions, "rounds": plan.rounds, "warm_up_rounds": paths::WARM_UP_ROUNDS},
         "iptables_backend": skiff_tests::bare_node::IPTABLES,
         "topology": {
             "backends": "10 skiff/echo pods on skiff-node-2 and skiff-node-3",
@@ -118,8 +123,16 @@ async fn scale_point(
     *have = size.max(*have);
     workload::wait_programmed(lab, size)?;
     let services = workload::kube_proxy_services(client).await?;
+    // The fillers' aftermath (EndpointSlices written, agents syncing, etcd compacting) and
+    // the lab's own start are not any path's cost.
+    let settled = skiff_tests::bench::settle(QUIET, SETTLE_LIMIT).await;
     let paths = paths::measure_all(lab, bare, workload, &services, plan.seconds, plan.rounds)?;
     let programming =
         programming::measure(lab, client, bare, workload, &services, size, plan).await?;
-    Ok(json!({"services": size, "paths": paths, "programming": programming}))
+    Ok(json!({
+        "services": size,
+        "settle": {"quiet_below": QUIET, "seconds_waited": settled.as_secs_f64()},
+        "paths": paths,
+        "programming": programming,
+    }))
 }

@@ -354,16 +354,23 @@ fn north_south<'a>(
     ]
 }
 
-/// Run `jobs` `rounds` times, one mode after the other so a path runs right beside its
-/// floor, in the order of `jobs` on even rounds and backwards on odd ones (A B B A: drift
-/// of the machine within a round hits every path alike). Short rounds, many of them, so
-/// that whatever else the machine does lands in every path's slices and not in one path's
-/// run. Per path and mode the rounds are pooled into one distribution (see [`pool`]).
+/// Rounds run before the measured ones and thrown away: the first connections after a
+/// pause meet cold caches, a just-changed switch and backends that have idled.
+pub const WARM_UP_ROUNDS: usize = 1;
+
+/// Run `jobs` `rounds` times (after [`WARM_UP_ROUNDS`] unrecorded ones), one mode after the
+/// other so a path runs right beside its floor, in the order of `jobs` on even rounds and
+/// backwards on odd ones (A B B A: drift of the machine within a round hits every path
+/// alike). Short rounds, many of them, so that whatever else the machine does lands in
+/// every path's slices and not in one path's run. Per path and mode the rounds are pooled
+/// into one distribution (see [`pool`]).
 fn run_rounds(lab: &Lab, jobs: &mut [Job], rounds: usize) -> Result<Vec<Value>> {
     const MODES: [&str; 4] = ["tcp_rr", "tcp_crr", "udp_rr", "stream"];
     jobs.sort_by_key(|job| MODES.iter().position(|m| *m == job.mode));
     let mut runs: Vec<Vec<Value>> = jobs.iter().map(|_| Vec::new()).collect();
-    for round in 0..rounds.max(1) {
+    let rounds = rounds.max(1);
+    for round in 0..WARM_UP_ROUNDS + rounds {
+        let recorded = round >= WARM_UP_ROUNDS;
         for mode in MODES {
             let mut order: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].mode == mode).collect();
             if round % 2 == 1 {
@@ -375,7 +382,10 @@ fn run_rounds(lab: &Lab, jobs: &mut [Job], rounds: usize) -> Result<Vec<Value>> 
                 let args: Vec<&str> = job.args.iter().map(String::as_str).collect();
                 let row = measure(lab, &job.client, &job.path, job.mode, &args);
                 job.switch.set(lab, false);
-                runs[i].push(row?);
+                let row = row?;
+                if recorded {
+                    runs[i].push(row);
+                }
             }
         }
     }
