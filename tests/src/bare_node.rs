@@ -33,6 +33,13 @@ const GATEWAY: &str = "10.244.250.1";
 pub const IPTABLES: &str = "iptables-legacy";
 /// Its restore command.
 const IPTABLES_RESTORE: &str = "iptables-legacy-restore";
+/// nftables' command (kube-proxy's nftables mode).
+const NFT: &str = "nft";
+/// The longest an `nft -f` load may take: the kernel commits 10,000 Services' anonymous
+/// verdict maps (one per Service) in minutes, growing with their square.
+pub const NFT_LOAD_LIMIT: Duration = Duration::from_secs(600);
+/// The nftables mode's table.
+const NFT_TABLE: &str = crate::kube_proxy::nftables::TABLE;
 /// The bridge side of the node's veth.
 const WIRE_VETH: &str = "skiff-nb";
 /// The node side of the pod's veth.
@@ -141,49 +148,67 @@ impl BareNode {
     /// Load rules with `iptables-restore` (`--noflush`, as kube-proxy does) in the node
     /// namespace; how long the restore took.
     pub fn restore(&self, rules: &str, noflush: bool) -> Result<Duration, String> {
-        let mut args = vec!["netns", "exec", NODE, IPTABLES_RESTORE, "-w"];
+        let mut args = vec!["-w"];
         if noflush {
             args.push("--noflush");
         }
-        let started = Instant::now();
-        let mut child = Command::new("ip")
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("iptables-restore: {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use std::io::Write as _;
-            stdin
-                .write_all(rules.as_bytes())
-                .map_err(|e| format!("feeding iptables-restore: {e}"))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("iptables-restore: {e}"))?;
-        let took = started.elapsed();
-        if !out.status.success() {
-            return Err(format!(
-                "iptables-restore failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(took)
+        feed(IPTABLES_RESTORE, &args, rules)
     }
 
-    /// Remove every rule kube-proxy's would have left (flush both tables).
+    /// Load a ruleset with `nft -f -` (one transaction, as kube-proxy's nftables mode
+    /// writes it) in the node namespace; how long the load took. A load still running after
+    /// [`NFT_LOAD_LIMIT`] is killed (the transaction is then not committed).
+    pub fn nft_load(&self, ruleset: &str) -> Result<Duration, String> {
+        let limit = format!("{}s", NFT_LOAD_LIMIT.as_secs());
+        feed(
+            "timeout",
+            &["--kill-after=10s", &limit, NFT, "-f", "-"],
+            ruleset,
+        )
+        .map_err(|e| format!("nft -f: {e} (a load is stopped after {limit})"))
+    }
+
+    /// Remove every rule kube-proxy's modes would have left: both iptables tables of the
+    /// backend the rules were loaded with, flushed and their chains deleted, and the
+    /// nftables mode's table.
     pub fn flush(&self) {
         for table in ["nat", "filter"] {
+            for action in ["-F", "-X"] {
+                let _ = process::run(
+                    "ip",
+                    &["netns", "exec", NODE, IPTABLES, "-w", "-t", table, action],
+                );
+            }
+        }
+        if self.has_nft_table() {
             let _ = process::run(
                 "ip",
-                &["netns", "exec", NODE, "iptables", "-w", "-t", table, "-F"],
-            );
-            let _ = process::run(
-                "ip",
-                &["netns", "exec", NODE, "iptables", "-w", "-t", table, "-X"],
+                &["netns", "exec", NODE, NFT, "delete", "table", NFT_TABLE],
             );
         }
+    }
+
+    /// Whether the nftables mode's table is loaded.
+    pub fn has_nft_table(&self) -> bool {
+        process::run("ip", &["netns", "exec", NODE, NFT, "list", "tables"]).is_ok_and(|tables| {
+            tables
+                .lines()
+                .any(|l| l.trim() == format!("table {NFT_TABLE}"))
+        })
+    }
+
+    /// Whether the node namespace holds none of kube-proxy's rules: no rule in the iptables
+    /// backend's nat and filter tables (only the built-in chains' policies) and no
+    /// nftables table. What the floors must be measured on.
+    pub fn is_bare(&self) -> bool {
+        let no_iptables_rules = ["nat", "filter"].iter().all(|table| {
+            process::run(
+                "ip",
+                &["netns", "exec", NODE, IPTABLES, "-w", "-t", table, "-S"],
+            )
+            .is_ok_and(|text| text.lines().all(|l| l.starts_with("-P ")))
+        });
+        no_iptables_rules && !self.has_nft_table()
     }
 
     /// A command run in the pod namespace.
@@ -201,6 +226,37 @@ impl BareNode {
         let _ = ip(&["netns", "del", POD]);
         let _ = ip(&["netns", "del", NODE]);
     }
+}
+
+/// Run `program args…` in the node namespace with `input` on its stdin; how long it took.
+fn feed(program: &str, args: &[&str], input: &str) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", NODE, program])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| format!("feeding {program}: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "{program} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(took)
 }
 
 impl Drop for BareNode {

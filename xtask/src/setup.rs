@@ -23,7 +23,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",          // `ip` for the lab's namespaces and links
     "bpftool",           // inspecting the datapath's programs and maps
     "busybox-static",    // the busybox test image and in-namespace probes
-    "iptables",          // kube-proxy comparison in the benchmarks
+    "iptables",          // kube-proxy comparison in the benchmarks (iptables mode)
+    "nftables",          // kube-proxy comparison in the benchmarks (nftables mode)
     "kubectl",           // the stock client the e2e tests drive
     "protobuf-compiler", // etcd-client's and containerd-client's build scripts
     "libprotobuf-dev",   // google/protobuf/*.proto that protoc needs for those builds

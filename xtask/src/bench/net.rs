@@ -72,7 +72,7 @@ fn number(v: &Value) -> f64 {
 }
 
 /// The row of `path`/`mode` among `rows`.
-pub fn find<'a>(rows: &'a [Value], path: &str, mode: &str) -> Option<&'a Value> {
+fn find<'a>(rows: &'a [Value], path: &str, mode: &str) -> Option<&'a Value> {
     rows.iter()
         .find(|r| r["path"].as_str() == Some(path) && r["mode"].as_str() == Some(mode))
 }
@@ -261,7 +261,11 @@ fn programming_table(md: &mut String, scale: &[Value]) {
         let programming = &point["programming"];
         // (operation, prefix of its label)
         let mut operations: Vec<(&Value, &str)> = Vec::new();
-        for (group, prefix) in [("skiff_maps", "Skiff maps: "), ("iptables", "")] {
+        for (group, prefix) in [
+            ("skiff_maps", "Skiff maps: "),
+            ("iptables", ""),
+            ("nftables", ""),
+        ] {
             operations.extend(
                 programming[group]["operations"]
                     .as_array()
@@ -323,6 +327,16 @@ fn programming_table(md: &mut String, scale: &[Value]) {
             "| {services} | (iptables rules in the full restore) | {} | | |\n",
             programming["iptables"]["rules"]
         ));
+        if let Some(lines) = programming["nftables"]["lines"].as_u64() {
+            md.push_str(&format!(
+                "| {services} | (`nft -f` lines in the full sync) | {lines} | | |\n"
+            ));
+        }
+        if let Some(error) = programming["nftables"]["error"].as_str() {
+            md.push_str(&format!(
+                "| {services} | nftables: not measured ({error}) | | | |\n"
+            ));
+        }
     }
 }
 
@@ -336,7 +350,9 @@ pub fn markdown(net: &Value) -> String {
          kube-proxy rows are kube-proxy v1.33's iptables rules generated from the same \
          Services and EndpointSlices, loaded with `iptables-restore` into a node without Skiff; \
          \"rule last\" puts the measured Service's `KUBE-SERVICES` rule after every other \
-         Service's (worst case), \"middle\" half way (median). Ratios compare each path with \
+         Service's (worst case), \"middle\" half way (median). The kube-proxy nftables rows \
+         are its nftables mode's table (one `service-ips` verdict map, so no rule position), \
+         loaded with `nft -f` into the same node once the iptables rules are flushed. Ratios compare each path with \
          the direct path from the same client: for TCP_RR and TCP_CRR the direct path to the \
          Service's pods in turn (\"direct pod IPs in turn\"; east-west RR runs reconnect every 200 \
          exchanges, so Service and floor alike sample every backend), else to one pod. Each \
@@ -379,6 +395,15 @@ pub fn markdown(net: &Value) -> String {
             .unwrap_or_default();
         md.push_str(&format!("\n### {services} Services\n\n"));
         paths_table(&mut md, &rows);
+        let nft = &point["paths"]["nftables_full_sync"];
+        if let Some(error) = nft["error"].as_str() {
+            md.push_str(&format!("\nNo kube-proxy nftables rows: {error}\n"));
+        } else if let Some(seconds) = nft["seconds"].as_f64() {
+            md.push_str(&format!(
+                "\nkube-proxy nftables: its full sync ({} lines of `nft -f`) loaded in {seconds:.2} s.\n",
+                nft["lines"]
+            ));
+        }
         ebpf_table(&mut md, &rows);
         targets(&mut md, services, &rows, &point["programming"]);
     }

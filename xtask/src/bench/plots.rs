@@ -7,8 +7,6 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use serde_json::Value;
 
-use super::net::find;
-
 /// DejaVu Sans from Debian's fonts-dejavu-core (installed by setup).
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
@@ -92,37 +90,41 @@ pub fn network(net: &Value, dir: &Path) -> Result<()> {
         "Skiff tc (per packet)",
         "direct pod IP (bare node)",
     ];
+    // kube-proxy's rows are named with the rule or Service count: matched by prefix (for
+    // iptables the worst case, the rule last).
+    let kube_proxy = [
+        (
+            "kube-proxy iptables, rule last",
+            "kube-proxy iptables (rule last",
+        ),
+        ("kube-proxy nftables", "kube-proxy nftables ("),
+    ];
     let mut latency: Vec<Series> = Vec::new();
     for quantile in ["p50_us", "p99_us"] {
-        for path in paths {
+        let series = |label: &str, is_path: &dyn Fn(&str) -> bool| -> Series {
             let points = scale
                 .iter()
                 .filter_map(|p| {
                     let rows = p["paths"]["rows"].as_array()?;
-                    let row = find(rows, path, "tcp_rr")?;
+                    let row = rows.iter().find(|r| {
+                        r["mode"].as_str() == Some("tcp_rr")
+                            && r["path"].as_str().is_some_and(is_path)
+                    })?;
                     Some((p["services"].as_f64()?, row[quantile].as_f64()?))
                 })
                 .collect();
-            latency.push((format!("{path} {}", &quantile[..3]), points));
+            (format!("{label} {}", &quantile[..3]), points)
+        };
+        for path in paths {
+            latency.push(series(path, &|name| name == path));
         }
-        // kube-proxy's rows are named with the rule count; take the worst case.
-        let points = scale
-            .iter()
-            .filter_map(|p| {
-                let rows = p["paths"]["rows"].as_array()?;
-                let row = rows.iter().find(|r| {
-                    r["mode"].as_str() == Some("tcp_rr")
-                        && r["path"]
-                            .as_str()
-                            .is_some_and(|n| n.starts_with("kube-proxy iptables (rule last"))
-                })?;
-                Some((p["services"].as_f64()?, row[quantile].as_f64()?))
-            })
-            .collect();
-        latency.push((
-            format!("kube-proxy iptables, rule last {}", &quantile[..3]),
-            points,
-        ));
+        for (label, prefix) in kube_proxy {
+            let found = series(label, &|name| name.starts_with(prefix));
+            // Reports from before the nftables rows have none.
+            if !found.1.is_empty() {
+                latency.push(found);
+            }
+        }
     }
     line_chart(
         &dir.join("latency_vs_services.png"),
@@ -159,6 +161,15 @@ pub fn network(net: &Value, dir: &Path) -> Result<()> {
         1,
         "kube-proxy: iptables-restore, partial",
     ));
+    for (index, name) in [
+        (0, "kube-proxy: nft -f, full"),
+        (1, "kube-proxy: nft -f, partial"),
+    ] {
+        let series = operation("nftables", index, name);
+        if !series.1.is_empty() {
+            programming.push(series);
+        }
+    }
     let end_to_end = scale
         .iter()
         .filter_map(|p| {

@@ -7,16 +7,18 @@
 //! - direct pod IP from the Skiff pod and from the bare pod (the floors);
 //! - the cluster IP through the socket LB, through the per-packet tc path (socket LB off on
 //!   node 1), and through kube-proxy's rules on the bare node with the measured Service's
-//!   rule last in `KUBE-SERVICES` (worst case) and in the middle (median);
+//!   rule last in `KUBE-SERVICES` (worst case) and in the middle (median), and through
+//!   kube-proxy's nftables mode on the same node (one verdict-map lookup, no position);
 //! - node ports from the root namespace: Skiff tc (remote backends, SNAT), Skiff tc and XDP
-//!   on a node with local backends (`externalTrafficPolicy: Local`), and kube-proxy's on the
-//!   bare node.
+//!   on a node with local backends (`externalTrafficPolicy: Local`), and kube-proxy's
+//!   (iptables and nftables) on the bare node.
 //!
 //! At 1, 1,000 and 10,000 Services (fillers of 10 endpoints each that serve nothing), each
 //! path runs TCP_RR (latency), TCP_CRR (connections/s), UDP_RR (cluster IPs) and a bulk
 //! stream, with CPU time per request from /proc/stat. Programming cost: Skiff's map update
 //! for one Service or endpoint on a scratch datapath with N Services, against
-//! `iptables-restore` full and partial; and API write → every node's datapath answering.
+//! `iptables-restore` and `nft -f`, full and partial syncs; and API write → every node's
+//! datapath answering.
 
 mod ebpf_cost;
 mod etcd_disk;
@@ -97,10 +99,11 @@ pub async fn run(quick: bool) -> Result<Value> {
         "quick": quick,
         "plan": {"sizes": plan.sizes, "seconds": plan.seconds, "repetitions": plan.repetitions, "rounds": plan.rounds, "warm_up_rounds": paths::WARM_UP_ROUNDS},
         "iptables_backend": skiff_tests::bare_node::IPTABLES,
+        "nftables_table": skiff_tests::kube_proxy::nftables::TABLE,
         "topology": {
             "backends": "10 skiff/echo pods on skiff-node-2 and skiff-node-3",
             "skiff_client": "a pod on skiff-node-1",
-            "bare_client": "a pod namespace behind skiff-node-bare (no Skiff, kube-proxy's iptables rules)",
+            "bare_client": "a pod namespace behind skiff-node-bare (no Skiff, kube-proxy's iptables or nftables rules)",
             "node_port_client": "the root namespace",
         },
         "cross_check": cross_check,
@@ -127,8 +130,16 @@ async fn scale_point(
     // the lab's own start are not any path's cost.
     let settled = skiff_tests::bench::settle(QUIET, SETTLE_LIMIT).await;
     let paths = paths::measure_all(lab, bare, workload, &services, plan.seconds, plan.rounds)?;
-    let programming =
-        programming::measure(lab, client, bare, workload, &services, size, plan).await?;
+    let programming = programming::measure(
+        lab,
+        client,
+        bare,
+        &services,
+        &paths["nftables_full_sync"],
+        size,
+        plan,
+    )
+    .await?;
     Ok(json!({
         "services": size,
         "settle": {"quiet_below": QUIET, "seconds_waited": settled.as_secs_f64()},

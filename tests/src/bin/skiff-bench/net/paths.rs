@@ -8,12 +8,16 @@ use skiff_tests::{
     Lab,
     bare_node::{self, BareNode},
     bench::cpu_ticks,
-    kube_proxy::{self, Position, ServicePort},
+    kube_proxy::{
+        ServicePort,
+        iptables::{self, Position},
+        nftables,
+    },
 };
 
 use super::{
     ebpf_cost,
-    workload::{CLIENT_POD, NAMESPACE, Workload},
+    workload::{CLIENT_POD, NAMESPACE, Workload, kube_proxy_settings},
 };
 
 /// Where a path's client runs.
@@ -167,11 +171,13 @@ enum Ports {
     KubeProxyLast,
     KubeProxyMiddle,
     KubeProxyNodePort,
+    KubeProxyNft,
+    KubeProxyNftNodePort,
 }
 
 impl Ports {
     /// How many slices there are (one per variant).
-    const SLICES: u16 = Self::KubeProxyNodePort as u16 + 1;
+    const SLICES: u16 = Self::KubeProxyNftNodePort as u16 + 1;
 
     /// `skiff-load --local-ports` for this slice.
     fn range(self) -> String {
@@ -468,13 +474,8 @@ fn pooled_histogram(runs: &[Value]) -> Option<hdrhistogram::Histogram<u64>> {
     (!pooled.is_empty()).then_some(pooled)
 }
 
-fn kube_proxy_settings() -> kube_proxy::Settings {
-    kube_proxy::Settings {
-        cluster_cidr: "10.244.0.0/16".to_owned(),
-    }
-}
-
-/// Every path at the current number of Services, each `rounds` times.
+/// Every path at the current number of Services, each `rounds` times. Leaves kube-proxy's
+/// nftables table loaded on the bare node (see `programming::measure`).
 pub fn measure_all(
     lab: &Lab,
     bare: &BareNode,
@@ -572,13 +573,17 @@ pub fn measure_all(
     // The bare floors are bare: no rules left from the last scale point's kube-proxy rows
     // or programming runs (a direct connection would walk every KUBE-SERVICES rule).
     bare.flush();
+    anyhow::ensure!(
+        bare.is_bare(),
+        "the bare node still holds kube-proxy rules after a flush; its floors would not be bare"
+    );
     let mut rows = run_rounds(lab, &mut jobs, rounds)?;
     let mut restores = Vec::new();
     for (position, name, slice) in [
         (Position::Last, "last", Ports::KubeProxyLast),
         (Position::Middle, "middle", Ports::KubeProxyMiddle),
     ] {
-        let rules = kube_proxy::full_restore(ports, *measured, position, &kube_proxy_settings());
+        let rules = iptables::first_restore(ports, *measured, position, &kube_proxy_settings());
         bare.flush();
         let took = bare.restore(&rules, true).map_err(anyhow::Error::msg)?;
         restores.push(json!({"position": name, "rules": rules.lines().count(), "seconds": took.as_secs_f64(), "backend": bare_node::IPTABLES}));
@@ -604,7 +609,60 @@ pub fn measure_all(
         }
         rows.extend(run_rounds(lab, &mut jobs, rounds)?);
     }
-    Ok(json!({"rows": rows, "iptables_full_restore": restores}))
+    let nft = nftables_rows(lab, bare, workload, ports, seconds, rounds);
+    let nftables_load = match nft {
+        Ok((nft_rows, load)) => {
+            rows.extend(nft_rows);
+            load
+        }
+        // The other rows still make a report; the row's absence says why.
+        Err(e) => {
+            eprintln!("skiff-bench net: no kube-proxy nftables rows: {e:#}");
+            json!({"error": format!("{e:#}")})
+        }
+    };
+    // The nftables table stays: the programming measurement times partial syncs on it,
+    // then removes it.
+    Ok(
+        json!({"rows": rows, "iptables_full_restore": restores, "nftables_full_sync": nftables_load}),
+    )
+}
+
+/// kube-proxy's nftables mode on the bare node: its full sync loaded with `nft -f` (the
+/// iptables rules flushed first), then the cluster IP and the node port through it. The
+/// rows and the load (lines, seconds); the table stays loaded.
+fn nftables_rows(
+    lab: &Lab,
+    bare: &BareNode,
+    workload: &Workload,
+    ports: &[ServicePort],
+    seconds: f64,
+    rounds: usize,
+) -> Result<(Vec<Value>, Value)> {
+    let ruleset = nftables::full_sync(ports, &kube_proxy_settings());
+    bare.flush();
+    let took = bare.nft_load(&ruleset).map_err(anyhow::Error::msg)?;
+    let load = json!({"lines": ruleset.lines().count(), "seconds": took.as_secs_f64(), "services": ports.len()});
+    let none = Switch::None;
+    let vip = workload.vip.to_string();
+    let mut jobs = east_west(
+        &format!("kube-proxy nftables ({} Services)", ports.len()),
+        Ports::KubeProxyNft,
+        || Client::BarePod(bare),
+        &none,
+        &vip,
+        false,
+        seconds,
+    );
+    let target = format!("{}:{}", bare_node::ADDRESS, workload.node_port);
+    jobs.extend(north_south(
+        "NodePort, kube-proxy nftables (remote backends, masquerade)",
+        Ports::KubeProxyNftNodePort,
+        &none,
+        &target,
+        seconds,
+    ));
+    Ok((run_rounds(lab, &mut jobs, rounds)?, load))
 }
 
 /// One figure measured twice: skiff-load's TCP_RR and wrk (Debian's) on the same path.

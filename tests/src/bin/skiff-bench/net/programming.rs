@@ -27,12 +27,16 @@ use skiff_ebpf_common::lb::{BACKEND_ACTIVE, SVC_CLUSTER_IP};
 use skiff_tests::{
     Lab,
     bare_node::BareNode,
-    kube_proxy::{self, Position, ServicePort},
+    kube_proxy::{
+        ServicePort,
+        iptables::{self, Position},
+        nftables,
+    },
 };
 
 use super::{
     Plan, etcd_disk,
-    workload::{NAMESPACE, Workload},
+    workload::{NAMESPACE, kube_proxy_settings},
 };
 
 fn percentile(samples: &mut [f64], q: f64) -> f64 {
@@ -152,42 +156,80 @@ fn skiff_map_updates(n: usize, repetitions: usize) -> Result<Value> {
     }))
 }
 
-/// kube-proxy's restores with the current Services: a full one and a partial one (one
-/// Service changed), each timed in the bare node.
+/// A timed load's microseconds, or what went wrong.
+fn micros(took: Result<std::time::Duration, String>) -> Result<f64> {
+    took.map(|d| d.as_secs_f64() * 1e6)
+        .map_err(anyhow::Error::msg)
+}
+
+/// kube-proxy's iptables restores with the current Services: a full sync and a partial
+/// one (one Service changed), each timed in the bare node on top of the rules a first
+/// restore loaded (so every sync replaces what kube-proxy's would).
 fn iptables_restores(
     bare: &BareNode,
     services: &(Vec<ServicePort>, usize),
     repetitions: usize,
 ) -> Result<Value> {
     let (ports, measured) = services;
-    let settings = kube_proxy::Settings {
-        cluster_cidr: "10.244.0.0/16".to_owned(),
-    };
-    let full = kube_proxy::full_restore(ports, *measured, Position::Last, &settings);
-    let partial =
-        kube_proxy::partial_restore(ports, *measured, *measured, Position::Last, &settings);
+    let settings = kube_proxy_settings();
+    let first = iptables::first_restore(ports, *measured, Position::Last, &settings);
+    let full = iptables::full_restore(ports, *measured, Position::Last, &settings);
+    let partial = iptables::partial_restore(ports, *measured, *measured, Position::Last, &settings);
+    bare.flush();
+    bare.restore(&first, true).map_err(anyhow::Error::msg)?;
     let (mut full_times, mut partial_times) = (Vec::new(), Vec::new());
     for _ in 0..repetitions.min(5) {
-        full_times.push(
-            bare.restore(&full, true)
-                .map_err(anyhow::Error::msg)?
-                .as_secs_f64()
-                * 1e6,
-        );
-        partial_times.push(
-            bare.restore(&partial, true)
-                .map_err(anyhow::Error::msg)?
-                .as_secs_f64()
-                * 1e6,
-        );
+        full_times.push(micros(bare.restore(&full, true))?);
+        partial_times.push(micros(bare.restore(&partial, true))?);
     }
+    bare.flush();
     Ok(json!({
-        "rules": full.lines().count(),
+        "rules": first.lines().count(),
         "operations": [
             summary("iptables-restore, full sync", full_times),
             summary("iptables-restore, partial sync (one Service)", partial_times),
         ],
     }))
+}
+
+/// kube-proxy's nftables syncs with the current Services: the full sync is the one the
+/// paths' measurement loaded (`nft -f` of the whole table into a namespace without it,
+/// timed once: with 10,000 Services the kernel takes minutes to commit it), the partial
+/// one (one Service's chains and map elements rewritten) is timed on that loaded table,
+/// which is then removed.
+fn nftables_syncs(
+    bare: &BareNode,
+    services: &(Vec<ServicePort>, usize),
+    repetitions: usize,
+    full_load: &Value,
+) -> Result<Value> {
+    let outcome = (|| {
+        if let Some(error) = full_load["error"].as_str() {
+            bail!("the full sync did not load: {error}");
+        }
+        let full_seconds = full_load["seconds"]
+            .as_f64()
+            .context("the paths' measurement reported no full sync")?;
+        anyhow::ensure!(
+            bare.has_nft_table(),
+            "kube-proxy's nftables table is not loaded"
+        );
+        let (ports, measured) = services;
+        let partial = nftables::partial_sync(ports, *measured, &kube_proxy_settings());
+        let mut partial_times = Vec::new();
+        for _ in 0..repetitions.min(5) {
+            partial_times.push(micros(bare.nft_load(&partial))?);
+        }
+        Ok(json!({
+            "lines": full_load["lines"],
+            "operations": [
+                summary("nft -f, full sync", vec![full_seconds * 1e6]),
+                summary("nft -f, partial sync (one Service)", partial_times),
+            ],
+        }))
+    })();
+    bare.flush();
+    outcome
 }
 
 /// Microseconds since the Unix epoch.
@@ -325,24 +367,33 @@ async fn free_cluster_ips(client: &Client, count: usize) -> Result<Vec<Ipv4Addr>
     Ok(free)
 }
 
-/// Every programming measurement with `present` Services.
+/// Every programming measurement with `present` Services. `nftables_load` is the paths'
+/// load of kube-proxy's nftables full sync (still loaded on the bare node, or an error).
 pub async fn measure(
     lab: &Lab,
     client: &Client,
     bare: &BareNode,
-    _workload: &Workload,
     services: &(Vec<ServicePort>, usize),
+    nftables_load: &Value,
     present: usize,
     plan: Plan,
 ) -> Result<Value> {
     let repetitions = plan.repetitions;
     let skiff =
         tokio::task::spawn_blocking(move || skiff_map_updates(present, repetitions)).await??;
+    // First, on the nftables table the paths' measurement left; without its figures the
+    // rest still makes a report.
+    let nftables =
+        nftables_syncs(bare, services, plan.repetitions, nftables_load).unwrap_or_else(|e| {
+            eprintln!("skiff-bench net: no nftables programming figures: {e:#}");
+            json!({"error": format!("{e:#}")})
+        });
     let iptables = iptables_restores(bare, services, plan.repetitions)?;
     let (end_to_end, parts) = api_to_datapath(lab, client, present, plan.repetitions).await?;
     Ok(json!({
         "skiff_maps": skiff,
         "iptables": iptables,
+        "nftables": nftables,
         "end_to_end": end_to_end,
         "end_to_end_parts": parts,
     }))

@@ -15,7 +15,10 @@ use kube::{
     api::{DeleteParams, ListParams, PostParams},
 };
 use serde_json::json;
-use skiff_tests::{Lab, Node, kube_proxy::ServicePort};
+use skiff_tests::{
+    Lab, Node, bare_node,
+    kube_proxy::{ServicePort, Settings},
+};
 
 use crate::ensure_namespace;
 
@@ -290,6 +293,15 @@ pub fn wait_programmed(lab: &Lab, size: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// kube-proxy's settings on the bare node (the lab's cluster and Service CIDRs).
+pub fn kube_proxy_settings() -> Settings {
+    Settings {
+        cluster_cidr: "10.244.0.0/16".to_owned(),
+        service_cidr: "10.96.0.0/12".to_owned(),
+        node_ip: bare_node::ADDRESS,
+    }
 }
 
 /// Every TCP and UDP Service port with a cluster IP and ready endpoints, as kube-proxy reads them,

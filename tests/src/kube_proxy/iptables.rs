@@ -10,45 +10,14 @@
 
 use std::{fmt::Write as _, net::Ipv4Addr};
 
-use sha2::{Digest, Sha256};
+use super::{ServicePort, Settings, sha256_base32};
 
-/// One Service port as kube-proxy sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServicePort {
-    /// Namespace.
-    pub namespace: String,
-    /// Service name.
-    pub name: String,
-    /// Port name ("" for an unnamed port).
-    pub port_name: String,
-    /// `tcp` or `udp`.
-    pub protocol: String,
-    /// Cluster IP.
-    pub cluster_ip: Ipv4Addr,
-    /// Service port.
-    pub port: u16,
-    /// Node port, if any.
-    pub node_port: Option<u16>,
-    /// Ready endpoints (address, port), in kube-proxy's order.
-    pub endpoints: Vec<(Ipv4Addr, u16)>,
-}
-
+/// The iptables mode's chain names: `KUBE-*-` and 16 characters of base32(SHA-256), as
+/// `servicePortChainName` computes them.
 impl ServicePort {
-    /// kube's `ServicePortName.String()`: `ns/name:port` (`ns/name` for an unnamed port).
-    pub fn port_name_string(&self) -> String {
-        if self.port_name.is_empty() {
-            format!("{}/{}", self.namespace, self.name)
-        } else {
-            format!("{}/{}:{}", self.namespace, self.name, self.port_name)
-        }
-    }
-
     fn hash(&self, extra: &str) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(self.port_name_string().as_bytes());
-        hasher.update(self.protocol.as_bytes());
-        hasher.update(extra.as_bytes());
-        base32(&hasher.finalize())[..16].to_owned()
+        let text = format!("{}{}{extra}", self.port_name_string(), self.protocol);
+        sha256_base32(&text)[..16].to_owned()
     }
 
     /// `KUBE-SVC-…`.
@@ -70,30 +39,6 @@ impl ServicePort {
     }
 }
 
-/// RFC 4648 base32 (with the padding kube's `base32.StdEncoding` adds; only the first 16
-/// characters are used).
-fn base32(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::new();
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for &byte in bytes {
-        buffer = (buffer << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    while !out.len().is_multiple_of(8) {
-        out.push('=');
-    }
-    out
-}
-
 /// Where the measured Service's rule sits in `KUBE-SERVICES`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Position {
@@ -101,13 +46,6 @@ pub enum Position {
     Last,
     /// In the middle: the median case.
     Middle,
-}
-
-/// kube-proxy's settings that shape the rules.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// `--cluster-cidr`: traffic from outside it to a cluster IP is masqueraded.
-    pub cluster_cidr: String,
 }
 
 fn comment(text: &str) -> String {
@@ -195,6 +133,35 @@ fn services_jump(service: &ServicePort) -> String {
     )
 }
 
+/// The `KUBE-NODEPORTS` jump of a Service port with a node port, appended to `rules`.
+fn node_port_jump(service: &ServicePort, rules: &mut String) {
+    if let Some(node_port) = service.node_port {
+        let _ = writeln!(
+            rules,
+            "-A KUBE-NODEPORTS {} -m {proto} -p {proto} --dport {node_port} -j {}",
+            comment(&service.port_name_string()),
+            service.external_chain(),
+            proto = service.protocol,
+        );
+    }
+}
+
+/// `KUBE-SERVICES` whole, appended to `rules`: every Service port's jump (`measured` at
+/// `position`), then the jump to `KUBE-NODEPORTS` for local destinations.
+fn services_chain(
+    services: &[ServicePort],
+    measured: usize,
+    position: Position,
+    rules: &mut String,
+) {
+    for service in ordered(services, measured, position) {
+        rules.push_str(&services_jump(service));
+    }
+    rules.push_str(
+        "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n",
+    );
+}
+
 /// The order of `services` in `KUBE-SERVICES` with `measured` at `position`.
 fn ordered(services: &[ServicePort], measured: usize, position: Position) -> Vec<&ServicePort> {
     let mut others: Vec<&ServicePort> = services
@@ -214,14 +181,36 @@ fn ordered(services: &[ServicePort], measured: usize, position: Position) -> Vec
 }
 
 /// The full `iptables-restore --noflush` input kube-proxy's full sync writes: every KUBE-*
-/// chain of the nat and filter tables, flushed and rewritten, plus the jumps from the base
-/// chains (which kube-proxy ensures with `iptables -I`; written here so one restore into an
-/// empty namespace gives the whole picture).
+/// chain of the nat and filter tables, flushed and rewritten. Restored again and again (as
+/// the programming benchmark does), it leaves the same rules.
 pub fn full_restore(
     services: &[ServicePort],
     measured: usize,
     position: Position,
     settings: &Settings,
+) -> String {
+    restore_input(services, measured, position, settings, false)
+}
+
+/// [`full_restore`] plus the jumps from the base chains (`PREROUTING`, `OUTPUT`,
+/// `POSTROUTING`, `FORWARD`), which kube-proxy ensures once with `iptables -C`/`-I`: the
+/// one restore that turns a namespace without rules into a kube-proxy node. Restored twice
+/// without a flush between, it would add the jumps twice.
+pub fn first_restore(
+    services: &[ServicePort],
+    measured: usize,
+    position: Position,
+    settings: &Settings,
+) -> String {
+    restore_input(services, measured, position, settings, true)
+}
+
+fn restore_input(
+    services: &[ServicePort],
+    measured: usize,
+    position: Position,
+    settings: &Settings,
+    base_jumps: bool,
 ) -> String {
     let mut chains = String::from(
         ":KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n",
@@ -234,37 +223,31 @@ pub fn full_restore(
     );
     for service in services {
         service_rules(service, settings, &mut chains, &mut rules);
-        if let Some(node_port) = service.node_port {
-            let _ = writeln!(
-                rules,
-                "-A KUBE-NODEPORTS {} -m {proto} -p {proto} --dport {node_port} -j {}",
-                comment(&service.port_name_string()),
-                service.external_chain(),
-                proto = service.protocol,
-            );
-        }
+        node_port_jump(service, &mut rules);
     }
-    for service in ordered(services, measured, position) {
-        rules.push_str(&services_jump(service));
-    }
-    rules.push_str(
-        "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n",
-    );
-    let base = "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
-                -A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
-                -A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n";
-    let filter = "*filter\n\
+    services_chain(services, measured, position, &mut rules);
+    let base = if base_jumps {
+        "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n"
+    } else {
+        ""
+    };
+    let filter_chains = "*filter\n\
         :KUBE-SERVICES - [0:0]\n:KUBE-EXTERNAL-SERVICES - [0:0]\n:KUBE-FORWARD - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-PROXY-FIREWALL - [0:0]\n\
         -A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n\
         -A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark 0x4000/0x4000 -j ACCEPT\n\
-        -A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
-        -A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL\n\
+        -A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n";
+    let filter_jumps = if base_jumps {
+        "-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL\n\
         -A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n\
         -A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
         -A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES\n\
-        -A OUTPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
-        COMMIT\n";
-    format!("{filter}*nat\n{chains}{base}{rules}COMMIT\n")
+        -A OUTPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"
+    } else {
+        ""
+    };
+    format!("{filter_chains}{filter_jumps}COMMIT\n*nat\n{chains}{base}{rules}COMMIT\n")
 }
 
 /// The restore input kube-proxy's partial sync (MinimizeIPTablesRestore, default since
@@ -283,43 +266,16 @@ pub fn partial_restore(
         service_rules(service, settings, &mut chains, &mut rules);
     }
     for service in services {
-        if let Some(node_port) = service.node_port {
-            let _ = writeln!(
-                rules,
-                "-A KUBE-NODEPORTS {} -m {proto} -p {proto} --dport {node_port} -j {}",
-                comment(&service.port_name_string()),
-                service.external_chain(),
-                proto = service.protocol,
-            );
-        }
+        node_port_jump(service, &mut rules);
     }
-    for service in ordered(services, measured, position) {
-        rules.push_str(&services_jump(service));
-    }
-    rules.push_str(
-        "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n",
-    );
+    services_chain(services, measured, position, &mut rules);
     format!("*nat\n{chains}{rules}COMMIT\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn service(name: &str, endpoints: usize) -> ServicePort {
-        ServicePort {
-            namespace: "default".to_owned(),
-            name: name.to_owned(),
-            port_name: "http".to_owned(),
-            protocol: "tcp".to_owned(),
-            cluster_ip: Ipv4Addr::new(10, 96, 0, 10),
-            port: 80,
-            node_port: Some(30080),
-            endpoints: (1..=endpoints)
-                .map(|i| (Ipv4Addr::new(10, 244, 1, i as u8), 8080))
-                .collect(),
-        }
-    }
+    use crate::kube_proxy::tests::{service, settings};
 
     #[test]
     fn chain_names_follow_kube_proxy() {
@@ -341,19 +297,11 @@ mod tests {
             s.endpoint_chain((Ipv4Addr::new(10, 244, 1, 1), 8080)),
             s.endpoint_chain((Ipv4Addr::new(10, 244, 1, 2), 8080))
         );
-        assert_eq!(base32(b"foobar"), "MZXW6YTBOI======");
     }
 
     #[test]
     fn probabilities_share_traffic_evenly() {
-        let rules = full_restore(
-            &[service("web", 4)],
-            0,
-            Position::Last,
-            &Settings {
-                cluster_cidr: "10.244.0.0/16".to_owned(),
-            },
-        );
+        let rules = full_restore(&[service("web", 4)], 0, Position::Last, &settings());
         for p in ["0.2500000000", "0.3333333333", "0.5000000000"] {
             assert!(rules.contains(&format!("--probability {p}")), "{rules}");
         }
@@ -371,11 +319,35 @@ mod tests {
     }
 
     #[test]
+    fn only_the_first_restore_jumps_from_the_base_chains() {
+        let services = [service("web", 2)];
+        let base = |text: &str| {
+            text.lines()
+                .filter(|l| {
+                    [
+                        "-A PREROUTING ",
+                        "-A OUTPUT ",
+                        "-A POSTROUTING ",
+                        "-A FORWARD ",
+                    ]
+                    .iter()
+                    .any(|chain| l.starts_with(chain))
+                })
+                .count()
+        };
+        let sync = full_restore(&services, 0, Position::Last, &settings());
+        let first = first_restore(&services, 0, Position::Last, &settings());
+        // A sync restored again and again adds nothing to the base chains.
+        assert_eq!(base(&sync), 0, "{sync}");
+        // nat: PREROUTING, OUTPUT, POSTROUTING; filter: four FORWARD jumps and OUTPUT.
+        assert_eq!(base(&first), 8, "{first}");
+        assert_eq!(first.lines().count(), sync.lines().count() + 8);
+    }
+
+    #[test]
     fn the_measured_service_sits_where_asked() {
         let services: Vec<ServicePort> = (0..5).map(|i| service(&format!("s{i}"), 1)).collect();
-        let settings = Settings {
-            cluster_cidr: "10.244.0.0/16".to_owned(),
-        };
+        let settings = settings();
         let jumps = |text: &str| -> Vec<String> {
             text.lines()
                 .filter(|l| l.starts_with("-A KUBE-SERVICES") && l.contains("cluster IP"))
