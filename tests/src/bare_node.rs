@@ -1,9 +1,10 @@
 //! A node without Skiff, for the kube-proxy comparison: a namespace on the lab's underlay
 //! (`skiff-node-bare`, 172.30.0.50) with one "pod" namespace behind a veth, wired the way a
 //! Skiff node wires its pods (a /32 per pod, the gateway on the node's `lo`, routes to the
-//! other nodes' pod CIDRs over the underlay) but with no eBPF at all — only the iptables
-//! rules kube-proxy would write, loaded with `iptables-restore`. The legacy (x_tables)
-//! backend is used: kube-proxy's classic iptables mode, and on this Debian several times
+//! other nodes' pod CIDRs over the underlay) but with no eBPF at all — only the rules
+//! kube-proxy would write: its iptables mode's, loaded with `iptables-restore`, or its
+//! nftables mode's, loaded with `nft -f` (never both at once). For the iptables mode the
+//! legacy (x_tables) backend is used: kube-proxy's classic iptables mode, and on this Debian several times
 //! faster to restore than the nft-based `iptables` (2.6 s against 0.3 s for 1,000
 //! Services), so the comparison does not charge kube-proxy for the slower backend. Names
 //! start with the lab's prefixes, so `cargo xtask down` removes anything a killed benchmark
@@ -37,7 +38,7 @@ const IPTABLES_RESTORE: &str = "iptables-legacy-restore";
 const NFT: &str = "nft";
 /// The longest an `nft -f` load may take: the kernel commits 10,000 Services' anonymous
 /// verdict maps (one per Service) in minutes, growing with their square.
-pub const NFT_LOAD_LIMIT: Duration = Duration::from_secs(600);
+const NFT_LOAD_LIMIT: Duration = Duration::from_secs(600);
 /// The nftables mode's table.
 const NFT_TABLE: &str = crate::kube_proxy::nftables::TABLE;
 /// The bridge side of the node's veth.
@@ -157,7 +158,8 @@ impl BareNode {
 
     /// Load a ruleset with `nft -f -` (one transaction, as kube-proxy's nftables mode
     /// writes it) in the node namespace; how long the load took. A load still running after
-    /// [`NFT_LOAD_LIMIT`] is killed (the transaction is then not committed).
+    /// [`NFT_LOAD_LIMIT`] is killed and reported as failed (if the kernel was already
+    /// committing, the table may be loaded all the same; [`Self::flush`] removes it).
     pub fn nft_load(&self, ruleset: &str) -> Result<Duration, String> {
         let limit = format!("{}s", NFT_LOAD_LIMIT.as_secs());
         feed(

@@ -178,7 +178,7 @@ fn service(service: &ServicePort, settings: &Settings, flush: bool, out: &mut St
     chain(out, &svc);
     let _ = writeln!(
         out,
-        "add rule {t} {svc} ip daddr {ip} ip saddr != {} jump mark-for-masquerade",
+        "add rule {t} {svc} ip daddr {ip} {proto} dport {port} ip saddr != {} jump mark-for-masquerade",
         settings.cluster_cidr
     );
     let _ = writeln!(
@@ -215,9 +215,11 @@ pub fn full_sync(services: &[ServicePort], settings: &Settings) -> String {
     out
 }
 
-/// The `nft -f` input of kube-proxy's partial sync when only `changed` changed: that
-/// Service port's chains flushed and rewritten and its map elements written again; nothing
-/// else (the maps are looked up, not walked, so nothing else moves).
+/// The `nft -f` transaction of kube-proxy's partial sync when only `changed` changed: that
+/// Service port's chains flushed and rewritten and its map elements written again (the
+/// maps are looked up, not walked, so no other Service's rules move). Only the
+/// transaction: each sync kube-proxy also lists the table's chains and sets to find stale
+/// ones, which this leaves out.
 pub fn partial_sync(services: &[ServicePort], changed: usize, settings: &Settings) -> String {
     let mut out = String::new();
     if let Some(port) = services.get(changed) {
@@ -296,6 +298,10 @@ mod tests {
             web.nft_external_chain()
         )));
         assert!(rules.contains("ip daddr { 10.96.0.0/12 } drop"));
+        // Off-cluster sources to the cluster IP and port are masqueraded.
+        assert!(rules.contains(&format!(
+            "add rule ip kube-proxy {svc} ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade"
+        )));
         assert!(rules.contains("nodeport-ips { 172.30.0.50 }"));
     }
 

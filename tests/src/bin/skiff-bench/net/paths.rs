@@ -475,7 +475,7 @@ fn pooled_histogram(runs: &[Value]) -> Option<hdrhistogram::Histogram<u64>> {
 }
 
 /// Every path at the current number of Services, each `rounds` times. Leaves kube-proxy's
-/// nftables table loaded on the bare node (see `programming::measure`).
+/// nftables table loaded on the bare node when it loaded (see `programming::measure`).
 pub fn measure_all(
     lab: &Lab,
     bare: &BareNode,
@@ -662,7 +662,16 @@ fn nftables_rows(
         &target,
         seconds,
     ));
-    Ok((run_rounds(lab, &mut jobs, rounds)?, load))
+    match run_rounds(lab, &mut jobs, rounds) {
+        Ok(rows) => Ok((rows, load)),
+        // The load still counts (and the table is still there for the partial syncs).
+        Err(e) => {
+            eprintln!("skiff-bench net: kube-proxy nftables rows failed: {e:#}");
+            let mut load = load;
+            load["rows_error"] = json!(format!("{e:#}"));
+            Ok((Vec::new(), load))
+        }
+    }
 }
 
 /// One figure measured twice: skiff-load's TCP_RR and wrk (Debian's) on the same path.

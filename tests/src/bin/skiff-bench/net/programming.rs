@@ -1,6 +1,7 @@
 //! Programming cost with N Services present: Skiff's map writes for one Service or one
 //! endpoint (on a scratch datapath loaded in this process, holding N Services of 10
-//! backends), kube-proxy's `iptables-restore` full and partial, and the end-to-end latency
+//! backends), kube-proxy's full and partial syncs (`iptables-restore` in its iptables mode,
+//! `nft -f` in its nftables mode), and the end-to-end latency
 //! from an API write to every node's datapath answering for the new Service.
 
 use std::{
@@ -184,7 +185,7 @@ fn iptables_restores(
     }
     bare.flush();
     Ok(json!({
-        "rules": first.lines().count(),
+        "rules": full.lines().count(),
         "operations": [
             summary("iptables-restore, full sync", full_times),
             summary("iptables-restore, partial sync (one Service)", partial_times),
