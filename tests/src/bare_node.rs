@@ -50,6 +50,13 @@ fn ip(args: &[&str]) -> Result<String, String> {
     process::run("ip", args)
 }
 
+/// `program args…` run in the node namespace; its output.
+fn in_node(program: &str, args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["netns", "exec", NODE, program];
+    all.extend(args);
+    ip(&all)
+}
+
 /// The bare node, removed when dropped.
 pub struct BareNode {
     skiff_nodes: Vec<(String, Ipv4Addr)>,
@@ -111,17 +118,7 @@ impl BareNode {
             all.extend(args);
             ip(&all)?;
         }
-        process::run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                NODE,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
-            ],
-        )?;
+        in_node("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
         for (i, (name, address)) in node.skiff_nodes.iter().enumerate() {
             let cidr = format!("10.244.{}.0/24", i + 1);
             ip(&[
@@ -176,23 +173,17 @@ impl BareNode {
     pub fn flush(&self) {
         for table in ["nat", "filter"] {
             for action in ["-F", "-X"] {
-                let _ = process::run(
-                    "ip",
-                    &["netns", "exec", NODE, IPTABLES, "-w", "-t", table, action],
-                );
+                let _ = in_node(IPTABLES, &["-w", "-t", table, action]);
             }
         }
         if self.has_nft_table() {
-            let _ = process::run(
-                "ip",
-                &["netns", "exec", NODE, NFT, "delete", "table", NFT_TABLE],
-            );
+            let _ = in_node(NFT, &["delete", "table", NFT_TABLE]);
         }
     }
 
     /// Whether the nftables mode's table is loaded.
     pub fn has_nft_table(&self) -> bool {
-        process::run("ip", &["netns", "exec", NODE, NFT, "list", "tables"]).is_ok_and(|tables| {
+        in_node(NFT, &["list", "tables"]).is_ok_and(|tables| {
             tables
                 .lines()
                 .any(|l| l.trim() == format!("table {NFT_TABLE}"))
@@ -204,11 +195,8 @@ impl BareNode {
     /// nftables table. What the floors must be measured on.
     pub fn is_bare(&self) -> bool {
         let no_iptables_rules = ["nat", "filter"].iter().all(|table| {
-            process::run(
-                "ip",
-                &["netns", "exec", NODE, IPTABLES, "-w", "-t", table, "-S"],
-            )
-            .is_ok_and(|text| text.lines().all(|l| l.starts_with("-P ")))
+            in_node(IPTABLES, &["-w", "-t", table, "-S"])
+                .is_ok_and(|text| text.lines().all(|l| l.starts_with("-P ")))
         });
         no_iptables_rules && !self.has_nft_table()
     }

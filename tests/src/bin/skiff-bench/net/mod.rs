@@ -23,6 +23,7 @@
 mod ebpf_cost;
 mod etcd_disk;
 mod paths;
+mod pool;
 mod programming;
 mod workload;
 

@@ -204,33 +204,41 @@ fn nftables_syncs(
     repetitions: usize,
     full_load: &Value,
 ) -> Result<Value> {
-    let outcome = (|| {
-        if let Some(error) = full_load["error"].as_str() {
-            bail!("the full sync did not load: {error}");
-        }
-        let full_seconds = full_load["seconds"]
-            .as_f64()
-            .context("the paths' measurement reported no full sync")?;
-        anyhow::ensure!(
-            bare.has_nft_table(),
-            "kube-proxy's nftables table is not loaded"
-        );
-        let (ports, measured) = services;
-        let partial = nftables::partial_sync(ports, *measured, &kube_proxy_settings());
-        let mut partial_times = Vec::new();
-        for _ in 0..repetitions.min(5) {
-            partial_times.push(micros(bare.nft_load(&partial))?);
-        }
-        Ok(json!({
-            "lines": full_load["lines"],
-            "operations": [
-                summary("nft -f, full sync", vec![full_seconds * 1e6]),
-                summary("nft -f, partial sync (one Service)", partial_times),
-            ],
-        }))
-    })();
+    let outcome = nftables_partial_syncs(bare, services, repetitions, full_load);
     bare.flush();
     outcome
+}
+
+/// [`nftables_syncs`] on the loaded table, before it is removed.
+fn nftables_partial_syncs(
+    bare: &BareNode,
+    services: &(Vec<ServicePort>, usize),
+    repetitions: usize,
+    full_load: &Value,
+) -> Result<Value> {
+    if let Some(error) = full_load["error"].as_str() {
+        bail!("the full sync did not load: {error}");
+    }
+    let full_seconds = full_load["seconds"]
+        .as_f64()
+        .context("the paths' measurement reported no full sync")?;
+    anyhow::ensure!(
+        bare.has_nft_table(),
+        "kube-proxy's nftables table is not loaded"
+    );
+    let (ports, measured) = services;
+    let partial = nftables::partial_sync(ports, *measured, &kube_proxy_settings());
+    let mut partial_times = Vec::new();
+    for _ in 0..repetitions.min(5) {
+        partial_times.push(micros(bare.nft_load(&partial))?);
+    }
+    Ok(json!({
+        "lines": full_load["lines"],
+        "operations": [
+            summary("nft -f, full sync", vec![full_seconds * 1e6]),
+            summary("nft -f, partial sync (one Service)", partial_times),
+        ],
+    }))
 }
 
 /// Microseconds since the Unix epoch.
