@@ -3,6 +3,7 @@
 //! xtask drives `ip` (iproute2); the agent itself uses netlink directly.
 
 use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -106,12 +107,33 @@ pub fn remove_all() -> Result<()> {
         run_cmd(command("ip", ["netns", "delete", &ns]).stdout(std::process::Stdio::null()))
             .with_context(|| format!("deleting network namespace {ns}"))?;
     }
+    // A deleted namespace takes its veths' root-side peers with it, but the
+    // kernel does that asynchronously: a peer listed here may vanish before
+    // (or while) it is deleted. Only a link that is still there after a
+    // failed delete is an error.
     for link in lab_links() {
-        if link_exists(&link) {
-            ip(["link", "delete", &link]).with_context(|| format!("deleting link {link}"))?;
+        if let Err(err) = ip(["link", "delete", &link]) {
+            if link_exists(&link) {
+                return Err(err.context(format!("deleting link {link}")));
+            }
         }
     }
-    Ok(())
+    // Return only once the kernel has finished, so that a following `up`
+    // never meets a half-removed veth of the same name.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = lab_links();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "lab links still present 10 s after deleting them: {}",
+                left.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The IPv4 address of `eth0` in a node namespace, if it has one.
