@@ -15,7 +15,6 @@ use skiff_control::{
     pki::Ca,
     store::Store,
 };
-use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 /// Command line of skiff-control.
@@ -124,14 +123,7 @@ fn main() -> Result<()> {
 }
 
 async fn serve_or_write() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    skiff_daemon::init_logging();
     match Cli::parse().command {
         Command::Serve(args) => run_server(args).await,
         Command::Kubeconfig(args) => write_kubeconfig(args).await,
@@ -296,7 +288,7 @@ async fn run_server(args: ServeArgs) -> Result<()> {
         config,
         controllers_stopped,
     ));
-    shutdown_signal().await;
+    skiff_daemon::shutdown_signal().await;
     // The controllers stop first, while the server still answers their last request: the
     // leader Lease handed back.
     let _ = controllers_stop.send(true);
@@ -377,19 +369,4 @@ async fn write_kubeconfig(args: KubeconfigArgs) -> Result<()> {
     let text = skiff_control::pki::kubeconfig(&args.server, &ca.pem, &args.user, &client);
     std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received, shutting down"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
-    }
 }

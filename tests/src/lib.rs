@@ -11,8 +11,10 @@ pub mod cluster;
 pub mod control_replica;
 pub mod datapath_checks;
 pub mod kube_proxy;
+pub mod manifests;
 pub mod netns;
 pub mod process;
+pub mod streaming;
 pub mod traffic;
 
 use std::{

@@ -3,7 +3,7 @@
 
 use std::{process::Command, time::Duration};
 
-use skiff_tests::{Lab, process};
+use skiff_tests::{Lab, process, streaming::StreamingKubectl};
 
 fn manifests(ns: &str) -> String {
     format!(
@@ -156,31 +156,25 @@ fn everyday_verbs_work_on_pods_services_deployments_configmaps() {
     ]);
     assert!(!labels.contains("checked"), "{labels}");
 
-    // get -w sees a change made while it watches.
-    let mut watch = Command::new(&lab.kubectl)
-        .env("KUBECONFIG", lab.kubeconfig())
-        .args(["get", "configmaps", "-n", &ns, "-w", "--request-timeout=8s"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl get -w");
-    std::thread::sleep(Duration::from_millis(1500));
+    // get -w sees a change made while it watches: first the list, then the new object.
+    let watch = StreamingKubectl::start(&lab, &["get", "configmaps", "-n", &ns, "-w"]);
+    let mut watched = Vec::new();
+    let starts =
+        |prefix: &'static str| move |lines: &[String]| lines.iter().any(|l| l.starts_with(prefix));
+    assert!(
+        watch.read_until(&mut watched, Duration::from_secs(20), starts("settings")),
+        "get -w did not list the existing configmap: {watched:?}"
+    );
     let late = lab.kubectl_stdin(
         &["create", "-f", "-"],
         &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: late, namespace: {ns}}}\n"),
     );
     assert_eq!(late.code, 0, "{late:?}");
-    std::thread::sleep(Duration::from_millis(1500));
-    let _ = watch.kill();
-    let watched = watch.wait_with_output().expect("watch output");
-    let watched = String::from_utf8_lossy(&watched.stdout);
     assert!(
-        watched.lines().any(|l| l.starts_with("settings")),
-        "{watched}"
+        watch.read_until(&mut watched, Duration::from_secs(20), starts("late")),
+        "get -w missed the new configmap: {watched:?}"
     );
-    assert!(
-        watched.lines().any(|l| l.starts_with("late")),
-        "get -w missed the new configmap:\n{watched}"
-    );
+    drop(watch);
 
     // delete: unscheduled pods go at once; kubectl waits until they are gone.
     for kind in [
@@ -492,61 +486,6 @@ spec:
     lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
-/// A spawned `kubectl` whose stdout lines arrive on a channel; killed when dropped.
-struct Streaming {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Streaming {
-    fn start(lab: &Lab, args: &[&str]) -> Self {
-        use std::io::BufRead as _;
-        let mut child = Command::new(&lab.kubectl)
-            .env("KUBECONFIG", lab.kubeconfig())
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("starting kubectl");
-        let stdout = child.stdout.take().expect("kubectl stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// Add lines to `seen` until `done(seen)` holds (true) or `limit` passes (false).
-    fn read_until(
-        &self,
-        seen: &mut Vec<String>,
-        limit: Duration,
-        done: impl Fn(&[String]) -> bool,
-    ) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        while !done(seen.as_slice()) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => seen.push(line),
-                Err(_) => return false,
-            }
-        }
-        true
-    }
-}
-
-impl Drop for Streaming {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The rows of `pod` in `kubectl get pods` output, split into columns.
 fn rows<'a>(lines: &'a [String], pod: &str) -> Vec<Vec<&'a str>> {
     lines
@@ -566,7 +505,7 @@ fn get_pods_watch_shows_a_new_pod_appear_and_start() {
         &ns,
         "apiVersion: v1\nkind: Pod\nmetadata: {name: early}\nspec:\n  nodeSelector: {skiff.io/no-such-node: \"true\"}\n  containers: [{name: c, image: busybox}]\n",
     );
-    let watch = Streaming::start(
+    let watch = StreamingKubectl::start(
         &lab,
         &["get", "pods", "-n", &ns, "-w", "--request-timeout=150s"],
     );

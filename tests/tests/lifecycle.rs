@@ -8,15 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use skiff_tests::Lab;
+use skiff_tests::{Lab, manifests::pod_on};
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-fn pod_on(name: &str, node: &str, body: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n{body}"
-    )
-}
 
 /// The host's uptime in seconds. Containers read the same clock from /proc/uptime (no time
 /// namespaces), so the test and the pod's processes can compare instants.

@@ -194,46 +194,64 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     net::ensure_complete(&report["net"])
 }
 
-fn run_api(layout: &Layout, quick: bool) -> Result<Value> {
-    let record = Record::load(layout)?.context("the lab has no record")?;
-    let control = record
-        .daemons
-        .iter()
-        .find(|d| d.name == "skiff-control")
-        .context("no skiff-control in the lab")?;
+/// `skiff-bench SUITE --kubeconfig … --<PID_FLAG> <pid of the daemon> [EXTRA] [--quick]`,
+/// its stdout parsed as the suite's JSON report.
+fn run_suite(
+    layout: &Layout,
+    suite: &str,
+    pid_flag: &str,
+    pid: i32,
+    extra: &[&str],
+    quick: bool,
+) -> Result<Value> {
     let mut cmd = Command::new(layout.bin("skiff-bench"));
-    cmd.arg("api")
+    cmd.arg(suite)
         .arg("--kubeconfig")
         .arg(layout.kubeconfig())
-        .arg("--control-pid")
-        .arg(control.pid.to_string());
+        .arg(pid_flag)
+        .arg(pid.to_string())
+        .args(extra);
     if quick {
         cmd.arg("--quick");
     }
     let out = output(&mut cmd)?;
-    serde_json::from_str(&out).context("skiff-bench printed no JSON")
+    serde_json::from_str(&out).with_context(|| format!("skiff-bench {suite} printed no JSON"))
+}
+
+/// The pid of the lab's skiff-control.
+fn control_pid(layout: &Layout) -> Result<i32> {
+    let record = Record::load(layout)?.context("the lab has no record")?;
+    record
+        .daemons
+        .iter()
+        .find(|d| d.name == "skiff-control")
+        .map(|d| d.pid)
+        .context("no skiff-control in the lab")
+}
+
+fn run_api(layout: &Layout, quick: bool) -> Result<Value> {
+    run_suite(
+        layout,
+        "api",
+        "--control-pid",
+        control_pid(layout)?,
+        &[],
+        quick,
+    )
 }
 
 fn run_sched(layout: &Layout, quick: bool) -> Result<Value> {
-    let record = Record::load(layout)?.context("the lab has no record")?;
-    let control = record
-        .daemons
-        .iter()
-        .find(|d| d.name == "skiff-control")
-        .context("no skiff-control in the lab")?;
-    let mut cmd = Command::new(layout.bin("skiff-bench"));
-    cmd.arg("sched")
-        .arg("--kubeconfig")
-        .arg(layout.kubeconfig())
-        .arg("--control-pid")
-        .arg(control.pid.to_string());
-    if quick {
-        cmd.arg("--quick");
-    }
-    let out = output(&mut cmd)?;
-    serde_json::from_str(&out).context("skiff-bench printed no JSON")
+    run_suite(
+        layout,
+        "sched",
+        "--control-pid",
+        control_pid(layout)?,
+        &[],
+        quick,
+    )
 }
 
+/// The pod start benchmark on the first agent's node.
 fn run_pods(layout: &Layout, quick: bool) -> Result<Value> {
     let record = Record::load(layout)?.context("the lab has no record")?;
     let agent = record
@@ -242,19 +260,14 @@ fn run_pods(layout: &Layout, quick: bool) -> Result<Value> {
         .find(|d| d.name.starts_with("agent/"))
         .context("no agent in the lab")?;
     let node = agent.name.trim_start_matches("agent/");
-    let mut cmd = Command::new(layout.bin("skiff-bench"));
-    cmd.arg("pods")
-        .arg("--kubeconfig")
-        .arg(layout.kubeconfig())
-        .arg("--node")
-        .arg(node)
-        .arg("--agent-pid")
-        .arg(agent.pid.to_string());
-    if quick {
-        cmd.arg("--quick");
-    }
-    let out = output(&mut cmd)?;
-    serde_json::from_str(&out).context("skiff-bench printed no JSON")
+    run_suite(
+        layout,
+        "pods",
+        "--agent-pid",
+        agent.pid,
+        &["--node", node],
+        quick,
+    )
 }
 
 fn first_line(path: &str, prefix: &str) -> String {

@@ -403,6 +403,11 @@ pub fn markdown(net: &Value) -> String {
                 "\nkube-proxy nftables: its full sync ({} lines of `nft -f`) loaded in {seconds:.2} s.\n",
                 nft["lines"]
             ));
+            if let Some(error) = nft["rows_error"].as_str() {
+                md.push_str(&format!(
+                    "Its rows were not measured after the load: {error}\n"
+                ));
+            }
         }
         ebpf_table(&mut md, &rows);
         targets(&mut md, services, &rows, &point["programming"]);

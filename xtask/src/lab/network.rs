@@ -112,10 +112,10 @@ pub fn remove_all() -> Result<()> {
     // (or while) it is deleted. Only a link that is still there after a
     // failed delete is an error.
     for link in lab_links() {
-        if let Err(err) = ip(["link", "delete", &link]) {
-            if link_exists(&link) {
-                return Err(err.context(format!("deleting link {link}")));
-            }
+        if let Err(err) = ip(["link", "delete", &link])
+            && link_exists(&link)
+        {
+            return Err(err.context(format!("deleting link {link}")));
         }
     }
     // Return only once the kernel has finished, so that a following `up`

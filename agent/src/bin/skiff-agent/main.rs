@@ -40,7 +40,6 @@ use skiff_agent::{
     runtime::Runtime,
     server,
 };
-use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
 use crate::{
@@ -70,14 +69,7 @@ fn main() -> Result<()> {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    skiff_daemon::init_logging();
     // setns affects the calling thread only; do it before any other thread exists.
     if let Some(ns) = &args.netns {
         netns::enter(ns)?;
@@ -326,7 +318,7 @@ async fn run(args: Args) -> Result<()> {
             }));
         }
     }
-    shutdown_signal().await;
+    skiff_daemon::shutdown_signal().await;
     let _ = stop_tx.send(true);
     for server in servers {
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
@@ -356,19 +348,4 @@ fn host_memory_bytes() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(8 << 30, |kib| kib * 1024)
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received, shutting down"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
-    }
 }
