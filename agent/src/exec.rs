@@ -18,6 +18,9 @@ use tokio::{
 
 use crate::runtime::{Runtime, exec::ExecIo};
 
+/// How long a finished session waits for the client's side of the close handshake.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the caller asked for (query of the exec request).
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {
@@ -149,7 +152,19 @@ pub async fn session(
     };
     let _ = out_tx.send(frame(3, status.to_string().as_bytes())).await;
     drop(out_tx);
-    let _ = writer.await;
+    // Close as the protocol asks: the writer sends the status and our Close while we read
+    // what the client still sends (late stdin, its own Close) until it closes. A socket
+    // closed with unread data in it answers with a reset, and a reset makes the other
+    // end's kernel drop what it had not read yet: the API server would lose the status
+    // frame and the client would see an abnormal closure instead of the exit code.
+    let drain = async {
+        while let Some(Ok(message)) = incoming.next().await {
+            if matches!(message, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, async { tokio::join!(writer, drain) }).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -249,10 +264,13 @@ async fn run(
     }
     let wait = runtime.exec_wait(container_id, exec_id);
     tokio::pin!(wait);
+    // Until the client goes away; then the process is killed once and only its exit is
+    // waited for.
+    let mut client_open = true;
     let code = loop {
         tokio::select! {
             code = &mut wait => break code.map_err(|e| e.to_string())?,
-            message = incoming.next() => match message {
+            message = incoming.next(), if client_open => match message {
                 Some(Ok(WsMessage::Binary(data))) if !data.is_empty() => match data[0] {
                     0 => {
                         if let Some(pipe) = stdin_pipe.as_mut() {
@@ -273,6 +291,7 @@ async fn run(
                     _ => {}
                 },
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => {
+                    client_open = false;
                     runtime.exec_kill(container_id, exec_id).await;
                 }
                 Some(Ok(_)) => {}
