@@ -5,7 +5,8 @@
 //! API server's RSS.
 //! `skiff-bench sched`: scheduling throughput over 100 and 1,000 simulated nodes.
 //! `skiff-bench pods`: pod start latency (create → Running, image present) one at a time and
-//! 30 at once on a node, and the agent's RSS with 100 pods.
+//! 30 at once on a node, beside containerd + runc alone starting the same image, and the
+//! agent's RSS with 100 pods.
 //! `skiff-bench net`: the Service datapath beside kube-proxy's iptables rules and the bare
 //! path (latency, connection rate, throughput, CPU per request, programming cost) at 1,
 //! 1,000 and 10,000 Services; traffic only to the lab's addresses.
@@ -14,6 +15,7 @@
 mod cpu;
 mod net;
 mod pods;
+mod runtime_floor;
 mod sched;
 
 use std::{
@@ -82,6 +84,12 @@ enum Command {
         /// Pid of that node's skiff-agent (for RSS).
         #[arg(long)]
         agent_pid: u32,
+        /// containerd's socket (the floor starts containers there directly).
+        #[arg(long)]
+        containerd: PathBuf,
+        /// The OCI archive of docker.io/skiff/echo (the floor's image).
+        #[arg(long)]
+        echo_archive: PathBuf,
         /// Smaller sizes for a smoke run.
         #[arg(long)]
         quick: bool,
@@ -120,9 +128,15 @@ async fn main() -> Result<()> {
             kubeconfig,
             node,
             agent_pid,
+            containerd,
+            echo_archive,
             quick,
         } => {
-            let report = pods::run(&kubeconfig, &node, agent_pid, quick).await?;
+            let floor = pods::FloorSource {
+                containerd: &containerd,
+                archive: &echo_archive,
+            };
+            let report = pods::run(&kubeconfig, &node, agent_pid, &floor, quick).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Net { quick } => {

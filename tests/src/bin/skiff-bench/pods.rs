@@ -1,11 +1,13 @@
 //! Pod start latency on one node: create → phase Running with the image already present,
 //! one pod at a time and 30 at once, then the agent's RSS while it runs 100 pods. Pods are
 //! bound to the node directly (spec.nodeName), so the figures are the kubelet path: API
-//! watch → sandbox → container → status patch → API watch.
+//! watch → sandbox → container → status patch → API watch. Beside each, in the same run and
+//! in turns with it, the floor: the same image's containers started through containerd +
+//! runc alone ([`RuntimeFloor`]).
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -24,12 +26,25 @@ use skiff_tests::bench::{Latency, Row, settle};
 use super::{
     client,
     cpu::{CpuPerPod, CpuSnapshot},
-    ensure_namespace, rss_mib, status_mib,
+    ensure_namespace, rss_mib,
+    runtime_floor::{RuntimeFloor, StepLatencies},
+    status_mib,
 };
 
 const NAMESPACE: &str = "bench-pods";
 /// Tagged (not :latest), so the default pull policy is IfNotPresent: no registry round trip.
 const IMAGE: &str = "docker.io/skiff/echo:v2";
+/// The same image (`:v2` is a second tag of it) as the lab's archive names it, for the
+/// floor.
+const FLOOR_IMAGE: &str = "docker.io/skiff/echo:latest";
+
+/// Where the floor's containerd and image come from.
+pub struct FloorSource<'a> {
+    /// containerd's socket.
+    pub containerd: &'a Path,
+    /// An OCI archive holding [`FLOOR_IMAGE`].
+    pub archive: &'a Path,
+}
 
 fn pod(name: &str, node: &str) -> Result<Pod> {
     Ok(serde_json::from_value(json!({
@@ -138,48 +153,93 @@ async fn delete_all(pods: &Api<Pod>) -> Result<()> {
 }
 
 /// The pods benchmark.
-pub async fn run(kubeconfig: &PathBuf, node: &str, agent_pid: u32, quick: bool) -> Result<Value> {
+pub async fn run(
+    kubeconfig: &PathBuf,
+    node: &str,
+    agent_pid: u32,
+    floor: &FloorSource<'_>,
+    quick: bool,
+) -> Result<Value> {
     let client = client(kubeconfig)
         .await
         .context("connecting to the lab API server")?;
     ensure_namespace(&client, NAMESPACE).await?;
     let pods: Api<Pod> = Api::namespaced(client, NAMESPACE);
     let seen = watch_running(pods.clone());
+    let floor = RuntimeFloor::prepare(floor.containerd, floor.archive, FLOOR_IMAGE)
+        .await
+        .context("preparing the containerd + runc floor")?;
     let (serial, rounds, resident) = if quick { (5, 1, 30) } else { (30, 3, 100) };
 
-    // Warm-up: the image lands on the node (pulled through the mirror once). Every timed
-    // batch starts on a quiet node.
+    // Warm-up: the image lands on the node (pulled through the mirror once), and the floor
+    // starts one container. Every timed batch starts on a quiet node.
     let mut settled = Duration::ZERO;
     start_batch(&pods, &seen, node, &["warm".to_owned()]).await?;
     clear(&pods, &mut settled).await?;
+    let warm = ["floor-warm".to_owned()];
+    floor
+        .start_batch(&warm, &mut StepLatencies::default())
+        .await;
+    floor.remove(&warm).await?;
 
+    // One at a time, the floor and Skiff in turns.
     let mut rows: Vec<Row> = Vec::new();
-    let started = Instant::now();
-    let mut one = Latency::new();
+    let (mut skiff_time, mut floor_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut one, mut floor_one) = (Latency::new(), Latency::new());
     for i in 0..serial {
-        let batch = start_batch(&pods, &seen, node, &[format!("one-{i}")]).await?;
-        one.merge(&batch);
+        let started = Instant::now();
+        let name = [format!("floor-one-{i}")];
+        floor_one.merge(
+            &floor
+                .start_batch(&name, &mut StepLatencies::default())
+                .await,
+        );
+        floor_time += started.elapsed();
+        floor.remove(&name).await?;
+        let started = Instant::now();
+        one.merge(&start_batch(&pods, &seen, node, &[format!("one-{i}")]).await?);
+        skiff_time += started.elapsed();
     }
+    rows.push(floor_one.row(
+        &format!("containerd + runc alone (floor), 1 at a time ({serial} containers)"),
+        floor_time,
+    ));
     rows.push(one.row(
         &format!("pod start, 1 at a time ({serial} pods)"),
-        started.elapsed(),
+        skiff_time,
     ));
     clear(&pods, &mut settled).await?;
 
-    let started = Instant::now();
-    let settled_before = settled;
-    let mut burst = Latency::new();
-    let mut burst_cpu = CpuPerPod::default();
+    // 30 at once, the floor and Skiff in turns, each on a quiet node.
+    let (mut skiff_time, mut floor_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut burst, mut floor_burst) = (Latency::new(), Latency::new());
+    let (mut burst_cpu, mut floor_cpu) = (CpuPerPod::default(), CpuPerPod::default());
+    let mut floor_steps = StepLatencies::default();
     for round in 0..rounds {
+        let names: Vec<String> = (0..30).map(|i| format!("floor-{round}-{i}")).collect();
+        let before = CpuSnapshot::take(agent_pid);
+        let started = Instant::now();
+        floor_burst.merge(&floor.start_batch(&names, &mut floor_steps).await);
+        floor_time += started.elapsed();
+        floor_cpu.add(&CpuSnapshot::take(agent_pid).per_pod_since(&before, names.len()));
+        floor.remove(&names).await?;
+        settled += settle(QUIET, SETTLE_LIMIT).await;
+
         let names: Vec<String> = (0..30).map(|i| format!("burst-{round}-{i}")).collect();
         let before = CpuSnapshot::take(agent_pid);
+        let started = Instant::now();
         burst.merge(&start_batch(&pods, &seen, node, &names).await?);
+        skiff_time += started.elapsed();
         burst_cpu.add(&CpuSnapshot::take(agent_pid).per_pod_since(&before, names.len()));
         clear(&pods, &mut settled).await?;
     }
+    rows.push(floor_burst.row(
+        &format!("containerd + runc alone (floor), 30 at once ({rounds} rounds)"),
+        floor_time,
+    ));
     rows.push(burst.row(
         &format!("pod start, 30 at once ({rounds} rounds)"),
-        started.elapsed().saturating_sub(settled - settled_before),
+        skiff_time,
     ));
 
     let rss_idle = rss_mib(agent_pid);
@@ -204,6 +264,8 @@ pub async fn run(kubeconfig: &PathBuf, node: &str, agent_pid: u32, quick: bool) 
         "rows": rows,
         "settle": {"quiet_below": QUIET, "seconds_waited": settled.as_secs_f64()},
         "burst_cpu_ms_per_pod": burst_cpu.to_json(),
+        "floor_burst_cpu_ms_per_container": floor_cpu.to_json(),
+        "floor_burst_steps": floor_steps.to_json(),
         "agent_rss_mib": {"idle": rss_idle, "with_pods": rss_full, "with_pods_anon": anon_full, "with_pods_file": file_full},
     }))
 }
