@@ -115,6 +115,12 @@ impl Lab {
         }
     }
 
+    /// `kubectl get events` about the object `name` in `ns` (kubectl's table).
+    pub fn events_of(&self, ns: &str, name: &str) -> String {
+        let selector = format!("involvedObject.name={name}");
+        self.kubectl_ok(&["get", "events", "-n", ns, "--field-selector", &selector])
+    }
+
     /// Apply a manifest in a namespace.
     pub fn apply(&self, ns: &str, manifest: &str) {
         let out = self.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], manifest);

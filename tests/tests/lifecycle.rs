@@ -187,14 +187,7 @@ fn a_pre_stop_hook_longer_than_the_grace_period_is_cut_short() {
         "deletion took {took:?}: the 60 s hook was not cut short by the 3 s grace period"
     );
     lab.eventually("the cut-short hook is reported as an event", MINUTE, || {
-        let events = lab.kubectl_ok(&[
-            "get",
-            "events",
-            "-n",
-            &ns,
-            "--field-selector",
-            "involvedObject.name=slow",
-        ]);
+        let events = lab.events_of(&ns, "slow");
         if events.contains("FailedPreStopHook") && events.contains("did not finish within") {
             Ok(())
         } else {

@@ -529,14 +529,7 @@ fn readiness_decides_ready_and_liveness_restarts() {
             Err(format!("restarts={restarts}"))
         }
     });
-    let events = lab.kubectl_ok(&[
-        "get",
-        "events",
-        "-n",
-        &ns,
-        "--field-selector",
-        "involvedObject.name=sick",
-    ]);
+    let events = lab.events_of(&ns, "sick");
     assert!(events.contains("Liveness probe failed"), "{events}");
     assert!(events.contains("Readiness probe failed"), "{events}");
     lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
-use crate::cmd::{command, succeeds};
+use crate::cmd::{command, run_cmd, succeeds};
 
 /// Where bpffs is (or will be) mounted.
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -58,6 +58,57 @@ pub fn cgroup1_mounts() -> Vec<PathBuf> {
         .filter(|m| m.fstype == "cgroup")
         .map(|m| m.target)
         .collect()
+}
+
+/// On a hybrid host (cgroup v1 hierarchies beside cgroup2), move the controllers the cgroup2
+/// hierarchy holds but gives to no cgroup to v1 hierarchies of their own, as systemd's
+/// hybrid layout does. crun (the `crun` RuntimeClass) refuses a hybrid host whose cgroup2
+/// holds controllers ("cgroups in hybrid mode not supported, drop all controllers from
+/// cgroupv2"); runc works either way. Controllers some cgroup uses stay where they are
+/// (the agent then does not offer crun).
+pub fn free_hybrid_cgroup2_controllers() -> Result<()> {
+    let Some(unified) = cgroup2_mount() else {
+        return Ok(());
+    };
+    let Some(v1_root) = unified.parent().filter(|_| !cgroup1_mounts().is_empty()) else {
+        return Ok(());
+    };
+    let read = |file: &str| std::fs::read_to_string(unified.join(file)).unwrap_or_default();
+    let controllers = read("cgroup.controllers");
+    if controllers.trim().is_empty() {
+        return Ok(());
+    }
+    if !read("cgroup.subtree_control").trim().is_empty() {
+        eprintln!(
+            "      cgroup2 at {} holds controllers in use ({}): left there, so the crun \
+             runtime handler is not offered",
+            unified.display(),
+            controllers.trim()
+        );
+        return Ok(());
+    }
+    for controller in controllers.split_whitespace() {
+        let dir = v1_root.join(controller);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        run_cmd(&mut command(
+            "mount",
+            [
+                "-t",
+                "cgroup",
+                "-o",
+                controller,
+                "cgroup",
+                &dir.to_string_lossy(),
+            ],
+        ))
+        .with_context(|| format!("moving the {controller} cgroup controller to cgroup v1"))?;
+        eprintln!(
+            "      moved the unused {controller} controller from cgroup2 to {} (crun needs \
+             cgroup2 without controllers on hybrid hosts)",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// True if bpffs is mounted at [`BPFFS`].
@@ -119,6 +170,7 @@ pub fn check_kernel_features() -> Result<()> {
              systemd.unified_cgroup_hierarchy=1."
         );
     }
+    free_hybrid_cgroup2_controllers()?;
     if !bpffs_mounted() {
         std::fs::create_dir_all(BPFFS).ok();
         if !succeeds(&mut command("mount", ["-t", "bpf", "bpf", BPFFS])) || !bpffs_mounted() {

@@ -20,6 +20,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "etcd-client",       // etcdctl, for people inspecting the lab
     "containerd",        // the container runtime
     "runc",              // the OCI runtime containerd drives
+    "crun",              // a second OCI runtime, the RuntimeClass `crun`
     "iproute2",          // `ip` for the lab's namespaces and links
     "bpftool",           // inspecting the datapath's programs and maps
     "busybox-static",    // the busybox test image and in-namespace probes
@@ -63,7 +64,7 @@ pub fn ensure() -> Result<()> {
         install_bpf_linker,
     )?;
     progress.step(
-        "host: kernel ≥ 5.10, BTF, cgroup2, bpffs",
+        "host: kernel ≥ 5.10, BTF, cgroup2 (crun-ready), bpffs",
         host::check_kernel_features,
     )?;
     Ok(())

@@ -8,6 +8,7 @@ pub mod env;
 pub mod lifecycle;
 pub mod pod_dns;
 pub mod probe;
+pub mod runtime_class;
 pub mod start_queue;
 pub mod status;
 pub mod timing;
@@ -57,6 +58,8 @@ pub struct KubeletConfig {
     pub cgroup_parent: String,
     /// Whether privileged containers may run.
     pub allow_privileged: bool,
+    /// The OCI runtimes RuntimeClasses may name.
+    pub runtime_handlers: runtime_class::RuntimeHandlers,
     /// The cluster DNS address and domain written into pods' resolv.conf.
     pub dns: pod_dns::ClusterDns,
 }

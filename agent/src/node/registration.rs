@@ -24,6 +24,8 @@ pub struct NodeConfig {
     pub max_pods: u32,
     /// containerd version string (`containerd://1.6.20`).
     pub runtime_version: String,
+    /// The RuntimeClass handlers this node offers (`status.runtimeHandlers`).
+    pub runtime_handlers: Vec<String>,
 }
 
 /// The conditions of a healthy node, with `now` as heartbeat and transition time.
@@ -68,6 +70,16 @@ pub fn status(config: &NodeConfig, facts: &HostFacts, now: &str) -> Value {
         "pods": config.max_pods.to_string(),
         "ephemeral-storage": "0",
     });
+    let handlers: Vec<Value> = config
+        .runtime_handlers
+        .iter()
+        .map(|name| {
+            json!({
+                "name": name,
+                "features": {"recursiveReadOnlyMounts": false, "userNamespaces": false},
+            })
+        })
+        .collect();
     json!({
         "capacity": capacity,
         "allocatable": capacity,
@@ -88,6 +100,7 @@ pub fn status(config: &NodeConfig, facts: &HostFacts, now: &str) -> Value {
             "operatingSystem": "linux",
             "architecture": facts.architecture,
         },
+        "runtimeHandlers": handlers,
         "conditions": conditions(now),
     })
 }

@@ -38,6 +38,31 @@ pub struct NewContainer {
     pub labels: HashMap<String, String>,
     /// stdout/stderr URI (`binary:///…` for the log shim).
     pub log_uri: String,
+    /// The OCI runtime the shim runs instead of its default runc (a RuntimeClass handler).
+    pub runtime_binary: Option<std::path::PathBuf>,
+}
+
+/// The runc shim's options (containerd's `containerd.runc.v1.Options`), the one field
+/// Skiff sets: which runc-compatible binary the shim runs.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RuncOptions {
+    /// `binary_name`: the runtime binary.
+    #[prost(string, tag = "6")]
+    binary_name: String,
+}
+
+/// The protobuf type of [`RuncOptions`] as containerd's type registry names it.
+const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
+
+/// The shim options that make it run `binary`, if one is given.
+fn runtime_options(binary: Option<&std::path::Path>) -> Option<Any> {
+    let binary = binary?;
+    Some(Any {
+        type_url: RUNC_OPTIONS_TYPE_URL.to_owned(),
+        value: prost::Message::encode_to_vec(&RuncOptions {
+            binary_name: binary.to_string_lossy().into_owned(),
+        }),
+    })
 }
 
 /// A container whose task runs.
@@ -119,7 +144,7 @@ impl Runtime {
             image: new.image.clone(),
             runtime: Some(ContainerRuntime {
                 name: "io.containerd.runc.v2".to_owned(),
-                options: None,
+                options: runtime_options(new.runtime_binary.as_deref()),
             }),
             spec: Some(Any {
                 type_url: SPEC_TYPE_URL.to_owned(),
@@ -178,6 +203,7 @@ impl Runtime {
                 rootfs: mounts,
                 stdout: new.log_uri.clone(),
                 stderr: new.log_uri.clone(),
+                options: runtime_options(new.runtime_binary.as_deref()),
                 ..CreateTaskRequest::default()
             },
             None,

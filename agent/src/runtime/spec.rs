@@ -71,6 +71,15 @@ pub struct ContainerConfig {
     pub privileged: bool,
 }
 
+/// The network namespace entry: join `netns`, or (no path) a new namespace of its own.
+fn network_namespace(netns: &std::path::Path) -> Value {
+    if netns.as_os_str().is_empty() {
+        json!({"type": "network"})
+    } else {
+        json!({"type": "network", "path": netns})
+    }
+}
+
 /// The runtime spec as JSON bytes.
 pub fn build(config: &ContainerConfig) -> Value {
     let mut mounts = vec![
@@ -117,7 +126,7 @@ pub fn build(config: &ContainerConfig) -> Value {
             {"type": "ipc"},
             {"type": "uts"},
             {"type": "mount"},
-            {"type": "network", "path": config.netns},
+            network_namespace(&config.netns),
         ],
         "cgroupsPath": config.cgroups_path,
         "resources": resources,
@@ -230,5 +239,12 @@ mod tests {
         assert_eq!(spec["linux"]["cgroupsPath"], "/skiff/n1/podu/c");
         assert_eq!(spec["process"]["capabilities"]["bounding"][0], "CAP_KILL");
         assert_eq!(spec["process"]["cwd"], "/");
+    }
+
+    #[test]
+    fn no_network_namespace_path_means_a_new_namespace() {
+        // An empty path is not "none" to every runtime: crun tries to open "".
+        let spec = build(&ContainerConfig::default());
+        assert_eq!(spec["linux"]["namespaces"][4], json!({"type": "network"}));
     }
 }

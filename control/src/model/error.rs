@@ -208,6 +208,19 @@ impl ApiError {
         Self::new(422, "Invalid", message)
     }
 
+    /// 403 Forbidden from an admission rule: `pods "web" is forbidden: <why>`.
+    pub fn admission_forbidden(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                qualified(group, resource)
+            ),
+        )
+        .with_details(group, resource, name)
+    }
+
     /// 403 Forbidden: creating in a terminating namespace.
     pub fn namespace_terminating(group: &str, resource: &str, name: &str, namespace: &str) -> Self {
         Self::new(

@@ -10,6 +10,7 @@ use k8s_openapi::api::{
     },
     discovery::v1::EndpointSlice,
     events::v1::Event as EventsV1Event,
+    node::v1::RuntimeClass,
 };
 
 use super::{ResourceInfo, Subresource as S, Typed};
@@ -324,6 +325,20 @@ pub static REGISTRY: &[ResourceInfo] = &[
         field_selectors: &[],
         name_is_label: false,
         strategy: &Typed::<Lease>::new(),
+    },
+    ResourceInfo {
+        group: "node.k8s.io",
+        version: "v1",
+        kind: "RuntimeClass",
+        plural: "runtimeclasses",
+        singular: "runtimeclass",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: NONE,
+        field_selectors: &[],
+        name_is_label: false,
+        strategy: &Typed::<RuntimeClass>::new(),
     },
     ResourceInfo {
         group: "events.k8s.io",

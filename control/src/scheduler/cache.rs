@@ -89,6 +89,16 @@ pub fn pod_requests(pod: &Pod) -> Resources {
         total.cpu = total.cpu.max(r.cpu);
         total.memory = total.memory.max(r.memory);
     }
+    // The pod overhead its RuntimeClass set counts too (kube's PodOverhead).
+    if let Some(overhead) = &spec.overhead {
+        let quantity = |name: &str| overhead.get(name).map(|q| q.0.as_str());
+        total.cpu += quantity("cpu")
+            .and_then(skiff_quantity::millicores)
+            .unwrap_or(0);
+        total.memory += quantity("memory")
+            .and_then(skiff_quantity::bytes)
+            .unwrap_or(0);
+    }
     total
 }
 

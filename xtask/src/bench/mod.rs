@@ -395,24 +395,36 @@ fn pods_markdown(pods: &Value) -> String {
             number(&pods["settle"]["seconds_waited"])
         ));
     }
-    cpu_table(
-        &mut md,
-        "CPU per pod start, 30 at once",
-        "pod",
-        &pods["burst_cpu_ms_per_pod"],
-    );
-    cpu_table(
-        &mut md,
-        "CPU per container start of the floor (containerd + runc alone), 30 at once",
-        "container",
-        &pods["floor_burst_cpu_ms_per_container"],
-    );
-    if let Some(steps) = pods["floor_burst_steps"].as_array() {
-        md.push_str(
-            "\nThe floor's containerd calls, 30 at once (each container's own call):\n\n\
+    match pods["burst_cpu"].as_array() {
+        Some(variants) => {
+            for variant in variants {
+                let unit = variant["unit"].as_str().unwrap_or("pod");
+                cpu_table(
+                    &mut md,
+                    &format!(
+                        "CPU per {unit} start, 30 at once: {}",
+                        variant["label"].as_str().unwrap_or_default()
+                    ),
+                    unit,
+                    &variant["cpu"],
+                );
+            }
+        }
+        // Reports before the floor and crun rows.
+        None => cpu_table(
+            &mut md,
+            "CPU per pod start, 30 at once",
+            "pod",
+            &pods["burst_cpu_ms_per_pod"],
+        ),
+    }
+    for floor in pods["burst_steps"].as_array().into_iter().flatten() {
+        md.push_str(&format!(
+            "\nThe containerd calls of {}, 30 at once (each container's own call):\n\n\
              | call | p50 ms | p99 ms |\n|---|---:|---:|\n",
-        );
-        for step in steps {
+            floor["label"].as_str().unwrap_or_default()
+        ));
+        for step in floor["steps"].as_array().into_iter().flatten() {
             md.push_str(&format!(
                 "| {} | {:.1} | {:.1} |\n",
                 step["step"].as_str().unwrap_or_default(),

@@ -100,6 +100,11 @@ pub struct Args {
     /// Allow privileged containers.
     #[arg(long)]
     pub allow_privileged: bool,
+    /// A RuntimeClass handler this node offers, NAME=PATH of an OCI runtime binary (runc's
+    /// command line); repeatable. `runc` (the default) and `crun` (where installed) are
+    /// always offered.
+    #[arg(long = "runtime-handler", value_parser = skiff_agent::kubelet::runtime_class::parse_handler)]
+    pub runtime_handlers: Vec<(String, PathBuf)>,
     /// Pod starts (sandbox and containers) run at most this many at once, first come first
     /// served (default: four per CPU; 0: all at once).
     #[arg(long)]

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use skiff_agent::{
     datapath::pods::PodAttach,
     discovery::{Discovery, DiscoveryConfig},
-    kubelet::{Kubelet, KubeletConfig},
+    kubelet::{Kubelet, KubeletConfig, runtime_class::RuntimeHandlers},
     metrics::Metrics,
     network::{Cidr, ipam::Ipam, node_routes},
     node::{self, HostFacts, NodeConfig},
@@ -47,6 +47,10 @@ pub async fn node_config(args: &Args) -> NodeConfig {
         pod_cidr: args.pod_cidr.clone(),
         max_pods: args.max_pods,
         runtime_version: runtime_version(&args.containerd).await,
+        runtime_handlers: RuntimeHandlers::new(&args.runtime_handlers)
+            .names()
+            .map(str::to_owned)
+            .collect(),
     }
 }
 
@@ -152,6 +156,7 @@ pub async fn start_kubelet(
             agent_binary: std::env::current_exe().context("locating the agent binary")?,
             cgroup_parent,
             allow_privileged: args.allow_privileged,
+            runtime_handlers: RuntimeHandlers::new(&args.runtime_handlers),
             dns: skiff_agent::kubelet::pod_dns::ClusterDns {
                 server: args.cluster_dns,
                 domain: args.cluster_domain.clone(),

@@ -222,6 +222,7 @@ impl Worker {
             spec: spec::build(&config),
             labels,
             log_uri: logs::shim_uri(&self.kubelet.config.agent_binary, &log_file),
+            runtime_binary: self.oci_runtime.clone().flatten(),
         };
         if let Some(dir) = log_file.parent() {
             let _ = std::fs::create_dir_all(dir);

@@ -67,6 +67,8 @@ struct Worker {
     pod_dir: PathBuf,
     netns: PathBuf,
     ip: Option<Ipv4Addr>,
+    /// The OCI runtime of the pod's RuntimeClass, once resolved.
+    oci_runtime: Option<super::runtime_class::RuntimeBinary>,
     blocked: Option<(String, String)>,
     volumes: Option<volumes::Prepared>,
     slots: Vec<Slot>,
@@ -144,6 +146,7 @@ pub(crate) fn spawn(
         pod_dir,
         netns,
         ip: None,
+        oci_runtime: None,
         blocked: None,
         volumes: None,
         slots,
@@ -393,6 +396,26 @@ impl Worker {
     /// Bring the pod's containerd state toward its spec (holding a start turn when
     /// something is to be started, see [`Worker::wait_for_turn`]).
     async fn sync_now(&mut self) {
+        if self.oci_runtime.is_none() {
+            let kubelet = self.kubelet.clone();
+            let class = self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.runtime_class_name.as_deref());
+            match kubelet
+                .config
+                .runtime_handlers
+                .resolve(&kubelet.client, class)
+                .await
+            {
+                Ok(binary) => self.oci_runtime = Some(binary),
+                Err(message) => {
+                    self.sandbox_failed(message).await;
+                    return;
+                }
+            }
+        }
         if self.ip.is_none() || !crate::network::netns::is_pinned(&self.netns) {
             let kubelet = self.kubelet.clone();
             let sandbox = kubelet
@@ -405,9 +428,7 @@ impl Worker {
                     self.blocked = None;
                 }
                 Err(message) => {
-                    tracing::warn!(pod = %self.name, %message, "pod sandbox failed");
-                    self.blocked = Some(("FailedCreatePodSandBox".into(), message));
-                    self.wake = Some(Instant::now() + Duration::from_secs(5));
+                    self.sandbox_failed(message).await;
                     return;
                 }
             }
@@ -439,6 +460,31 @@ impl Worker {
         for i in self.due_slots() {
             self.start(i).await;
         }
+    }
+
+    /// The pod's sandbox cannot be made: say why (status and, when the reason is new, a
+    /// Warning event, as kubelet's FailedCreatePodSandBox) and try again in a while.
+    async fn sandbox_failed(&mut self, message: String) {
+        tracing::warn!(pod = %self.name, %message, "pod sandbox failed");
+        let reason = "FailedCreatePodSandBox";
+        let known = self
+            .blocked
+            .as_ref()
+            .is_some_and(|(r, m)| r == reason && *m == message);
+        if !known {
+            let pod_ref = skiff_events::reference("v1", "Pod", &self.pod.metadata);
+            self.kubelet
+                .recorder
+                .record(
+                    &pod_ref,
+                    "Warning",
+                    reason,
+                    &format!("Failed to create pod sandbox: {message}"),
+                )
+                .await;
+        }
+        self.blocked = Some((reason.into(), message));
+        self.wake = Some(Instant::now() + Duration::from_secs(5));
     }
 
     async fn set_up_sandbox(&mut self) -> Result<Ipv4Addr, String> {

@@ -7,6 +7,7 @@ mod delete;
 mod meta;
 mod node_proxy;
 mod read;
+mod runtime_class;
 mod subresource;
 mod watch;
 mod write;

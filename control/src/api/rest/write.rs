@@ -156,6 +156,9 @@ pub(super) async fn create_object(
     {
         map.remove("status");
     }
+    if info.group.is_empty() && info.plural == "pods" {
+        super::runtime_class::admit(ctx, &mut object).await?;
+    }
     let Checked {
         mut object,
         warnings,

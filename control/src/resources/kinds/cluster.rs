@@ -7,10 +7,11 @@ use k8s_openapi::api::{
         PersistentVolumeClaim, Secret, ServiceAccount,
     },
     events::v1::Event as EventsV1Event,
+    node::v1::RuntimeClass,
 };
 
 use crate::{
-    model::validation::{ErrorList, FieldError},
+    model::validation::{self, ErrorList, FieldError},
     resources::strategy::Kind,
 };
 
@@ -123,5 +124,26 @@ impl Kind for PersistentVolumeClaim {
             .get_or_insert_with(Default::default)
             .phase
             .get_or_insert_with(|| "Pending".to_owned());
+    }
+}
+
+/// RuntimeClass (node.k8s.io/v1): the handler names an OCI runtime the nodes know; it is an
+/// RFC 1123 label and never changes (kube's ValidateRuntimeClass and its update rule).
+impl Kind for RuntimeClass {
+    fn validate(&self, old: Option<&Self>, errors: &mut ErrorList) {
+        if self.handler.is_empty() {
+            errors.push(FieldError::required("handler", ""));
+        } else if let Some(why) = validation::dns1123_label(&self.handler) {
+            errors.push(FieldError::invalid("handler", &self.handler, why));
+        }
+        if let Some(old) = old
+            && old.handler != self.handler
+        {
+            errors.push(FieldError::invalid(
+                "handler",
+                &self.handler,
+                "field is immutable",
+            ));
+        }
     }
 }

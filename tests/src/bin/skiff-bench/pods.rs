@@ -3,7 +3,9 @@
 //! bound to the node directly (spec.nodeName), so the figures are the kubelet path: API
 //! watch → sandbox → container → status patch → API watch. Beside each, in the same run and
 //! in turns with it, the floor: the same image's containers started through containerd +
-//! runc alone ([`RuntimeFloor`]).
+//! runc alone ([`RuntimeFloor`]); and where crun is installed, both again with crun (pods
+//! with a RuntimeClass whose handler is `crun`). Each timed batch starts on a quiet node
+//! (the kernel destroys the earlier pods' network namespaces after they are gone).
 
 use std::{
     collections::HashMap,
@@ -14,7 +16,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::{core::v1::Pod, node::v1::RuntimeClass};
 use kube::{
     Api,
     api::{DeleteParams, ListParams, PostParams},
@@ -46,10 +48,11 @@ pub struct FloorSource<'a> {
     pub archive: &'a Path,
 }
 
-fn pod(name: &str, node: &str) -> Result<Pod> {
+fn pod(name: &str, node: &str, class: Option<&str>) -> Result<Pod> {
     Ok(serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"app": "bench-pods"}},
         "spec": {"nodeName": node, "terminationGracePeriodSeconds": 2,
+                 "runtimeClassName": class,
                  "containers": [{"name": "echo", "image": IMAGE}]},
     }))?)
 }
@@ -89,17 +92,21 @@ async fn wait_running(seen: &Seen, name: &str, limit: Duration) -> Option<Instan
     None
 }
 
-/// Start `names` at once; latency of each from its own create call.
+/// Start `names` at once (with RuntimeClass `class`); latency of each from its own create
+/// call.
 async fn start_batch(
     pods: &Api<Pod>,
     seen: &Seen,
     node: &str,
     names: &[String],
+    class: Option<&str>,
 ) -> Result<Latency> {
     let mut latency = Latency::new();
     let starts = futures::future::join_all(names.iter().map(|name| async move {
         let started = Instant::now();
-        let created = pods.create(&PostParams::default(), &pod(name, node)?).await;
+        let created = pods
+            .create(&PostParams::default(), &pod(name, node, class)?)
+            .await;
         anyhow::Ok((name.clone(), started, created.is_ok()))
     }))
     .await;
@@ -122,15 +129,6 @@ const QUIET: f64 = 0.25;
 /// Longest wait for quiet.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
-/// Delete every bench pod, wait until the API has none, then until the machine is quiet
-/// (the kernel destroys the pods' network namespaces after they are gone); the time that
-/// took is added to `settled`.
-async fn clear(pods: &Api<Pod>, settled: &mut Duration) -> Result<()> {
-    delete_all(pods).await?;
-    *settled += settle(QUIET, SETTLE_LIMIT).await;
-    Ok(())
-}
-
 async fn delete_all(pods: &Api<Pod>) -> Result<()> {
     pods.delete_collection(
         &DeleteParams::default(),
@@ -152,7 +150,106 @@ async fn delete_all(pods: &Api<Pod>) -> Result<()> {
     bail!("bench pods were not deleted within 3 minutes")
 }
 
-/// The pods benchmark.
+/// How a variant starts its workload.
+enum Starter {
+    /// Pods through Skiff, with this RuntimeClass (`None`: none, so runc).
+    Pods(Option<&'static str>),
+    /// Containers through containerd and an OCI runtime alone.
+    Floor(Box<RuntimeFloor>),
+}
+
+/// One way of starting the workload, and what it measured.
+struct Variant {
+    /// How its rows begin (`pod start`, `containerd + runc alone (floor)`).
+    label: String,
+    /// What it starts, singular (`pod`, `container`).
+    unit: &'static str,
+    /// Prefix of its objects' names.
+    prefix: &'static str,
+    starter: Starter,
+    serial: Latency,
+    serial_time: Duration,
+    burst: Latency,
+    burst_time: Duration,
+    cpu: CpuPerPod,
+    steps: StepLatencies,
+}
+
+impl Variant {
+    fn new(label: &str, unit: &'static str, prefix: &'static str, starter: Starter) -> Self {
+        Self {
+            label: label.to_owned(),
+            unit,
+            prefix,
+            starter,
+            serial: Latency::new(),
+            serial_time: Duration::ZERO,
+            burst: Latency::new(),
+            burst_time: Duration::ZERO,
+            cpu: CpuPerPod::default(),
+            steps: StepLatencies::default(),
+        }
+    }
+
+    /// Start `names` at once; the latency of each.
+    async fn start(&mut self, bench: &PodBench, names: &[String]) -> Result<Latency> {
+        match &self.starter {
+            Starter::Pods(class) => {
+                start_batch(&bench.pods, &bench.seen, &bench.node, names, *class).await
+            }
+            Starter::Floor(floor) => Ok(floor.start_batch(names, &mut self.steps).await),
+        }
+    }
+
+    /// Remove what was started (`names`; pods: every bench pod) and wait for a quiet node.
+    async fn clear(
+        &self,
+        bench: &PodBench,
+        names: &[String],
+        settled: &mut Duration,
+    ) -> Result<()> {
+        match &self.starter {
+            Starter::Pods(_) => delete_all(&bench.pods).await?,
+            Starter::Floor(floor) => floor.remove(names).await?,
+        }
+        *settled += settle(QUIET, SETTLE_LIMIT).await;
+        Ok(())
+    }
+}
+
+/// Where the pods go.
+struct PodBench {
+    pods: Api<Pod>,
+    seen: Seen,
+    node: String,
+}
+
+/// The RuntimeClass of the crun rows.
+const CRUN_CLASS: &str = "crun";
+
+/// Make the RuntimeClass `name` (handler `name`) unless it exists.
+async fn ensure_runtime_class(client: &kube::Client, name: &str) -> Result<()> {
+    let classes: Api<RuntimeClass> = Api::all(client.clone());
+    if classes.get_opt(name).await?.is_some() {
+        return Ok(());
+    }
+    let class: RuntimeClass =
+        serde_json::from_value(json!({"metadata": {"name": name}, "handler": name}))?;
+    classes.create(&PostParams::default(), &class).await?;
+    Ok(())
+}
+
+/// The first `name` in a directory of `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The pods benchmark: each variant (Skiff's pods and the bare floor, with runc and, where
+/// installed, crun) one at a time and 30 at once, in turns; then the agent's RSS while
+/// 100 pods run.
 pub async fn run(
     kubeconfig: &PathBuf,
     node: &str,
@@ -164,90 +261,113 @@ pub async fn run(
         .await
         .context("connecting to the lab API server")?;
     ensure_namespace(&client, NAMESPACE).await?;
-    let pods: Api<Pod> = Api::namespaced(client, NAMESPACE);
-    let seen = watch_running(pods.clone());
-    let floor = RuntimeFloor::prepare(floor.containerd, floor.archive, FLOOR_IMAGE)
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let bench = PodBench {
+        seen: watch_running(pods.clone()),
+        pods,
+        node: node.to_owned(),
+    };
+    let runc_floor = RuntimeFloor::prepare(floor.containerd, floor.archive, FLOOR_IMAGE)
         .await
         .context("preparing the containerd + runc floor")?;
+    let crun = on_path("crun");
+    let mut variants = Vec::new();
+    if let Some(crun) = &crun {
+        ensure_runtime_class(&client, CRUN_CLASS)
+            .await
+            .context("creating the RuntimeClass crun")?;
+        variants.push(Variant::new(
+            "containerd + crun alone (floor)",
+            "container",
+            "floor-crun",
+            Starter::Floor(Box::new(runc_floor.with_oci_runtime(crun))),
+        ));
+        variants.push(Variant::new(
+            "pod start with RuntimeClass crun",
+            "pod",
+            "crun",
+            Starter::Pods(Some(CRUN_CLASS)),
+        ));
+    }
+    variants.insert(
+        0,
+        Variant::new(
+            "containerd + runc alone (floor)",
+            "container",
+            "floor",
+            Starter::Floor(Box::new(runc_floor)),
+        ),
+    );
+    variants.insert(
+        1,
+        Variant::new("pod start", "pod", "pod", Starter::Pods(None)),
+    );
     let (serial, rounds, resident) = if quick { (5, 1, 30) } else { (30, 3, 100) };
 
-    // Warm-up: the image lands on the node (pulled through the mirror once), and the floor
-    // starts one container. Every timed batch starts on a quiet node.
+    // Warm-up: the image lands on the node (pulled through the mirror once) and every
+    // variant starts once. Every timed batch starts on a quiet node.
     let mut settled = Duration::ZERO;
-    start_batch(&pods, &seen, node, &["warm".to_owned()]).await?;
-    clear(&pods, &mut settled).await?;
-    let warm = ["floor-warm".to_owned()];
-    floor
-        .start_batch(&warm, &mut StepLatencies::default())
-        .await;
-    floor.remove(&warm).await?;
-
-    // One at a time, the floor and Skiff in turns.
+    for variant in &mut variants {
+        let warm = [format!("{}-warm", variant.prefix)];
+        variant.start(&bench, &warm).await?;
+        variant.clear(&bench, &warm, &mut settled).await?;
+    }
     let mut rows: Vec<Row> = Vec::new();
-    let (mut skiff_time, mut floor_time) = (Duration::ZERO, Duration::ZERO);
-    let (mut one, mut floor_one) = (Latency::new(), Latency::new());
+
+    // One at a time, the variants in turns.
     for i in 0..serial {
-        let started = Instant::now();
-        let name = [format!("floor-one-{i}")];
-        floor_one.merge(
-            &floor
-                .start_batch(&name, &mut StepLatencies::default())
-                .await,
-        );
-        floor_time += started.elapsed();
-        floor.remove(&name).await?;
-        let started = Instant::now();
-        one.merge(&start_batch(&pods, &seen, node, &[format!("one-{i}")]).await?);
-        skiff_time += started.elapsed();
+        for variant in &mut variants {
+            let name = [format!("{}-one-{i}", variant.prefix)];
+            let started = Instant::now();
+            let latency = variant.start(&bench, &name).await?;
+            variant.serial_time += started.elapsed();
+            variant.serial.merge(&latency);
+            if let Starter::Floor(floor) = &variant.starter {
+                floor.remove(&name).await?;
+            }
+        }
     }
-    rows.push(floor_one.row(
-        &format!("containerd + runc alone (floor), 1 at a time ({serial} containers)"),
-        floor_time,
-    ));
-    rows.push(one.row(
-        &format!("pod start, 1 at a time ({serial} pods)"),
-        skiff_time,
-    ));
-    clear(&pods, &mut settled).await?;
+    for variant in &variants {
+        rows.push(variant.serial.row(
+            &format!(
+                "{}, 1 at a time ({serial} {}s)",
+                variant.label, variant.unit
+            ),
+            variant.serial_time,
+        ));
+    }
+    delete_all(&bench.pods).await?;
+    settled += settle(QUIET, SETTLE_LIMIT).await;
 
-    // 30 at once, the floor and Skiff in turns, each on a quiet node.
-    let (mut skiff_time, mut floor_time) = (Duration::ZERO, Duration::ZERO);
-    let (mut burst, mut floor_burst) = (Latency::new(), Latency::new());
-    let (mut burst_cpu, mut floor_cpu) = (CpuPerPod::default(), CpuPerPod::default());
-    let mut floor_steps = StepLatencies::default();
+    // 30 at once, the variants in turns, each on a quiet node.
     for round in 0..rounds {
-        let names: Vec<String> = (0..30).map(|i| format!("floor-{round}-{i}")).collect();
-        let before = CpuSnapshot::take(agent_pid);
-        let started = Instant::now();
-        floor_burst.merge(&floor.start_batch(&names, &mut floor_steps).await);
-        floor_time += started.elapsed();
-        floor_cpu.add(&CpuSnapshot::take(agent_pid).per_pod_since(&before, names.len()));
-        floor.remove(&names).await?;
-        settled += settle(QUIET, SETTLE_LIMIT).await;
-
-        let names: Vec<String> = (0..30).map(|i| format!("burst-{round}-{i}")).collect();
-        let before = CpuSnapshot::take(agent_pid);
-        let started = Instant::now();
-        burst.merge(&start_batch(&pods, &seen, node, &names).await?);
-        skiff_time += started.elapsed();
-        burst_cpu.add(&CpuSnapshot::take(agent_pid).per_pod_since(&before, names.len()));
-        clear(&pods, &mut settled).await?;
+        for variant in &mut variants {
+            let names: Vec<String> = (0..30)
+                .map(|i| format!("{}-{round}-{i}", variant.prefix))
+                .collect();
+            let before = CpuSnapshot::take(agent_pid);
+            let started = Instant::now();
+            let latency = variant.start(&bench, &names).await?;
+            variant.burst_time += started.elapsed();
+            variant.burst.merge(&latency);
+            let cpu = CpuSnapshot::take(agent_pid).per_pod_since(&before, names.len());
+            variant.cpu.add(&cpu);
+            variant.clear(&bench, &names, &mut settled).await?;
+        }
     }
-    rows.push(floor_burst.row(
-        &format!("containerd + runc alone (floor), 30 at once ({rounds} rounds)"),
-        floor_time,
-    ));
-    rows.push(burst.row(
-        &format!("pod start, 30 at once ({rounds} rounds)"),
-        skiff_time,
-    ));
+    for variant in &variants {
+        rows.push(variant.burst.row(
+            &format!("{}, 30 at once ({rounds} rounds)", variant.label),
+            variant.burst_time,
+        ));
+    }
 
     let rss_idle = rss_mib(agent_pid);
     let names: Vec<String> = (0..resident).map(|i| format!("resident-{i}")).collect();
     let started = Instant::now();
     let mut fill = Latency::new();
     for chunk in names.chunks(25) {
-        fill.merge(&start_batch(&pods, &seen, node, chunk).await?);
+        fill.merge(&start_batch(&bench.pods, &bench.seen, node, chunk, None).await?);
     }
     rows.push(fill.row(
         &format!("pod start while filling to {resident} pods (25 at once)"),
@@ -257,15 +377,24 @@ pub async fn run(
     let rss_full = rss_mib(agent_pid);
     let anon_full = status_mib(agent_pid, "RssAnon:");
     let file_full = status_mib(agent_pid, "RssFile:");
-    delete_all(&pods).await?;
+    delete_all(&bench.pods).await?;
+    let burst_cpu: Vec<Value> = variants
+        .iter()
+        .map(|v| json!({"label": v.label, "unit": v.unit, "cpu": v.cpu.to_json()}))
+        .collect();
+    let burst_steps: Vec<Value> = variants
+        .iter()
+        .filter(|v| matches!(v.starter, Starter::Floor(_)))
+        .map(|v| json!({"label": v.label, "steps": v.steps.to_json()}))
+        .collect();
     Ok(json!({
         "node": node,
         "sizes": {"serial": serial, "burst": 30, "rounds": rounds, "resident": resident, "quick": quick},
+        "crun": crun,
         "rows": rows,
         "settle": {"quiet_below": QUIET, "seconds_waited": settled.as_secs_f64()},
-        "burst_cpu_ms_per_pod": burst_cpu.to_json(),
-        "floor_burst_cpu_ms_per_container": floor_cpu.to_json(),
-        "floor_burst_steps": floor_steps.to_json(),
+        "burst_cpu": burst_cpu,
+        "burst_steps": burst_steps,
         "agent_rss_mib": {"idle": rss_idle, "with_pods": rss_full, "with_pods_anon": anon_full, "with_pods_file": file_full},
     }))
 }

@@ -10,7 +10,7 @@
 
 use std::{
     collections::HashMap,
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -37,6 +37,8 @@ const KILL: u32 = 9;
 pub struct RuntimeFloor {
     runtime: Runtime,
     image: ReadyImage,
+    /// The OCI runtime the shim runs (`None`: its default runc).
+    oci_runtime: Option<PathBuf>,
 }
 
 impl RuntimeFloor {
@@ -55,7 +57,20 @@ impl RuntimeFloor {
             .local_image(&name)
             .await?
             .with_context(|| format!("{} holds no image {name}", archive.display()))?;
-        Ok(Self { runtime, image })
+        Ok(Self {
+            runtime,
+            image,
+            oci_runtime: None,
+        })
+    }
+
+    /// The same floor with the shim running `binary` instead of runc.
+    pub fn with_oci_runtime(&self, binary: &Path) -> Self {
+        Self {
+            runtime: self.runtime.clone(),
+            image: self.image.clone(),
+            oci_runtime: Some(binary.to_path_buf()),
+        }
     }
 
     /// Start a container per name, all at once; each one's latency runs from its first
@@ -68,6 +83,7 @@ impl RuntimeFloor {
         }))
         .await;
         let mut latency = Latency::new();
+        let mut failed = Vec::new();
         for (name, result) in starts {
             match result {
                 Ok((took, calls)) => {
@@ -75,10 +91,17 @@ impl RuntimeFloor {
                     steps.record(&calls);
                 }
                 Err(e) => {
-                    eprintln!("skiff-bench pods: floor container {name} did not start: {e}");
                     latency.error();
+                    failed.push(format!("{name}: {e}"));
                 }
             }
+        }
+        if let Some(first) = failed.first() {
+            eprintln!(
+                "skiff-bench pods: {} of {} floor containers did not start; the first: {first}",
+                failed.len(),
+                names.len()
+            );
         }
         latency
     }
@@ -130,6 +153,7 @@ impl RuntimeFloor {
             labels: HashMap::new(),
             // No stdio: the floor has no log shim.
             log_uri: String::new(),
+            runtime_binary: self.oci_runtime.clone(),
         }
     }
 }

@@ -266,3 +266,7 @@ pub(super) fn pv(o: &Value) -> Vec<Value> {
 pub(super) fn lease(o: &Value) -> Vec<Value> {
     vec![name(o), json!(s(o, "spec.holderIdentity")), created(o)]
 }
+
+pub(super) fn runtime_class(o: &Value) -> Vec<Value> {
+    vec![name(o), json!(s(o, "handler")), created(o)]
+}

@@ -212,6 +212,7 @@ pub fn printer(group: &str, kind: &str) -> Printer {
             pv,
         ),
         ("coordination.k8s.io", "Lease") => (&[NAME, ("Holder", "string", 0), AGE], lease),
+        ("node.k8s.io", "RuntimeClass") => (&[NAME, ("Handler", "string", 0), AGE], runtime_class),
         _ => (&[NAME, AGE], plain),
     };
     Printer { columns, cells }
@@ -325,6 +326,7 @@ mod tests {
             ("", "PersistentVolumeClaim"),
             ("", "PersistentVolume"),
             ("coordination.k8s.io", "Lease"),
+            ("node.k8s.io", "RuntimeClass"),
             ("", "ReplicationController"),
             ("x", "Unknown"),
         ] {
