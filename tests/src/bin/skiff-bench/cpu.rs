@@ -18,8 +18,8 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Roles in the order the report lists them.
 const ROLES: [&str; 7] = [
-    "containerd shims (with runc create/start)",
-    "containers (runc init, then the app)",
+    "containerd shims (with the OCI runtime's create/start)",
+    "containers (the OCI runtime's init, then the app)",
     "containerd (with the shim launcher)",
     "skiff-agent",
     "log shims",
@@ -206,7 +206,7 @@ mod tests {
         );
         assert_eq!(
             role(&process("skiff-echo"), false, true),
-            Some("containers (runc init, then the app)")
+            Some("containers (the OCI runtime's init, then the app)")
         );
         assert_eq!(role(&process("bash"), false, false), None);
     }
