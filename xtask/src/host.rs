@@ -64,8 +64,8 @@ pub fn cgroup1_mounts() -> Vec<PathBuf> {
 /// hierarchy holds but gives to no cgroup to v1 hierarchies of their own, as systemd's
 /// hybrid layout does. crun (the `crun` RuntimeClass) refuses a hybrid host whose cgroup2
 /// holds controllers ("cgroups in hybrid mode not supported, drop all controllers from
-/// cgroupv2"); runc works either way. Controllers some cgroup uses stay where they are
-/// (the agent then does not offer crun).
+/// cgroupv2"); runc works either way. Controllers some cgroup uses stay where they are, and
+/// a move that fails is reported, not fatal (the agent then does not offer crun).
 pub fn free_hybrid_cgroup2_controllers() -> Result<()> {
     let Some(unified) = cgroup2_mount() else {
         return Ok(());
@@ -89,24 +89,25 @@ pub fn free_hybrid_cgroup2_controllers() -> Result<()> {
     }
     for controller in controllers.split_whitespace() {
         let dir = v1_root.join(controller);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        run_cmd(&mut command(
-            "mount",
-            [
-                "-t",
-                "cgroup",
-                "-o",
-                controller,
-                "cgroup",
-                &dir.to_string_lossy(),
-            ],
-        ))
-        .with_context(|| format!("moving the {controller} cgroup controller to cgroup v1"))?;
-        eprintln!(
-            "      moved the unused {controller} controller from cgroup2 to {} (crun needs \
-             cgroup2 without controllers on hybrid hosts)",
-            dir.display()
-        );
+        let moved = std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating {}", dir.display()))
+            .and_then(|()| {
+                let target = dir.to_string_lossy();
+                let options = ["-t", "cgroup", "-o", controller, "cgroup", &target];
+                run_cmd(&mut command("mount", options))
+            });
+        // Not fatal: everything but the crun handler works without it.
+        match moved {
+            Ok(()) => eprintln!(
+                "      moved the unused {controller} controller from cgroup2 to {} (crun needs \
+                 cgroup2 without controllers on hybrid hosts)",
+                dir.display()
+            ),
+            Err(e) => eprintln!(
+                "      could not move the {controller} controller out of cgroup2 ({e:#}): the \
+                 agents will not offer the crun runtime handler"
+            ),
+        }
     }
     Ok(())
 }
