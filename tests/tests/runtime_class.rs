@@ -108,6 +108,18 @@ fn runtime_classes_pick_the_oci_runtime_and_bad_ones_are_refused_or_reported() {
         "{out:?}"
     );
 
+    // Admission writes back only what the class sets, so strict field validation still
+    // sees an unknown field of a pod that names a RuntimeClass.
+    let body = format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"strict"}},"spec":{{"runtimeClassName":"{fast}","bogusField":1,"containers":[{{"name":"c","image":"busybox"}}]}}}}"#
+    );
+    let path = format!("/api/v1/namespaces/{ns}/pods?fieldValidation=Strict");
+    let out = lab.kubectl_stdin(&["create", "--raw", &path, "-f", "-"], &body);
+    assert!(
+        out.code != 0 && out.stderr.contains("bogusField"),
+        "{out:?}"
+    );
+
     // A handler this node lacks: the pod waits, saying why.
     lab.apply(
         &ns,

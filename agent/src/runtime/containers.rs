@@ -138,13 +138,14 @@ impl Runtime {
                 new.id
             ))
         })?;
+        let options = runtime_options(new.runtime_binary.as_deref());
         let container = Container {
             id: new.id.clone(),
             labels: new.labels.clone(),
             image: new.image.clone(),
             runtime: Some(ContainerRuntime {
                 name: "io.containerd.runc.v2".to_owned(),
-                options: runtime_options(new.runtime_binary.as_deref()),
+                options: options.clone(),
             }),
             spec: Some(Any {
                 type_url: SPEC_TYPE_URL.to_owned(),
@@ -203,7 +204,7 @@ impl Runtime {
                 rootfs: mounts,
                 stdout: new.log_uri.clone(),
                 stderr: new.log_uri.clone(),
-                options: runtime_options(new.runtime_binary.as_deref()),
+                options,
                 ..CreateTaskRequest::default()
             },
             None,

@@ -395,29 +395,18 @@ fn pods_markdown(pods: &Value) -> String {
             number(&pods["settle"]["seconds_waited"])
         ));
     }
-    match pods["burst_cpu"].as_array() {
-        Some(variants) => {
-            for variant in variants {
-                let unit = variant["unit"].as_str().unwrap_or("pod");
-                cpu_table(
-                    &mut md,
-                    &format!(
-                        "CPU per {unit} start, 30 at once: {}",
-                        variant["label"].as_str().unwrap_or_default()
-                    ),
-                    unit,
-                    &variant["cpu"],
-                );
-            }
-        }
-        // Reports before the floor and crun rows.
-        None => cpu_table(
-            &mut md,
-            "CPU per pod start, 30 at once",
-            "pod",
-            &pods["burst_cpu_ms_per_pod"],
-        ),
-    }
+    // One column per variant; reports before the floor and crun rows have one, unnamed.
+    let columns: Vec<(String, Value)> = match pods["burst_cpu"].as_array() {
+        Some(variants) => variants
+            .iter()
+            .map(|v| {
+                let label = v["label"].as_str().unwrap_or_default().to_owned();
+                (label, v["cpu"].clone())
+            })
+            .collect(),
+        None => vec![("pod start".to_owned(), pods["burst_cpu_ms_per_pod"].clone())],
+    };
+    cpu_table(&mut md, &columns);
     for floor in pods["burst_steps"].as_array().into_iter().flatten() {
         md.push_str(&format!(
             "\nThe containerd calls of {}, 30 at once (each container's own call):\n\n\
@@ -474,27 +463,37 @@ fn pods_markdown(pods: &Value) -> String {
     md
 }
 
-/// The table of a `CpuPerPod` report (`{"roles": [{"process", "ms"}], "total"}`), if present.
-fn cpu_table(md: &mut String, title: &str, unit: &str, cpu: &Value) {
-    let Some(roles) = cpu["roles"].as_array() else {
+/// CPU per start, 30 at once: a row per process, a column per `(label, CpuPerPod report)`
+/// (`{"roles": [{"process", "ms"}], "total"}`); nothing if no column has roles.
+fn cpu_table(md: &mut String, columns: &[(String, Value)]) {
+    let Some(roles) = columns.iter().find_map(|(_, cpu)| cpu["roles"].as_array()) else {
         return;
     };
-    md.push_str(&format!(
-        "\n{title} (user and system time of the lab's processes and of the children they \
-         waited for, from /proc/<pid>/stat; kernel workers not counted):\n\n\
-         | process | ms per {unit} |\n|---|---:|\n"
-    ));
-    for role in roles {
-        md.push_str(&format!(
-            "| {} | {:.1} |\n",
-            role["process"].as_str().unwrap_or_default(),
-            number(&role["ms"])
-        ));
+    md.push_str(
+        "\nCPU per start, 30 at once, ms (user and system time of the lab's processes and of \
+         the children they waited for, from /proc/<pid>/stat; kernel workers not counted):\n\n\
+         | process |",
+    );
+    for (label, _) in columns {
+        md.push_str(&format!(" {label} |"));
     }
-    md.push_str(&format!(
-        "| all of these | {:.1} |\n",
-        number(&cpu["total"])
-    ));
+    md.push_str(&format!("\n|---|{}\n", "---:|".repeat(columns.len())));
+    let ms = |cpu: &Value, i: usize| number(&cpu["roles"][i]["ms"]);
+    for (i, role) in roles.iter().enumerate() {
+        md.push_str(&format!(
+            "| {} |",
+            role["process"].as_str().unwrap_or_default()
+        ));
+        for (_, cpu) in columns {
+            md.push_str(&format!(" {:.1} |", ms(cpu, i)));
+        }
+        md.push('\n');
+    }
+    md.push_str("| all of these |");
+    for (_, cpu) in columns {
+        md.push_str(&format!(" {:.1} |", number(&cpu["total"])));
+    }
+    md.push('\n');
 }
 
 fn api_markdown(api: &Value) -> String {

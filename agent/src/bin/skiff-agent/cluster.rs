@@ -36,7 +36,7 @@ pub fn cluster_ca(kubeconfig: &Path) -> Result<String> {
 }
 
 /// How this node presents itself to the API server.
-pub async fn node_config(args: &Args) -> NodeConfig {
+pub async fn node_config(args: &Args, handlers: &RuntimeHandlers) -> NodeConfig {
     let address = match args.listen.ip() {
         std::net::IpAddr::V4(ip) => ip,
         std::net::IpAddr::V6(_) => std::net::Ipv4Addr::LOCALHOST,
@@ -47,10 +47,7 @@ pub async fn node_config(args: &Args) -> NodeConfig {
         pod_cidr: args.pod_cidr.clone(),
         max_pods: args.max_pods,
         runtime_version: runtime_version(&args.containerd).await,
-        runtime_handlers: RuntimeHandlers::new(&args.runtime_handlers)
-            .names()
-            .map(str::to_owned)
-            .collect(),
+        runtime_handlers: handlers.names().map(str::to_owned).collect(),
     }
 }
 
@@ -97,6 +94,7 @@ pub async fn api_client(kubeconfig: &Path) -> kube::Client {
 /// Connect to containerd, load IPAM and mirrors, and start the pod workers and node routes.
 pub async fn start_kubelet(
     args: &Args,
+    runtime_handlers: RuntimeHandlers,
     client: kube::Client,
     metrics: Arc<Metrics>,
     pod_veths: Arc<PodAttach>,
@@ -156,7 +154,7 @@ pub async fn start_kubelet(
             agent_binary: std::env::current_exe().context("locating the agent binary")?,
             cgroup_parent,
             allow_privileged: args.allow_privileged,
-            runtime_handlers: RuntimeHandlers::new(&args.runtime_handlers),
+            runtime_handlers,
             dns: skiff_agent::kubelet::pod_dns::ClusterDns {
                 server: args.cluster_dns,
                 domain: args.cluster_domain.clone(),

@@ -34,6 +34,7 @@ use skiff_agent::{
         sync::{self as datapath_sync, Capacities, FullMapEvents, Programmer},
         table::{MaglevSettings, Table},
     },
+    kubelet::runtime_class::RuntimeHandlers,
     logs,
     metrics::Metrics,
     netns,
@@ -232,8 +233,11 @@ async fn run(args: Args) -> Result<()> {
     match &args.kubeconfig {
         Some(path) => {
             let client = api_client(path).await;
-            tokio::spawn(node_lifecycle(client.clone(), node_config(&args).await));
-            match start_kubelet(&args, client, state.metrics.clone(), pods).await {
+            // Decided once: the Node advertises what the kubelet runs.
+            let handlers = RuntimeHandlers::new(&args.runtime_handlers);
+            let node = node_config(&args, &handlers).await;
+            tokio::spawn(node_lifecycle(client.clone(), node));
+            match start_kubelet(&args, handlers, client, state.metrics.clone(), pods).await {
                 Ok(kubelet) => {
                     runtime = Some(kubelet.runtime.clone());
                     if let Some(discovery) = &kubelet.discovery {

@@ -3,6 +3,7 @@
 //! previous agent left running (same labels), so an agent restart restarts nothing.
 
 mod container_start;
+mod pod_sandbox;
 mod termination;
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
@@ -21,7 +22,7 @@ use super::{
     timing::Step,
     volumes,
 };
-use crate::{logs, network::sandbox, runtime::containers::TaskState};
+use crate::{logs, runtime::containers::TaskState};
 
 /// First restart delay after the immediate one; doubles up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
@@ -396,42 +397,8 @@ impl Worker {
     /// Bring the pod's containerd state toward its spec (holding a start turn when
     /// something is to be started, see [`Worker::wait_for_turn`]).
     async fn sync_now(&mut self) {
-        if self.oci_runtime.is_none() {
-            let kubelet = self.kubelet.clone();
-            let class = self
-                .pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.runtime_class_name.as_deref());
-            match kubelet
-                .config
-                .runtime_handlers
-                .resolve(&kubelet.client, class)
-                .await
-            {
-                Ok(binary) => self.oci_runtime = Some(binary),
-                Err(message) => {
-                    self.sandbox_failed(message).await;
-                    return;
-                }
-            }
-        }
-        if self.ip.is_none() || !crate::network::netns::is_pinned(&self.netns) {
-            let kubelet = self.kubelet.clone();
-            let sandbox = kubelet
-                .timing
-                .timed(Step::Sandbox, self.set_up_sandbox())
-                .await;
-            match sandbox {
-                Ok(ip) => {
-                    self.ip = Some(ip);
-                    self.blocked = None;
-                }
-                Err(message) => {
-                    self.sandbox_failed(message).await;
-                    return;
-                }
-            }
+        if !self.ensure_sandbox().await {
+            return;
         }
         if self.volumes.is_none() {
             let prepare = volumes::prepare(&self.kubelet.client, &self.pod, &self.pod_dir);
@@ -460,61 +427,6 @@ impl Worker {
         for i in self.due_slots() {
             self.start(i).await;
         }
-    }
-
-    /// The pod's sandbox cannot be made: say why (status and, when the reason is new, a
-    /// Warning event, as kubelet's FailedCreatePodSandBox) and try again in a while.
-    async fn sandbox_failed(&mut self, message: String) {
-        tracing::warn!(pod = %self.name, %message, "pod sandbox failed");
-        let reason = "FailedCreatePodSandBox";
-        let known = self
-            .blocked
-            .as_ref()
-            .is_some_and(|(r, m)| r == reason && *m == message);
-        if !known {
-            let pod_ref = skiff_events::reference("v1", "Pod", &self.pod.metadata);
-            self.kubelet
-                .recorder
-                .record(
-                    &pod_ref,
-                    "Warning",
-                    reason,
-                    &format!("Failed to create pod sandbox: {message}"),
-                )
-                .await;
-        }
-        self.blocked = Some((reason.into(), message));
-        self.wake = Some(Instant::now() + Duration::from_secs(5));
-    }
-
-    async fn set_up_sandbox(&mut self) -> Result<Ipv4Addr, String> {
-        let ip = self
-            .kubelet
-            .ipam
-            .allocate(&self.uid)
-            .await
-            .map_err(|e| e.to_string())?;
-        let gateway = self.kubelet.config.pod_cidr.gateway();
-        sandbox::set_up(&self.kubelet.netlink, &self.netns, &self.uid, ip, gateway)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(hook) = &self.kubelet.pod_veths {
-            hook.up(&sandbox::host_veth(&self.uid));
-        }
-        std::fs::create_dir_all(&self.pod_dir).map_err(|e| e.to_string())?;
-        let dns = &self.kubelet.config.dns;
-        let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let hosts = pod_dns::hosts(&self.pod, ip, dns);
-        let resolv = pod_dns::resolv_conf(&self.pod, dns, &node_resolv);
-        for (file, text) in [
-            ("etc-hosts", hosts),
-            ("resolv.conf", resolv),
-            ("hostname", format!("{}\n", pod_dns::hostname(&self.pod))),
-        ] {
-            std::fs::write(self.pod_dir.join(file), text).map_err(|e| e.to_string())?;
-        }
-        tracing::info!(pod = %self.name, %ip, "pod sandbox ready");
-        Ok(ip)
     }
 
     fn schedule_restart(slot: &mut Slot, wake: &mut Option<Instant>) {

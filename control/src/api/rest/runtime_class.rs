@@ -41,8 +41,22 @@ pub(super) async fn admit(ctx: &Ctx<'_>, pod: &mut Value) -> Result<(), ApiError
         return Ok(());
     };
     apply(&class, &mut typed).map_err(forbidden)?;
-    *pod = serde_json::to_value(&typed)
-        .map_err(|e| ApiError::internal(format!("admitted pod {name}: {e}")))?;
+    // Only the fields the class sets are written back: the body keeps everything else as
+    // sent, so strict field validation still sees fields the typed form would drop.
+    let spec = typed.spec.unwrap_or_default();
+    let written = [
+        ("overhead", serde_json::to_value(spec.overhead)),
+        ("nodeSelector", serde_json::to_value(spec.node_selector)),
+        ("tolerations", serde_json::to_value(spec.tolerations)),
+    ];
+    if let Some(body) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+        for (field, value) in written {
+            match value.map_err(|e| ApiError::internal(format!("admitted pod {name}: {e}")))? {
+                Value::Null => body.remove(field),
+                value => body.insert(field.to_owned(), value),
+            };
+        }
+    }
     Ok(())
 }
 

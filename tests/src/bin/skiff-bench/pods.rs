@@ -23,6 +23,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
+use skiff_agent::kubelet::runtime_class::RuntimeHandlers;
 use skiff_tests::bench::{Latency, Row, settle};
 
 use super::{
@@ -191,13 +192,20 @@ impl Variant {
         }
     }
 
-    /// Start `names` at once; the latency of each.
-    async fn start(&mut self, bench: &PodBench, names: &[String]) -> Result<Latency> {
+    /// Start `names` at once; the latency of each. A floor's containerd calls count in
+    /// [`Variant::steps`] only for the 30-at-once batches (`burst`).
+    async fn start(&mut self, bench: &PodBench, names: &[String], burst: bool) -> Result<Latency> {
+        let mut elsewhere = StepLatencies::default();
+        let steps = if burst {
+            &mut self.steps
+        } else {
+            &mut elsewhere
+        };
         match &self.starter {
             Starter::Pods(class) => {
                 start_batch(&bench.pods, &bench.seen, &bench.node, names, *class).await
             }
-            Starter::Floor(floor) => Ok(floor.start_batch(names, &mut self.steps).await),
+            Starter::Floor(floor) => Ok(floor.start_batch(names, steps).await),
         }
     }
 
@@ -239,14 +247,6 @@ async fn ensure_runtime_class(client: &kube::Client, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The first `name` in a directory of `PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
 /// The pods benchmark: each variant (Skiff's pods and the bare floor, with runc and, where
 /// installed, crun) one at a time and 30 at once, in turns; then the agent's RSS while
 /// 100 pods run.
@@ -270,7 +270,11 @@ pub async fn run(
     let runc_floor = RuntimeFloor::prepare(floor.containerd, floor.archive, FLOOR_IMAGE)
         .await
         .context("preparing the containerd + runc floor")?;
-    let crun = on_path("crun");
+    // crun where this host's agents offer it (installed, and cgroups it accepts).
+    let crun = RuntimeHandlers::new(&[])
+        .binary(CRUN_CLASS)
+        .cloned()
+        .flatten();
     let mut variants = Vec::new();
     if let Some(crun) = &crun {
         ensure_runtime_class(&client, CRUN_CLASS)
@@ -309,7 +313,7 @@ pub async fn run(
     let mut settled = Duration::ZERO;
     for variant in &mut variants {
         let warm = [format!("{}-warm", variant.prefix)];
-        variant.start(&bench, &warm).await?;
+        variant.start(&bench, &warm, false).await?;
         variant.clear(&bench, &warm, &mut settled).await?;
     }
     let mut rows: Vec<Row> = Vec::new();
@@ -319,7 +323,7 @@ pub async fn run(
         for variant in &mut variants {
             let name = [format!("{}-one-{i}", variant.prefix)];
             let started = Instant::now();
-            let latency = variant.start(&bench, &name).await?;
+            let latency = variant.start(&bench, &name, false).await?;
             variant.serial_time += started.elapsed();
             variant.serial.merge(&latency);
             if let Starter::Floor(floor) = &variant.starter {
@@ -347,7 +351,7 @@ pub async fn run(
                 .collect();
             let before = CpuSnapshot::take(agent_pid);
             let started = Instant::now();
-            let latency = variant.start(&bench, &names).await?;
+            let latency = variant.start(&bench, &names, true).await?;
             variant.burst_time += started.elapsed();
             variant.burst.merge(&latency);
             let cpu = CpuSnapshot::take(agent_pid).per_pod_since(&before, names.len());
