@@ -181,8 +181,11 @@ impl StepLatencies {
         let steps = [
             ("container create (the record)", &self.container_create),
             ("snapshot prepare (the rootfs)", &self.snapshot_prepare),
-            ("task create (shim and runc create)", &self.task_create),
-            ("task start (runc start)", &self.task_start),
+            (
+                "task create (shim and the runtime's create)",
+                &self.task_create,
+            ),
+            ("task start (the runtime's start)", &self.task_start),
         ];
         Value::Array(
             steps
