@@ -71,64 +71,38 @@ fn number(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
 
+/// skiff-bench's A/A row: the Skiff node's floor measured a second time as a path.
+const A_A: &str = "direct pod IPs in turn (Skiff node), again (A/A)";
+
 /// The row of `path`/`mode` among `rows`.
 fn find<'a>(rows: &'a [Value], path: &str, mode: &str) -> Option<&'a Value> {
     rows.iter()
         .find(|r| r["path"].as_str() == Some(path) && r["mode"].as_str() == Some(mode))
 }
 
-/// The floor a path is compared with: the direct path from the same client, to the
-/// Service's pods in turn where that was measured (TCP_RR, TCP_CRR), else to one pod.
-fn floor_of(path: &str, mode: &str) -> Option<&'static str> {
-    let spread = matches!(mode, "tcp_rr" | "tcp_crr");
-    if path.starts_with("Skiff") {
-        Some(if spread {
-            "direct pod IPs in turn (Skiff node)"
-        } else {
-            "direct pod IP (Skiff node)"
-        })
-    } else if path.starts_with("kube-proxy") {
-        Some(if spread {
-            "direct pod IPs in turn (bare node)"
-        } else {
-            "direct pod IP (bare node)"
-        })
-    } else {
-        None
-    }
+/// The row `row` is compared with: the one its `floor` names (skiff-bench decides which
+/// path is whose floor), measured in the same mode at the same scale point.
+fn floor_row<'a>(rows: &'a [Value], row: &Value) -> Option<&'a Value> {
+    let floor = row["floor"].as_str()?;
+    find(rows, floor, row["mode"].as_str()?)
 }
 
-/// `row`'s `field` against its floor's. Rows whose rounds were pooled (every request of
+/// `row`'s `field` against its floor's: both pooled over their rounds (every request of
 /// every round in one distribution; a Skiff path's rounds alternate with its floor's, so
 /// drift of the machine hits both alike; a kube-proxy row's rounds come after its floor's,
-/// once its rules are loaded) compare their pooled figures. Older reports without
-/// pooling compare the median of the round-by-round ratios (a round that measured nothing
-/// is left out), or the ratio of the medians.
+/// once its rules are loaded).
 fn floor_ratio(row: &Value, floor: &Value, field: &str) -> f64 {
-    let pooled = |r: &Value| r["pooled"].as_bool() == Some(true);
-    if pooled(row) && pooled(floor) {
-        return number(&row[field]) / number(&floor[field]);
-    }
-    let per_round = |r: &Value| -> Vec<f64> {
-        r["per_round"]
-            .as_array()
-            .map(|rounds| rounds.iter().map(|x| number(&x[field])).collect())
-            .unwrap_or_default()
-    };
-    let (path, base) = (per_round(row), per_round(floor));
-    if !path.is_empty() && path.len() == base.len() {
-        let mut ratios: Vec<f64> = path
-            .iter()
-            .zip(&base)
-            .map(|(p, b)| p / b)
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        if let Some(median) = ratios.get(ratios.len() / 2) {
-            return *median;
-        }
-    }
     number(&row[field]) / number(&floor[field])
+}
+
+/// `row`'s 95 % bootstrap interval of its `field` ratio to the floor, as `[low, high]`
+/// text; empty when the row has none (its floor ran in other rounds).
+fn interval(row: &Value, field: &str) -> String {
+    let bounds = &row["floor_interval"][field];
+    match (bounds[0].as_f64(), bounds[1].as_f64()) {
+        (Some(low), Some(high)) => format!("{low:.3}–{high:.3}"),
+        _ => String::new(),
+    }
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -143,7 +117,7 @@ fn paths_table(md: &mut String, rows: &[Value]) {
     for row in rows {
         let path = row["path"].as_str().unwrap_or_default();
         let mode = row["mode"].as_str().unwrap_or_default();
-        let floor = floor_of(path, mode).and_then(|f| find(rows, f, mode));
+        let floor = floor_row(rows, row);
         let ratio = |field: &str| {
             floor.map_or_else(String::new, |f| {
                 format!("{:.3}", floor_ratio(row, f, field))
@@ -209,31 +183,80 @@ fn ebpf_table(md: &mut String, rows: &[Value]) {
 
 /// The targets of the issue, checked at one scale point.
 fn targets(md: &mut String, services: u64, rows: &[Value], programming: &Value) {
-    let ratio = |path: &str, mode: &str, field: &str| {
-        let floor = floor_of(path, mode).and_then(|f| find(rows, f, mode));
-        match (find(rows, path, mode), floor) {
-            (Some(row), Some(floor)) => floor_ratio(row, floor, field),
-            _ => f64::NAN,
-        }
+    // (measured ratio, its 95 % interval) of `path`'s `field`.
+    let ratio = |path: &str, mode: &str, field: &str| match find(rows, path, mode) {
+        Some(row) => (
+            floor_row(rows, row).map_or(f64::NAN, |floor| floor_ratio(row, floor, field)),
+            interval(row, field),
+        ),
+        None => (f64::NAN, String::new()),
     };
-    let socket_p50 = ratio("Skiff socket LB", "tcp_rr", "p50_us");
-    let socket_p99 = ratio("Skiff socket LB", "tcp_rr", "p99_us");
-    let socket_rate = ratio("Skiff socket LB", "tcp_crr", "per_second");
-    let tc_p50 = ratio("Skiff tc (per packet)", "tcp_rr", "p50_us");
-    let tc_p99 = ratio("Skiff tc (per packet)", "tcp_rr", "p99_us");
     md.push_str(&format!(
-        "\n| target at {services} Services | measured | verdict |\n|---|---|---|\n\
-         | socket LB p50 ≤ 1.03× direct | {socket_p50:.3}× | {} |\n\
-         | socket LB p99 ≤ 1.03× direct | {socket_p99:.3}× | {} |\n\
-         | socket LB connection rate ≥ 0.97× direct | {socket_rate:.3}× | {} |\n\
-         | tc p50 ≤ 1.10× direct | {tc_p50:.3}× | {} |\n\
-         | tc p99 ≤ 1.10× direct | {tc_p99:.3}× | {} |\n",
-        verdict(socket_p50 <= 1.03),
-        verdict(socket_p99 <= 1.03),
-        verdict(socket_rate >= 0.97),
-        verdict(tc_p50 <= 1.10),
-        verdict(tc_p99 <= 1.10),
+        "\n| target at {services} Services | measured | 95 % interval | verdict |\n|---|---|---|---|\n"
     ));
+    let checks: [(&str, &str, &str, &str, f64, bool); 5] = [
+        (
+            "socket LB p50 ≤ 1.03× direct",
+            "Skiff socket LB",
+            "tcp_rr",
+            "p50_us",
+            1.03,
+            true,
+        ),
+        (
+            "socket LB p99 ≤ 1.03× direct",
+            "Skiff socket LB",
+            "tcp_rr",
+            "p99_us",
+            1.03,
+            true,
+        ),
+        (
+            "socket LB connection rate ≥ 0.97× direct",
+            "Skiff socket LB",
+            "tcp_crr",
+            "per_second",
+            0.97,
+            false,
+        ),
+        (
+            "tc p50 ≤ 1.10× direct",
+            "Skiff tc (per packet)",
+            "tcp_rr",
+            "p50_us",
+            1.10,
+            true,
+        ),
+        (
+            "tc p99 ≤ 1.10× direct",
+            "Skiff tc (per packet)",
+            "tcp_rr",
+            "p99_us",
+            1.10,
+            true,
+        ),
+    ];
+    for (target, path, mode, field, bound, at_most) in checks {
+        let (measured, interval) = ratio(path, mode, field);
+        let ok = if at_most {
+            measured <= bound
+        } else {
+            measured >= bound
+        };
+        md.push_str(&format!(
+            "| {target} | {measured:.3}× | {interval} | {} |\n",
+            verdict(ok)
+        ));
+    }
+    // The floor against itself: how far these ratios move when nothing differs.
+    for (field, label) in [("p50_us", "p50"), ("p99_us", "p99")] {
+        let (measured, interval) = ratio(A_A, "tcp_rr", field);
+        if measured.is_finite() {
+            md.push_str(&format!(
+                "| (the floor measured again, A/A: TCP_RR {label}) | {measured:.3}× | {interval} | |\n"
+            ));
+        }
+    }
     let add = programming["skiff_maps"]["operations"]
         .as_array()
         .and_then(|ops| ops.first())
@@ -362,7 +385,11 @@ pub fn markdown(net: &Value) -> String {
          (A B B A); percentiles and rates pool all rounds' requests, CPU and eBPF time are \
          medians of the rounds. The kube-proxy rows run after the Skiff rows (their rules \
          are loaded then), so their floors were measured minutes before them. CPU is the \
-         whole machine's busy time per request.\n",
+         whole machine's busy time per request. A target's 95 % interval comes from a \
+         paired bootstrap over the rounds (a round of the path and the same round of its \
+         floor drawn together, 2,000 resamples); the Skiff node's floor is also measured \
+         a second time as a path of its own (A/A), whose ratio shows how far a ratio moves \
+         when nothing differs.\n",
         topology["backends"].as_str().unwrap_or_default(),
         topology["skiff_client"].as_str().unwrap_or_default(),
         topology["bare_client"].as_str().unwrap_or_default(),

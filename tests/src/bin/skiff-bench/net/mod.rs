@@ -22,6 +22,7 @@
 
 mod ebpf_cost;
 mod etcd_disk;
+mod interval;
 mod paths;
 mod pool;
 mod programming;

@@ -17,6 +17,7 @@ use skiff_tests::{
 
 use super::{
     ebpf_cost,
+    interval::floor_ratio_interval,
     pool::pool,
     workload::{CLIENT_POD, NAMESPACE, Workload, kube_proxy_settings},
 };
@@ -129,6 +130,8 @@ impl Switch {
 struct Job<'a> {
     path: String,
     mode: &'static str,
+    /// The path this one is compared with (see [`floor_of`]).
+    floor: Option<&'static str>,
     client: Client<'a>,
     switch: Switch,
     args: Vec<String>,
@@ -147,9 +150,43 @@ fn job<'a>(
     Job {
         path: path.to_owned(),
         mode,
+        floor: floor_of(path, mode),
         client,
         switch: switch.clone(),
         args,
+    }
+}
+
+/// The floor of the Skiff node's TCP_RR and TCP_CRR: its direct path to the Service's
+/// pods in turn.
+const SPREAD_FLOOR_SKIFF: &str = "direct pod IPs in turn (Skiff node)";
+/// The same floor, measured a second time as a path of its own (an A/A comparison: how far
+/// a ratio moves when nothing differs but the slot it ran in).
+const SPREAD_FLOOR_SKIFF_AGAIN: &str = "direct pod IPs in turn (Skiff node), again (A/A)";
+
+/// The floor a path is compared with: the direct path from the same client, to the
+/// Service's pods in turn where that was measured (TCP_RR, TCP_CRR), else to one pod.
+/// Node ports are measured from the root namespace, which has no direct path of its own to
+/// compare with. Every report row names its floor (`floor`), so the report renders ratios without
+/// knowing the paths.
+fn floor_of(path: &str, mode: &str) -> Option<&'static str> {
+    let spread = matches!(mode, "tcp_rr" | "tcp_crr");
+    if path.starts_with("Skiff") {
+        Some(if spread {
+            SPREAD_FLOOR_SKIFF
+        } else {
+            "direct pod IP (Skiff node)"
+        })
+    } else if path == SPREAD_FLOOR_SKIFF_AGAIN {
+        Some(SPREAD_FLOOR_SKIFF)
+    } else if path.starts_with("kube-proxy") {
+        Some(if spread {
+            "direct pod IPs in turn (bare node)"
+        } else {
+            "direct pod IP (bare node)"
+        })
+    } else {
+        None
     }
 }
 
@@ -164,6 +201,7 @@ enum Ports {
     DirectBare,
     SpreadSkiff,
     SpreadBare,
+    SpreadSkiffAgain,
     SocketLb,
     PerPacket,
     NodePortRemote,
@@ -370,7 +408,8 @@ pub const WARM_UP_ROUNDS: usize = 1;
 /// backwards on odd ones (A B B A: drift of the machine within a round hits every path
 /// alike). Short rounds, many of them, so that whatever else the machine does lands in
 /// every path's slices and not in one path's run. Per path and mode the rounds are pooled
-/// into one distribution (see [`pool`]).
+/// into one distribution (see [`pool`]); a row whose floor ran in the same rounds carries
+/// the bootstrap interval of its ratios to it (`floor_interval`).
 fn run_rounds(lab: &Lab, jobs: &mut [Job], rounds: usize) -> Result<Vec<Value>> {
     const MODES: [&str; 4] = ["tcp_rr", "tcp_crr", "udp_rr", "stream"];
     jobs.sort_by_key(|job| MODES.iter().position(|m| *m == job.mode));
@@ -396,7 +435,24 @@ fn run_rounds(lab: &Lab, jobs: &mut [Job], rounds: usize) -> Result<Vec<Value>> 
             }
         }
     }
-    Ok(runs.into_iter().map(|r| pool(&r)).collect())
+    let rows = jobs
+        .iter()
+        .zip(&runs)
+        .map(|(job, own)| {
+            let mut row = pool(own);
+            row["floor"] = json!(job.floor);
+            let floor_runs = job.floor.and_then(|floor| {
+                jobs.iter()
+                    .position(|j| j.path == floor && j.mode == job.mode)
+                    .map(|at| &runs[at])
+            });
+            if let Some(interval) = floor_runs.and_then(|f| floor_ratio_interval(own, f)) {
+                row["floor_interval"] = interval;
+            }
+            row
+        })
+        .collect();
+    Ok(rows)
 }
 
 /// Every path at the current number of Services, each `rounds` times. Leaves kube-proxy's
@@ -431,7 +487,7 @@ pub fn measure_all(
         seconds,
     ));
     jobs.extend(spread_floor(
-        "direct pod IPs in turn (Skiff node)",
+        SPREAD_FLOOR_SKIFF,
         Ports::SpreadSkiff,
         || Client::SkiffPod(&workload.client_sandbox),
         workload,
@@ -453,6 +509,14 @@ pub fn measure_all(
         &per_packet,
         &vip,
         false,
+        seconds,
+    ));
+    // The A/A row after the Skiff paths, so they run between the floor and its copy.
+    jobs.extend(spread_floor(
+        SPREAD_FLOOR_SKIFF_AGAIN,
+        Ports::SpreadSkiffAgain,
+        || Client::SkiffPod(&workload.client_sandbox),
+        workload,
         seconds,
     ));
     let remote = format!("{}:{}", workload.client_node.address, workload.node_port);
