@@ -45,6 +45,20 @@ fn a_two_container_pod_shares_localhost_and_an_empty_dir_and_serves_other_nodes(
         "{table}"
     );
     assert!(table.contains(&node1), "{table}");
+    // One containerd shim serves both containers, as containerd's CRI plugin does a pod's.
+    let ids = lab.jsonpath(&ns, "pod/web", "{.status.containerStatuses[*].containerID}");
+    let shims: Vec<u32> = ids
+        .split_whitespace()
+        .map(|id| {
+            let id = id.trim_start_matches("containerd://");
+            shim_of(&node1, id).unwrap_or_else(|e| panic!("the shim of {id}: {e}"))
+        })
+        .collect();
+    assert_eq!(shims.len(), 2, "container IDs {ids:?}");
+    assert_eq!(
+        shims[0], shims[1],
+        "the pod's containers have shims {shims:?}"
+    );
     let ip = lab.jsonpath(&ns, "pod/web", "{.status.podIP}");
     assert!(
         ip.starts_with("10.244.1."),
@@ -128,6 +142,26 @@ fn a_two_container_pod_shares_localhost_and_an_empty_dir_and_serves_other_nodes(
     lab.kubectl_ok(&["delete", "pod", "web", "client", "-n", &ns, "--timeout=60s"]);
     assert!(lab.kubectl(&["get", "pod", "web", "-n", &ns]).code != 0);
     lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// The process serving container `id` of `node`'s containerd namespace: the parent of the
+/// container's first process (the shim is its subreaper), as runc's state records it under
+/// the root the shim gives runc, `/run/containerd/runc/<namespace>`.
+fn shim_of(node: &str, id: &str) -> Result<u32, String> {
+    let state = format!("/run/containerd/runc/{node}/{id}/state.json");
+    let text = std::fs::read_to_string(&state).map_err(|e| format!("{state}: {e}"))?;
+    let state: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let pid = state["init_process_pid"]
+        .as_u64()
+        .ok_or_else(|| format!("no init_process_pid in {text}"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // Fields after the command name (which may hold spaces): state, then the parent's pid.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name
+        .split_whitespace()
+        .nth(1)
+        .and_then(|ppid| ppid.parse().ok())
+        .ok_or_else(|| format!("no parent in {stat}"))
 }
 
 #[test]

@@ -158,6 +158,7 @@ pub async fn build(
             .unwrap_or(false),
         capabilities,
         privileged,
+        shim_group: pod.metadata.uid.clone().unwrap_or_default(),
     })
 }
 

@@ -69,7 +69,18 @@ pub struct ContainerConfig {
     pub capabilities: Vec<String>,
     /// Privileged: every capability, no masked paths, devices allowed.
     pub privileged: bool,
+    /// The containers that share one containerd shim process (the pod's UID; empty: a shim
+    /// of its own). See [`SHIM_GROUP_ANNOTATION`].
+    pub shim_group: String,
 }
+
+/// The annotation by which containerd's runc shim serves several containers from one
+/// process: `containerd-shim-runc-v2 start` derives its socket from the group instead of
+/// the container ID and joins a running shim of the group, as containerd's CRI plugin
+/// does for a pod's containers (there through `io.kubernetes.cri.sandbox-id`). A pod's
+/// second container then costs no shim process of its own, and a restarted container
+/// joins the shim its siblings keep alive.
+pub const SHIM_GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
 
 /// The network namespace entry: join `netns`, or (no path) a new namespace of its own.
 fn network_namespace(netns: &std::path::Path) -> Value {
@@ -153,7 +164,7 @@ pub fn build(config: &ContainerConfig) -> Value {
             "/proc/sysrq-trigger"
         ]);
     }
-    json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -172,7 +183,11 @@ pub fn build(config: &ContainerConfig) -> Value {
         "hostname": config.hostname,
         "mounts": mounts,
         "linux": linux,
-    })
+    });
+    if !config.shim_group.is_empty() {
+        spec["annotations"] = json!({ SHIM_GROUP_ANNOTATION: config.shim_group });
+    }
+    spec
 }
 
 /// Every capability (privileged containers).
@@ -246,5 +261,19 @@ mod tests {
         // An empty path is not "none" to every runtime: crun tries to open "".
         let spec = build(&ContainerConfig::default());
         assert_eq!(spec["linux"]["namespaces"][4], json!({"type": "network"}));
+    }
+
+    #[test]
+    fn a_pods_containers_name_their_shim_group() {
+        let spec = build(&ContainerConfig {
+            shim_group: "0b6f-uid".into(),
+            ..ContainerConfig::default()
+        });
+        assert_eq!(spec["annotations"][SHIM_GROUP_ANNOTATION], "0b6f-uid");
+        assert!(
+            build(&ContainerConfig::default())
+                .get("annotations")
+                .is_none()
+        );
     }
 }

@@ -63,7 +63,33 @@ pub fn leftovers(layout: &Layout) -> Vec<String> {
             .map(|p| format!("process {p}")),
     );
     found.extend(lab_mounts(layout).into_iter().map(|m| format!("mount {m}")));
+    found.extend(
+        runtime_state_dirs()
+            .into_iter()
+            .map(|d| format!("runtime state {}", d.display())),
+    );
     found
+}
+
+/// Where containerd's runc shim keeps the OCI runtime's state (runc's and crun's alike):
+/// one directory per containerd namespace, and the lab's namespaces are its node names.
+const RUNTIME_STATE_ROOT: &str = "/run/containerd/runc";
+
+/// The OCI runtime state directories of the lab's containerd namespaces. They outlive the
+/// lab's containerd (the root is shared with any system containerd), so `down` removes them.
+fn runtime_state_dirs() -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(RUNTIME_STATE_ROOT) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(layout::NETNS_PREFIX))
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 /// True if any trace of a lab is present.
@@ -75,7 +101,8 @@ fn pin_root() -> std::path::PathBuf {
     Path::new(host::BPFFS).join(layout::CGROUP_AND_PIN_ROOT)
 }
 
-/// Stop processes, then remove mounts, namespaces, links, cgroups, pins and state.
+/// Stop processes, then remove mounts, namespaces, links, cgroups (and the
+/// processes left in them), runtime state, pins and state.
 pub fn teardown(layout: &Layout) -> Result<()> {
     // Recorded daemons in reverse start order (agents before the store they use), then
     // anything else that names the lab directory (container shims, stragglers).
@@ -95,6 +122,11 @@ pub fn teardown(layout: &Layout) -> Result<()> {
     network::remove_all()?;
     for root in layout::cgroup_roots() {
         remove_cgroup_tree(&root)?;
+    }
+    // Every container process is gone by now, so what the runtime kept of them is stale.
+    for dir in runtime_state_dirs() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing runtime state {}", dir.display()))?;
     }
     let pins = pin_root();
     if pins.exists() {
