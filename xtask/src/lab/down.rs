@@ -72,8 +72,12 @@ pub fn leftovers(layout: &Layout) -> Vec<String> {
 }
 
 /// Where containerd's runc shim keeps the OCI runtime's state (runc's and crun's alike):
-/// one directory per containerd namespace, and the lab's namespaces are its node names.
+/// one directory per containerd namespace.
 const RUNTIME_STATE_ROOT: &str = "/run/containerd/runc";
+
+/// The prefix of every containerd namespace the lab's containerd holds: its nodes'
+/// (`skiff-node-N`) and the pod benchmark's floor (`skiff-bench-floor`).
+const LAB_NAMESPACE_PREFIX: &str = "skiff-";
 
 /// The OCI runtime state directories of the lab's containerd namespaces. They outlive the
 /// lab's containerd (the root is shared with any system containerd), so `down` removes them.
@@ -86,7 +90,7 @@ fn runtime_state_dirs() -> Vec<std::path::PathBuf> {
         .filter(|e| {
             e.file_name()
                 .to_str()
-                .is_some_and(|n| n.starts_with(layout::NETNS_PREFIX))
+                .is_some_and(|n| n.starts_with(LAB_NAMESPACE_PREFIX))
         })
         .map(|e| e.path())
         .collect()

@@ -25,7 +25,8 @@ use skiff_agent::runtime::{
 };
 use skiff_tests::bench::Latency;
 
-/// The containerd namespace of the floor's containers: no agent watches it.
+/// The containerd namespace of the floor's containers: no agent watches it (`cargo xtask
+/// down` removes the OCI runtime state of every `skiff-*` namespace).
 const NAMESPACE: &str = "skiff-bench-floor";
 /// The cgroup parent of the floor's containers (inside the lab's cgroup root, which `down`
 /// removes).
