@@ -13,6 +13,7 @@ pub mod datapath_checks;
 pub mod kube_proxy;
 pub mod manifests;
 pub mod netns;
+pub mod oci_runtime;
 pub mod process;
 pub mod streaming;
 pub mod traffic;

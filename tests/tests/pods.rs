@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use skiff_tests::{Lab, manifests::pod_on};
+use skiff_tests::{Lab, manifests::pod_on, oci_runtime};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -144,24 +144,13 @@ fn a_two_container_pod_shares_localhost_and_an_empty_dir_and_serves_other_nodes(
     lab.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
-/// The process serving container `id` of `node`'s containerd namespace: the parent of the
-/// container's first process (the shim is its subreaper), as runc's state records it under
-/// the root the shim gives runc, `/run/containerd/runc/<namespace>`.
+/// The process serving runc container `id` of `node`'s containerd namespace: the parent
+/// of the container's first process (the shim is its subreaper).
 fn shim_of(node: &str, id: &str) -> Result<u32, String> {
-    let state = format!("/run/containerd/runc/{node}/{id}/state.json");
-    let text = std::fs::read_to_string(&state).map_err(|e| format!("{state}: {e}"))?;
-    let state: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    let pid = state["init_process_pid"]
-        .as_u64()
-        .ok_or_else(|| format!("no init_process_pid in {text}"))?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    // Fields after the command name (which may hold spaces): state, then the parent's pid.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    after_name
-        .split_whitespace()
-        .nth(1)
-        .and_then(|ppid| ppid.parse().ok())
-        .ok_or_else(|| format!("no parent in {stat}"))
+    let pid = oci_runtime::runc_init_pid(node, id)?;
+    oci_runtime::process_state(pid)
+        .map(|(_, parent)| parent)
+        .ok_or_else(|| format!("process {pid} of {id} is gone"))
 }
 
 #[test]

@@ -3,9 +3,9 @@
 //! not exist is refused at admission, a class whose handler the node lacks leaves the pod
 //! Pending with FailedCreatePodSandBox, and the handler cannot change.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
-use skiff_tests::{Lab, manifests::pod_on};
+use skiff_tests::{Lab, manifests::pod_on, oci_runtime};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -176,10 +176,9 @@ fn runtime_classes_pick_the_oci_runtime_and_bad_ones_are_refused_or_reported() {
 }
 
 /// Which OCI runtime keeps the state of container `id` of `node`'s containerd namespace:
-/// the shim runs it with `--root /run/containerd/runc/<namespace>`, where runc writes
-/// `<id>/state.json` and crun `<id>/status`.
+/// runc writes `state.json` in its state directory, crun `status`.
 fn runtime_state(node: &str, id: &str) -> &'static str {
-    let dir = Path::new("/run/containerd/runc").join(node).join(id);
+    let dir = oci_runtime::state_dir(node, id);
     match (dir.join("state.json").exists(), dir.join("status").exists()) {
         (true, false) => "runc",
         (false, true) => "crun",

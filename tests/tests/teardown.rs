@@ -1,11 +1,11 @@
 //! After `cargo xtask down`: nothing of the lab is left — no network namespace, link,
-//! cgroup, bpffs pin or process. Then `up` recovers by itself from a stale lab (debris of a
-//! killed run) and `down` cleans that too. `cargo xtask test` runs this target last, with
-//! `SKIFF_LAB_TORN_DOWN=1`.
+//! cgroup, bpffs pin, OCI runtime state or process. Then `up` recovers by itself from a
+//! stale lab (debris of a killed run) and `down` cleans that too. `cargo xtask test` runs
+//! this target last, with `SKIFF_LAB_TORN_DOWN=1`.
 
 use std::{path::Path, process::Command};
 
-use skiff_tests::{Lab, cannot_run, cgroup_mounts, cgroup2_mount, process};
+use skiff_tests::{Lab, cannot_run, cgroup_mounts, cgroup2_mount, oci_runtime, process};
 
 fn torn_down_lab() -> Option<Lab> {
     let lab = Lab::from_env()?;
@@ -42,6 +42,13 @@ fn leftovers(lab: &Lab) -> Vec<String> {
     if Path::new("/sys/fs/bpf/skiff").exists() {
         found.push("bpffs /sys/fs/bpf/skiff".to_owned());
     }
+    // The lab containerd's namespaces (nodes, the pod benchmark's floor) keep OCI runtime
+    // state outside the lab directory.
+    found.extend(
+        oci_runtime::namespaces_named("skiff-")
+            .into_iter()
+            .map(|d| format!("runtime state {}", d.display())),
+    );
     let needle = lab.dir.to_string_lossy().into_owned();
     for entry in std::fs::read_dir("/proc")
         .expect("/proc")
@@ -69,13 +76,7 @@ fn leftovers(lab: &Lab) -> Vec<String> {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
-        })
-        .is_some_and(|zombie| !zombie)
+    oci_runtime::process_state(pid).is_some_and(|(state, _)| !matches!(state, 'Z' | 'X'))
 }
 
 #[test]
@@ -98,7 +99,7 @@ fn down_leaves_nothing_and_up_recovers_from_a_stale_lab() {
     }
 
     // Debris of a killed run: a node namespace, a veth on a bridge, a cgroup, a bpffs pin
-    // directory — with no process behind any of it.
+    // directory, a container's OCI runtime state — with no process behind any of it.
     process::run("ip", &["netns", "add", "skiff-node-7"]).expect("netns");
     process::run("ip", &["link", "add", "skiff0", "type", "bridge"]).expect("bridge");
     process::run(
@@ -121,6 +122,8 @@ fn down_leaves_nothing_and_up_recovers_from_a_stale_lab() {
         .join("skiff-node-7");
     std::fs::create_dir_all(&cgroup).expect("cgroup");
     std::fs::create_dir_all("/sys/fs/bpf/skiff/skiff-node-7").expect("bpffs dir");
+    std::fs::create_dir_all(oci_runtime::state_dir("skiff-node-7", "stale-container"))
+        .expect("runtime state dir");
 
     // `--no-build`: this test runs under `cargo test`, which holds the build lock.
     let up = process::output(Command::new(&lab.xtask).args(["up", "--nodes", "1", "--no-build"]));

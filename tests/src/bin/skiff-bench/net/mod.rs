@@ -26,6 +26,7 @@ mod interval;
 mod paths;
 mod pool;
 mod programming;
+mod rounds;
 mod workload;
 
 use anyhow::{Context, Result};
@@ -99,7 +100,7 @@ pub async fn run(quick: bool) -> Result<Value> {
     Ok(json!({
         "incomplete": incomplete,
         "quick": quick,
-        "plan": {"sizes": plan.sizes, "seconds": plan.seconds, "repetitions": plan.repetitions, "rounds": plan.rounds, "warm_up_rounds": paths::WARM_UP_ROUNDS},
+        "plan": {"sizes": plan.sizes, "seconds": plan.seconds, "repetitions": plan.repetitions, "rounds": plan.rounds, "warm_up_rounds": rounds::WARM_UP_ROUNDS},
         "iptables_backend": skiff_tests::bare_node::IPTABLES,
         "nftables_table": skiff_tests::kube_proxy::nftables::TABLE,
         "topology": {
