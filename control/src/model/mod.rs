@@ -4,6 +4,7 @@
 pub mod error;
 pub mod meta;
 pub mod selector;
+pub mod user;
 pub mod validation;
 
 pub use error::ApiError;
