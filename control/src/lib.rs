@@ -8,6 +8,7 @@
 //! - `controllers`: namespace (and, growing, workload) controllers.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod authz;
 pub mod bootstrap;
@@ -16,6 +17,7 @@ pub mod model;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
+pub mod registry;
 pub mod resources;
 pub mod scheduler;
 pub mod store;

@@ -6,35 +6,24 @@ use std::{collections::HashMap, path::Path};
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// Who is making a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    /// User name.
-    pub user: String,
-    /// Groups.
-    pub groups: Vec<String>,
+pub use crate::model::user::UserInfo as Identity;
+use crate::model::user::{MASTERS, UserInfo};
+
+/// The identity of requests on the loopback debugging listener.
+pub fn loopback_admin() -> UserInfo {
+    UserInfo::authenticated("system:admin", vec![MASTERS.to_owned()])
 }
 
-impl Identity {
-    /// The identity of requests on the loopback debugging listener.
-    pub fn loopback_admin() -> Self {
-        Self {
-            user: "system:admin".to_owned(),
-            groups: vec!["system:masters".to_owned()],
-        }
-    }
-
-    /// The identity a verified client certificate carries.
-    pub fn from_certificate(der: &[u8]) -> Option<Self> {
-        let (_, cert) = X509Certificate::from_der(der).ok()?;
-        let subject = cert.subject();
-        let user = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
-        let groups = subject
-            .iter_organization()
-            .filter_map(|o| o.as_str().ok().map(str::to_owned))
-            .collect();
-        Some(Self { user, groups })
-    }
+/// The identity a verified client certificate carries (CN = user, O = groups).
+pub fn from_certificate(der: &[u8]) -> Option<UserInfo> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let subject = cert.subject();
+    let user = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    Some(UserInfo::authenticated(user, groups))
 }
 
 /// Paths anyone may read.
@@ -47,7 +36,7 @@ pub fn is_public(path: &str) -> bool {
 
 /// Static bearer tokens (kube's `--token-auth-file` CSV: `token,user,uid,"group1,group2"`).
 #[derive(Default, Debug)]
-pub struct Tokens(HashMap<String, Identity>);
+pub struct Tokens(HashMap<String, UserInfo>);
 
 impl Tokens {
     /// Parse a token file.
@@ -82,19 +71,13 @@ impl Tokens {
                 .filter(|g| !g.is_empty())
                 .map(str::to_owned)
                 .collect();
-            tokens.insert(
-                token.to_owned(),
-                Identity {
-                    user: user.to_owned(),
-                    groups,
-                },
-            );
+            tokens.insert(token.to_owned(), UserInfo::authenticated(user, groups));
         }
         Ok(Self(tokens))
     }
 
     /// The identity of an `Authorization: Bearer …` header value.
-    pub fn authenticate(&self, header: &str) -> Option<Identity> {
+    pub fn authenticate(&self, header: &str) -> Option<UserInfo> {
         let token = header.strip_prefix("Bearer ")?.trim();
         self.0.get(token).cloned()
     }
@@ -109,8 +92,8 @@ mod tests {
         let tokens =
             Tokens::parse("# comment\nabc,alice,1,\"dev,ops\"\nxyz,bob,2\n").expect("parse");
         let alice = tokens.authenticate("Bearer abc").expect("alice");
-        assert_eq!(alice.user, "alice");
-        assert_eq!(alice.groups, ["dev", "ops"]);
+        assert_eq!(alice.name, "alice");
+        assert_eq!(alice.groups, ["dev", "ops", "system:authenticated"]);
         assert!(tokens.authenticate("Bearer nope").is_none());
         assert!(tokens.authenticate("Basic abc").is_none());
         assert!(Tokens::parse("onlytoken\n").is_err());

@@ -28,13 +28,15 @@ use axum::{
 pub use metrics::Metrics;
 
 use self::auth::{Identity, Tokens};
-use crate::{model::ApiError, store::Store};
+use crate::{admission, model::ApiError, registry::Registry, store::Store};
 
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
     /// The etcd store.
     pub store: Arc<Store>,
+    /// Every resource's writes, through the admission chain.
+    pub registry: Arc<Registry>,
     /// Request counters.
     pub metrics: Arc<Metrics>,
     /// Bearer tokens.
@@ -50,9 +52,11 @@ impl AppState {
         self
     }
 
-    /// State over `store`.
+    /// State over `store`, admitting writes through the default admission chain.
     pub fn new(store: Arc<Store>, tokens: Tokens) -> Self {
+        let chain = admission::default_chain(&store);
         Self {
+            registry: Arc::new(Registry::new(Arc::clone(&store), chain)),
             store,
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(tokens),
@@ -83,11 +87,12 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let identity = identify(&state, &request);
-    let response = if identity.is_none() && !auth::is_public(&path) {
-        ApiError::unauthorized().into_response()
-    } else {
-        route(&state, request).await
+    let response = match identify(&state, &request) {
+        Some(user) => route(&state, &user, request).await,
+        None if auth::is_public(&path) => {
+            route(&state, &crate::model::user::UserInfo::anonymous(), request).await
+        }
+        None => ApiError::unauthorized().into_response(),
     };
     state.metrics.observe(
         method.as_str(),
@@ -97,7 +102,7 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     response
 }
 
-async fn route(state: &AppState, request: Request) -> Response {
+async fn route(state: &AppState, user: &Identity, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
     let get = parts.method == Method::GET;
@@ -130,7 +135,7 @@ async fn route(state: &AppState, request: Request) -> Response {
                         && target.subresource.as_deref() == Some("exec")
                     {
                         let request = axum::extract::Request::from_parts(parts, body);
-                        return rest::upgrade(state, &target, &query, request).await;
+                        return rest::upgrade(state, user, &target, &query, request).await;
                     }
                     let bytes =
                         match axum::body::to_bytes(Body::new(body), body::MAX_BODY + 1).await {
@@ -140,6 +145,7 @@ async fn route(state: &AppState, request: Request) -> Response {
                         };
                     return rest::dispatch(
                         state,
+                        user,
                         &parts.method,
                         &target,
                         &query,

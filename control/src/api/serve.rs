@@ -78,7 +78,7 @@ pub async fn serve_tls(
                 .1
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .and_then(|cert| Identity::from_certificate(cert));
+                .and_then(|cert| super::auth::from_certificate(cert));
             serve_connection(TokioIo::new(tls), app, identity, peer).await;
         });
     }
@@ -99,7 +99,7 @@ pub async fn serve_plain(listener: TcpListener, app: Router, shutdown: impl Futu
         tokio::spawn(serve_connection(
             TokioIo::new(stream),
             app,
-            Some(Identity::loopback_admin()),
+            Some(super::auth::loopback_admin()),
             peer,
         ));
     }

@@ -1,30 +1,37 @@
-//! etcd storage. Keys are `/registry/<group>/<resource>/<namespace>/<name>` (no namespace
+//! Storage. Keys are `/registry/<group>/<resource>/<namespace>/<name>` (no namespace
 //! segment for cluster-scoped resources; group `core` for the legacy group); values are the
-//! objects' JSON without `metadata.resourceVersion`, which is always the etcd `mod_revision`.
+//! objects' JSON without `metadata.resourceVersion`, which is always the store's revision
+//! of the object's last write (etcd's `mod_revision`).
 //!
-//! Writes go straight to etcd with compare-and-swap transactions; reads of whole
+//! [`Store`] is what the rest of the server uses: objects in, objects out, over a
+//! [`Storage`] backend ([`EtcdStorage`] in production, [`MemoryStorage`] in unit tests).
+//! Writes go straight to the backend with compare-and-swap transactions; reads of whole
 //! collections and watches are served by one [`WatchCache`] per resource, fed by a single
-//! etcd watch.
+//! backend watch.
 //!
 //! Some objects hold exclusive *claims* (a Service's cluster IP and node ports): keys under
 //! [`CLAIMS_PREFIX`] written in the same transaction as the object, which fails if another
 //! object already holds one, and released in the transaction that deletes or changes it.
 //! So no two objects ever hold the same claim, also with several API servers racing.
 
+pub mod backend;
 mod cache;
+pub mod etcd;
+pub mod memory;
 mod object;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-};
 use serde_json::Value;
 use thiserror::Error;
-use tokio::sync::OnceCell;
 
+pub use backend::{Storage, prefix_end};
 pub use cache::{Event, EventType, Snapshot, Subscription, WatchCache, WatchError};
+pub use etcd::EtcdStorage;
+pub use memory::MemoryStorage;
 pub use object::{CachedObject, Projection};
+
+use backend::RangeRequest;
 
 /// Errors of storage operations.
 #[derive(Debug, Error)]
@@ -73,22 +80,13 @@ pub enum StoreError {
 /// Deadline of every etcd call: an outage is answered with 503, never a hung request.
 pub const ETCD_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Run an etcd operation under [`ETCD_DEADLINE`].
-async fn bounded<T>(
-    operation: impl std::future::Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    tokio::time::timeout(ETCD_DEADLINE, operation)
-        .await
-        .unwrap_or(Err(StoreError::Timeout))
-}
-
-/// The etcd key prefix of a resource (`/registry/apps/deployments/`).
+/// The key prefix of a resource (`/registry/apps/deployments/`).
 pub fn resource_prefix(group: &str, resource: &str) -> String {
     let group = if group.is_empty() { "core" } else { group };
     format!("/registry/{group}/{resource}/")
 }
 
-/// The etcd key of one object.
+/// The key of one object.
 pub fn object_key(group: &str, resource: &str, namespace: &str, name: &str) -> String {
     let prefix = resource_prefix(group, resource);
     if namespace.is_empty() {
@@ -98,19 +96,7 @@ pub fn object_key(group: &str, resource: &str, namespace: &str, name: &str) -> S
     }
 }
 
-/// The first key after every key starting with `prefix` (etcd's range end for a prefix).
-pub fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
-/// Where claims live in etcd (outside `/registry/`, so no resource listing sees them).
+/// Where claims live (outside `/registry/`, so no resource listing sees them).
 pub const CLAIMS_PREFIX: &str = "/skiff/claims/";
 
 /// The claims a write takes and gives back (names relative to [`CLAIMS_PREFIX`]).
@@ -131,58 +117,16 @@ impl ClaimChange {
         }
     }
 
-    fn compares(&self) -> Vec<Compare> {
-        self.take
-            .iter()
-            .map(|c| Compare::version(format!("{CLAIMS_PREFIX}{c}"), CompareOp::Equal, 0))
-            .collect()
-    }
-
-    fn operations(&self, holder: &str) -> Vec<TxnOp> {
-        let takes = self
-            .take
-            .iter()
-            .map(|c| TxnOp::put(format!("{CLAIMS_PREFIX}{c}"), holder, None));
-        let releases = self
-            .release
-            .iter()
-            .map(|c| TxnOp::delete(format!("{CLAIMS_PREFIX}{c}"), None));
-        takes.chain(releases).collect()
-    }
-
-    fn reads(&self) -> Vec<TxnOp> {
-        self.take
-            .iter()
-            .map(|c| TxnOp::get(format!("{CLAIMS_PREFIX}{c}"), None))
-            .collect()
+    /// Release `claims`, take nothing.
+    pub fn release(claims: &[String]) -> Self {
+        Self {
+            take: Vec::new(),
+            release: claims.to_vec(),
+        }
     }
 }
 
-/// The first claim of a failed transaction that is held (its `reads` came after the
-/// object's own read), with its holder.
-fn held_claim(response: &etcd_client::TxnResponse, change: &ClaimChange) -> Option<StoreError> {
-    let gets = response
-        .op_responses()
-        .into_iter()
-        .filter_map(|op| match op {
-            TxnOpResponse::Get(get) => Some(get),
-            _ => None,
-        });
-    // The first get is the object itself when the transaction read it.
-    let claims: Vec<_> = gets.collect();
-    let offset = claims.len().saturating_sub(change.take.len());
-    claims[offset..]
-        .iter()
-        .zip(&change.take)
-        .find_map(|(get, claim)| {
-            get.kvs().first().map(|kv| StoreError::Claimed {
-                claim: claim.clone(),
-                holder: String::from_utf8_lossy(kv.value()).into_owned(),
-            })
-        })
-}
-
-/// One page of a paginated list read from etcd.
+/// One page of a paginated list.
 pub struct Page {
     /// Objects (with resourceVersion set), in key order.
     pub objects: Vec<Value>,
@@ -194,76 +138,50 @@ pub struct Page {
     pub remaining: i64,
 }
 
-/// Handle to the cluster's etcd.
+/// Objects over a [`Storage`] backend, and the resources' watch caches.
 pub struct Store {
-    endpoints: Vec<String>,
-    /// Connected once; the gRPC channel reconnects by itself when etcd comes back.
-    client: OnceCell<Client>,
+    backend: Arc<dyn Storage>,
     caches: std::sync::Mutex<HashMap<String, Arc<WatchCache>>>,
 }
 
 impl Store {
-    /// A store for `endpoints`; nothing is connected until first use.
+    /// A store on etcd at `endpoints`; nothing is connected until first use.
     pub fn new(endpoints: Vec<String>) -> Arc<Self> {
+        Self::on(Arc::new(EtcdStorage::new(endpoints)))
+    }
+
+    /// A store on `backend`.
+    pub fn on(backend: Arc<dyn Storage>) -> Arc<Self> {
         Arc::new(Self {
-            endpoints,
-            client: OnceCell::new(),
+            backend,
             caches: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
-    /// A connected client (cloning is cheap: it shares the gRPC channel).
-    pub async fn client(&self) -> Result<Client, StoreError> {
-        let client = self
-            .client
-            .get_or_try_init(|| async {
-                let options = ConnectOptions::new()
-                    .with_connect_timeout(Duration::from_secs(2))
-                    .with_timeout(ETCD_DEADLINE)
-                    .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-                bounded(async { Ok(Client::connect(&self.endpoints, Some(options)).await?) }).await
-            })
-            .await?;
-        Ok(client.clone())
+    /// A store in memory (unit tests).
+    pub fn in_memory() -> Arc<Self> {
+        Self::on(Arc::new(MemoryStorage::new()))
     }
 
-    /// Check that etcd answers.
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Storage> {
+        &self.backend
+    }
+
+    /// Check that the backend answers.
     pub async fn check(&self) -> Result<(), StoreError> {
-        bounded(async {
-            self.client()
-                .await?
-                .status()
-                .await
-                .map_err(StoreError::from)
-        })
-        .await
-        .map(drop)
+        self.backend.check().await
     }
 
-    /// The current etcd revision.
+    /// The current revision.
     pub async fn current_revision(&self) -> Result<i64, StoreError> {
-        bounded(async {
-            let mut client = self.client().await?;
-            let response = client
-                .get(
-                    "/registry/",
-                    Some(GetOptions::new().with_count_only().with_limit(1)),
-                )
-                .await?;
-            Ok(response.header().map_or(0, |h| h.revision()))
-        })
-        .await
+        self.backend.current_revision().await
     }
 
     /// Read one object (resourceVersion set).
     pub async fn get(&self, key: &str) -> Result<Value, StoreError> {
-        bounded(async {
-            let mut client = self.client().await?;
-            let response = client.get(key, None).await?;
-            let kv = response.kvs().first().ok_or(StoreError::NotFound)?;
-            object::decode(key, kv.value(), kv.mod_revision())
-        })
-        .await
+        let kv = self.backend.get(key).await?;
+        object::decode(key, &kv.value, kv.revision)
     }
 
     /// Create an object; fails with AlreadyExists. Returns the new resourceVersion.
@@ -279,33 +197,9 @@ impl Store {
         object: &Value,
         claims: &ClaimChange,
     ) -> Result<i64, StoreError> {
-        let bytes = object::encode(object);
-        bounded(async {
-            let mut client = self.client().await?;
-            let mut compares = vec![Compare::version(key, CompareOp::Equal, 0)];
-            compares.extend(claims.compares());
-            let mut operations = vec![TxnOp::put(key, bytes, None)];
-            operations.extend(claims.operations(key));
-            let mut reads = vec![TxnOp::get(key, None)];
-            reads.extend(claims.reads());
-            let txn = Txn::new()
-                .when(compares)
-                .and_then(operations)
-                .or_else(reads);
-            let response = client.txn(txn).await?;
-            if response.succeeded() {
-                return Ok(response.header().map_or(0, |h| h.revision()));
-            }
-            let object_exists = response
-                .op_responses()
-                .first()
-                .is_some_and(|op| matches!(op, TxnOpResponse::Get(get) if !get.kvs().is_empty()));
-            if object_exists {
-                return Err(StoreError::AlreadyExists);
-            }
-            Err(held_claim(&response, claims).unwrap_or(StoreError::Conflict))
-        })
-        .await
+        self.backend
+            .create(key, object::encode(object), claims)
+            .await
     }
 
     /// Replace an object whose current resourceVersion is `expected`; fails with Conflict
@@ -328,13 +222,9 @@ impl Store {
         expected: i64,
         claims: &ClaimChange,
     ) -> Result<i64, StoreError> {
-        self.when_unchanged(
-            key,
-            expected,
-            TxnOp::put(key, object::encode(object), None),
-            claims,
-        )
-        .await
+        self.backend
+            .update(key, object::encode(object), expected, claims)
+            .await
     }
 
     /// Delete an object whose current resourceVersion is `expected`. Returns the revision
@@ -350,113 +240,54 @@ impl Store {
         expected: i64,
         claims: &[String],
     ) -> Result<i64, StoreError> {
-        let change = ClaimChange {
-            take: Vec::new(),
-            release: claims.to_vec(),
-        };
-        self.when_unchanged(key, expected, TxnOp::delete(key, None), &change)
+        self.backend
+            .delete(key, expected, &ClaimChange::release(claims))
             .await
     }
 
-    /// Run `operation` on `key` (with the claim changes) if its revision is still
-    /// `expected` (Conflict if it changed, NotFound if it is gone, Claimed if a claim to
-    /// take is held). Returns the revision of the write.
-    async fn when_unchanged(
-        &self,
-        key: &str,
-        expected: i64,
-        operation: TxnOp,
-        claims: &ClaimChange,
-    ) -> Result<i64, StoreError> {
-        bounded(async {
-            let mut client = self.client().await?;
-            let mut compares = vec![Compare::mod_revision(key, CompareOp::Equal, expected)];
-            compares.extend(claims.compares());
-            let mut operations = vec![operation];
-            operations.extend(claims.operations(key));
-            let mut reads = vec![TxnOp::get(key, None)];
-            reads.extend(claims.reads());
-            let txn = Txn::new()
-                .when(compares)
-                .and_then(operations)
-                .or_else(reads);
-            let response = client.txn(txn).await?;
-            if response.succeeded() {
-                return Ok(response.header().map_or(0, |h| h.revision()));
-            }
-            let object = response
-                .op_responses()
-                .into_iter()
-                .next()
-                .and_then(|op| match op {
-                    TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| kv.mod_revision())),
-                    _ => None,
-                });
-            match object {
-                Some(Some(revision)) if revision == expected => {
-                    Err(held_claim(&response, claims).unwrap_or(StoreError::Conflict))
-                }
-                Some(Some(_)) => Err(StoreError::Conflict),
-                _ => Err(StoreError::NotFound),
-            }
-        })
-        .await
-    }
-
-    /// Write `value` at `key` for `ttl` seconds (an etcd lease): the key disappears unless
-    /// written again in time. For presence records such as the API servers' master leases.
+    /// Write `value` at `key` for `ttl` seconds: the key disappears unless written again
+    /// in time. For presence records such as the API servers' master leases.
     pub async fn put_expiring(&self, key: &str, value: &str, ttl: i64) -> Result<(), StoreError> {
-        bounded(async {
-            let mut client = self.client().await?;
-            let lease = client.lease_grant(ttl, None).await?;
-            client
-                .put(key, value, Some(PutOptions::new().with_lease(lease.id())))
-                .await?;
-            Ok(())
-        })
-        .await
+        self.backend.put_expiring(key, value, ttl).await
     }
 
     /// Keys and values (as text) of every key starting with `prefix`.
     pub async fn raw_entries(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
-        bounded(async {
-            let mut client = self.client().await?;
-            let options = GetOptions::new().with_range(prefix_end(prefix));
-            let response = client.get(prefix, Some(options)).await?;
-            Ok(response
-                .kvs()
-                .iter()
-                .map(|kv| {
-                    (
-                        String::from_utf8_lossy(kv.key()).into_owned(),
-                        String::from_utf8_lossy(kv.value()).into_owned(),
-                    )
-                })
-                .collect())
-        })
-        .await
+        let range = self
+            .backend
+            .range(RangeRequest {
+                prefix,
+                start: prefix,
+                revision: 0,
+                limit: 0,
+                keys_only: false,
+            })
+            .await?;
+        Ok(range
+            .kvs
+            .into_iter()
+            .map(|kv| (kv.key, String::from_utf8_lossy(&kv.value).into_owned()))
+            .collect())
     }
 
     /// Names of every held claim starting with `prefix` (`nodeports/`).
     pub async fn claims(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        bounded(async {
-            let mut client = self.client().await?;
-            let full = format!("{CLAIMS_PREFIX}{prefix}");
-            let options = GetOptions::new()
-                .with_range(prefix_end(&full))
-                .with_keys_only();
-            let response = client.get(full.as_str(), Some(options)).await?;
-            Ok(response
-                .kvs()
-                .iter()
-                .map(|kv| {
-                    String::from_utf8_lossy(kv.key())
-                        .trim_start_matches(CLAIMS_PREFIX)
-                        .to_owned()
-                })
-                .collect())
-        })
-        .await
+        let full = format!("{CLAIMS_PREFIX}{prefix}");
+        let range = self
+            .backend
+            .range(RangeRequest {
+                prefix: &full,
+                start: &full,
+                revision: 0,
+                limit: 0,
+                keys_only: true,
+            })
+            .await?;
+        Ok(range
+            .kvs
+            .into_iter()
+            .map(|kv| kv.key.trim_start_matches(CLAIMS_PREFIX).to_owned())
+            .collect())
     }
 
     /// Read up to `limit` objects with keys in `[start, end_of prefix)` at `revision`
@@ -468,52 +299,32 @@ impl Store {
         revision: i64,
         limit: i64,
     ) -> Result<Page, StoreError> {
-        bounded(async {
-            let mut client = self.client().await?;
-            let mut options = GetOptions::new()
-                .with_range(prefix_end(prefix))
-                .with_limit(limit);
-            if revision > 0 {
-                options = options.with_revision(revision);
-            }
-            let response = match client.get(start, Some(options)).await {
-                Err(etcd_client::Error::GRpcStatus(status))
-                    if status.message().contains("compacted") =>
-                {
-                    return Err(StoreError::Compacted {
-                        requested: revision,
-                        oldest: 0,
-                    });
-                }
-                other => other?,
-            };
-            let revision = if revision > 0 {
-                revision
-            } else {
-                response.header().map_or(0, |h| h.revision())
-            };
-            let mut objects = Vec::with_capacity(response.kvs().len());
-            for kv in response.kvs() {
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                objects.push(object::decode(&key, kv.value(), kv.mod_revision())?);
-            }
-            let next_key = if response.more() {
-                response
-                    .kvs()
-                    .last()
-                    .map(|kv| format!("{}\0", String::from_utf8_lossy(kv.key())))
-            } else {
-                None
-            };
-            let remaining = response.count() - response.kvs().len() as i64;
-            Ok(Page {
-                objects,
+        let range = self
+            .backend
+            .range(RangeRequest {
+                prefix,
+                start,
                 revision,
-                next_key,
-                remaining,
+                limit,
+                keys_only: false,
             })
+            .await?;
+        let mut objects = Vec::with_capacity(range.kvs.len());
+        for kv in &range.kvs {
+            objects.push(object::decode(&kv.key, &kv.value, kv.revision)?);
+        }
+        let next_key = if range.more {
+            range.kvs.last().map(|kv| format!("{}\0", kv.key))
+        } else {
+            None
+        };
+        let remaining = range.count - i64::try_from(range.kvs.len()).unwrap_or(i64::MAX);
+        Ok(Page {
+            objects,
+            revision: range.revision,
+            next_key,
+            remaining,
         })
-        .await
     }
 
     /// The watch cache of the resource stored under `prefix`, started on first use.
@@ -521,7 +332,9 @@ impl Store {
         let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
         caches
             .entry(prefix.to_owned())
-            .or_insert_with(|| WatchCache::start(Arc::clone(self), prefix.to_owned(), projection))
+            .or_insert_with(|| {
+                WatchCache::start(Arc::clone(&self.backend), prefix.to_owned(), projection)
+            })
             .clone()
     }
 }

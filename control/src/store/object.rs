@@ -64,6 +64,25 @@ impl CachedObject {
         }
     }
 
+    /// A copy of `object` whose resourceVersion is `revision` (a deleted object reported
+    /// at the deletion's revision).
+    pub fn with_revision(object: &Arc<Self>, revision: i64) -> Arc<Self> {
+        let mut value = object.value();
+        meta::set_meta(
+            &mut value,
+            "resourceVersion",
+            Value::String(revision.to_string()),
+        );
+        Arc::new(Self {
+            raw: Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
+            labels: object.labels.clone(),
+            fields: object.fields.clone(),
+            revision,
+        })
+    }
+
     /// Parse the JSON back (for conversions such as tables).
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.raw).unwrap_or(Value::Null)

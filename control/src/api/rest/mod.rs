@@ -2,12 +2,9 @@
 //! by the resource's [`ResourceInfo`](crate::resources::ResourceInfo) — the equivalent of
 //! kube-apiserver's generic registry store.
 
-mod claims;
 mod delete;
-mod meta;
 mod node_proxy;
 mod read;
-mod runtime_class;
 mod subresource;
 mod watch;
 mod write;
@@ -24,12 +21,14 @@ use super::{
     request::{Query, Target},
 };
 use crate::{
-    model::ApiError,
+    model::{ApiError, user::UserInfo},
+    registry::{self, Registry, RegistryError},
     resources::ResourceInfo,
-    store::{StoreError, WatchCache, object_key},
+    store::{StoreError, WatchCache},
 };
 
 /// Everything a verb needs about one request.
+#[derive(Clone, Copy)]
 pub struct Ctx<'a> {
     /// Server state.
     pub state: &'a AppState,
@@ -39,6 +38,8 @@ pub struct Ctx<'a> {
     pub query: &'a Query,
     /// Request headers.
     pub headers: &'a HeaderMap,
+    /// Who asks.
+    pub user: &'a UserInfo,
 }
 
 impl Ctx<'_> {
@@ -50,22 +51,26 @@ impl Ctx<'_> {
         self.target.namespace.as_deref().unwrap_or_default()
     }
 
-    fn key(&self, name: &str) -> String {
-        object_key(
-            self.info().group,
-            self.info().plural,
-            self.namespace(),
-            name,
-        )
+    fn registry(&self) -> &Registry {
+        &self.state.registry
+    }
+
+    /// The registry request of this HTTP request.
+    fn request(&self) -> Result<registry::Request<'_>, ApiError> {
+        Ok(registry::Request {
+            resource: self.info(),
+            namespace: self.namespace(),
+            subresource: self.target.subresource.as_deref().unwrap_or_default(),
+            user: self.user,
+            dry_run: self.query.dry_run(),
+            field_validation: registry::field_validation(self.query.get("fieldValidation"))?,
+        })
     }
 
     /// The stored object `name` (resourceVersion set), or the API error for its absence.
     async fn load(&self, name: &str) -> Result<Value, ApiError> {
-        self.state
-            .store
-            .get(&self.key(name))
-            .await
-            .map_err(|e| self.storage_error(name, e))
+        let request = self.request()?;
+        Ok(self.registry().get(&request, name).await?)
     }
 
     /// The resource's watch cache once it reflects everything etcd has committed (a
@@ -91,35 +96,14 @@ impl Ctx<'_> {
 
     /// Map a storage error to the API error kube-apiserver would give for `name`.
     fn storage_error(&self, name: &str, error: StoreError) -> ApiError {
-        let info = self.info();
-        match error {
-            StoreError::NotFound => ApiError::not_found(info.group, info.plural, name),
-            StoreError::AlreadyExists => ApiError::already_exists(info.group, info.plural, name),
-            StoreError::Claimed { claim, holder } => ApiError::conflict(
-                info.group,
-                info.plural,
-                name,
-                &format!("{claim} is already held by {holder}"),
-            ),
-            StoreError::Conflict => ApiError::modified(info.group, info.plural, name),
-            StoreError::Compacted { .. } => ApiError::expired(
-                "The provided continue parameter is too old to display a consistent list result. You can start a \
-                 new list without the continue parameter.",
-            ),
-            StoreError::Corrupt { key, reason } => {
-                ApiError::internal(format!("stored object {key} is corrupt: {reason}"))
-            }
-            StoreError::Unavailable(e) => {
-                ApiError::unavailable(format!("etcd is unavailable: {e}"))
-            }
-            StoreError::Timeout => ApiError::unavailable(StoreError::Timeout.to_string()),
-        }
+        RegistryError::storage(self.info(), name, error).into()
     }
 }
 
 /// Serve a connection-upgrading subresource request (`pods/exec` over WebSocket).
 pub async fn upgrade(
     state: &AppState,
+    user: &UserInfo,
     target: &Target,
     query: &Query,
     request: axum::extract::Request,
@@ -130,6 +114,7 @@ pub async fn upgrade(
         target,
         query,
         headers: &headers,
+        user,
     };
     let name = target.name.clone().unwrap_or_default();
     match node_proxy::exec(&ctx, &name, request).await {
@@ -141,6 +126,7 @@ pub async fn upgrade(
 /// Serve one resource request.
 pub async fn dispatch(
     state: &AppState,
+    user: &UserInfo,
     method: &Method,
     target: &Target,
     query: &Query,
@@ -152,6 +138,7 @@ pub async fn dispatch(
         target,
         query,
         headers,
+        user,
     };
     let result = route(&ctx, method, body).await;
     match result {
@@ -187,27 +174,27 @@ async fn route(ctx: &Ctx<'_>, method: &Method, body: Bytes) -> Result<Response, 
     }
 }
 
-/// The `kind`/`apiVersion` of a body must be the resource's (filled in when absent only
-/// for subresource bodies).
-fn check_type(info: &ResourceInfo, body: &Value) -> Result<(), ApiError> {
+/// The `kind`/`apiVersion` of a body must be the resource's; a body without them takes
+/// the URL's, as kube-apiserver defaults them (common clients send bodies that way).
+fn check_type(info: &ResourceInfo, mut body: Value) -> Result<Value, ApiError> {
     let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
     let api_version = body
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if kind.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "Object 'Kind' is missing in the request body (expected {})",
-            info.kind
-        )));
-    }
-    if api_version != info.api_version() || kind != info.kind {
+    let expected_version = info.api_version();
+    if (!kind.is_empty() && kind != info.kind)
+        || (!api_version.is_empty() && api_version != expected_version)
+    {
         return Err(ApiError::bad_request(format!(
             "the object in the request body ({api_version}, Kind={kind}) does not match the resource of the URL \
-             ({}, Kind={})",
-            info.api_version(),
+             ({expected_version}, Kind={})",
             info.kind
         )));
     }
-    Ok(())
+    if let Some(map) = body.as_object_mut() {
+        map.insert("kind".to_owned(), Value::String(info.kind.to_owned()));
+        map.insert("apiVersion".to_owned(), Value::String(expected_version));
+    }
+    Ok(body)
 }

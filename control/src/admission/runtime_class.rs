@@ -2,62 +2,93 @@
 //! names a RuntimeClass is refused when the class does not exist, takes the class's pod
 //! overhead, and takes its scheduling constraints (node selector and tolerations).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
+use async_trait::async_trait;
 use k8s_openapi::api::{core::v1::Pod, node::v1::RuntimeClass};
 use serde_json::Value;
 
-use super::Ctx;
+use super::{Attributes, Operation, Plugin};
 use crate::{
-    model::{ApiError, meta},
-    store::StoreError,
+    model::ApiError,
+    registry::RegistryError,
+    store::{Store, StoreError},
 };
 
-/// Apply the pod's RuntimeClass to `pod` (a created pod, identity settled), or refuse it.
-pub(super) async fn admit(ctx: &Ctx<'_>, pod: &mut Value) -> Result<(), ApiError> {
-    let Some(class_name) = pod
-        .pointer("/spec/runtimeClassName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
-    else {
-        return Ok(());
-    };
-    let name = meta::name(pod).to_owned();
-    let forbidden = |why: String| ApiError::admission_forbidden("", "pods", &name, &why);
-    let key = crate::store::object_key("node.k8s.io", "runtimeclasses", "", &class_name);
-    let class: RuntimeClass = match ctx.state.store.get(&key).await {
-        Ok(object) => serde_json::from_value(object)
-            .map_err(|e| ApiError::internal(format!("stored RuntimeClass {class_name}: {e}")))?,
-        Err(StoreError::NotFound) => {
-            return Err(forbidden(format!(
-                "pod rejected: RuntimeClass \"{class_name}\" not found"
-            )));
-        }
-        Err(e) => return Err(ctx.storage_error(&name, e)),
-    };
-    // A pod the typed form cannot hold is left to validation, which says what is wrong.
-    let Ok(mut typed) = serde_json::from_value::<Pod>(pod.clone()) else {
-        return Ok(());
-    };
-    apply(&class, &mut typed).map_err(forbidden)?;
-    // Only the fields the class sets are written back: the body keeps everything else as
-    // sent, so strict field validation still sees fields the typed form would drop.
-    let spec = typed.spec.unwrap_or_default();
-    let written = [
-        ("overhead", serde_json::to_value(spec.overhead)),
-        ("nodeSelector", serde_json::to_value(spec.node_selector)),
-        ("tolerations", serde_json::to_value(spec.tolerations)),
-    ];
-    if let Some(body) = pod.get_mut("spec").and_then(Value::as_object_mut) {
-        for (field, value) in written {
-            match value.map_err(|e| ApiError::internal(format!("admitted pod {name}: {e}")))? {
-                Value::Null => body.remove(field),
-                value => body.insert(field.to_owned(), value),
-            };
-        }
+/// The RuntimeClass admission plugin.
+pub struct RuntimeClassAdmission {
+    store: Arc<Store>,
+}
+
+impl RuntimeClassAdmission {
+    /// The plugin, reading RuntimeClasses from `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
     }
-    Ok(())
+}
+
+#[async_trait]
+impl Plugin for RuntimeClassAdmission {
+    fn name(&self) -> &'static str {
+        "RuntimeClass"
+    }
+
+    /// Apply the pod's RuntimeClass to a created pod, or refuse it.
+    async fn admit(
+        &self,
+        attributes: &Attributes<'_>,
+        pod: &mut Value,
+        _old: Option<&Value>,
+        _warnings: &mut Vec<String>,
+    ) -> Result<(), ApiError> {
+        if attributes.operation != Operation::Create || !attributes.is("", "pods") {
+            return Ok(());
+        }
+        let Some(class_name) = pod
+            .pointer("/spec/runtimeClassName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+        else {
+            return Ok(());
+        };
+        let name = attributes.name;
+        let forbidden = |why: String| attributes.forbidden(&why);
+        let key = crate::store::object_key("node.k8s.io", "runtimeclasses", "", &class_name);
+        let class: RuntimeClass = match self.store.get(&key).await {
+            Ok(object) => serde_json::from_value(object).map_err(|e| {
+                ApiError::internal(format!("stored RuntimeClass {class_name}: {e}"))
+            })?,
+            Err(StoreError::NotFound) => {
+                return Err(forbidden(format!(
+                    "pod rejected: RuntimeClass \"{class_name}\" not found"
+                )));
+            }
+            Err(e) => return Err(RegistryError::storage(attributes.resource, name, e).into()),
+        };
+        // A pod the typed form cannot hold is left to validation, which says what is wrong.
+        let Ok(mut typed) = serde_json::from_value::<Pod>(pod.clone()) else {
+            return Ok(());
+        };
+        apply(&class, &mut typed).map_err(forbidden)?;
+        // Only the fields the class sets are written back: the body keeps everything else
+        // as sent, so strict field validation still sees fields the typed form would drop.
+        let spec = typed.spec.unwrap_or_default();
+        let written = [
+            ("overhead", serde_json::to_value(spec.overhead)),
+            ("nodeSelector", serde_json::to_value(spec.node_selector)),
+            ("tolerations", serde_json::to_value(spec.tolerations)),
+        ];
+        if let Some(body) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+            for (field, value) in written {
+                match value.map_err(|e| ApiError::internal(format!("admitted pod {name}: {e}")))? {
+                    Value::Null => body.remove(field),
+                    value => body.insert(field.to_owned(), value),
+                };
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The class's overhead and scheduling onto `pod`; Err(why the pod is refused).

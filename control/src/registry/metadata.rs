@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use super::Ctx;
 use crate::{
     model::{
         ApiError, meta,
@@ -80,12 +79,14 @@ pub fn stamp_create(object: &mut Value) {
     }
 }
 
-/// Settle name and namespace of a new object from the body and the URL.
-pub fn settle_identity(ctx: &Ctx<'_>, object: &mut Value) -> Result<(), ApiError> {
-    let info = ctx.info();
+/// Settle name and namespace of a new object from the body and the URL's namespace.
+pub fn settle_identity(
+    info: &ResourceInfo,
+    path_ns: &str,
+    object: &mut Value,
+) -> Result<(), ApiError> {
     let body_ns = meta::namespace(object).to_owned();
     if info.namespaced {
-        let path_ns = ctx.namespace();
         if !body_ns.is_empty() && body_ns != path_ns {
             return Err(ApiError::bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request",

@@ -1,0 +1,168 @@
+//! Admission: the plugins every write passes after authorization, in kube-apiserver's
+//! order — mutating plugins (they may change the object), then validation of the object,
+//! then validating plugins (they may only refuse or warn). Plugins are values in a list
+//! ([`Chain`]), not branches in handlers.
+
+pub mod namespace_lifecycle;
+pub mod runtime_class;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::{model::ApiError, model::user::UserInfo, resources::ResourceInfo};
+
+/// What the request does to the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Create (POST, or an apply that creates).
+    Create,
+    /// Update (PUT, PATCH, apply; subresource writes).
+    Update,
+    /// Delete.
+    Delete,
+    /// Connect (exec, attach, port-forward, proxy).
+    Connect,
+}
+
+impl Operation {
+    /// kube's name (`CREATE`…), as admission reviews carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+            Self::Connect => "CONNECT",
+        }
+    }
+}
+
+/// One request, as admission sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attributes<'a> {
+    /// What the request does.
+    pub operation: Operation,
+    /// The resource.
+    pub resource: &'static ResourceInfo,
+    /// The subresource ("" if none).
+    pub subresource: &'a str,
+    /// Namespace ("" for cluster-scoped resources).
+    pub namespace: &'a str,
+    /// Object name.
+    pub name: &'a str,
+    /// Who asks.
+    pub user: &'a UserInfo,
+    /// A dry run: plugins must not have side effects.
+    pub dry_run: bool,
+}
+
+impl<'a> Attributes<'a> {
+    /// The same attributes naming `name`.
+    pub fn named(self, name: &'a str) -> Self {
+        Self { name, ..self }
+    }
+
+    /// True if the request is about `group`/`plural` itself (no subresource).
+    pub fn is(&self, group: &str, plural: &str) -> bool {
+        self.resource.group == group
+            && self.resource.plural == plural
+            && self.subresource.is_empty()
+    }
+
+    /// The 403 an admission refusal answers: `pods "web" is forbidden: <why>`.
+    pub fn forbidden(&self, why: &str) -> ApiError {
+        ApiError::admission_forbidden(self.resource.group, self.resource.plural, self.name, why)
+    }
+}
+
+/// One admission plugin. Both phases default to "no objection".
+#[async_trait]
+pub trait Plugin: Send + Sync {
+    /// The plugin's name (kube's: `NamespaceLifecycle`, `RuntimeClass`…).
+    fn name(&self) -> &'static str;
+
+    /// Mutating phase: may change `object` (`old` is the stored object on updates and
+    /// deletes); Err refuses the request.
+    async fn admit(
+        &self,
+        _attributes: &Attributes<'_>,
+        _object: &mut Value,
+        _old: Option<&Value>,
+        _warnings: &mut Vec<String>,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// Validating phase: may only refuse or warn.
+    async fn validate(
+        &self,
+        _attributes: &Attributes<'_>,
+        _object: &Value,
+        _old: Option<&Value>,
+        _warnings: &mut Vec<String>,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// The built-in plugins in kube-apiserver's order, over `store`.
+pub fn default_chain(store: &Arc<crate::store::Store>) -> Chain {
+    Chain::new(vec![
+        Arc::new(namespace_lifecycle::NamespaceLifecycle::new(Arc::clone(
+            store,
+        ))),
+        Arc::new(runtime_class::RuntimeClassAdmission::new(Arc::clone(store))),
+    ])
+}
+
+/// The admission plugins, in order.
+#[derive(Clone, Default)]
+pub struct Chain {
+    plugins: Vec<Arc<dyn Plugin>>,
+}
+
+impl Chain {
+    /// A chain of `plugins`, run in this order in each phase.
+    pub fn new(plugins: Vec<Arc<dyn Plugin>>) -> Self {
+        Self { plugins }
+    }
+
+    /// The plugins, in order.
+    pub fn plugins(&self) -> &[Arc<dyn Plugin>] {
+        &self.plugins
+    }
+
+    /// The plugins' names, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.plugins.iter().map(|p| p.name()).collect()
+    }
+
+    /// Run every plugin's mutating phase.
+    pub async fn admit(
+        &self,
+        attributes: &Attributes<'_>,
+        object: &mut Value,
+        old: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ApiError> {
+        for plugin in &self.plugins {
+            plugin.admit(attributes, object, old, warnings).await?;
+        }
+        Ok(())
+    }
+
+    /// Run every plugin's validating phase.
+    pub async fn validate(
+        &self,
+        attributes: &Attributes<'_>,
+        object: &Value,
+        old: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ApiError> {
+        for plugin in &self.plugins {
+            plugin.validate(attributes, object, old, warnings).await?;
+        }
+        Ok(())
+    }
+}
