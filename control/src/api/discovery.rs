@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::response;
 use crate::{
     model::ApiError,
-    resources::{REGISTRY, ResourceInfo, VERBS, group_versions},
+    resources::{REGISTRY, ResourceInfo, group_versions},
 };
 
 /// Content type of aggregated discovery responses.
@@ -55,7 +55,7 @@ fn aggregated_group(group: &str) -> Value {
                         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                         "singularResource": r.singular,
-                        "verbs": VERBS,
+                        "verbs": r.verbs,
                         "shortNames": r.short_names,
                         "categories": r.categories,
                         "subresources": subresources,
@@ -143,7 +143,7 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
     for r in resources_of(group, version) {
         resources.push(json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
-            "verbs": VERBS, "shortNames": r.short_names, "categories": r.categories,
+            "verbs": r.verbs, "shortNames": r.short_names, "categories": r.categories,
         }));
         for s in r.subresources {
             let (sg, sv, sk) = s.response_kind().unwrap_or((r.group, r.version, r.kind));

@@ -3,6 +3,7 @@
 
 pub mod agent_client;
 pub mod auth;
+pub mod authorize;
 mod body;
 mod discovery;
 mod health;
@@ -28,7 +29,13 @@ use axum::{
 pub use metrics::Metrics;
 
 use self::auth::{Identity, Tokens};
-use crate::{admission, model::ApiError, registry::Registry, store::Store};
+use crate::{
+    admission,
+    authz::{self, Authorizer, Decision},
+    model::ApiError,
+    registry::Registry,
+    store::Store,
+};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -41,6 +48,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Bearer tokens.
     pub tokens: Arc<Tokens>,
+    /// Who may do what (`--authorization-mode`).
+    pub authorizer: Arc<dyn Authorizer>,
     /// TLS towards node agents (logs, exec), when the server has a client identity.
     pub agent_tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -52,7 +61,14 @@ impl AppState {
         self
     }
 
-    /// State over `store`, admitting writes through the default admission chain.
+    /// The same state, authorizing with `authorizer`.
+    pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = authorizer;
+        self
+    }
+
+    /// State over `store`, admitting writes through the default admission chain and
+    /// authorizing only the superuser group until [`AppState::with_authorizer`].
     pub fn new(store: Arc<Store>, tokens: Tokens) -> Self {
         let chain = admission::default_chain(&store);
         Self {
@@ -60,6 +76,9 @@ impl AppState {
             store,
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(tokens),
+            authorizer: Arc::new(authz::Chain::new(vec![Arc::new(
+                authz::privileged::PrivilegedGroups,
+            )])),
             agent_tls: None,
         }
     }
@@ -88,7 +107,10 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = match identify(&state, &request) {
-        Some(user) => route(&state, &user, request).await,
+        Some(user) => match authorize(&state, &user, &request) {
+            Ok(user) => route(&state, &user, request).await,
+            Err(denied) => denied.into_response(),
+        },
         None if auth::is_public(&path) => {
             route(&state, &crate::model::user::UserInfo::anonymous(), request).await
         }
@@ -100,6 +122,22 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
         started.elapsed(),
     );
     response
+}
+
+/// Impersonate if asked, then authorize: the user the request acts as, or the 403.
+fn authorize(state: &AppState, user: &Identity, request: &Request) -> Result<Identity, ApiError> {
+    let user = authorize::impersonate(state.authorizer.as_ref(), user, request.headers())?;
+    let query = request::Query::parse(request.uri().query());
+    let attributes =
+        authorize::request_attributes(&user, request.method(), request.uri().path(), &query);
+    match state.authorizer.authorize(&attributes) {
+        Decision::Allow(_) => Ok(user),
+        Decision::Deny(reason) | Decision::NoOpinion(reason) => {
+            tracing::debug!(user = %user.name, verb = %attributes.verb, resource = %attributes.resource,
+                            path = %attributes.path, %reason, "forbidden");
+            Err(authorize::forbidden(&attributes, &reason))
+        }
+    }
 }
 
 async fn route(state: &AppState, user: &Identity, request: Request) -> Response {

@@ -89,6 +89,13 @@ fn document(g: &str, v: &str) -> Value {
             field_validation.clone(),
         ];
         let id = format!("{}{}", r.kind, r.version);
+        if !r.stored() {
+            paths.insert(
+                base.clone(),
+                json!({"post": operation(format!("create{id}"), &gvk, &write_params)}),
+            );
+            continue;
+        }
         paths.insert(
             base.clone(),
             json!({

@@ -29,6 +29,9 @@ pub struct Attributes {
     pub subresource: String,
     /// Object name ("" for collections and creates).
     pub name: String,
+    /// The request's field selector as `field=value` requirements (lists and watches;
+    /// kube's authorizers may scope a list by them, as the Node authorizer does for pods).
+    pub field_selector: Vec<(String, String)>,
 }
 
 /// An authorizer's answer.

@@ -22,7 +22,7 @@ fn api_resource(r: &crate::resources::ResourceInfo) -> ApiResource {
 /// Delete what is left in `namespace`; true once nothing is.
 async fn empty(client: &Client, namespace: &str) -> Result<bool, kube::Error> {
     let mut remaining = 0;
-    for r in REGISTRY.iter().filter(|r| r.namespaced) {
+    for r in REGISTRY.iter().filter(|r| r.namespaced && r.stored()) {
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &api_resource(r));
         let left = api.list(&ListParams::default().limit(1)).await?;

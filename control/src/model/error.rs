@@ -60,6 +60,12 @@ impl ApiError {
         self
     }
 
+    /// The same error naming its object (`details.group`, `.kind` = the resource,
+    /// `.name`).
+    pub fn with_target(self, group: &str, resource: &str, name: &str) -> Self {
+        self.with_details(group, resource, name)
+    }
+
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)

@@ -248,6 +248,19 @@ pub fn label_value(value: &str) -> Option<String> {
     })
 }
 
+/// Why `name` is not a valid path segment name (kube's ValidatePathSegmentName), if not.
+pub fn path_segment_name(name: &str) -> Option<String> {
+    if name == "." || name == ".." {
+        return Some(format!("may not be '{name}'"));
+    }
+    for forbidden in ["/", "%"] {
+        if name.contains(forbidden) {
+            return Some(format!("may not contain '{forbidden}'"));
+        }
+    }
+    None
+}
+
 /// Validate a label map at `path` (`metadata.labels`).
 pub fn labels(map: &BTreeMap<String, String>, path: &str, errors: &mut ErrorList) {
     for (key, value) in map {

@@ -8,7 +8,7 @@ use crate::{
         ApiError, meta,
         validation::{self, ErrorList, FieldError},
     },
-    resources::{ResourceInfo, Subresource},
+    resources::{Names, ResourceInfo, Subresource},
 };
 
 /// Now, as kube-apiserver writes timestamps (RFC 3339, seconds).
@@ -38,10 +38,10 @@ pub fn validate(info: &ResourceInfo, object: &Value, errors: &mut ErrorList) {
             "name or generateName is required",
         ));
     } else {
-        let why = if info.name_is_label {
-            validation::dns1123_label(name)
-        } else {
-            validation::dns1123_subdomain(name)
+        let why = match info.names {
+            Names::Label => validation::dns1123_label(name),
+            Names::Subdomain => validation::dns1123_subdomain(name),
+            Names::PathSegment => validation::path_segment_name(name),
         };
         if let Some(why) = why {
             errors.push(FieldError::invalid("metadata.name", name, why));

@@ -70,6 +70,17 @@ impl Subresource {
     }
 }
 
+/// The rule object names follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// RFC 1123 subdomains (most kinds).
+    Subdomain,
+    /// RFC 1123 labels (namespaces, services).
+    Label,
+    /// Path segments: anything but `.`, `..`, `/` and `%` (RBAC kinds: `system:node`).
+    PathSegment,
+}
+
 /// Description of one served resource.
 pub struct ResourceInfo {
     /// API group ("" for core).
@@ -84,6 +95,9 @@ pub struct ResourceInfo {
     pub singular: &'static str,
     /// Namespaced or cluster-scoped.
     pub namespaced: bool,
+    /// Verbs served ([`VERBS`] for stored kinds; `create` alone for reviews, which are
+    /// answered and never stored).
+    pub verbs: &'static [&'static str],
     /// Short names (`po`, `svc`…).
     pub short_names: &'static [&'static str],
     /// Categories (`all`).
@@ -92,8 +106,8 @@ pub struct ResourceInfo {
     pub subresources: &'static [Subresource],
     /// Fields usable in field selectors besides metadata.name and metadata.namespace.
     pub field_selectors: &'static [&'static str],
-    /// Names must be RFC 1123 labels (namespaces, services) instead of subdomains.
-    pub name_is_label: bool,
+    /// Which names objects may have.
+    pub names: Names,
     /// Defaults and validation.
     pub strategy: &'static dyn Strategy,
 }
@@ -143,6 +157,11 @@ impl ResourceInfo {
         let mut fields = vec!["metadata.name", "metadata.namespace"];
         fields.extend(self.field_selectors);
         fields
+    }
+
+    /// True if objects of the resource are stored (not create-only reviews).
+    pub fn stored(&self) -> bool {
+        self.verbs.contains(&"list")
     }
 
     /// True if it has `sub`.

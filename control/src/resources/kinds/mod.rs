@@ -2,6 +2,8 @@
 //! the validation it performs, kind by kind.
 
 mod cluster;
+mod rbac;
+mod reviews;
 pub mod pod;
 mod service;
 pub mod service_alloc;

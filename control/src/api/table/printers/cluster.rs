@@ -270,3 +270,31 @@ pub(super) fn lease(o: &Value) -> Vec<Value> {
 pub(super) fn runtime_class(o: &Value) -> Vec<Value> {
     vec![name(o), json!(s(o, "handler")), created(o)]
 }
+
+pub(super) fn role(o: &Value) -> Vec<Value> {
+    vec![name(o), json!(meta::meta_str(o, "creationTimestamp"))]
+}
+
+/// A binding's role (`ClusterRole/view`) and its subjects by kind, comma separated.
+pub(super) fn role_binding(o: &Value) -> Vec<Value> {
+    let subjects = list(o, "subjects");
+    let of_kind = |kind: &str| {
+        subjects
+            .iter()
+            .filter(|subject| s(subject, "kind") == kind)
+            .map(|subject| match (kind, s(subject, "namespace")) {
+                ("ServiceAccount", ns) => format!("{ns}/{}", s(subject, "name")),
+                _ => s(subject, "name").to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        name(o),
+        json!(format!("{}/{}", s(o, "roleRef.kind"), s(o, "roleRef.name"))),
+        created(o),
+        json!(of_kind("User")),
+        json!(of_kind("Group")),
+        json!(of_kind("ServiceAccount")),
+    ]
+}

@@ -213,6 +213,20 @@ pub fn printer(group: &str, kind: &str) -> Printer {
         ),
         ("coordination.k8s.io", "Lease") => (&[NAME, ("Holder", "string", 0), AGE], lease),
         ("node.k8s.io", "RuntimeClass") => (&[NAME, ("Handler", "string", 0), AGE], runtime_class),
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+            (&[NAME, ("Created At", "date", 0)], role)
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => (
+            &[
+                NAME,
+                ("Role", "string", 0),
+                AGE,
+                ("Users", "string", 1),
+                ("Groups", "string", 1),
+                ("ServiceAccounts", "string", 1),
+            ],
+            role_binding,
+        ),
         _ => (&[NAME, AGE], plain),
     };
     Printer { columns, cells }
