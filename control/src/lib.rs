@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod authn;
 pub mod authz;
 pub mod bootstrap;
 pub mod controllers;
