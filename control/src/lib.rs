@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod authn;
 pub mod authz;
 pub mod bootstrap;
 pub mod controllers;
