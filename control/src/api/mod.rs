@@ -48,6 +48,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Bearer tokens.
     pub tokens: Arc<Tokens>,
+    /// ServiceAccount tokens: issuing (TokenRequest), authenticating, OIDC discovery.
+    pub service_accounts: Option<Arc<crate::authn::ServiceAccountTokens>>,
     /// Who may do what (`--authorization-mode`).
     pub authorizer: Arc<dyn Authorizer>,
     /// TLS towards node agents (logs, exec), when the server has a client identity.
@@ -58,6 +60,12 @@ impl AppState {
     /// The same state, talking to node agents with this TLS client configuration.
     pub fn with_agent_tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.agent_tls = Some(config);
+        self
+    }
+
+    /// The same state, issuing and accepting ServiceAccount tokens with `tokens`.
+    pub fn with_service_accounts(mut self, tokens: Arc<crate::authn::ServiceAccountTokens>) -> Self {
+        self.service_accounts = Some(tokens);
         self
     }
 
@@ -76,6 +84,7 @@ impl AppState {
             store,
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(tokens),
+            service_accounts: None,
             authorizer: Arc::new(authz::Chain::new(vec![Arc::new(
                 authz::privileged::PrivilegedGroups,
             )])),
@@ -89,7 +98,9 @@ pub fn router(state: AppState) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-/// Authenticate: the connection's certificate identity, or a bearer token.
+/// Authenticate: the connection's certificate identity, a static bearer token or a
+/// ServiceAccount token. `None` for an anonymous request or one whose credentials do not
+/// authenticate.
 fn identify(state: &AppState, request: &Request) -> Option<Identity> {
     if let Some(identity) = request.extensions().get::<Identity>() {
         return Some(identity.clone());
@@ -99,7 +110,17 @@ fn identify(state: &AppState, request: &Request) -> Option<Identity> {
         .get(header::AUTHORIZATION)?
         .to_str()
         .ok()?;
-    state.tokens.authenticate(header)
+    if let Some(user) = state.tokens.authenticate(header) {
+        return Some(user);
+    }
+    let token = header.strip_prefix("Bearer ")?.trim();
+    match state.service_accounts.as_ref()?.authenticate(token) {
+        Ok(verified) => verified.map(|v| v.user),
+        Err(e) => {
+            tracing::debug!(error = %e, "ServiceAccount token refused");
+            None
+        }
+    }
 }
 
 async fn handle(State(state): State<AppState>, request: Request) -> Response {
@@ -149,6 +170,11 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
         "/livez" => return health::livez(),
         "/version" => return version::version(),
         "/metrics" => return metrics::render(state).await,
+        crate::authn::discovery::OPENID_CONFIGURATION_PATH | crate::authn::discovery::JWKS_PATH
+            if get =>
+        {
+            return service_account_issuer(state, &path);
+        }
         "/api" if get => Ok(discovery::core(&parts.headers)),
         "/apis" if get => Ok(discovery::groups(&parts.headers)),
         "/openapi/v3" if get => Ok(openapi::root()),
@@ -198,6 +224,28 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
         },
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The ServiceAccount issuer's OIDC discovery documents (404 when not served).
+fn service_account_issuer(state: &AppState, path: &str) -> Response {
+    use crate::authn::discovery as oidc;
+    let Some(metadata) = state.service_accounts.as_ref().and_then(|s| s.metadata.as_ref())
+    else {
+        return ApiError::no_route().into_response();
+    };
+    let (body, content_type) = if path == oidc::JWKS_PATH {
+        (metadata.keyset_json(), oidc::JWKS_CONTENT_TYPE)
+    } else {
+        (metadata.configuration_json(), oidc::CONFIGURATION_CONTENT_TYPE)
+    };
+    let mut response = Response::new(Body::from(body.to_owned()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static(oidc::CACHE_CONTROL),
+    );
+    response
 }
 
 /// 413 for a body over the limit. The rest of the body is never read, so the connection

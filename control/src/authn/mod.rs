@@ -8,14 +8,18 @@
 //! `pkg/apis/authentication/validation`, `k8s.io/apiserver/pkg/authentication/serviceaccount`.
 
 pub mod binding;
+pub mod cached_objects;
 pub mod claims;
 pub mod discovery;
 pub mod jwt;
 pub mod service_account_token;
+pub mod service_accounts;
 pub mod signing_key;
 
 pub use binding::{Binding, BindingError, BoundObject, BoundObjects, LiveObject, ObjectRef};
+pub use cached_objects::CachedObjects;
 pub use discovery::OpenIdMetadata;
+pub use service_accounts::ServiceAccountTokens;
 pub use service_account_token::{
     BoundTokenRequest, IssueError, IssuedToken, TokenError, TokenIssuer, UncheckedToken,
     VerifiedToken,

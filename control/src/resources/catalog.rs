@@ -184,7 +184,7 @@ pub static REGISTRY: &[ResourceInfo] = &[
         verbs: VERBS,
         short_names: &["sa"],
         categories: &[],
-        subresources: NONE,
+        subresources: &[S::Token],
         field_selectors: &[],
         names: Names::Subdomain,
         strategy: &Typed::<ServiceAccount>::new(),

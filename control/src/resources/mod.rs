@@ -30,6 +30,8 @@ pub enum Subresource {
     Exec,
     /// `namespaces/finalize`: update `spec.finalizers` of a terminating namespace.
     Finalize,
+    /// `serviceaccounts/token`: a TokenRequest.
+    Token,
 }
 
 impl Subresource {
@@ -43,6 +45,7 @@ impl Subresource {
             Self::Log => "log",
             Self::Exec => "exec",
             Self::Finalize => "finalize",
+            Self::Token => "token",
         }
     }
 
@@ -50,7 +53,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Self::Status | Self::Scale => &["get", "patch", "update"],
-            Self::Binding | Self::Eviction => &["create"],
+            Self::Binding | Self::Eviction | Self::Token => &["create"],
             Self::Log => &["get"],
             Self::Exec => &["create", "get"],
             Self::Finalize => &["update"],
@@ -66,6 +69,7 @@ impl Subresource {
             Self::Binding => Some(("", "v1", "Binding")),
             Self::Eviction => Some(("policy", "v1", "Eviction")),
             Self::Log | Self::Exec => Some(("", "v1", "Pod")),
+            Self::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
         }
     }
 }

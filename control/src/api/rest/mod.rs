@@ -6,6 +6,7 @@ mod delete;
 mod node_proxy;
 mod read;
 mod subresource;
+mod token;
 mod watch;
 mod write;
 
@@ -161,6 +162,7 @@ async fn route(ctx: &Ctx<'_>, method: &Method, body: Bytes) -> Result<Response, 
         ("POST", None, None) => write::create(ctx, &body).await,
         ("POST", Some(name), Some("binding")) => subresource::bind(ctx, name, &body).await,
         ("POST", Some(name), Some("eviction")) => subresource::evict(ctx, name, &body).await,
+        ("POST", Some(name), Some("token")) => token::create(ctx, name, &body).await,
         ("PUT", Some(name), None | Some("status")) => write::update(ctx, name, &body).await,
         ("PUT", Some(name), Some("scale")) => subresource::update_scale(ctx, name, &body).await,
         ("PUT", Some(name), Some("finalize")) => write::finalize(ctx, name, &body).await,
