@@ -3,6 +3,7 @@
 //! decides; if none has an opinion the request is forbidden.
 
 pub mod attributes;
+pub mod rbac;
 
 pub use attributes::{Attributes, Decision};
 
