@@ -4,7 +4,9 @@
 //! request is forbidden.
 
 pub mod attributes;
+pub mod node;
 pub mod privileged;
+pub mod rbac;
 
 use std::sync::Arc;
 

@@ -15,7 +15,7 @@ use std::{
 
 use k8s_openapi::api::{core::v1::Pod, rbac::v1::PolicyRule};
 
-use super::{Attributes, Authorizer, Decision, rbac::rules_allow};
+use super::{Attributes, Authorizer, Decision, rbac::rules::rules_allow};
 use crate::{
     resources,
     store::{CachedObject, Store, WatchCache},
