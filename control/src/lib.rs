@@ -8,6 +8,7 @@
 //! - `controllers`: namespace (and, growing, workload) controllers.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod authz;
 pub mod bootstrap;
