@@ -4,6 +4,7 @@
 //! ([`Chain`]), not branches in handlers.
 
 pub mod namespace_lifecycle;
+pub mod pod_security;
 pub mod runtime_class;
 
 use std::sync::Arc;
