@@ -207,11 +207,20 @@ async fn resolve_user(
         Arc::new(passwd::ImageAccounts::default())
     } else {
         let scratch = kubelet.config.state_dir.join("image-views");
-        kubelet
+        match kubelet
             .runtime
             .image_accounts(&image.chain_id, &scratch)
             .await
-            .map_err(create_failed)?
+        {
+            Ok(accounts) => accounts,
+            // A numeric user needs the files only for its gid and groups: run it with gid
+            // 0 and the pod's groups rather than not at all (a name cannot do without).
+            Err(e) if numeric => {
+                tracing::warn!(image = %image.name, error = %e, "cannot read the image's users; numeric user taken as is");
+                Arc::new(passwd::ImageAccounts::default())
+            }
+            Err(e) => return Err(create_failed(e)),
+        }
     };
     passwd::resolve(&user, &accounts, merge, &supplemental).map_err(create_failed)
 }
