@@ -12,7 +12,9 @@
 //! - [`datapath`]: the eBPF Service datapath.
 //! - [`discovery`]: Services for pods — environment variables and the node-local DNS.
 //! - [`heap`]: freed heap handed back to the kernel; heap figures on /metrics.
+//! - [`beneath`]: files opened strictly beneath a directory (volumes, image root filesystems).
 
+pub mod beneath;
 pub mod datapath;
 pub mod discovery;
 pub mod exec;

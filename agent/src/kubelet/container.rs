@@ -1,21 +1,58 @@
 //! From a pod's container spec and its image to the runtime's container config: argv, env,
-//! user, working dir, mounts, limits, capabilities.
+//! user (resolved in the image as containerd resolves it), working dir, mounts, limits
+//! (memory, CPU, pids), and the security context (see [`super::security`]).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::{Kubelet, env, volumes};
+use super::{Kubelet, env, security, volumes};
 use crate::runtime::{
+    devices,
     images::ReadyImage,
-    spec::{BindMount, ContainerConfig, DEFAULT_CAPABILITIES},
+    passwd, seccomp,
+    spec::{BindMount, ContainerConfig},
 };
 use skiff_quantity as quantity;
 
-/// Why a container could not be configured (kubelet's CreateContainerConfigError).
+/// Why a container could not be configured.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// kubelet could not build the container's config (kubelet's
+    /// CreateContainerConfigError: a missing key, runAsNonRoot…).
+    #[error("{0}")]
+    Config(String),
+    /// The runtime could not create the container from it (kubelet's CreateContainerError:
+    /// an image user that does not exist, a seccomp profile it cannot load).
+    #[error("{0}")]
+    Create(String),
+}
+
+impl ConfigError {
+    /// The container's waiting reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "CreateContainerConfigError",
+            Self::Create(_) => "CreateContainerError",
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Config(m) | Self::Create(m) => m,
+        }
+    }
+}
+
+/// containerd's prefix of a container it could not create.
+fn create_failed(detail: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Create(format!("failed to create containerd container: {detail}"))
+}
 
 /// argv from command/args and the image's ENTRYPOINT/CMD, as Kubernetes defines it.
 pub fn argv(
@@ -40,6 +77,7 @@ pub fn argv(
 }
 
 /// Build the runtime config of `container` (the pod's sandbox already exists).
+#[allow(clippy::too_many_arguments)]
 pub async fn build(
     kubelet: &Kubelet,
     pod: &Pod,
@@ -47,12 +85,13 @@ pub async fn build(
     image: &ReadyImage,
     prepared: &volumes::Prepared,
     pod_files: &[BindMount],
+    pod_dir: &Path,
     cgroups_path: String,
 ) -> Result<ContainerConfig, ConfigError> {
     let spec = pod
         .spec
         .as_ref()
-        .ok_or_else(|| ConfigError("pod has no spec".into()))?;
+        .ok_or_else(|| ConfigError::Config("pod has no spec".into()))?;
     let image_env = image.config.env.clone().unwrap_or_default();
     let service_env = match &kubelet.discovery {
         Some(discovery) => {
@@ -67,7 +106,7 @@ pub async fn build(
     };
     let mut environment = env::build(&kubelet.client, pod, container, &image_env, &service_env)
         .await
-        .map_err(|e| ConfigError(e.0))?;
+        .map_err(|e| ConfigError::Config(e.0))?;
     // containerd's CRI plugin sets HOSTNAME first; the image and the pod may override it.
     if !environment.iter().any(|(name, _)| name == "HOSTNAME") {
         environment.insert(0, ("HOSTNAME".to_owned(), super::pod_dns::hostname(pod)));
@@ -75,52 +114,32 @@ pub async fn build(
     let vars: BTreeMap<String, String> = environment.iter().cloned().collect();
     let args = argv(container, image, &vars);
     if args.is_empty() {
-        return Err(ConfigError(format!(
+        return Err(ConfigError::Config(format!(
             "container {} has no command: the image defines no ENTRYPOINT or CMD and the pod gives none",
             container.name
         )));
     }
-    let pod_security = spec.security_context.as_ref();
-    let security = container.security_context.as_ref();
-    let privileged = security.and_then(|s| s.privileged).unwrap_or(false);
+    let privileged = security::privileged(container);
     if privileged && !kubelet.config.allow_privileged {
-        return Err(ConfigError(format!(
+        return Err(ConfigError::Config(format!(
             "container {} is privileged, which this node does not allow (skiff-agent --allow-privileged)",
             container.name
         )));
     }
-    let uid = security
-        .and_then(|s| s.run_as_user)
-        .or_else(|| pod_security.and_then(|s| s.run_as_user))
-        .or_else(|| {
-            image
-                .config
-                .user
-                .as_deref()
-                .and_then(|u| u.split(':').next()?.parse().ok())
-        })
-        .unwrap_or(0);
-    let gid = security
-        .and_then(|s| s.run_as_group)
-        .or_else(|| pod_security.and_then(|s| s.run_as_group))
-        .unwrap_or(0);
-    if security
-        .and_then(|s| s.run_as_non_root)
-        .or_else(|| pod_security.and_then(|s| s.run_as_non_root))
-        == Some(true)
-        && uid == 0
+    let image_user = security::ImageUser::from_config(image.config.user.as_deref());
+    security::verify_run_as_non_root(pod, container, &image_user).map_err(ConfigError::Config)?;
+    let user = resolve_user(kubelet, pod, container, image, &image_user).await?;
+    let capabilities = security::capabilities(container);
+    let seccomp = match security::seccomp(pod, container, kubelet.config.seccomp_default)
+        .map_err(create_failed)?
     {
-        return Err(ConfigError(
-            "container has runAsNonRoot and image will run as root".to_owned(),
-        ));
-    }
-    let (uid, gid) = (
-        u32::try_from(uid).map_err(|_| ConfigError(format!("runAsUser {uid} is out of range")))?,
-        u32::try_from(gid).map_err(|_| ConfigError(format!("runAsGroup {gid} is out of range")))?,
-    );
-    let capabilities = capabilities(container);
+        security::Seccomp::RuntimeDefault => Some(seccomp::runtime_default(&capabilities)),
+        security::Seccomp::Unconfined => None,
+    };
     let mut mounts = pod_files.to_vec();
-    mounts.extend(volumes::mounts_for(container, prepared).map_err(|e| ConfigError(e.0))?);
+    mounts.extend(
+        volumes::mounts_for(container, prepared, pod_dir).map_err(|e| ConfigError::Config(e.0))?,
+    );
     let resources = container.resources.as_ref();
     let limit =
         |name: &str| resources.and_then(|r| r.limits.as_ref()?.get(name).map(|q| q.0.clone()));
@@ -129,11 +148,11 @@ pub async fn build(
     let memory_limit = limit("memory").and_then(|q| quantity::bytes(&q));
     let cpu_quota = limit("cpu")
         .and_then(|q| quantity::millicores(&q))
-        .map(|m| (m * 100).max(1000));
+        .map(|m| m.saturating_mul(100).max(1000));
     let cpu_shares = request("cpu")
         .or_else(|| limit("cpu"))
         .and_then(|q| quantity::millicores(&q))
-        .map(|m| u64::try_from((m * 1024 / 1000).max(2)).unwrap_or(2));
+        .map(|m| u64::try_from((m.saturating_mul(1024) / 1000).max(2)).unwrap_or(2));
     Ok(ContainerConfig {
         args,
         env: environment
@@ -145,7 +164,8 @@ pub async fn build(
             .clone()
             .or_else(|| image.config.working_dir.clone())
             .unwrap_or_default(),
-        user: (uid, gid),
+        user: (user.uid, user.gid),
+        additional_gids: user.additional_gids,
         hostname: super::pod_dns::hostname(pod),
         netns: PathBuf::new(),
         cgroups_path,
@@ -153,54 +173,56 @@ pub async fn build(
         memory_limit,
         cpu_quota,
         cpu_shares,
-        read_only_root: security
-            .and_then(|s| s.read_only_root_filesystem)
-            .unwrap_or(false),
+        read_only_root: security::read_only_root(container),
         capabilities,
         privileged,
         shim_group: pod.metadata.uid.clone().unwrap_or_default(),
+        no_new_privileges: security::no_new_privileges(container),
+        seccomp,
+        devices: if privileged {
+            devices::host_devices(Path::new("/dev"))
+        } else {
+            Vec::new()
+        },
+        pids_limit: kubelet.config.pod_max_pids,
+        unmasked_proc: security::unmasked_proc(container),
     })
 }
 
-use std::path::PathBuf;
-
-/// Docker's default set with the container's add/drop applied (`ALL` allowed in both).
-fn capabilities(container: &Container) -> Vec<String> {
-    let caps = container
-        .security_context
-        .as_ref()
-        .and_then(|s| s.capabilities.as_ref());
-    let normalize = |c: &String| {
-        let upper = c.to_ascii_uppercase();
-        if upper.starts_with("CAP_") {
-            upper
-        } else {
-            format!("CAP_{upper}")
-        }
-    };
-    let add: Vec<String> = caps
-        .and_then(|c| c.add.as_ref())
-        .map(|v| v.iter().map(normalize).collect())
-        .unwrap_or_default();
-    let drop: Vec<String> = caps
-        .and_then(|c| c.drop.as_ref())
-        .map(|v| v.iter().map(normalize).collect())
-        .unwrap_or_default();
-    let mut set: Vec<String> = if drop.iter().any(|d| d == "CAP_ALL") {
-        Vec::new()
+/// The container's uid, gid and groups, as containerd's CRI plugin resolves them: from the
+/// user string and, unless it is all numbers under the Strict groups policy, the image's
+/// /etc/passwd and /etc/group.
+async fn resolve_user(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    container: &Container,
+    image: &ReadyImage,
+    image_user: &security::ImageUser,
+) -> Result<passwd::ResolvedUser, ConfigError> {
+    let user = security::user_string(pod, container, image_user);
+    let merge = security::merge_image_groups(pod);
+    let supplemental = security::supplemental_groups(pod).map_err(ConfigError::Config)?;
+    let numeric = user.split(':').all(|part| part.parse::<i64>().is_ok());
+    let accounts = if numeric && !merge && user.contains(':') {
+        Arc::new(passwd::ImageAccounts::default())
     } else {
-        DEFAULT_CAPABILITIES
-            .iter()
-            .map(|c| (*c).to_owned())
-            .filter(|c| !drop.contains(c))
-            .collect()
-    };
-    for cap in add {
-        if cap != "CAP_ALL" && !set.contains(&cap) {
-            set.push(cap);
+        let scratch = kubelet.config.state_dir.join("image-views");
+        match kubelet
+            .runtime
+            .image_accounts(&image.chain_id, &scratch)
+            .await
+        {
+            Ok(accounts) => accounts,
+            // A numeric user needs the files only for its gid and groups: run it with gid
+            // 0 and the pod's groups rather than not at all (a name cannot do without).
+            Err(e) if numeric => {
+                tracing::warn!(image = %image.name, error = %e, "cannot read the image's users; numeric user taken as is");
+                Arc::new(passwd::ImageAccounts::default())
+            }
+            Err(e) => return Err(create_failed(e)),
         }
-    }
-    set
+    };
+    passwd::resolve(&user, &accounts, merge, &supplemental).map_err(create_failed)
 }
 
 #[cfg(test)]
@@ -243,18 +265,5 @@ mod tests {
             c(serde_json::json!({"name": "a", "command": ["sh"]})),
             ["sh"]
         );
-    }
-
-    #[test]
-    fn capabilities_add_and_drop() {
-        let c = container(
-            serde_json::json!({"name": "a", "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}}}),
-        );
-        assert_eq!(capabilities(&c), ["CAP_NET_ADMIN"]);
-        let c = container(
-            serde_json::json!({"name": "a", "securityContext": {"capabilities": {"drop": ["KILL"]}}}),
-        );
-        assert!(!capabilities(&c).contains(&"CAP_KILL".to_owned()));
-        assert!(capabilities(&c).contains(&"CAP_CHOWN".to_owned()));
     }
 }

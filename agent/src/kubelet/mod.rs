@@ -6,9 +6,11 @@
 pub mod container;
 pub mod env;
 pub mod lifecycle;
+pub mod pod_cgroup;
 pub mod pod_dns;
 pub mod probe;
 pub mod runtime_class;
+pub mod security;
 pub mod start_queue;
 pub mod status;
 pub mod timing;
@@ -62,6 +64,11 @@ pub struct KubeletConfig {
     pub runtime_handlers: runtime_class::RuntimeHandlers,
     /// The cluster DNS address and domain written into pods' resolv.conf.
     pub dns: pod_dns::ClusterDns,
+    /// Containers without a seccomp profile run under RuntimeDefault (kubelet's
+    /// `--seccomp-default`); else unconfined.
+    pub seccomp_default: bool,
+    /// Processes per pod (kubelet's `podPidsLimit`; `None`: unlimited).
+    pub pod_max_pids: Option<i64>,
 }
 
 /// Told when a pod's host-side veth appears and when it goes (the datapath attaches its

@@ -5,10 +5,14 @@
 pub mod containers;
 pub mod content;
 pub mod credentials;
+pub mod devices;
 pub mod exec;
 pub mod images;
+pub mod passwd;
 pub mod reference;
 pub mod registry;
+pub mod rootfs_users;
+pub mod seccomp;
 pub mod spec;
 
 use std::{
@@ -87,6 +91,9 @@ pub struct Runtime {
     /// Images known ready (unpacked) by name, so pods of a present image start without a
     /// round trip to containerd's image and content services.
     ready_images: Arc<Mutex<HashMap<String, images::ReadyImage>>>,
+    /// Images' `/etc/passwd` and `/etc/group` by chain ID, once read (see
+    /// [`Runtime::image_accounts`]).
+    accounts: Arc<Mutex<HashMap<String, Arc<passwd::ImageAccounts>>>>,
 }
 
 impl Runtime {
@@ -104,6 +111,7 @@ impl Runtime {
             namespace: namespace.to_owned(),
             image_locks: Arc::default(),
             ready_images: Arc::default(),
+            accounts: Arc::default(),
         })
     }
 
@@ -128,6 +136,18 @@ impl Runtime {
                 Some(image) => cache.insert(name.to_owned(), image.clone()),
                 None => cache.remove(name),
             };
+        }
+    }
+
+    /// An image's account files read earlier.
+    fn accounts_cache(&self, chain_id: &str) -> Option<Arc<passwd::ImageAccounts>> {
+        self.accounts.lock().ok()?.get(chain_id).cloned()
+    }
+
+    /// Remember an image's account files.
+    fn remember_accounts(&self, chain_id: &str, accounts: &Arc<passwd::ImageAccounts>) {
+        if let Ok(mut cache) = self.accounts.lock() {
+            cache.insert(chain_id.to_owned(), accounts.clone());
         }
     }
 

@@ -1,6 +1,8 @@
-//! The OCI runtime spec (config.json) runc gets for one container: process, root, mounts,
-//! namespaces (the pod's network namespace shared by all its containers), cgroup path and
-//! resource limits. Defaults follow containerd's and Docker's (capability set, masked paths).
+//! The OCI runtime spec (config.json) runc gets for one container: process (user and
+//! groups, capabilities, no_new_privs), root, mounts, namespaces (the pod's network namespace
+//! shared by all its containers), seccomp, devices, cgroup path and resource limits
+//! (memory, CPU, pids). Defaults follow containerd's CRI plugin (capability set, masked
+//! paths, what a privileged container gets).
 
 use std::path::PathBuf;
 
@@ -49,6 +51,8 @@ pub struct ContainerConfig {
     pub cwd: String,
     /// uid and gid.
     pub user: (u32, u32),
+    /// Supplementary gids (`process.user.additionalGids`).
+    pub additional_gids: Vec<u32>,
     /// Hostname (the pod name).
     pub hostname: String,
     /// The pod's network namespace file.
@@ -67,8 +71,19 @@ pub struct ContainerConfig {
     pub read_only_root: bool,
     /// Capabilities granted (bounding, effective, permitted).
     pub capabilities: Vec<String>,
-    /// Privileged: every capability, no masked paths, devices allowed.
+    /// Privileged: every capability, no masked paths, writable /sys and cgroupfs, every
+    /// device allowed.
     pub privileged: bool,
+    /// `process.noNewPrivileges` (allowPrivilegeEscalation: false).
+    pub no_new_privileges: bool,
+    /// `linux.seccomp` (`None`: unconfined).
+    pub seccomp: Option<Value>,
+    /// `linux.devices`: device nodes made in the container (the host's, when privileged).
+    pub devices: Vec<Value>,
+    /// `linux.resources.pids.limit`.
+    pub pids_limit: Option<i64>,
+    /// procMount Unmasked: no masked or read-only /proc paths.
+    pub unmasked_proc: bool,
     /// The containers that share one containerd shim process (the pod's UID; empty: a shim
     /// of its own). See [`SHIM_GROUP_ANNOTATION`].
     pub shim_group: String,
@@ -100,7 +115,7 @@ pub fn build(config: &ContainerConfig) -> Value {
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if config.privileged { "rw" } else { "ro" }]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if config.privileged { "rw" } else { "ro" }]}),
     ];
     for mount in &config.mounts {
         let mode = if mount.read_only { "ro" } else { "rw" };
@@ -131,6 +146,9 @@ pub fn build(config: &ContainerConfig) -> Value {
     if !cpu.is_empty() {
         resources["cpu"] = Value::Object(cpu);
     }
+    if let Some(limit) = config.pids_limit {
+        resources["pids"] = json!({"limit": limit});
+    }
     let mut linux = json!({
         "namespaces": [
             {"type": "pid"},
@@ -142,7 +160,13 @@ pub fn build(config: &ContainerConfig) -> Value {
         "cgroupsPath": config.cgroups_path,
         "resources": resources,
     });
-    if !config.privileged {
+    if let Some(seccomp) = &config.seccomp {
+        linux["seccomp"] = seccomp.clone();
+    }
+    if !config.devices.is_empty() {
+        linux["devices"] = Value::Array(config.devices.clone());
+    }
+    if !config.privileged && !config.unmasked_proc {
         linux["maskedPaths"] = json!([
             "/proc/acpi",
             "/proc/asound",
@@ -164,11 +188,15 @@ pub fn build(config: &ContainerConfig) -> Value {
             "/proc/sysrq-trigger"
         ]);
     }
+    let mut user = json!({"uid": config.user.0, "gid": config.user.1});
+    if !config.additional_gids.is_empty() {
+        user["additionalGids"] = json!(config.additional_gids);
+    }
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": config.user.0, "gid": config.user.1},
+            "user": user,
             "args": config.args,
             "env": config.env,
             "cwd": if config.cwd.is_empty() { "/" } else { config.cwd.as_str() },
@@ -177,7 +205,7 @@ pub fn build(config: &ContainerConfig) -> Value {
                 "effective": capabilities,
                 "permitted": capabilities,
             },
-            "noNewPrivileges": false,
+            "noNewPrivileges": config.no_new_privileges,
         },
         "root": {"path": "rootfs", "readonly": config.read_only_root},
         "hostname": config.hostname,
@@ -190,8 +218,8 @@ pub fn build(config: &ContainerConfig) -> Value {
     spec
 }
 
-/// Every capability (privileged containers).
-const ALL_CAPABILITIES: &[&str] = &[
+/// Every capability (privileged containers, and `capabilities.add: [ALL]`).
+pub const ALL_CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -261,6 +289,75 @@ mod tests {
         // An empty path is not "none" to every runtime: crun tries to open "".
         let spec = build(&ContainerConfig::default());
         assert_eq!(spec["linux"]["namespaces"][4], json!({"type": "network"}));
+    }
+
+    #[test]
+    fn security_settings_reach_the_spec() {
+        let spec = build(&ContainerConfig {
+            user: (1000, 1001),
+            additional_gids: vec![1001, 2000],
+            no_new_privileges: true,
+            seccomp: Some(json!({"defaultAction": "SCMP_ACT_ERRNO"})),
+            pids_limit: Some(4096),
+            read_only_root: true,
+            ..ContainerConfig::default()
+        });
+        assert_eq!(
+            spec["process"]["user"],
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [1001, 2000]})
+        );
+        assert_eq!(spec["process"]["noNewPrivileges"], true);
+        assert_eq!(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(spec["linux"]["resources"]["pids"]["limit"], 4096);
+        assert_eq!(spec["root"]["readonly"], true);
+        assert!(spec["linux"]["maskedPaths"].is_array());
+        let defaults = build(&ContainerConfig::default());
+        assert_eq!(defaults["process"]["noNewPrivileges"], false);
+        assert!(defaults["linux"].get("seccomp").is_none());
+        assert!(defaults["linux"]["resources"].get("pids").is_none());
+        assert!(defaults["process"]["user"].get("additionalGids").is_none());
+    }
+
+    #[test]
+    fn privileged_containers_get_what_the_cri_gives_them() {
+        let spec = build(&ContainerConfig {
+            privileged: true,
+            devices: vec![json!({"path": "/dev/null", "type": "c", "major": 1, "minor": 3})],
+            ..ContainerConfig::default()
+        });
+        let caps = spec["process"]["capabilities"]["bounding"]
+            .as_array()
+            .expect("caps");
+        assert_eq!(caps.len(), ALL_CAPABILITIES.len());
+        assert!(spec["linux"].get("maskedPaths").is_none());
+        assert_eq!(spec["linux"]["devices"][0]["path"], "/dev/null");
+        assert_eq!(spec["linux"]["resources"]["devices"][0]["allow"], true);
+        let mount = |dest: &str| {
+            spec["mounts"]
+                .as_array()
+                .expect("mounts")
+                .iter()
+                .find(|m| m["destination"] == dest)
+                .expect("mount")
+                .clone()
+        };
+        assert!(
+            mount("/sys")["options"]
+                .as_array()
+                .expect("o")
+                .contains(&json!("rw"))
+        );
+        assert!(
+            mount("/sys/fs/cgroup")["options"]
+                .as_array()
+                .expect("o")
+                .contains(&json!("rw"))
+        );
+        let unmasked = build(&ContainerConfig {
+            unmasked_proc: true,
+            ..ContainerConfig::default()
+        });
+        assert!(unmasked["linux"].get("maskedPaths").is_none());
     }
 
     #[test]

@@ -100,6 +100,16 @@ pub struct Args {
     /// Allow privileged containers.
     #[arg(long)]
     pub allow_privileged: bool,
+    /// Most processes (and threads) one pod may run, all its containers together (kubelet's
+    /// podPidsLimit): written to the pod cgroup's pids.max and to each container's OCI
+    /// `linux.resources.pids.limit`, so a fork bomb in a pod cannot exhaust the node's PIDs.
+    /// 0 or a negative value: no limit.
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true)]
+    pub pod_max_pids: i64,
+    /// Run containers that name no seccomp profile under RuntimeDefault (containerd's
+    /// default profile) rather than Unconfined (kubelet's --seccomp-default).
+    #[arg(long)]
+    pub seccomp_default: bool,
     /// A RuntimeClass handler this node offers, NAME=PATH of an OCI runtime binary (runc's
     /// command line); repeatable. `runc` (the default) and `crun` (where installed) are
     /// always offered.

@@ -159,6 +159,8 @@ pub async fn start_kubelet(
                 server: args.cluster_dns,
                 domain: args.cluster_domain.clone(),
             },
+            seccomp_default: args.seccomp_default,
+            pod_max_pids: (args.pod_max_pids > 0).then_some(args.pod_max_pids),
         },
     });
     tokio::spawn(kubelet.clone().run());

@@ -84,38 +84,39 @@ impl Worker {
         {
             let slot = &mut self.slots[i];
             let image = slot.record.image.clone();
-            slot.record.state = match &slot.record.state {
-                State::Waiting { reason, message }
-                    if reason == "ErrImagePull" || reason == "ImagePullBackOff" =>
-                {
-                    State::Waiting {
-                        reason: "ImagePullBackOff".into(),
+            slot.record.state =
+                match &slot.record.state {
+                    State::Waiting { reason, message }
+                        if reason == "ErrImagePull" || reason == "ImagePullBackOff" =>
+                    {
+                        State::Waiting {
+                            reason: "ImagePullBackOff".into(),
+                            message: Some(format!(
+                                "Back-off pulling image \"{image}\": {}",
+                                message.as_deref().unwrap_or_default().trim_start_matches(
+                                    &format!("Back-off pulling image \"{image}\": ")
+                                )
+                            )),
+                        }
+                    }
+                    State::Waiting { reason, message }
+                        if reason == "CreateContainerConfigError"
+                            || reason == "CreateContainerError" =>
+                    {
+                        State::Waiting {
+                            reason: reason.clone(),
+                            message: message.clone(),
+                        }
+                    }
+                    _ => State::Waiting {
+                        reason: "CrashLoopBackOff".into(),
                         message: Some(format!(
-                            "Back-off pulling image \"{image}\": {}",
-                            message
-                                .as_deref()
-                                .unwrap_or_default()
-                                .trim_start_matches(&format!(
-                                    "Back-off pulling image \"{image}\": "
-                                ))
+                            "back-off {}s restarting failed container={} pod={full_name}",
+                            slot.backoff.as_secs(),
+                            slot.record.name
                         )),
-                    }
-                }
-                State::Waiting { reason, message } if reason == "CreateContainerConfigError" => {
-                    State::Waiting {
-                        reason: reason.clone(),
-                        message: message.clone(),
-                    }
-                }
-                _ => State::Waiting {
-                    reason: "CrashLoopBackOff".into(),
-                    message: Some(format!(
-                        "back-off {}s restarting failed container={} pod={full_name}",
-                        slot.backoff.as_secs(),
-                        slot.record.name
-                    )),
-                },
-            };
+                    },
+                };
             self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
             return;
         }
@@ -184,6 +185,7 @@ impl Worker {
             &image,
             &prepared,
             &files,
+            &self.pod_dir,
             cgroups_path,
         );
         let config = self.kubelet.timing.timed(Step::Config, build).await;
@@ -191,9 +193,24 @@ impl Worker {
             Ok(c) => c,
             Err(e) => {
                 let slot = &mut self.slots[i];
+                let repeated = matches!(
+                    &slot.record.state,
+                    State::Waiting { reason, message }
+                        if reason == e.reason() && message.as_deref() == Some(e.message())
+                );
+                if !repeated {
+                    // kubelet's event for a container it could not create.
+                    tracing::warn!(pod = %self.name, container = %slot.record.name, error = %e, "container not created");
+                    let pod_ref = skiff_events::reference("v1", "Pod", &self.pod.metadata);
+                    self.kubelet
+                        .recorder
+                        .record(&pod_ref, "Warning", "Failed", &format!("Error: {e}"))
+                        .await;
+                }
+                let slot = &mut self.slots[i];
                 slot.record.state = State::Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message: Some(e.0),
+                    reason: e.reason().into(),
+                    message: Some(e.message().to_owned()),
                 };
                 slot.next_start = Some(now_instant + Duration::from_secs(5));
                 self.wake = Some(now_instant + Duration::from_secs(5));

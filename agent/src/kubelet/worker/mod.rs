@@ -4,6 +4,7 @@
 
 mod container_start;
 mod pod_sandbox;
+mod pod_volumes;
 mod termination;
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
@@ -83,6 +84,9 @@ struct Worker {
     starting_since: Option<Instant>,
     /// This pod's turn in the node's start queue, held while a sync starts something.
     turn: super::start_queue::Turn,
+    /// The tasks keeping the pod's projected ServiceAccount tokens fresh (aborted when the
+    /// worker drops them).
+    token_refreshers: tokio::task::JoinSet<()>,
 }
 
 /// Start the worker of `pod`.
@@ -158,6 +162,7 @@ pub(crate) fn spawn(
         wake: None,
         starting_since: Some(Instant::now()),
         turn: None,
+        token_refreshers: tokio::task::JoinSet::new(),
     };
     tokio::spawn(worker.run(rx));
 }
@@ -400,28 +405,8 @@ impl Worker {
         if !self.ensure_sandbox().await {
             return;
         }
-        if self.volumes.is_none() {
-            let prepare = volumes::prepare(&self.kubelet.client, &self.pod, &self.pod_dir);
-            let prepared = self.kubelet.timing.timed(Step::Volumes, prepare).await;
-            match prepared {
-                Ok(prepared) => {
-                    self.volumes = Some(prepared);
-                    self.blocked = None;
-                }
-                Err(e) => {
-                    self.blocked = Some(("FailedMount".into(), e.0.clone()));
-                    for slot in &mut self.slots {
-                        if matches!(slot.record.state, State::Waiting { .. }) {
-                            slot.record.state = State::Waiting {
-                                reason: "ContainerCreating".into(),
-                                message: Some(e.0.clone()),
-                            };
-                        }
-                    }
-                    self.wake = Some(Instant::now() + Duration::from_secs(5));
-                    return;
-                }
-            }
+        if !self.ensure_volumes().await {
+            return;
         }
         // Init containers one at a time, in order; then the app containers.
         for i in self.due_slots() {

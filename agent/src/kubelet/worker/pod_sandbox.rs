@@ -1,7 +1,8 @@
 //! A pod's sandbox, made once before its first container: the OCI runtime its RuntimeClass
-//! names, then the network namespace with its veth, address and routes, and the files every
-//! container mounts (/etc/hosts, resolv.conf, hostname). A sandbox that cannot be made is
-//! reported as kubelet does (FailedCreatePodSandBox) and tried again in a while.
+//! names, then the network namespace with its veth, address and routes, the files every
+//! container mounts (/etc/hosts, resolv.conf, hostname), and the pod cgroup's pids limit.
+//! A sandbox that cannot be made is reported as kubelet does (FailedCreatePodSandBox) and
+//! tried again in a while.
 
 use std::{net::Ipv4Addr, time::Duration};
 
@@ -104,6 +105,18 @@ impl Worker {
             ("hostname", format!("{}\n", pod_dns::hostname(&self.pod))),
         ] {
             std::fs::write(self.pod_dir.join(file), text).map_err(|e| e.to_string())?;
+        }
+        if let Some(limit) = self.kubelet.config.pod_max_pids {
+            let root = std::path::Path::new(super::super::pod_cgroup::CGROUP_ROOT);
+            if let Err(e) = super::super::pod_cgroup::limit_pids(
+                root,
+                &self.kubelet.config.cgroup_parent,
+                &self.uid,
+                limit,
+            ) {
+                // Each container still gets the limit from its OCI spec.
+                tracing::warn!(pod = %self.name, error = %e, "cannot limit the pod's processes in its cgroup");
+            }
         }
         tracing::info!(pod = %self.name, %ip, "pod sandbox ready");
         Ok(ip)

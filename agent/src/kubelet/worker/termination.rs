@@ -71,6 +71,7 @@ impl Worker {
             .unwrap_or(30)
             .max(0);
         tracing::info!(pod = %self.name, grace, "terminating pod");
+        self.token_refreshers.abort_all();
         let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(30));
         self.run_pre_stop_hooks(deadline).await;
         let running: Vec<String> = self
@@ -115,7 +116,7 @@ impl Worker {
             let _ = self.kubelet.runtime.kill(&left.id, 9).await;
             let _ = self.kubelet.runtime.remove_container(&left.id).await;
         }
-        volumes::unmount_all(&self.pod_dir);
+        let unmounted = volumes::unmount_all(&self.pod_dir);
         if let Err(e) = sandbox::tear_down(&self.kubelet.netlink, &self.netns, &self.uid).await {
             tracing::warn!(pod = %self.name, error = %e, "cannot remove the pod sandbox");
         }
@@ -124,7 +125,12 @@ impl Worker {
         }
         let _ = self.kubelet.ipam.release(&self.uid).await;
         remove_pod_cgroups(&self.kubelet.config.cgroup_parent, &self.uid);
-        let _ = std::fs::remove_dir_all(&self.pod_dir);
+        if unmounted {
+            let _ = std::fs::remove_dir_all(&self.pod_dir);
+        } else {
+            // Removing through a mount left in place would delete what it shows.
+            tracing::warn!(pod = %self.name, dir = %self.pod_dir.display(), "a volume mount could not be undone; the pod's directory is kept");
+        }
         if !gone {
             let pods: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &self.namespace);
             let params = DeleteParams {
