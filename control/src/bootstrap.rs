@@ -1,6 +1,7 @@
 //! Objects every cluster starts with: the namespaces kube-apiserver creates at start, and
 //! the system Services ([`services`]).
 
+pub mod rbac;
 pub mod services;
 
 use serde_json::json;

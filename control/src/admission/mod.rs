@@ -4,7 +4,9 @@
 //! ([`Chain`]), not branches in handlers.
 
 pub mod namespace_lifecycle;
+pub mod node_restriction;
 pub mod pod_security;
+pub mod rbac_escalation;
 pub mod runtime_class;
 
 use std::sync::Arc;
@@ -107,14 +109,28 @@ pub trait Plugin: Send + Sync {
     }
 }
 
-/// The built-in plugins in kube-apiserver's order, over `store`.
-pub fn default_chain(store: &Arc<crate::store::Store>) -> Chain {
-    Chain::new(vec![
-        Arc::new(namespace_lifecycle::NamespaceLifecycle::new(Arc::clone(
-            store,
-        ))),
+/// The built-in plugins in kube-apiserver's order, over `store`; the RBAC escalation check
+/// when `authorization` runs RBAC.
+pub fn default_chain(
+    store: &Arc<crate::store::Store>,
+    authorization: Option<&crate::authz::modes::Authorization>,
+    pod_security: pod_security::Configuration,
+) -> Chain {
+    let mut plugins: Vec<Arc<dyn Plugin>> = vec![
+        Arc::new(namespace_lifecycle::NamespaceLifecycle::new(Arc::clone(store))),
+        Arc::new(node_restriction::NodeRestriction::new(Arc::clone(store))),
+        Arc::new(pod_security::plugin::PodSecurity::new(store, pod_security)),
         Arc::new(runtime_class::RuntimeClassAdmission::new(Arc::clone(store))),
-    ])
+    ];
+    if let Some(authorization) = authorization
+        && let Some(rbac) = &authorization.rbac
+    {
+        plugins.push(Arc::new(rbac_escalation::RbacEscalation::new(
+            Arc::clone(rbac),
+            Arc::clone(&authorization.authorizer),
+        )));
+    }
+    Chain::new(plugins)
 }
 
 /// The admission plugins, in order.

@@ -52,6 +52,8 @@ pub struct AppState {
     pub service_accounts: Option<Arc<crate::authn::ServiceAccountTokens>>,
     /// Who may do what (`--authorization-mode`).
     pub authorizer: Arc<dyn Authorizer>,
+    /// The RBAC authorizer, when RBAC is on (rules reviews read it).
+    pub rbac: Option<Arc<authz::rbac_source::RbacAuthorizer>>,
     /// TLS towards node agents (logs, exec), when the server has a client identity.
     pub agent_tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -69,22 +71,35 @@ impl AppState {
         self
     }
 
-    /// The same state, authorizing with `authorizer`.
-    pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
-        self.authorizer = authorizer;
+    /// The same state, authorizing with `authorization` and admitting writes through the
+    /// default admission chain with its checks (RBAC escalation) and `pod_security`.
+    pub fn with_authorization(
+        mut self,
+        authorization: &authz::modes::Authorization,
+        pod_security: admission::pod_security::Configuration,
+    ) -> Self {
+        let chain = admission::default_chain(&self.store, Some(authorization), pod_security);
+        self.registry = Arc::new(Registry::new(Arc::clone(&self.store), chain));
+        self.authorizer = Arc::clone(&authorization.authorizer);
+        self.rbac = authorization.rbac.clone();
         self
     }
 
     /// State over `store`, admitting writes through the default admission chain and
     /// authorizing only the superuser group until [`AppState::with_authorizer`].
     pub fn new(store: Arc<Store>, tokens: Tokens) -> Self {
-        let chain = admission::default_chain(&store);
+        let chain = admission::default_chain(
+            &store,
+            None,
+            admission::pod_security::Configuration::default(),
+        );
         Self {
             registry: Arc::new(Registry::new(Arc::clone(&store), chain)),
             store,
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(tokens),
             service_accounts: None,
+            rbac: None,
             authorizer: Arc::new(authz::Chain::new(vec![Arc::new(
                 authz::privileged::PrivilegedGroups,
             )])),

@@ -4,9 +4,12 @@
 //! request is forbidden.
 
 pub mod attributes;
+pub mod modes;
 pub mod node;
 pub mod privileged;
 pub mod rbac;
+pub mod rbac_source;
+pub mod skiff_policy;
 
 use std::sync::Arc;
 

@@ -17,6 +17,7 @@ pub mod decision;
 pub mod evaluate;
 pub mod level;
 pub mod namespace;
+pub mod plugin;
 pub mod template;
 
 pub use checks::CheckResult;

@@ -222,6 +222,16 @@ impl WatchCache {
         self.read().revision()
     }
 
+    /// How many times the objects changed (0 before the first list).
+    pub fn generation(&self) -> u64 {
+        self.read().generation()
+    }
+
+    /// True once the first list is in.
+    pub fn synced(&self) -> bool {
+        self.read().synced()
+    }
+
     /// Number of objects held.
     pub fn len(&self) -> usize {
         self.read().len()

@@ -25,6 +25,9 @@ pub struct CacheState {
     synced: bool,
     /// Most events kept in `history`.
     capacity: usize,
+    /// Transitions that changed the objects (lists and events): a cheap "has anything
+    /// changed since" for consumers that derive state from the whole set.
+    generation: u64,
 }
 
 impl CacheState {
@@ -86,7 +89,13 @@ impl CacheState {
             .collect())
     }
 
+    /// How many times the objects changed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     fn record(&mut self, event: Event, out: &mut Vec<Arc<Event>>) {
+        self.generation += 1;
         let event = Arc::new(event);
         self.revision = self.revision.max(event.revision);
         self.history.push_back(Arc::clone(&event));
@@ -145,6 +154,7 @@ impl CacheState {
         self.objects = objects;
         self.revision = revision;
         self.synced = true;
+        self.generation += 1;
         out
     }
 

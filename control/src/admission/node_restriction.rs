@@ -1,0 +1,360 @@
+//! NodeRestriction, as kube-apiserver's plugin: what a node (`system:node:<name>`) writes
+//! about objects the Node authorizer let it reach is limited to its own — its Node (without
+//! `node-restriction.kubernetes.io/` labels or taints it may not set), the status and
+//! deletion of pods bound to it, and tokens only for its own pods.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{Attributes, Operation, Plugin};
+use crate::{
+    model::{ApiError, meta},
+    store::{Store, object_key},
+};
+
+/// Label prefix only the control plane may set on nodes.
+const RESTRICTED_LABEL_PREFIX: &str = "node-restriction.kubernetes.io/";
+
+/// Labels a node may set on itself under `kubernetes.io/`/`k8s.io/` (kube's allowed list).
+const ALLOWED_KUBERNETES_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "kubelet.kubernetes.io/",
+    "node.kubernetes.io/",
+];
+
+/// The NodeRestriction admission plugin.
+pub struct NodeRestriction {
+    store: Option<Arc<Store>>,
+}
+
+impl NodeRestriction {
+    /// The plugin, reading the pods tokens are bound to from `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store: Some(store) }
+    }
+}
+
+/// True if a node may set label `key` on itself.
+fn label_allowed(key: &str) -> bool {
+    if key.starts_with(RESTRICTED_LABEL_PREFIX) {
+        return false;
+    }
+    let namespace = key.split_once('/').map_or("", |(ns, _)| ns);
+    let kubernetes = namespace == "kubernetes.io"
+        || namespace.ends_with(".kubernetes.io")
+        || namespace == "k8s.io"
+        || namespace.ends_with(".k8s.io");
+    !kubernetes
+        || ALLOWED_KUBERNETES_LABELS
+            .iter()
+            .any(|allowed| key == *allowed || (allowed.ends_with('/') && key.starts_with(allowed)))
+}
+
+fn forbidden(attributes: &Attributes<'_>, why: String) -> ApiError {
+    attributes.forbidden(&why)
+}
+
+impl NodeRestriction {
+    fn node_write(
+        attributes: &Attributes<'_>,
+        node: &str,
+        object: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let target = if attributes.name.is_empty() {
+            meta::name(object)
+        } else {
+            attributes.name
+        };
+        if target != node {
+            let verb = match attributes.operation {
+                Operation::Delete => "delete",
+                _ => "modify",
+            };
+            return Err(forbidden(
+                attributes,
+                format!("node \"{node}\" is not allowed to {verb} node \"{target}\""),
+            ));
+        }
+        if attributes.operation == Operation::Delete {
+            return Ok(());
+        }
+        let labels = meta::string_map(object, "labels");
+        let old_labels = old.map(|o| meta::string_map(o, "labels")).unwrap_or_default();
+        let mut changed: Vec<&String> = labels
+            .iter()
+            .filter(|(k, v)| old_labels.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .chain(old_labels.keys().filter(|k| !labels.contains_key(*k)))
+            .filter(|k| !label_allowed(k))
+            .collect();
+        changed.sort();
+        changed.dedup();
+        if !changed.is_empty() {
+            let keys: Vec<&str> = changed.iter().map(|k| k.as_str()).collect();
+            let verb = if attributes.operation == Operation::Create {
+                "set"
+            } else {
+                "modify"
+            };
+            return Err(forbidden(
+                attributes,
+                format!(
+                    "is not allowed to {verb} labels: {}",
+                    keys.join(", ")
+                ),
+            ));
+        }
+        if attributes.operation == Operation::Update
+            && let Some(old) = old
+            && object.pointer("/spec/taints") != old.pointer("/spec/taints")
+        {
+            return Err(forbidden(
+                attributes,
+                "node is not allowed to modify taints".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn pod_write(
+        attributes: &Attributes<'_>,
+        node: &str,
+        object: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let pod = old.unwrap_or(object);
+        let bound_to = meta::field_value(pod, "spec.nodeName");
+        match (attributes.operation, attributes.subresource) {
+            (Operation::Create, "") => {
+                let mirror = meta::string_map(object, "annotations")
+                    .contains_key("kubernetes.io/config.mirror");
+                if !mirror {
+                    return Err(forbidden(
+                        attributes,
+                        format!(
+                            "pod does not have \"kubernetes.io/config.mirror\" annotation, node \"{node}\" can only create mirror pods"
+                        ),
+                    ));
+                }
+                if meta::field_value(object, "spec.nodeName") != node {
+                    return Err(forbidden(
+                        attributes,
+                        format!("node \"{node}\" can only create pods with spec.nodeName set to itself"),
+                    ));
+                }
+                Ok(())
+            }
+            (Operation::Create, "eviction") | (Operation::Delete, "") | (Operation::Update, "status") => {
+                if bound_to != node {
+                    let what = match (attributes.operation, attributes.subresource) {
+                        (Operation::Update, _) => "update pod status for",
+                        (Operation::Delete, _) => "delete",
+                        _ => "evict",
+                    };
+                    return Err(forbidden(
+                        attributes,
+                        format!("node \"{node}\" can only {what} pods with spec.nodeName set to itself"),
+                    ));
+                }
+                Ok(())
+            }
+            (Operation::Update, "") => Err(forbidden(
+                attributes,
+                format!("node \"{node}\" can only update pod status"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn token_request(
+        &self,
+        attributes: &Attributes<'_>,
+        node: &str,
+        request: &Value,
+    ) -> Result<(), ApiError> {
+        let bound = request.pointer("/spec/boundObjectRef");
+        let field = |name: &str| {
+            bound
+                .and_then(|b| b.get(name))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if field("kind") != "Pod" {
+            return Err(forbidden(
+                attributes,
+                format!("node \"{node}\" can only request tokens bound to pods"),
+            ));
+        }
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let key = object_key("", "pods", attributes.namespace, &field("name"));
+        let pod = store.get(&key).await.map_err(|_| {
+            forbidden(
+                attributes,
+                format!("node \"{node}\" can only request tokens bound to its pods"),
+            )
+        })?;
+        if meta::field_value(&pod, "spec.nodeName") != node {
+            return Err(forbidden(
+                attributes,
+                format!(
+                    "node requested token bound to a pod scheduled on a different node"
+                ),
+            ));
+        }
+        let uid = field("uid");
+        if !uid.is_empty() && uid != meta::meta_str(&pod, "uid") {
+            return Err(forbidden(
+                attributes,
+                "the UID in the bound object reference does not match the pod's".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Plugin for NodeRestriction {
+    fn name(&self) -> &'static str {
+        "NodeRestriction"
+    }
+
+    async fn validate(
+        &self,
+        attributes: &Attributes<'_>,
+        object: &Value,
+        old: Option<&Value>,
+        _warnings: &mut Vec<String>,
+    ) -> Result<(), ApiError> {
+        let Some(node) = attributes.user.node_name() else {
+            return Ok(());
+        };
+        let resource = attributes.resource;
+        match (resource.group, resource.plural) {
+            ("", "nodes") => Self::node_write(attributes, node, object, old),
+            ("", "pods") => Self::pod_write(attributes, node, object, old),
+            ("", "serviceaccounts") if attributes.subresource == "token" => {
+                self.token_request(attributes, node, object).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::user::{NODES, UserInfo};
+
+    fn attributes<'a>(
+        user: &'a UserInfo,
+        plural: &str,
+        operation: Operation,
+        subresource: &'a str,
+        name: &'a str,
+    ) -> Attributes<'a> {
+        Attributes {
+            operation,
+            resource: crate::resources::find("", "v1", plural).expect("served"),
+            subresource,
+            namespace: "",
+            name,
+            user,
+            dry_run: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_writes_only_its_own_node_and_labels() {
+        let node = UserInfo::authenticated("system:node:n1", vec![NODES.into()]);
+        let mut warnings = Vec::new();
+        let other = json!({"metadata": {"name": "n2"}});
+        let refused = NodeRestriction { store: None }
+            .validate(
+                &attributes(&node, "nodes", Operation::Delete, "", "n2"),
+                &other,
+                Some(&other),
+                &mut warnings,
+            )
+            .await
+            .expect_err("another node");
+        assert_eq!(refused.code, 403);
+        assert!(refused.message.contains("is not allowed to delete node \"n2\""));
+        let own = json!({"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"}}});
+        NodeRestriction { store: None }
+            .validate(
+                &attributes(&node, "nodes", Operation::Create, "", "n1"),
+                &own,
+                None,
+                &mut warnings,
+            )
+            .await
+            .expect("own node");
+        let labelled = json!({"metadata": {"name": "n1",
+            "labels": {"node-restriction.kubernetes.io/pool": "x"}}});
+        let refused = NodeRestriction { store: None }
+            .validate(
+                &attributes(&node, "nodes", Operation::Update, "", "n1"),
+                &labelled,
+                Some(&own),
+                &mut warnings,
+            )
+            .await
+            .expect_err("restricted label");
+        assert!(refused.message.contains("node-restriction.kubernetes.io/pool"));
+    }
+
+    #[tokio::test]
+    async fn a_node_touches_only_pods_bound_to_it() {
+        let node = UserInfo::authenticated("system:node:n1", vec![NODES.into()]);
+        let mut warnings = Vec::new();
+        let theirs = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n2"}});
+        let refused = NodeRestriction { store: None }
+            .validate(
+                &attributes(&node, "pods", Operation::Update, "status", "p"),
+                &theirs,
+                Some(&theirs),
+                &mut warnings,
+            )
+            .await
+            .expect_err("not its pod");
+        assert!(refused.message.contains("can only update pod status"));
+        let mine = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}});
+        NodeRestriction { store: None }
+            .validate(
+                &attributes(&node, "pods", Operation::Delete, "", "p"),
+                &mine,
+                Some(&mine),
+                &mut warnings,
+            )
+            .await
+            .expect("its pod");
+        let created = NodeRestriction { store: None }
+            .validate(
+                &attributes(&node, "pods", Operation::Create, "", "p"),
+                &mine,
+                None,
+                &mut warnings,
+            )
+            .await
+            .expect_err("not a mirror pod");
+        assert!(created.message.contains("can only create mirror pods"));
+    }
+}

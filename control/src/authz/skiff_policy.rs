@@ -1,0 +1,150 @@
+//! Skiff's additions to kube's bootstrap RBAC policy, each for a way Skiff's components
+//! differ from kube's (reconciled at start with the bootstrap policy, and listed by
+//! `kubectl get clusterroles,clusterrolebindings -l kubernetes.io/bootstrapping=skiff`):
+//!
+//! - `skiff:controllers` (ClusterRole and ClusterRoleBinding): Skiff's controllers watch
+//!   under their own identities, where kube-controller-manager's shared informers watch as
+//!   `system:kube-controller-manager` (which may list and watch everything); and they
+//!   write status with merge patches, where kube's controller roles grant `update` only.
+//! - `skiff:endpoints`: one Skiff controller writes both EndpointSlices and the legacy
+//!   Endpoints (kube has two); it runs as `endpointslice-controller` and is also bound to
+//!   `system:controller:endpoint-controller`.
+//! - `skiff:node-proxier`: each node's agent is also its kube-proxy (the Service
+//!   datapath), so every node is bound to `system:node-proxier`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+
+use super::rbac::bootstrap::{AUTOUPDATE_ANNOTATION, BOOTSTRAPPING_LABEL, CONTROLLER_NAMESPACE};
+use crate::model::user::NODES;
+
+/// Label value of Skiff's own bootstrap objects (kube's are `rbac-defaults`).
+pub const SKIFF_BOOTSTRAPPING: &str = "skiff";
+
+/// The ServiceAccounts (in kube-system) Skiff's controllers run as: kube's names for the
+/// same controllers.
+pub const CONTROLLER_ACCOUNTS: &[&str] = &[
+    "replicaset-controller",
+    "deployment-controller",
+    "daemon-set-controller",
+    "statefulset-controller",
+    "job-controller",
+    "cronjob-controller",
+    "endpointslice-controller",
+    "namespace-controller",
+    "node-controller",
+    "generic-garbage-collector",
+    "service-controller",
+    "service-account-controller",
+    "root-ca-cert-publisher",
+    "clusterrole-aggregation-controller",
+];
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+fn metadata(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        labels: Some(BTreeMap::from([(
+            BOOTSTRAPPING_LABEL.to_owned(),
+            SKIFF_BOOTSTRAPPING.to_owned(),
+        )])),
+        annotations: Some(BTreeMap::from([(
+            AUTOUPDATE_ANNOTATION.to_owned(),
+            "true".to_owned(),
+        )])),
+        ..ObjectMeta::default()
+    }
+}
+
+fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> PolicyRule {
+    let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    PolicyRule {
+        verbs: owned(verbs),
+        api_groups: Some(owned(groups)),
+        resources: Some(owned(resources)),
+        ..PolicyRule::default()
+    }
+}
+
+fn binding(name: &str, role: &str, subjects: Vec<Subject>) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: metadata(name),
+        role_ref: RoleRef {
+            api_group: RBAC_GROUP.to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: role.to_owned(),
+        },
+        subjects: Some(subjects),
+    }
+}
+
+fn service_account(name: &str) -> Subject {
+    Subject {
+        kind: "ServiceAccount".to_owned(),
+        name: name.to_owned(),
+        namespace: Some(CONTROLLER_NAMESPACE.to_owned()),
+        api_group: None,
+    }
+}
+
+/// Skiff's ClusterRoles.
+pub fn cluster_roles() -> Vec<ClusterRole> {
+    vec![ClusterRole {
+        metadata: metadata("skiff:controllers"),
+        rules: Some(vec![
+            rule(&["get", "list", "watch"], &["*"], &["*"]),
+            rule(
+                &["patch", "update"],
+                &["apps"],
+                &[
+                    "replicasets/status",
+                    "deployments/status",
+                    "daemonsets/status",
+                    "statefulsets/status",
+                ],
+            ),
+            rule(
+                &["patch", "update"],
+                &["batch"],
+                &["jobs/status", "cronjobs/status"],
+            ),
+            rule(
+                &["patch", "update"],
+                &[""],
+                &["services/status", "pods/status", "nodes/status"],
+            ),
+        ]),
+        aggregation_rule: None,
+    }]
+}
+
+/// Skiff's ClusterRoleBindings.
+pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
+    vec![
+        binding(
+            "skiff:controllers",
+            "skiff:controllers",
+            CONTROLLER_ACCOUNTS.iter().map(|a| service_account(a)).collect(),
+        ),
+        binding(
+            "skiff:endpoints",
+            "system:controller:endpoint-controller",
+            vec![service_account("endpointslice-controller")],
+        ),
+        binding(
+            "skiff:node-proxier",
+            "system:node-proxier",
+            vec![Subject {
+                kind: "Group".to_owned(),
+                name: NODES.to_owned(),
+                api_group: Some(RBAC_GROUP.to_owned()),
+                namespace: None,
+            }],
+        ),
+    ]
+}
