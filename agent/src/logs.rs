@@ -169,16 +169,18 @@ fn render_line(line: &str, options: &LogOptions, out: &mut Vec<u8>) {
 }
 
 /// Render a whole log file (with its rotated predecessor) as `kubectl logs` prints it.
-/// Returns the rendered bytes and the file offset reached (for following).
+/// Returns the rendered bytes and the file offset reached (for following). Containers may
+/// write any bytes: what is not UTF-8 is shown as U+FFFD rather than failing the read.
 pub fn read(path: &Path, options: &LogOptions) -> std::io::Result<(Vec<u8>, u64)> {
-    let mut text = String::new();
+    let mut raw = Vec::new();
     let rotated = path.with_extension("log.1");
     if let Ok(mut f) = File::open(&rotated) {
-        let _ = f.read_to_string(&mut text);
+        let _ = f.read_to_end(&mut raw);
     }
     let mut file = File::open(path)?;
-    file.read_to_string(&mut text)?;
+    file.read_to_end(&mut raw)?;
     let offset = file.stream_position()?;
+    let text = String::from_utf8_lossy(&raw);
     let lines: Vec<&str> = text.lines().collect();
     let start = options
         .tail_lines
@@ -204,15 +206,16 @@ pub fn read_from(
     // Rotated underneath us: start over at the new file's beginning.
     let offset = if len < offset { 0 } else { offset };
     file.seek(SeekFrom::Start(offset))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw)?;
     // Only complete lines; a partial one is read next time.
-    let complete = text.rfind('\n').map_or(0, |i| i + 1);
+    let complete = raw.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let mut out = Vec::new();
-    for line in text[..complete].lines() {
+    for line in String::from_utf8_lossy(&raw[..complete]).lines() {
         render_line(line, options, &mut out);
     }
-    Ok((out, offset + complete as u64))
+    let reached = offset.saturating_add(u64::try_from(complete).unwrap_or(u64::MAX));
+    Ok((out, reached))
 }
 
 #[cfg(test)]
@@ -262,6 +265,38 @@ mod tests {
         let (more, next) = read_from(&file, offset, &LogOptions::default()).expect("follow");
         assert_eq!(String::from_utf8_lossy(&more), "four\n");
         assert!(next > offset);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn extreme_options_and_odd_bytes_read_without_failing() {
+        let dir = std::env::temp_dir().join(format!("skiff-logs-odd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("0.log");
+        std::fs::write(
+            &file,
+            b"2026-11-22T05:00:00Z stdout F bin\xff\xfeary\n2026-11-22T05:00:01Z stdout F two\n",
+        )
+        .expect("write");
+        let all = LogOptions {
+            tail_lines: Some(usize::MAX),
+            limit_bytes: Some(usize::MAX),
+            since_time: Some(jiff::Timestamp::MIN),
+            timestamps: false,
+        };
+        let (out, offset) = read(&file, &all).expect("read");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "bin\u{fffd}\u{fffd}ary\ntwo\n"
+        );
+        let (more, next) = read_from(&file, offset, &all).expect("follow");
+        assert!(more.is_empty());
+        assert_eq!(next, offset);
+        let none = LogOptions {
+            tail_lines: Some(0),
+            ..LogOptions::default()
+        };
+        assert!(read(&file, &none).expect("read").0.is_empty());
         let _ = std::fs::remove_dir_all(dir);
     }
 

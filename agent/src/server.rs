@@ -93,6 +93,100 @@ async fn exec(
         })
 }
 
+/// kubelet's checks of a log request (ValidatePodLogOptions) and the options to read with.
+/// sinceSeconds reaching back before the start of time means everything.
+fn log_options(query: &LogQuery, now: jiff::Timestamp) -> Result<LogOptions, String> {
+    if let Some(tail) = query.tail_lines.filter(|n| *n < 0) {
+        return Err(format!(
+            "tailLines: Invalid value: {tail}: must be greater than or equal to 0"
+        ));
+    }
+    if let Some(limit) = query.limit_bytes.filter(|n| *n < 1) {
+        return Err(format!(
+            "limitBytes: Invalid value: {limit}: must be greater than 0"
+        ));
+    }
+    let since_time = match (&query.since_time, query.since_seconds) {
+        (Some(_), Some(_)) => {
+            return Err("at most one of `sinceTime` or `sinceSeconds` may be specified".to_owned());
+        }
+        (Some(t), None) => Some(
+            t.parse::<jiff::Timestamp>()
+                .map_err(|e| format!("sinceTime {t:?}: {e}"))?,
+        ),
+        (None, Some(seconds)) if seconds < 1 => {
+            return Err(format!(
+                "sinceSeconds: Invalid value: {seconds}: must be greater than 0"
+            ));
+        }
+        (None, Some(seconds)) => now
+            .checked_sub(jiff::SignedDuration::from_secs(seconds))
+            .ok(),
+        (None, None) => None,
+    };
+    let size = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+    Ok(LogOptions {
+        tail_lines: query.tail_lines.map(size),
+        since_time,
+        timestamps: query.timestamps.unwrap_or(false),
+        limit_bytes: query.limit_bytes.map(size),
+    })
+}
+
+/// A name that is one path component (URL segments arrive percent-decoded, so `..%2F..`
+/// would otherwise lead out of the state directory).
+fn is_path_component(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
+/// A followed log: what was read first, where reading goes on, and what bounds it.
+struct Follow {
+    first: Option<Vec<u8>>,
+    offset: u64,
+    /// Bytes still allowed by limitBytes (None: unbounded).
+    left: Option<usize>,
+    file: PathBuf,
+    state_dir: PathBuf,
+    namespace: String,
+    pod: String,
+    container: String,
+    /// Log files when following began; another one means the container restarted.
+    count: usize,
+}
+
+impl Follow {
+    /// The next chunk of the stream; None when it ends.
+    async fn next(&mut self, options: &LogOptions) -> Option<Vec<u8>> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            if self.left == Some(0) {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match logs::read_from(&self.file, self.offset, options) {
+                Ok((mut chunk, next)) if !chunk.is_empty() => {
+                    self.offset = next;
+                    if let Some(left) = self.left.as_mut() {
+                        chunk.truncate(*left);
+                        *left -= chunk.len();
+                    }
+                    return Some(chunk);
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+            // The container restarted or the pod went away: the stream ends, as kubelet's does.
+            if log_files(&self.state_dir, &self.namespace, &self.pod, &self.container).len()
+                != self.count
+            {
+                return None;
+            }
+        }
+    }
+}
+
 /// Log files of a container, oldest start first.
 fn log_files(state_dir: &Path, namespace: &str, pod: &str, container: &str) -> Vec<PathBuf> {
     let prefix = format!("{namespace}_{pod}_");
@@ -123,6 +217,20 @@ async fn container_logs(
     UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
     Query(query): Query<LogQuery>,
 ) -> Response {
+    // Checked first, as kubelet does; names are path components and must stay one.
+    let options = match log_options(&query, jiff::Timestamp::now()) {
+        Ok(options) => options,
+        Err(why) => return error(StatusCode::UNPROCESSABLE_ENTITY, why),
+    };
+    if [&namespace, &pod, &container]
+        .iter()
+        .any(|name| !is_path_component(name))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid container reference {namespace}/{pod}/{container}"),
+        );
+    }
     let state_dir = api.state_dir;
     let files = log_files(&state_dir, &namespace, &pod, &container);
     let file = if query.previous.unwrap_or(false) {
@@ -150,20 +258,6 @@ async fn container_logs(
             }
         }
     };
-    let since_time = match (&query.since_time, query.since_seconds) {
-        (Some(t), _) => match t.parse::<jiff::Timestamp>() {
-            Ok(t) => Some(t),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("sinceTime {t:?}: {e}")),
-        },
-        (None, Some(s)) => Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s.max(0))),
-        (None, None) => None,
-    };
-    let options = LogOptions {
-        tail_lines: query.tail_lines.and_then(|n| usize::try_from(n).ok()),
-        since_time,
-        timestamps: query.timestamps.unwrap_or(false),
-        limit_bytes: query.limit_bytes.and_then(|n| usize::try_from(n).ok()),
-    };
     let (initial, offset) = match logs::read(&file, &options) {
         Ok(read) => read,
         Err(e) => {
@@ -176,50 +270,125 @@ async fn container_logs(
     if !query.follow.unwrap_or(false) {
         return ([("content-type", "text/plain")], initial).into_response();
     }
+    // limitBytes bounds the whole stream, what follows included.
+    let left = options
+        .limit_bytes
+        .map(|limit| limit.saturating_sub(initial.len()));
     let follow = LogOptions {
         tail_lines: None,
         limit_bytes: None,
         ..options
     };
-    let count = files.len();
-    let stream = futures::stream::unfold(
-        (
-            Some(initial),
-            offset,
-            file,
-            state_dir,
-            namespace,
-            pod,
-            container,
-        ),
-        move |(first, offset, file, state_dir, namespace, pod, container)| {
-            let follow = follow.clone();
-            async move {
-                if let Some(first) = first {
-                    return Some((
-                        Ok::<_, std::io::Error>(first),
-                        (None, offset, file, state_dir, namespace, pod, container),
-                    ));
-                }
-                loop {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    match logs::read_from(&file, offset, &follow) {
-                        Ok((chunk, next)) if !chunk.is_empty() => {
-                            return Some((
-                                Ok(chunk),
-                                (None, next, file, state_dir, namespace, pod, container),
-                            ));
-                        }
-                        Ok(_) => {}
-                        Err(_) => return None,
-                    }
-                    // The container restarted or the pod went away: the stream ends, as kubelet's does.
-                    if log_files(&state_dir, &namespace, &pod, &container).len() != count {
-                        return None;
-                    }
-                }
-            }
-        },
-    );
+    let state = Follow {
+        first: Some(initial),
+        offset,
+        left,
+        file,
+        state_dir,
+        namespace,
+        pod,
+        container,
+        count: files.len(),
+    };
+    let stream = futures::stream::unfold(state, move |mut state| {
+        let follow = follow.clone();
+        async move {
+            let chunk = state.next(&follow).await?;
+            Some((Ok::<_, std::io::Error>(chunk), state))
+        }
+    });
     ([("content-type", "text/plain")], Body::from_stream(stream)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(text: &str) -> LogQuery {
+        let uri: axum::http::Uri = format!("/?{text}").parse().expect("uri");
+        Query::<LogQuery>::try_from_uri(&uri).expect("query").0
+    }
+
+    #[test]
+    fn extreme_values_are_read_without_overflow() {
+        let now = jiff::Timestamp::from_second(1_800_000_000).expect("time");
+        let all = log_options(
+            &query("sinceSeconds=9223372036854775807&tailLines=9223372036854775807&limitBytes=9223372036854775807"),
+            now,
+        )
+        .expect("valid");
+        // Further back than time goes: everything.
+        assert_eq!(all.since_time, None);
+        let most = usize::try_from(i64::MAX).ok();
+        assert_eq!(all.tail_lines, most);
+        assert_eq!(all.limit_bytes, most);
+        let recent = log_options(&query("sinceSeconds=10"), now).expect("valid");
+        assert_eq!(
+            recent.since_time,
+            Some(jiff::Timestamp::from_second(1_799_999_990).expect("time"))
+        );
+    }
+
+    #[test]
+    fn invalid_values_are_refused_as_kubelet_does() {
+        let now = jiff::Timestamp::now();
+        for (text, why) in [
+            (
+                "tailLines=-1",
+                "tailLines: Invalid value: -1: must be greater than or equal to 0",
+            ),
+            (
+                "limitBytes=0",
+                "limitBytes: Invalid value: 0: must be greater than 0",
+            ),
+            (
+                "sinceSeconds=-9223372036854775808",
+                "sinceSeconds: Invalid value: -9223372036854775808: must be greater than 0",
+            ),
+            (
+                "sinceSeconds=1&sinceTime=2026-11-22T05:00:00Z",
+                "at most one of `sinceTime` or `sinceSeconds` may be specified",
+            ),
+        ] {
+            assert_eq!(
+                log_options(&query(text), now).err().as_deref(),
+                Some(why),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_stay_single_path_components() {
+        for bad in ["", ".", "..", "../../etc", "a/b", "nul\0"] {
+            assert!(!is_path_component(bad), "{bad:?}");
+        }
+        assert!(is_path_component("web-0.x"));
+    }
+
+    #[tokio::test]
+    async fn a_followed_log_stops_at_limit_bytes() {
+        let dir = std::env::temp_dir().join(format!("skiff-follow-{}", std::process::id()));
+        let file = dir.join("0.log");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(&file, "").expect("write");
+        let mut follow = Follow {
+            first: Some(b"abc".to_vec()),
+            offset: 0,
+            // limitBytes=5, of which the first read used 3.
+            left: Some(2),
+            file: file.clone(),
+            state_dir: dir.clone(),
+            namespace: "d".into(),
+            pod: "p".into(),
+            container: "c".into(),
+            count: 0,
+        };
+        let options = LogOptions::default();
+        assert_eq!(follow.next(&options).await.as_deref(), Some(&b"abc"[..]));
+        std::fs::write(&file, "2026-11-22T05:00:00Z stdout F hello\n").expect("write");
+        assert_eq!(follow.next(&options).await.as_deref(), Some(&b"he"[..]));
+        assert_eq!(follow.next(&options).await, None, "the limit is reached");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -138,8 +138,8 @@ async fn reconcile(set: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Err
             // Only placement rules decide eligibility; resources are the scheduler's business.
             let mut roomy = node.clone();
             roomy.allocatable = crate::scheduler::cache::Resources {
-                cpu: i64::MAX / 4,
-                memory: i64::MAX / 4,
+                cpu: i128::MAX,
+                memory: i128::MAX,
             };
             roomy.max_pods = i64::MAX;
             predicates::filter(

@@ -17,14 +17,17 @@ mod node_lifecycle;
 mod replicaset;
 pub mod service_lb;
 mod statefulset;
+pub mod supervise;
 pub mod workload;
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use kube::Client;
 use tracing::{info, warn};
 
 pub use leader::LeaderElection;
+pub(crate) use supervise::panic_message;
+use supervise::{Backoff, Supervisor, Task};
 
 /// Settings of the controllers.
 #[derive(Debug, Clone)]
@@ -70,30 +73,54 @@ pub async fn run(
     election.release().await;
 }
 
-/// Lead whenever the lease is ours: start the controllers, and stop them when it is lost.
+/// A supervised task that runs `run` with its own client handle.
+fn task<Fut>(name: &'static str, client: &Client, run: fn(Client) -> Fut) -> Task
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let client = client.clone();
+    Task::new(name, move || run(client.clone()))
+}
+
+/// The leader's tasks: every controller and the scheduler.
+fn tasks(client: &Client, config: &ControllerConfig) -> Vec<Task> {
+    let pool = config.load_balancer_pool;
+    let grace = config.node_monitor_grace;
+    let (lb_client, lifecycle_client) = (client.clone(), client.clone());
+    vec![
+        task("namespace", client, namespace::run),
+        task("scheduler", client, crate::scheduler::run),
+        task("replicaset", client, replicaset::run),
+        task("deployment", client, deployment::run),
+        task("garbage-collector", client, gc::run),
+        task("job", client, job::run),
+        task("daemonset", client, daemonset::run),
+        task("statefulset", client, statefulset::run),
+        task("cronjob", client, cronjob::run),
+        task("endpointslice", client, endpoints::run),
+        Task::new("service-lb", move || {
+            service_lb::run(lb_client.clone(), pool)
+        }),
+        Task::new("node-lifecycle", move || {
+            node_lifecycle::run(lifecycle_client.clone(), grace)
+        }),
+    ]
+}
+
+/// Lead whenever the lease is ours: start the controllers under a [`Supervisor`] (a task
+/// that fails is restarted with back-off, never left dead while the Lease is renewed), and
+/// stop them all when the lease is lost.
 async fn lead(election: &LeaderElection, client: &Client, config: &ControllerConfig) {
     loop {
         election.acquire().await;
         info!("became the leader: starting controllers");
-        let mut controllers = tokio::task::JoinSet::new();
-        controllers.spawn(namespace::run(client.clone()));
-        controllers.spawn(crate::scheduler::run(client.clone()));
-        controllers.spawn(replicaset::run(client.clone()));
-        controllers.spawn(deployment::run(client.clone()));
-        controllers.spawn(gc::run(client.clone()));
-        controllers.spawn(job::run(client.clone()));
-        controllers.spawn(daemonset::run(client.clone()));
-        controllers.spawn(statefulset::run(client.clone()));
-        controllers.spawn(cronjob::run(client.clone()));
-        controllers.spawn(endpoints::run(client.clone()));
-        controllers.spawn(service_lb::run(client.clone(), config.load_balancer_pool));
-        controllers.spawn(node_lifecycle::run(
-            client.clone(),
-            config.node_monitor_grace,
-        ));
-        election.hold().await;
+        let supervisor = Supervisor::new(tasks(client, config), Backoff::default());
+        tokio::select! {
+            () = supervisor.run() => {}
+            () = election.hold() => {}
+        }
+        // The supervisor's future is dropped here: every task is aborted.
         warn!("lost the leader lease: stopping controllers");
-        controllers.abort_all();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -5,15 +5,63 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::{
+    api::core::v1::{Container, Node, Pod, Taint},
+    apimachinery::pkg::api::resource::Quantity,
+};
 
-/// Resources a pod asks for.
+/// Resources a pod asks for, or a node has or has handed out. One quantity reads as at
+/// most `i64::MAX` (quantities saturate, see [`skiff_quantity`]); amounts are `i128` so that
+/// summing any number of them is exact and never overflows, whatever clients wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resources {
     /// CPU in millicores.
-    pub cpu: i64,
+    pub cpu: i128,
     /// Memory in bytes.
-    pub memory: i64,
+    pub memory: i128,
+}
+
+impl Resources {
+    /// Both amounts of `self` and `other` added.
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            cpu: self.cpu.saturating_add(other.cpu),
+            memory: self.memory.saturating_add(other.memory),
+        }
+    }
+
+    /// `other` taken away from `self`.
+    #[must_use]
+    pub fn minus(self, other: Self) -> Self {
+        Self {
+            cpu: self.cpu.saturating_sub(other.cpu),
+            memory: self.memory.saturating_sub(other.memory),
+        }
+    }
+
+    /// The larger of each amount.
+    #[must_use]
+    pub fn max(self, other: Self) -> Self {
+        Self {
+            cpu: self.cpu.max(other.cpu),
+            memory: self.memory.max(other.memory),
+        }
+    }
+
+    /// CPU and memory of a resource list (`requests`, `allocatable`, `overhead`); what is
+    /// absent or not a quantity counts as zero.
+    pub fn of(list: Option<&BTreeMap<String, Quantity>>) -> Self {
+        let amount = |name: &str, read: fn(&skiff_quantity::Quantity) -> i64| {
+            list.and_then(|l| l.get(name))
+                .and_then(|q| skiff_quantity::Quantity::parse(&q.0).ok())
+                .map_or(0, |q| i128::from(read(&q)))
+        };
+        Self {
+            cpu: amount("cpu", skiff_quantity::Quantity::milli_value),
+            memory: amount("memory", skiff_quantity::Quantity::value),
+        }
+    }
 }
 
 /// What the scheduler remembers of a bound pod.
@@ -52,63 +100,41 @@ pub struct NodeInfo {
     pub pods: Vec<String>,
 }
 
-/// Requests of a pod: the sum over app containers, at least the largest init container.
+/// Requests of a pod: the sum over app containers, at least the largest init container,
+/// plus the RuntimeClass's pod overhead (kube's PodOverhead). A container's request
+/// defaults to its limit.
 pub fn pod_requests(pod: &Pod) -> Resources {
     let Some(spec) = &pod.spec else {
         return Resources::default();
     };
-    let of = |c: &k8s_openapi::api::core::v1::Container| {
+    let of = |c: &Container| {
         let resources = c.resources.as_ref();
-        let get = |name: &str| {
+        let requests = Resources::of(resources.and_then(|r| r.requests.as_ref()));
+        let limits = Resources::of(resources.and_then(|r| r.limits.as_ref()));
+        let has = |name: &str| {
             resources
-                .and_then(|r| {
-                    r.requests
-                        .as_ref()
-                        .and_then(|m| m.get(name))
-                        .or_else(|| r.limits.as_ref()?.get(name))
-                })
-                .map(|q| q.0.clone())
+                .and_then(|r| r.requests.as_ref())
+                .is_some_and(|m| m.contains_key(name))
         };
         Resources {
-            cpu: get("cpu")
-                .and_then(|q| skiff_quantity::millicores(&q))
-                .unwrap_or(0),
-            memory: get("memory")
-                .and_then(|q| skiff_quantity::bytes(&q))
-                .unwrap_or(0),
+            cpu: if has("cpu") { requests.cpu } else { limits.cpu },
+            memory: if has("memory") {
+                requests.memory
+            } else {
+                limits.memory
+            },
         }
     };
-    let mut total = Resources::default();
-    for c in &spec.containers {
-        let r = of(c);
-        total.cpu += r.cpu;
-        total.memory += r.memory;
-    }
-    for c in spec.init_containers.iter().flatten() {
-        let r = of(c);
-        total.cpu = total.cpu.max(r.cpu);
-        total.memory = total.memory.max(r.memory);
-    }
-    // The pod overhead its RuntimeClass set counts too (kube's PodOverhead).
-    if let Some(overhead) = &spec.overhead {
-        let quantity = |name: &str| overhead.get(name).map(|q| q.0.as_str());
-        total.cpu += quantity("cpu")
-            .and_then(skiff_quantity::millicores)
-            .unwrap_or(0);
-        total.memory += quantity("memory")
-            .and_then(skiff_quantity::bytes)
-            .unwrap_or(0);
-    }
-    total
-}
-
-fn quantity(node: &Node, name: &str) -> Option<String> {
-    node.status
-        .as_ref()?
-        .allocatable
-        .as_ref()?
-        .get(name)
-        .map(|q| q.0.clone())
+    let apps = spec
+        .containers
+        .iter()
+        .fold(Resources::default(), |total, c| total.plus(of(c)));
+    let with_init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .fold(apps, |total, c| total.max(of(c)));
+    with_init.plus(Resources::of(spec.overhead.as_ref()))
 }
 
 fn taint(key: &str, effect: &str) -> Taint {
@@ -146,21 +172,16 @@ impl NodeInfo {
             }
             _ => {}
         }
+        let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
         Self {
             name: node.metadata.name.clone().unwrap_or_default(),
             labels: node.metadata.labels.clone().unwrap_or_default(),
             taints,
-            allocatable: Resources {
-                cpu: quantity(node, "cpu")
-                    .and_then(|q| skiff_quantity::millicores(&q))
-                    .unwrap_or(0),
-                memory: quantity(node, "memory")
-                    .and_then(|q| skiff_quantity::bytes(&q))
-                    .unwrap_or(0),
-            },
-            max_pods: quantity(node, "pods")
-                .and_then(|q| q.parse().ok())
-                .unwrap_or(110),
+            allocatable: Resources::of(allocatable),
+            max_pods: allocatable
+                .and_then(|a| a.get("pods"))
+                .and_then(|q| skiff_quantity::Quantity::parse(&q.0).ok())
+                .map_or(110, |q| q.value()),
             requested: Resources::default(),
             pods: Vec::new(),
         }
@@ -186,8 +207,7 @@ impl Cache {
         } else {
             for (uid, pod) in &self.pods {
                 if pod.node == info.name {
-                    info.requested.cpu += pod.requests.cpu;
-                    info.requested.memory += pod.requests.memory;
+                    info.requested = info.requested.plus(pod.requests);
                     info.pods.push(uid.clone());
                 }
             }
@@ -206,8 +226,7 @@ impl Cache {
             return;
         }
         if let Some(node) = self.nodes.get_mut(&pod.node) {
-            node.requested.cpu += pod.requests.cpu;
-            node.requested.memory += pod.requests.memory;
+            node.requested = node.requested.plus(pod.requests);
             node.pods.push(uid.to_owned());
         }
         self.pods.insert(uid.to_owned(), pod);
@@ -219,8 +238,7 @@ impl Cache {
             return false;
         };
         if let Some(node) = self.nodes.get_mut(&pod.node) {
-            node.requested.cpu -= pod.requests.cpu;
-            node.requested.memory -= pod.requests.memory;
+            node.requested = node.requested.minus(pod.requests);
             node.pods.retain(|p| p != uid);
         }
         true

@@ -191,7 +191,13 @@ impl Scheduler {
             let Some(pod) = self.pending.get(&uid).cloned() else {
                 continue;
             };
-            match self.choose(&pod) {
+            let Some(decision) = isolated(&uid, || self.choose(&pod)) else {
+                // A bug, not the pod's fault: it stays pending and is retried with the
+                // others; every other pod is still scheduled.
+                self.reported.insert(uid.clone(), String::new());
+                continue;
+            };
+            match decision {
                 Ok(node) => {
                     self.pending.remove(&uid);
                     // Assume the binding so the next decision sees this pod's requests.
@@ -233,7 +239,9 @@ impl Scheduler {
         let owner = bound(pod, "").owner;
         let total = self.cache.nodes.len();
         let percent = (50usize.saturating_sub(total / 125)).max(5);
-        let enough = (total * percent / 100).max(100).min(total.max(1));
+        let enough = (total.saturating_mul(percent) / 100)
+            .max(100)
+            .min(total.max(1));
         let mut failures = Vec::new();
         let mut feasible = 0;
         let mut best: Option<(i64, &str)> = None;
@@ -295,6 +303,20 @@ impl Scheduler {
     }
 }
 
+/// Run one pod's scheduling decision, containing a panic in it: a pod that trips a bug
+/// must not take the scheduler (and every other pod's scheduling) down with it. None if it
+/// panicked (logged).
+fn isolated<T>(uid: &str, decide: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decide)) {
+        Ok(decision) => Some(decision),
+        Err(panic) => {
+            let what = crate::controllers::panic_message(panic.as_ref());
+            tracing::error!(pod_uid = uid, panic = %what, "scheduling the pod panicked; it stays pending");
+            None
+        }
+    }
+}
+
 /// POST pods/{name}/binding.
 async fn bind(client: &Client, pod: &Pod, node: &str) -> Bound {
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -317,5 +339,17 @@ async fn bind(client: &Client, pod: &Pod, node: &str) -> Bound {
         Ok(_) => Bound::Ok,
         Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Bound::Stale,
         Err(e) => Bound::Failed(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_decision_is_contained() {
+        assert_eq!(isolated("u1", || 7), Some(7));
+        let panicked: Option<i32> = isolated("u2", || panic!("a bug in a predicate"));
+        assert_eq!(panicked, None);
     }
 }

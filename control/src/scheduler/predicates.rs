@@ -49,14 +49,21 @@ pub fn filter(pod: &Pod, needs: &PodNeeds, node: &NodeInfo, cache: &Cache) -> Ve
     if !matches_node_selector(pod, node) {
         reasons.push("node(s) didn't match Pod's node affinity/selector".to_owned());
     }
-    let requests = needs.requests;
-    if i64::try_from(node.pods.len()).unwrap_or(i64::MAX) + 1 > node.max_pods {
+    if i64::try_from(node.pods.len())
+        .unwrap_or(i64::MAX)
+        .saturating_add(1)
+        > node.max_pods
+    {
         reasons.push("Too many pods".to_owned());
     }
-    if requests.cpu > 0 && node.requested.cpu + requests.cpu > node.allocatable.cpu {
+    // kube-scheduler's NodeResourcesFit: a request larger than what is left is refused,
+    // however large (amounts are i128: no sum of quantities overflows).
+    let free = node.allocatable.minus(node.requested);
+    let requests = needs.requests;
+    if requests.cpu > 0 && requests.cpu > free.cpu {
         reasons.push("Insufficient cpu".to_owned());
     }
-    if requests.memory > 0 && node.requested.memory + requests.memory > node.allocatable.memory {
+    if requests.memory > 0 && requests.memory > free.memory {
         reasons.push("Insufficient memory".to_owned());
     }
     let wanted = &needs.host_ports;
@@ -247,7 +254,7 @@ mod tests {
             .expect("pod")
     }
 
-    fn node(cpu: i64, memory: i64) -> NodeInfo {
+    fn node(cpu: i128, memory: i128) -> NodeInfo {
         NodeInfo {
             name: "n1".into(),
             allocatable: Resources { cpu, memory },
@@ -272,6 +279,34 @@ mod tests {
             json!({"containers": [{"name": "c", "resources": {"requests": {"memory": "64Mi"}}}]}),
         );
         assert!(filter(&small, &PodNeeds::of(&small), &node(2000, 8 << 30), &cache).is_empty());
+    }
+
+    #[test]
+    fn a_request_larger_than_any_node_is_insufficient_not_a_panic() {
+        // Issue 21: cpu: 1e30 overflowed the fit check and killed the scheduler.
+        let huge = pod(json!({"containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "1e30", "memory": "1e30"}}},
+            {"name": "b", "resources": {"requests": {"cpu": "1e30", "memory": "8Ei"}}}]}));
+        let needs = PodNeeds::of(&huge);
+        assert_eq!(needs.requests.cpu, 2 * i128::from(i64::MAX));
+        let mut busy = node(i128::from(i64::MAX), i128::from(i64::MAX));
+        busy.requested = Resources {
+            cpu: i128::from(i64::MAX),
+            memory: i128::from(i64::MAX),
+        };
+        for n in [node(4000, 8 << 30), busy] {
+            assert_eq!(
+                filter(&huge, &needs, &n, &Cache::default()),
+                ["Insufficient cpu", "Insufficient memory"]
+            );
+        }
+        let mut full = node(1000, 1 << 30);
+        full.max_pods = i64::MIN;
+        let small = pod(json!({"containers": [{"name": "c"}]}));
+        assert_eq!(
+            filter(&small, &PodNeeds::of(&small), &full, &Cache::default()),
+            ["Too many pods"]
+        );
     }
 
     #[test]

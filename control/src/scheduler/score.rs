@@ -6,21 +6,22 @@ use super::cache::{Cache, NodeInfo, Resources};
 
 /// Higher is better.
 pub fn score(node: &NodeInfo, requests: Resources, owner: Option<&str>, cache: &Cache) -> i64 {
-    let fraction = |used: i64, total: i64| {
+    // Fractions in f64: every amount converts (i128 to f64 rounds, never overflows).
+    let fraction = |used: i128, total: i128| {
         if total <= 0 {
             1.0
         } else {
             (used as f64 / total as f64).clamp(0.0, 1.0)
         }
     };
-    let cpu = fraction(node.requested.cpu + requests.cpu, node.allocatable.cpu);
-    let memory = fraction(
-        node.requested.memory + requests.memory,
-        node.allocatable.memory,
-    );
+    let used = node.requested.plus(requests);
+    let cpu = fraction(used.cpu, node.allocatable.cpu);
+    let memory = fraction(used.memory, node.allocatable.memory);
     let pods = fraction(
-        i64::try_from(node.pods.len()).unwrap_or(0) + 1,
-        node.max_pods,
+        i128::try_from(node.pods.len())
+            .unwrap_or(i128::MAX)
+            .saturating_add(1),
+        i128::from(node.max_pods),
     );
     let least_allocated = ((1.0 - cpu) + (1.0 - memory) + (1.0 - pods)) / 3.0 * 100.0;
     let balanced = (1.0 - (cpu - memory).abs()) * 100.0;
@@ -32,7 +33,11 @@ pub fn score(node: &NodeInfo, requests: Resources, owner: Option<&str>, cache: &
             .count()
     });
     // Spreading dominates: a node with fewer replicas of the same owner always wins.
-    least_allocated as i64 + balanced as i64 / 2 - i64::try_from(siblings).unwrap_or(0) * 1000
+    let spread_penalty = i64::try_from(siblings)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    // Both terms are within 0..=100 (fractions are clamped), so the sum cannot overflow.
+    (least_allocated as i64 + balanced as i64 / 2).saturating_sub(spread_penalty)
 }
 
 #[cfg(test)]
@@ -60,5 +65,28 @@ mod tests {
             memory: 100,
         };
         assert!(score(&node(0), r, None, &cache) > score(&node(800), r, None, &cache));
+    }
+
+    #[test]
+    fn extreme_amounts_score_without_overflow() {
+        let node = NodeInfo {
+            name: "n".into(),
+            allocatable: Resources {
+                cpu: i128::from(i64::MAX),
+                memory: 0,
+            },
+            requested: Resources {
+                cpu: i128::from(i64::MAX),
+                memory: i128::from(i64::MAX),
+            },
+            max_pods: i64::MIN,
+            ..NodeInfo::default()
+        };
+        let huge = Resources {
+            cpu: i128::from(i64::MAX),
+            memory: i128::from(i64::MAX),
+        };
+        // Full on every axis: nothing left to prefer, and no panic on the way.
+        assert_eq!(score(&node, huge, None, &Cache::default()), 50);
     }
 }

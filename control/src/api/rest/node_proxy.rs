@@ -9,20 +9,95 @@ use serde_json::Value;
 
 use super::Ctx;
 use crate::{
-    model::{ApiError, meta},
+    api::request::Query,
+    model::{
+        ApiError, meta,
+        validation::{ErrorList, FieldError},
+    },
     store::object_key,
 };
 
-/// Query parameters of pods/log passed through to the agent.
-const LOG_PARAMS: &[&str] = &[
-    "follow",
-    "tailLines",
-    "sinceSeconds",
-    "sinceTime",
-    "timestamps",
-    "previous",
-    "limitBytes",
-];
+/// Boolean pods/log parameters passed on to the agent.
+const LOG_FLAGS: &[&str] = &["follow", "timestamps", "previous"];
+/// Integer pods/log parameters passed on to the agent.
+const LOG_NUMBERS: &[&str] = &["tailLines", "sinceSeconds", "limitBytes"];
+
+/// A query boolean as apimachinery converts one: present means true unless `0`/`false`.
+fn query_flag(value: &str) -> bool {
+    !(value == "0" || value.eq_ignore_ascii_case("false"))
+}
+
+/// pods/log options as kube-apiserver reads them: decoded as PodLogOptions (a malformed
+/// number or time is a 400), then ValidatePodLogOptions (tailLines ≥ 0, limitBytes > 0,
+/// sinceSeconds > 0, not both sinceSeconds and sinceTime: a 422 for PodLogOptions
+/// `name`). Returns the normalized query the agent gets; any valid value, however large,
+/// passes (the agent reads them without overflowing).
+fn log_query(query: &Query, name: &str) -> Result<String, ApiError> {
+    let mut params = Vec::new();
+    for flag in LOG_FLAGS {
+        if query.get(flag).is_some_and(query_flag) {
+            params.push(format!("{flag}=true"));
+        }
+    }
+    let mut numbers = std::collections::BTreeMap::new();
+    for key in LOG_NUMBERS {
+        if let Some(text) = query.get(key) {
+            let value = text.parse::<i64>().map_err(|e| {
+                let why = match e.kind() {
+                    std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                        "value out of range"
+                    }
+                    _ => "invalid syntax",
+                };
+                ApiError::bad_request(format!("strconv.ParseInt: parsing {text:?}: {why}"))
+            })?;
+            numbers.insert(*key, value);
+        }
+    }
+    let since_time = match query.get("sinceTime").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(text) => Some(text.parse::<jiff::Timestamp>().map_err(|e| {
+            ApiError::bad_request(format!(
+                "parsing time {text:?} as \"2006-01-02T15:04:05Z07:00\": {e}"
+            ))
+        })?),
+    };
+    let mut errors = ErrorList::new();
+    if let Some(tail) = numbers.get("tailLines").filter(|n| **n < 0) {
+        errors.push(FieldError::invalid(
+            "tailLines",
+            tail,
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(limit) = numbers.get("limitBytes").filter(|n| **n < 1) {
+        errors.push(FieldError::invalid(
+            "limitBytes",
+            limit,
+            "must be greater than 0",
+        ));
+    }
+    match (numbers.get("sinceSeconds"), since_time) {
+        (Some(_), Some(_)) => errors.push(FieldError::forbidden(
+            "",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        )),
+        (Some(seconds), None) if *seconds < 1 => errors.push(FieldError::invalid(
+            "sinceSeconds",
+            seconds,
+            "must be greater than 0",
+        )),
+        _ => {}
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid("", "PodLogOptions", name, &errors));
+    }
+    params.extend(numbers.iter().map(|(key, value)| format!("{key}={value}")));
+    if let Some(time) = since_time {
+        params.push(format!("sinceTime={}", encode(&time.to_string())));
+    }
+    Ok(params.join("&"))
+}
 
 /// The container a request means: `?container=`, or the only one, or the default-container
 /// annotation; otherwise the error kube-apiserver gives.
@@ -123,6 +198,8 @@ fn waiting_reason(pod: &Value, container: &str) -> Option<String> {
 
 /// GET pods/{name}/log.
 pub async fn logs(ctx: &Ctx<'_>, name: &str) -> Result<Response, ApiError> {
+    // Options are checked before the pod is looked up, as kube-apiserver does.
+    let params = log_query(&ctx.query, name)?;
     let pod = ctx.load(name).await?;
     let container = container_name(ctx, &pod, name)?;
     if let Some(reason) = waiting_reason(&pod, &container) {
@@ -135,13 +212,9 @@ pub async fn logs(ctx: &Ctx<'_>, name: &str) -> Result<Response, ApiError> {
         "/containerLogs/{}/{name}/{container}",
         ctx.target.namespace.as_deref().unwrap_or_default()
     );
-    let params: Vec<String> = LOG_PARAMS
-        .iter()
-        .filter_map(|p| ctx.query.get(p).map(|v| format!("{p}={}", encode(v))))
-        .collect();
     if !params.is_empty() {
         path.push('?');
-        path.push_str(&params.join("&"));
+        path.push_str(&params);
     }
     let response = get(ctx, &address, &path).await.map_err(|e| {
         ApiError::unavailable(format!(
@@ -335,4 +408,57 @@ pub async fn exec(
     response
         .body(Body::empty())
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(query: &str) -> Result<String, serde_json::Value> {
+        log_query(&Query::parse(Some(query)), "web").map_err(|e| e.to_status())
+    }
+
+    #[test]
+    fn valid_options_pass_normalized_however_large() {
+        assert_eq!(run(""), Ok(String::new()));
+        assert_eq!(
+            run("follow&timestamps=1&previous=false&tailLines=9223372036854775807&limitBytes=9223372036854775807&sinceSeconds=9223372036854775807"),
+            Ok("follow=true&timestamps=true&limitBytes=9223372036854775807&sinceSeconds=9223372036854775807&tailLines=9223372036854775807".to_owned())
+        );
+        assert_eq!(
+            run("sinceTime=2026-11-22T05:00:00%2B02:00"),
+            Ok("sinceTime=2026-11-22T03%3A00%3A00Z".to_owned())
+        );
+    }
+
+    #[test]
+    fn invalid_options_are_refused_as_kube_does() {
+        let status = run("tailLines=-1&limitBytes=0&sinceSeconds=0").expect_err("invalid");
+        assert_eq!(status["code"], 422);
+        assert_eq!(
+            status["message"],
+            "PodLogOptions \"web\" is invalid: [tailLines: Invalid value: -1: must be greater than or equal to 0, limitBytes: Invalid value: 0: must be greater than 0, sinceSeconds: Invalid value: 0: must be greater than 0]"
+        );
+        let both = run("sinceSeconds=5&sinceTime=2026-11-22T05:00:00Z").expect_err("invalid");
+        assert_eq!(
+            both["details"]["causes"][0]["message"],
+            "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"
+        );
+        for malformed in [
+            "tailLines=abc",
+            "limitBytes=99999999999999999999",
+            "sinceSeconds=",
+            "sinceTime=yesterday",
+        ] {
+            assert_eq!(
+                run(malformed).expect_err(malformed)["code"],
+                400,
+                "{malformed}"
+            );
+        }
+        assert_eq!(
+            run("limitBytes=99999999999999999999").expect_err("too big")["message"],
+            "strconv.ParseInt: parsing \"99999999999999999999\": value out of range"
+        );
+    }
 }

@@ -26,8 +26,13 @@ use crate::{
     store::{CachedObject, EventType, WatchCache, WatchError},
 };
 
-/// Default watch duration (kube-apiserver's --min-request-timeout).
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// kube-apiserver's --min-request-timeout: a watch without timeoutSeconds lasts between
+/// this and twice this (randomized, to spread reconnections).
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1800);
+/// The longest timeoutSeconds honoured: kube-apiserver multiplies it into a Go
+/// time.Duration (int64 nanoseconds), which ends at about 292 years; larger values are
+/// capped here (where Go would wrap around).
+const MAX_TIMEOUT: Duration = Duration::from_secs(i64::MAX as u64 / 1_000_000_000);
 /// How often an idle watch with bookmarks enabled gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(15);
 /// How long a watch from a future resourceVersion waits for the cache.
@@ -132,10 +137,7 @@ async fn start(ctx: &Ctx<'_>, filter: Filter) -> Result<Response, ApiError> {
     let sub_prefix = namespace_prefix(ctx);
     let send_initial = ctx.query.flag("sendInitialEvents");
     let bookmarks = ctx.query.flag("allowWatchBookmarks");
-    let timeout = ctx
-        .query
-        .number("timeoutSeconds")?
-        .map_or(DEFAULT_TIMEOUT, |s| Duration::from_secs(s.max(1) as u64));
+    let timeout = watch_timeout(ctx.query.number("timeoutSeconds")?);
     let requested = match ctx.query.get("resourceVersion").filter(|v| !v.is_empty()) {
         None => None,
         Some(v) => Some(
@@ -195,6 +197,19 @@ async fn start(ctx: &Ctx<'_>, filter: Filter) -> Result<Response, ApiError> {
     Ok(streaming_response(rx))
 }
 
+/// How long a watch lasts: timeoutSeconds (capped at [`MAX_TIMEOUT`]), or when absent or
+/// zero a random duration in [min-request-timeout, 2 × min-request-timeout), as
+/// kube-apiserver's watch handler does.
+fn watch_timeout(requested: Option<i64>) -> Duration {
+    match requested
+        .and_then(|s| u64::try_from(s).ok())
+        .filter(|s| *s > 0)
+    {
+        Some(seconds) => Duration::from_secs(seconds).min(MAX_TIMEOUT),
+        None => MIN_REQUEST_TIMEOUT.mul_f64(1.0 + fastrand::f64()),
+    }
+}
+
 /// Decide how an event looks to a watcher with `filter` (kube's cacher semantics).
 fn transition(
     event: &crate::store::Event,
@@ -233,7 +248,9 @@ async fn pump(
     timeout: Duration,
     sub_prefix: String,
 ) {
-    let deadline = tokio::time::Instant::now() + timeout;
+    // sleep() saturates a deadline beyond the clock's range instead of overflowing.
+    let expiry = tokio::time::sleep(timeout);
+    tokio::pin!(expiry);
     let mut last = subscription.revision;
     if let Some(snapshot) = snapshot {
         last = snapshot.revision;
@@ -261,7 +278,7 @@ async fn pump(
     ticker.tick().await;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return,
+            () = &mut expiry => return,
             _ = tx.closed() => return,
             _ = ticker.tick(), if bookmarks => {
                 let revision = cache.revision();
@@ -285,6 +302,39 @@ async fn pump(
                 // resourceVersion (or relists after 410), as with kube-apiserver.
                 Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_follow_kube_and_are_capped() {
+        assert_eq!(watch_timeout(Some(5)), Duration::from_secs(5));
+        assert_eq!(watch_timeout(Some(i64::MAX)), MAX_TIMEOUT);
+        assert_eq!(MAX_TIMEOUT.as_secs(), 9_223_372_036);
+        for requested in [None, Some(0)] {
+            let t = watch_timeout(requested);
+            assert!(
+                (MIN_REQUEST_TIMEOUT..MIN_REQUEST_TIMEOUT * 2).contains(&t),
+                "{requested:?}: {t:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_timeout_arms_without_overflow() {
+        // Issue 21: timeoutSeconds=9223372036854775807 overflowed `Instant + Duration`.
+        for timeout in [MAX_TIMEOUT, Duration::MAX] {
+            let expiry = tokio::time::sleep(timeout);
+            assert!(
+                tokio::time::timeout(Duration::from_secs(3600), expiry)
+                    .await
+                    .is_err(),
+                "a capped watch does not end within the hour"
+            );
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Pods: kube's pod defaults (incl. the ServiceAccount and DefaultTolerationSeconds
 //! admission defaults) and pod validation, shared with every pod template.
 
+mod resources;
+mod volumes;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, PodTemplateSpec, Toleration};
 
-use super::{non_negative, port_name, port_number};
+use super::{port_name, port_number};
 use crate::{
     model::validation::{self, ErrorList, FieldError},
     resources::strategy::Kind,
@@ -132,6 +135,7 @@ pub(crate) fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut ErrorLi
     }
     let mut volume_names = BTreeSet::new();
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        volumes::volume_source(v, &format!("{path}.volumes[{i}]"), errors);
         let field = format!("{path}.volumes[{i}].name");
         if let Some(why) = validation::dns1123_label(&v.name) {
             errors.push(FieldError::invalid(&field, &v.name, why));
@@ -157,11 +161,19 @@ pub(crate) fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut ErrorLi
             DNS_POLICIES,
         ));
     }
-    non_negative(
-        spec.active_deadline_seconds.map(|v| v as i32),
-        &format!("{path}.activeDeadlineSeconds"),
-        errors,
-    );
+    if let Some(seconds) = spec.active_deadline_seconds
+        && !(1..=i64::from(i32::MAX)).contains(&seconds)
+    {
+        errors.push(FieldError::invalid(
+            format!("{path}.activeDeadlineSeconds"),
+            seconds,
+            "must be between 1 and 2147483647, inclusive",
+        ));
+    }
+    if let Some(overhead) = &spec.overhead {
+        // kube validates the overhead as the limits of a resource requirement.
+        resources::requirements(None, Some(overhead), &format!("{path}.overhead"), errors);
+    }
     if let Some(selector) = &spec.node_selector {
         validation::labels(selector, &format!("{path}.nodeSelector"), errors);
     }
@@ -239,6 +251,15 @@ fn validate_container(
                 "",
             ));
         }
+    }
+    volumes::mount_paths(c.volume_mounts.as_deref().unwrap_or_default(), path, errors);
+    if let Some(r) = &c.resources {
+        resources::requirements(
+            r.requests.as_ref(),
+            r.limits.as_ref(),
+            &format!("{path}.resources"),
+            errors,
+        );
     }
     for (i, e) in c.env.iter().flatten().enumerate() {
         if e.name.is_empty() || e.name.contains('=') {
@@ -402,6 +423,48 @@ mod tests {
                 "spec.containers[2].name",
                 "spec.restartPolicy"
             ]
+        );
+    }
+
+    #[test]
+    fn numbers_are_range_checked_not_truncated() {
+        let errors = |deadline: i64| {
+            let body = json!({"metadata": {"name": "p"}, "spec": {"activeDeadlineSeconds": deadline,
+                "containers": [{"name": "c", "image": "x"}]}});
+            Typed::<Pod>::new()
+                .prepare(&body, None)
+                .expect("prepare")
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        // 2^32 + 5 used to be cast to 5 and accepted; 0 is refused by kube too.
+        for refused in [0, -1, (1 << 32) + 5, i64::MAX] {
+            assert_eq!(
+                errors(refused),
+                [format!(
+                    "spec.activeDeadlineSeconds: Invalid value: {refused}: must be between 1 and 2147483647, inclusive"
+                )]
+            );
+        }
+        assert!(errors(600).is_empty());
+    }
+
+    #[test]
+    fn a_huge_but_valid_request_is_accepted_as_kube_does() {
+        let body = json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "c", "image": "x", "resources": {"requests": {"cpu": "1e30"}}}],
+            "overhead": {"cpu": "-1"}}});
+        let p = Typed::<Pod>::new().prepare(&body, None).expect("prepare");
+        let fields: Vec<String> = p.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            fields,
+            ["spec.overhead.limits[cpu]: Invalid value: -1: must be greater than or equal to 0"]
+        );
+        assert_eq!(
+            p.object["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+            "1e30"
         );
     }
 
