@@ -5,13 +5,14 @@
 //! kubeconfig` issues a client certificate from the cluster CA and writes a kubeconfig.
 #![forbid(unsafe_code)]
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use skiff_control::{
+    admission::pod_security::Configuration as PodSecurityConfiguration,
     api::{self, auth::Tokens, serve},
-    bootstrap,
+    authn, authz, bootstrap,
     pki::Ca,
     store::Store,
 };
@@ -55,9 +56,27 @@ struct ServeArgs {
     /// Extra names and addresses for the serving certificate (repeatable).
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
-    /// Also serve plain HTTP on this loopback address (debugging only).
+    /// Also answer /healthz, /livez and /readyz (and nothing else) over plain HTTP on this
+    /// loopback address, for process supervisors without a TLS client.
     #[arg(long)]
-    insecure_listen: Option<SocketAddr>,
+    healthz_listen: Option<SocketAddr>,
+    /// Authorizers, in order (kube's --authorization-mode): Node, RBAC, AlwaysAllow.
+    #[arg(long, default_value = "Node,RBAC")]
+    authorization_mode: String,
+    /// Issuer of ServiceAccount tokens (the `iss` claim; OIDC discovery is served when it
+    /// is an https URL).
+    #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
+    service_account_issuer: String,
+    /// ES256 (P-256) private key ServiceAccount tokens are signed with (PEM). Created,
+    /// 0600, if missing; every replica of a cluster must be given the same key.
+    #[arg(long)]
+    service_account_signing_key_file: Option<PathBuf>,
+    /// More public keys tokens are verified with (PEM; repeatable), for key rotation.
+    #[arg(long = "service-account-key-file")]
+    service_account_key_files: Vec<PathBuf>,
+    /// Audiences the API accepts in tokens (default: the issuer), comma separated.
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
     /// Bearer token file (CSV: token,user,uid,"groups").
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -157,13 +176,14 @@ fn raise_open_files_limit() {
 
 async fn run_server(args: ServeArgs) -> Result<()> {
     raise_open_files_limit();
-    if let Some(addr) = args.insecure_listen
+    if let Some(addr) = args.healthz_listen
         && !addr.ip().is_loopback()
     {
-        bail!(
-            "--insecure-listen {addr} is not a loopback address: plain HTTP is only for debugging on 127.0.0.1"
-        );
+        anyhow::bail!("--healthz-listen {addr} is not a loopback address");
     }
+    let modes = authz::modes::parse(&args.authorization_mode)
+        .map_err(anyhow::Error::msg)
+        .context("--authorization-mode")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let tokens = match &args.token_auth_file {
@@ -234,10 +254,24 @@ async fn run_server(args: ServeArgs) -> Result<()> {
         "kube-apiserver-kubelet-client",
         &["system:masters".to_owned()],
     )?;
-    let app = api::router(
-        api::AppState::new(store, tokens)
-            .with_agent_tls(api::agent_client::config(&agent_identity)?),
-    );
+    let authorization = authz::modes::build(&store, &modes);
+    let issuer = service_account_issuer(&args)?;
+    let external_address = advertise.map(|a| a.to_string());
+    let service_accounts = Arc::new(authn::ServiceAccountTokens::new(
+        issuer,
+        &store,
+        external_address.as_deref(),
+    ));
+    let state = api::AppState::new(Arc::clone(&store), tokens)
+        .with_agent_tls(api::agent_client::config(&agent_identity)?)
+        .with_authorization(&authorization, PodSecurityConfiguration::default())
+        .with_service_accounts(service_accounts);
+    reconcile_rbac(&state.registry).await;
+    if let Some(rbac) = &authorization.rbac {
+        wait_for_rbac(rbac).await;
+    }
+    let health = api::health_router(state.clone());
+    let app = api::router(state);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -256,14 +290,14 @@ async fn run_server(args: ServeArgs) -> Result<()> {
             stopped(stop_rx.clone()),
         )));
     }
-    if let Some(addr) = args.insecure_listen {
+    if let Some(addr) = args.healthz_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
-        info!(listen = %addr, "serving plain HTTP (debugging)");
+        info!(listen = %addr, "serving health checks over plain HTTP");
         servers.push(tokio::spawn(serve::serve_plain(
             listener,
-            app.clone(),
+            health,
             stopped(stop_rx.clone()),
         )));
     }
@@ -279,12 +313,12 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     let config = skiff_control::controllers::ControllerConfig {
         node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_period),
         load_balancer_pool,
+        root_ca: Some(ca.pem.cert.clone()),
     };
     let (controllers_stop, controllers_stopped) = tokio::sync::watch::channel(false);
     let mut controllers = tokio::spawn(run_controllers(
         args.listen[0],
         ca,
-        args.data_dir.clone(),
         config,
         controllers_stopped,
     ));
@@ -313,40 +347,94 @@ async fn run_server(args: ServeArgs) -> Result<()> {
 /// How long a stopping server waits for its controllers to hand the leader Lease back.
 const CONTROLLERS_STOP: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// The controllers, with their own client certificate, against this server.
+/// The ServiceAccount token issuer: the signing key from its file (created 0600 when
+/// missing), extra verification keys, issuer and audiences from the flags.
+fn service_account_issuer(args: &ServeArgs) -> Result<authn::TokenIssuer> {
+    let path = args
+        .service_account_signing_key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("service-account.key"));
+    let key = match std::fs::read(&path) {
+        Ok(pem) => authn::SigningKey::from_pem(&pem)
+            .with_context(|| format!("reading the signing key {}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = authn::SigningKey::generate().context("generating a signing key")?;
+            write_private(&path, key.to_pem().as_bytes())?;
+            info!(path = %path.display(), "generated the ServiceAccount signing key");
+            key
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut extra = Vec::new();
+    for file in &args.service_account_key_files {
+        let pem = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        extra.extend(
+            authn::PublicKey::parse_pem(&pem)
+                .with_context(|| format!("parsing {}", file.display()))?,
+        );
+    }
+    Ok(authn::TokenIssuer::new(
+        key,
+        args.service_account_issuer.clone(),
+        args.api_audiences.clone(),
+    )
+    .with_verification_keys(extra))
+}
+
+/// Write a file only its owner may read (keys, kubeconfigs).
+fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Reconcile the bootstrap RBAC policy, retrying while etcd comes up.
+async fn reconcile_rbac(registry: &skiff_control::registry::Registry) {
+    for attempt in 0..30 {
+        match bootstrap::rbac::reconcile_policy(registry).await {
+            Ok(_) => return,
+            Err(e) if attempt < 29 => {
+                tracing::debug!(error = %e, "bootstrap RBAC policy not reconciled yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => warn!(error = %e, "could not reconcile the bootstrap RBAC policy"),
+        }
+    }
+}
+
+/// Serve only once RBAC's caches hold the policy (requests would be denied before).
+async fn wait_for_rbac(rbac: &authz::rbac_source::RbacAuthorizer) {
+    for _ in 0..100 {
+        if rbac.synced() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    warn!("the RBAC caches have not synced; serving anyway (requests may be denied)");
+}
+
+/// The controllers, each with its own identity, against this server.
 async fn run_controllers(
     listen: SocketAddr,
     ca: Ca,
-    data_dir: PathBuf,
     config: skiff_control::controllers::ControllerConfig,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let connect = async {
-        let user = "system:kube-controller-manager";
-        let client_pem = ca.client(user, &[])?;
-        let host = if listen.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            listen.ip().to_string()
-        };
-        let text = skiff_control::pki::kubeconfig(
-            &format!("https://{host}:{}", listen.port()),
-            &ca.pem,
-            user,
-            &client_pem,
-        );
-        let path = data_dir.join("controller-manager.kubeconfig");
-        std::fs::write(&path, text)?;
-        let kubeconfig = kube::config::Kubeconfig::read_from(&path)?;
-        let config = kube::Config::from_custom_kubeconfig(
-            kubeconfig,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
-        anyhow::Ok(kube::Client::try_from(config)?)
+    let host = if listen.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        listen.ip().to_string()
     };
-    match connect.await {
-        Ok(client) => {
+    let server = format!("https://{host}:{}", listen.port());
+    match skiff_control::identities::controller_clients(&server, &ca).await {
+        Ok(clients) => {
             let identity = format!(
                 "{}_{}",
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -354,7 +442,7 @@ async fn run_controllers(
                     .trim(),
                 std::process::id()
             );
-            skiff_control::controllers::run(client, identity, config, stop).await;
+            skiff_control::controllers::run(clients, identity, config, stop).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "controllers cannot reach the API server; they are not running")
@@ -367,6 +455,6 @@ async fn write_kubeconfig(args: KubeconfigArgs) -> Result<()> {
     let ca = load_ca(&store).await?;
     let client = ca.client(&args.user, &args.groups)?;
     let text = skiff_control::pki::kubeconfig(&args.server, &ca.pem, &args.user, &client);
-    std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
+    write_private(&args.out, text.as_bytes())?;
     Ok(())
 }

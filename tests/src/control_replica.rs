@@ -30,6 +30,9 @@ impl Replica {
             .args(extra)
             .arg("--data-dir")
             .arg(&data_dir)
+            // Tokens any replica issued verify on every replica.
+            .arg("--service-account-signing-key-file")
+            .arg(lab.dir.join("control").join("service-account.key"))
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()

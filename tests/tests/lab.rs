@@ -288,22 +288,43 @@ fn control_plane_reports_health_and_metrics() {
     if Lab::from_env().is_none() {
         return;
     }
-    for path in ["healthz", "livez", "readyz"] {
-        let body = process::run(
-            "curl",
-            &[
-                "-sf",
-                "--max-time",
-                "2",
-                &format!("http://127.0.0.1:8080/{path}"),
-            ],
-        );
-        assert_eq!(body.as_deref(), Ok("ok"), "/{path}");
+    let lab = Lab::from_env().expect("lab");
+    // Health checks answer everyone: over HTTPS without credentials, and on the
+    // health-only plain port.
+    for base in ["https://127.0.0.1:6443", "http://127.0.0.1:10257"] {
+        for path in ["healthz", "livez", "readyz"] {
+            let body = process::run(
+                "curl",
+                &["-sfk", "--max-time", "2", &format!("{base}/{path}")],
+            );
+            assert_eq!(body.as_deref(), Ok("ok"), "{base}/{path}");
+        }
     }
-    let metrics = process::run(
+    // The plain port answers nothing else, and there is no plain-HTTP API any more.
+    let plain = process::run(
         "curl",
-        &["-sf", "--max-time", "2", "http://127.0.0.1:8080/metrics"],
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:10257/api/v1/secrets",
+        ],
     )
-    .expect("metrics");
+    .expect("curl");
+    assert_eq!(plain, "404", "the health port serves health checks only");
+    assert!(
+        process::run(
+            "curl",
+            &["-sf", "--max-time", "2", "http://127.0.0.1:8080/version"]
+        )
+        .is_err(),
+        "the old plain-HTTP admin port still answers"
+    );
+    // Metrics need authorization (the lab's admin has it).
+    let metrics = lab.kubectl_ok(&["get", "--raw", "/metrics"]);
     assert!(metrics.contains("skiff_control_etcd_up 1"), "{metrics}");
 }

@@ -117,7 +117,9 @@ pub fn default_chain(
     pod_security: pod_security::Configuration,
 ) -> Chain {
     let mut plugins: Vec<Arc<dyn Plugin>> = vec![
-        Arc::new(namespace_lifecycle::NamespaceLifecycle::new(Arc::clone(store))),
+        Arc::new(namespace_lifecycle::NamespaceLifecycle::new(Arc::clone(
+            store,
+        ))),
         Arc::new(node_restriction::NodeRestriction::new(Arc::clone(store))),
         Arc::new(pod_security::plugin::PodSecurity::new(store, pod_security)),
         Arc::new(runtime_class::RuntimeClassAdmission::new(Arc::clone(store))),

@@ -92,7 +92,9 @@ impl NodeRestriction {
             return Ok(());
         }
         let labels = meta::string_map(object, "labels");
-        let old_labels = old.map(|o| meta::string_map(o, "labels")).unwrap_or_default();
+        let old_labels = old
+            .map(|o| meta::string_map(o, "labels"))
+            .unwrap_or_default();
         let mut changed: Vec<&String> = labels
             .iter()
             .filter(|(k, v)| old_labels.get(*k) != Some(*v))
@@ -111,10 +113,7 @@ impl NodeRestriction {
             };
             return Err(forbidden(
                 attributes,
-                format!(
-                    "is not allowed to {verb} labels: {}",
-                    keys.join(", ")
-                ),
+                format!("is not allowed to {verb} labels: {}", keys.join(", ")),
             ));
         }
         if attributes.operation == Operation::Update
@@ -152,12 +151,16 @@ impl NodeRestriction {
                 if meta::field_value(object, "spec.nodeName") != node {
                     return Err(forbidden(
                         attributes,
-                        format!("node \"{node}\" can only create pods with spec.nodeName set to itself"),
+                        format!(
+                            "node \"{node}\" can only create pods with spec.nodeName set to itself"
+                        ),
                     ));
                 }
                 Ok(())
             }
-            (Operation::Create, "eviction") | (Operation::Delete, "") | (Operation::Update, "status") => {
+            (Operation::Create, "eviction")
+            | (Operation::Delete, "")
+            | (Operation::Update, "status") => {
                 if bound_to != node {
                     let what = match (attributes.operation, attributes.subresource) {
                         (Operation::Update, _) => "update pod status for",
@@ -166,7 +169,9 @@ impl NodeRestriction {
                     };
                     return Err(forbidden(
                         attributes,
-                        format!("node \"{node}\" can only {what} pods with spec.nodeName set to itself"),
+                        format!(
+                            "node \"{node}\" can only {what} pods with spec.nodeName set to itself"
+                        ),
                     ));
                 }
                 Ok(())
@@ -212,9 +217,7 @@ impl NodeRestriction {
         if meta::field_value(&pod, "spec.nodeName") != node {
             return Err(forbidden(
                 attributes,
-                format!(
-                    "node requested token bound to a pod scheduled on a different node"
-                ),
+                format!("node requested token bound to a pod scheduled on a different node"),
             ));
         }
         let uid = field("uid");
@@ -296,7 +299,11 @@ mod tests {
             .await
             .expect_err("another node");
         assert_eq!(refused.code, 403);
-        assert!(refused.message.contains("is not allowed to delete node \"n2\""));
+        assert!(
+            refused
+                .message
+                .contains("is not allowed to delete node \"n2\"")
+        );
         let own = json!({"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"}}});
         NodeRestriction { store: None }
             .validate(
@@ -318,7 +325,11 @@ mod tests {
             )
             .await
             .expect_err("restricted label");
-        assert!(refused.message.contains("node-restriction.kubernetes.io/pool"));
+        assert!(
+            refused
+                .message
+                .contains("node-restriction.kubernetes.io/pool")
+        );
     }
 
     #[tokio::test]

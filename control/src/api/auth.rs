@@ -7,12 +7,7 @@ use std::{collections::HashMap, path::Path};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use crate::model::user::UserInfo as Identity;
-use crate::model::user::{MASTERS, UserInfo};
-
-/// The identity of requests on the loopback debugging listener.
-pub fn loopback_admin() -> UserInfo {
-    UserInfo::authenticated("system:admin", vec![MASTERS.to_owned()])
-}
+use crate::model::user::UserInfo;
 
 /// The identity a verified client certificate carries (CN = user, O = groups).
 pub fn from_certificate(der: &[u8]) -> Option<UserInfo> {

@@ -22,7 +22,12 @@ const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 const CONNECT_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward", "proxy"];
 
 /// The attributes of a request by `user`.
-pub fn request_attributes(user: &UserInfo, method: &Method, path: &str, query: &Query) -> Attributes {
+pub fn request_attributes(
+    user: &UserInfo,
+    method: &Method,
+    path: &str,
+    query: &Query,
+) -> Attributes {
     let mut attributes = Attributes {
         user: user.clone(),
         path: path.to_owned(),
@@ -186,7 +191,10 @@ pub fn impersonate(
         groups: groups.clone(),
         extra: extra.clone(),
     };
-    match impersonated.service_account().map(|(ns, n)| (ns.to_owned(), n.to_owned())) {
+    match impersonated
+        .service_account()
+        .map(|(ns, n)| (ns.to_owned(), n.to_owned()))
+    {
         Some((namespace, name)) => {
             check("serviceaccounts", "", &namespace, &name)?;
             if groups.is_empty() {
@@ -278,7 +286,11 @@ mod tests {
         assert_eq!(a.verb, "create", "a WebSocket exec needs create");
         let a = attributes(Method::GET, "/api/v1/namespaces/ns/pods/p/log", "");
         assert_eq!((a.verb.as_str(), a.subresource.as_str()), ("get", "log"));
-        let a = attributes(Method::DELETE, "/apis/apps/v1/namespaces/ns/deployments", "");
+        let a = attributes(
+            Method::DELETE,
+            "/apis/apps/v1/namespaces/ns/deployments",
+            "",
+        );
         assert_eq!(
             (a.verb.as_str(), a.api_group.as_str(), a.resource.as_str()),
             ("deletecollection", "apps", "deployments")
@@ -359,7 +371,11 @@ mod tests {
         headers.insert("impersonate-group", "admins".parse().expect("header"));
         let refused = impersonate(&AllowUsers, &alice, &headers).expect_err("not groups");
         assert_eq!(refused.code, 403);
-        assert!(refused.message.contains("cannot impersonate resource \"groups\""));
+        assert!(
+            refused
+                .message
+                .contains("cannot impersonate resource \"groups\"")
+        );
         let mut only_group = HeaderMap::new();
         only_group.insert("impersonate-group", "admins".parse().expect("header"));
         assert_eq!(

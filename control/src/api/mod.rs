@@ -66,7 +66,10 @@ impl AppState {
     }
 
     /// The same state, issuing and accepting ServiceAccount tokens with `tokens`.
-    pub fn with_service_accounts(mut self, tokens: Arc<crate::authn::ServiceAccountTokens>) -> Self {
+    pub fn with_service_accounts(
+        mut self,
+        tokens: Arc<crate::authn::ServiceAccountTokens>,
+    ) -> Self {
         self.service_accounts = Some(tokens);
         self
     }
@@ -111,6 +114,19 @@ impl AppState {
 /// Every route the server answers.
 pub fn router(state: AppState) -> Router {
     Router::new().fallback(handle).with_state(state)
+}
+
+/// The health checks alone (the plain-HTTP listener): /healthz, /livez, /readyz.
+pub fn health_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(health_only))
+        .route("/readyz", axum::routing::get(health_only))
+        .route("/livez", axum::routing::get(|| async { health::livez() }))
+        .with_state(state)
+}
+
+async fn health_only(State(state): State<AppState>) -> Response {
+    health::healthz(&state).await
 }
 
 /// Authenticate: the connection's certificate identity, a static bearer token or a
@@ -244,18 +260,27 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
 /// The ServiceAccount issuer's OIDC discovery documents (404 when not served).
 fn service_account_issuer(state: &AppState, path: &str) -> Response {
     use crate::authn::discovery as oidc;
-    let Some(metadata) = state.service_accounts.as_ref().and_then(|s| s.metadata.as_ref())
+    let Some(metadata) = state
+        .service_accounts
+        .as_ref()
+        .and_then(|s| s.metadata.as_ref())
     else {
         return ApiError::no_route().into_response();
     };
     let (body, content_type) = if path == oidc::JWKS_PATH {
         (metadata.keyset_json(), oidc::JWKS_CONTENT_TYPE)
     } else {
-        (metadata.configuration_json(), oidc::CONFIGURATION_CONTENT_TYPE)
+        (
+            metadata.configuration_json(),
+            oidc::CONFIGURATION_CONTENT_TYPE,
+        )
     };
     let mut response = Response::new(Body::from(body.to_owned()));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     headers.insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static(oidc::CACHE_CONTROL),

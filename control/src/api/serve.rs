@@ -1,5 +1,6 @@
 //! Listeners: HTTPS with optional client certificates (the identity of each connection is
-//! attached to its requests), and plain HTTP on loopback for debugging.
+//! attached to its requests). There is no plain-HTTP listener: every request is
+//! authenticated and authorized; an optional plain listener answers health checks only.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -84,7 +85,8 @@ pub async fn serve_tls(
     }
 }
 
-/// Serve `app` over plain HTTP (loopback only, every request treated as the admin).
+/// Serve `app` over plain HTTP (the health-only listener: no identity is attached, so
+/// nothing but public paths can be answered).
 pub async fn serve_plain(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
@@ -95,11 +97,10 @@ pub async fn serve_plain(listener: TcpListener, app: Router, shutdown: impl Futu
                 Err(_) => continue,
             },
         };
-        let app = app.clone();
         tokio::spawn(serve_connection(
             TokioIo::new(stream),
-            app,
-            Some(super::auth::loopback_admin()),
+            app.clone(),
+            None,
             peer,
         ));
     }

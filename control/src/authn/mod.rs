@@ -19,9 +19,9 @@ pub mod signing_key;
 pub use binding::{Binding, BindingError, BoundObject, BoundObjects, LiveObject, ObjectRef};
 pub use cached_objects::CachedObjects;
 pub use discovery::OpenIdMetadata;
-pub use service_accounts::ServiceAccountTokens;
 pub use service_account_token::{
     BoundTokenRequest, IssueError, IssuedToken, TokenError, TokenIssuer, UncheckedToken,
     VerifiedToken,
 };
+pub use service_accounts::ServiceAccountTokens;
 pub use signing_key::{KeyError, PublicKey, SigningKey, VerificationKeys};

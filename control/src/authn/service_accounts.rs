@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::{
-    CachedObjects, OpenIdMetadata, TokenError, TokenIssuer, VerifiedToken,
-};
+use super::{CachedObjects, OpenIdMetadata, TokenError, TokenIssuer, VerifiedToken};
 use crate::store::Store;
 
 /// Issues and authenticates ServiceAccount tokens.

@@ -136,7 +136,12 @@ impl NodeAuthorizer {
     pub fn new(store: &Arc<Store>, rules: Vec<PolicyRule>) -> Self {
         let pods = resources::find("", "v1", "pods")
             .map(|info| store.cache(&info.prefix(), info.projection()))
-            .unwrap_or_else(|| store.cache("/registry/core/pods/", crate::store::Projection { fields: &[] }));
+            .unwrap_or_else(|| {
+                store.cache(
+                    "/registry/core/pods/",
+                    crate::store::Projection { fields: &[] },
+                )
+            });
         Self {
             pods,
             rules,
@@ -215,7 +220,11 @@ impl Authorizer for NodeAuthorizer {
         };
         if attributes.resource_request {
             let a = attributes;
-            match (a.api_group.as_str(), a.resource.as_str(), a.subresource.as_str()) {
+            match (
+                a.api_group.as_str(),
+                a.resource.as_str(),
+                a.subresource.as_str(),
+            ) {
                 ("", "secrets", _) => return self.read_through_pod(node, Reached::Secret, a),
                 ("", "configmaps", _) => {
                     return self.read_through_pod(node, Reached::ConfigMap, a);

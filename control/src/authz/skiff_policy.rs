@@ -129,7 +129,10 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         binding(
             "skiff:controllers",
             "skiff:controllers",
-            CONTROLLER_ACCOUNTS.iter().map(|a| service_account(a)).collect(),
+            CONTROLLER_ACCOUNTS
+                .iter()
+                .map(|a| service_account(a))
+                .collect(),
         ),
         binding(
             "skiff:endpoints",

@@ -2,6 +2,7 @@
 //! client with their own certificate), and only the replica holding the leader Lease runs
 //! them, so several replicas never act twice.
 
+pub mod clusterrole_aggregation;
 pub(crate) mod cron;
 mod cronjob;
 mod daemonset;
@@ -13,6 +14,7 @@ mod job;
 mod leader;
 pub mod metrics;
 mod namespace;
+pub mod namespace_defaults;
 mod node_lifecycle;
 mod replicaset;
 pub mod service_lb;
@@ -20,7 +22,7 @@ mod statefulset;
 pub mod supervise;
 pub mod workload;
 
-use std::{future::Future, time::Duration};
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use kube::Client;
 use tracing::{info, warn};
@@ -37,6 +39,9 @@ pub struct ControllerConfig {
     pub node_monitor_grace: Duration,
     /// Addresses for LoadBalancer Services (none: they stay pending).
     pub load_balancer_pool: Option<service_lb::AddressPool>,
+    /// The cluster CA certificate (PEM) the root-CA publisher puts in every namespace
+    /// (none: the publisher does not run).
+    pub root_ca: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -44,7 +49,40 @@ impl Default for ControllerConfig {
         Self {
             node_monitor_grace: Duration::from_secs(40),
             load_balancer_pool: None,
+            root_ca: None,
         }
+    }
+}
+
+/// The API clients the leader's tasks act with: each controller as its own
+/// ServiceAccount identity (kube's names: `replicaset-controller`…), the scheduler as
+/// `system:kube-scheduler`, leader election as `system:kube-controller-manager`.
+#[derive(Clone)]
+pub struct Clients {
+    /// Leader election (and any controller without an identity of its own).
+    pub manager: Client,
+    /// The scheduler.
+    pub scheduler: Client,
+    /// Controllers by ServiceAccount name.
+    pub controllers: BTreeMap<String, Client>,
+}
+
+impl Clients {
+    /// Every task with the same client (tests; clusters without authorization).
+    pub fn single(client: Client) -> Self {
+        Self {
+            manager: client.clone(),
+            scheduler: client,
+            controllers: BTreeMap::new(),
+        }
+    }
+
+    /// The client of the controller running as ServiceAccount `account`.
+    fn controller(&self, account: &str) -> Client {
+        self.controllers
+            .get(account)
+            .cloned()
+            .unwrap_or_else(|| self.manager.clone())
     }
 }
 
@@ -52,19 +90,19 @@ impl Default for ControllerConfig {
 /// them and hand the leader Lease back, so a restarted or other replica takes over at
 /// once. Returns early only if `client` is unusable.
 pub async fn run(
-    client: Client,
+    clients: Clients,
     identity: String,
     config: ControllerConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let election = LeaderElection::new(
-        client.clone(),
+        clients.manager.clone(),
         "kube-system",
         "skiff-controller-manager",
         identity,
     );
     tokio::select! {
-        () = lead(&election, &client, &config) => {}
+        () = lead(&election, &clients, &config) => {}
         _ = stop.wait_for(|stop| *stop) => {
             info!("stopping controllers");
         }
@@ -82,39 +120,90 @@ where
     Task::new(name, move || run(client.clone()))
 }
 
-/// The leader's tasks: every controller and the scheduler.
-fn tasks(client: &Client, config: &ControllerConfig) -> Vec<Task> {
+/// The leader's tasks: every controller and the scheduler, each with its identity.
+fn tasks(clients: &Clients, config: &ControllerConfig) -> Vec<Task> {
     let pool = config.load_balancer_pool;
     let grace = config.node_monitor_grace;
-    let (lb_client, lifecycle_client) = (client.clone(), client.clone());
-    vec![
-        task("namespace", client, namespace::run),
-        task("scheduler", client, crate::scheduler::run),
-        task("replicaset", client, replicaset::run),
-        task("deployment", client, deployment::run),
-        task("garbage-collector", client, gc::run),
-        task("job", client, job::run),
-        task("daemonset", client, daemonset::run),
-        task("statefulset", client, statefulset::run),
-        task("cronjob", client, cronjob::run),
-        task("endpointslice", client, endpoints::run),
+    let lb_client = clients.controller("service-controller");
+    let lifecycle_client = clients.controller("node-controller");
+    let mut tasks = vec![
+        task(
+            "namespace",
+            &clients.controller("namespace-controller"),
+            namespace::run,
+        ),
+        task("scheduler", &clients.scheduler, crate::scheduler::run),
+        task(
+            "replicaset",
+            &clients.controller("replicaset-controller"),
+            replicaset::run,
+        ),
+        task(
+            "deployment",
+            &clients.controller("deployment-controller"),
+            deployment::run,
+        ),
+        task(
+            "garbage-collector",
+            &clients.controller("generic-garbage-collector"),
+            gc::run,
+        ),
+        task("job", &clients.controller("job-controller"), job::run),
+        task(
+            "daemonset",
+            &clients.controller("daemon-set-controller"),
+            daemonset::run,
+        ),
+        task(
+            "statefulset",
+            &clients.controller("statefulset-controller"),
+            statefulset::run,
+        ),
+        task(
+            "cronjob",
+            &clients.controller("cronjob-controller"),
+            cronjob::run,
+        ),
+        task(
+            "endpointslice",
+            &clients.controller("endpointslice-controller"),
+            endpoints::run,
+        ),
+        task(
+            "serviceaccount",
+            &clients.controller("service-account-controller"),
+            namespace_defaults::run_service_accounts,
+        ),
+        task(
+            "clusterrole-aggregation",
+            &clients.controller("clusterrole-aggregation-controller"),
+            clusterrole_aggregation::run,
+        ),
         Task::new("service-lb", move || {
             service_lb::run(lb_client.clone(), pool)
         }),
         Task::new("node-lifecycle", move || {
             node_lifecycle::run(lifecycle_client.clone(), grace)
         }),
-    ]
+    ];
+    if let Some(ca) = &config.root_ca {
+        let client = clients.controller("root-ca-cert-publisher");
+        let ca = ca.clone();
+        tasks.push(Task::new("root-ca-cert-publisher", move || {
+            namespace_defaults::run_root_ca_publisher(client.clone(), ca.clone())
+        }));
+    }
+    tasks
 }
 
 /// Lead whenever the lease is ours: start the controllers under a [`Supervisor`] (a task
 /// that fails is restarted with back-off, never left dead while the Lease is renewed), and
 /// stop them all when the lease is lost.
-async fn lead(election: &LeaderElection, client: &Client, config: &ControllerConfig) {
+async fn lead(election: &LeaderElection, clients: &Clients, config: &ControllerConfig) {
     loop {
         election.acquire().await;
         info!("became the leader: starting controllers");
-        let supervisor = Supervisor::new(tasks(client, config), Backoff::default());
+        let supervisor = Supervisor::new(tasks(clients, config), Backoff::default());
         tokio::select! {
             () = supervisor.run() => {}
             () = election.hold() => {}

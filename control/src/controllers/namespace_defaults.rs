@@ -10,12 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::{
     Api, Client,
     api::{ObjectMeta, PostParams},
-    runtime::{
-        Controller,
-        controller::Action,
-        reflector::ObjectRef,
-        watcher,
-    },
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
 
 use super::drive::{Error, drive};

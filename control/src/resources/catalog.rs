@@ -2,6 +2,11 @@
 
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
+    authentication::v1::{SelfSubjectReview, TokenReview},
+    authorization::v1::{
+        LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview,
+        SubjectAccessReview,
+    },
     batch::v1::{CronJob, Job},
     coordination::v1::Lease,
     core::v1::{
@@ -12,11 +17,6 @@ use k8s_openapi::api::{
     events::v1::Event as EventsV1Event,
     node::v1::RuntimeClass,
     rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
-    authentication::v1::{SelfSubjectReview, TokenReview},
-    authorization::v1::{
-        LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview,
-        SubjectAccessReview,
-    },
 };
 
 use super::{Names, ResourceInfo, Subresource as S, Typed, VERBS};

@@ -22,8 +22,9 @@ pub const ETCD_CLIENT_PORT: u16 = 2379;
 pub const ETCD_PEER_PORT: u16 = 2380;
 /// HTTPS port of skiff-control (127.0.0.1 and the bridge address).
 pub const CONTROL_PORT: u16 = 6443;
-/// Plain-HTTP debugging port of skiff-control on 127.0.0.1.
-pub const CONTROL_INSECURE_PORT: u16 = 8080;
+/// Plain-HTTP port of skiff-control's health checks (/healthz, /livez, /readyz only) on
+/// 127.0.0.1.
+pub const CONTROL_HEALTH_PORT: u16 = 10257;
 /// Port of each agent's node HTTP API (TLS, client certificates) on its node address.
 pub const AGENT_PORT: u16 = 10250;
 /// Port of each agent's plain-HTTP /healthz and /metrics on its node address.
@@ -113,6 +114,10 @@ impl Layout {
     /// skiff-control's data directory.
     pub fn control_dir(&self) -> PathBuf {
         self.root.join("control")
+    }
+    /// The key ServiceAccount tokens are signed with (every replica's).
+    pub fn service_account_key(&self) -> PathBuf {
+        self.control_dir().join("service-account.key")
     }
     /// A node agent's state directory.
     pub fn node_dir(&self, node: &Node) -> PathBuf {

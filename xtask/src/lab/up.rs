@@ -13,7 +13,7 @@ use clap::Args;
 use super::{
     daemons, down, guestbook,
     layout::{
-        self, AGENT_HEALTH_PORT, AGENT_PORT, BRIDGE_ADDR, CONTROL_INSECURE_PORT, CONTROL_PORT,
+        self, AGENT_HEALTH_PORT, AGENT_PORT, BRIDGE_ADDR, CONTROL_HEALTH_PORT, CONTROL_PORT,
         ETCD_CLIENT_PORT, ETCD_PEER_PORT, LOAD_BALANCER_POOL, Layout, MAX_NODES, Node,
         REGISTRY_PORT,
     },
@@ -197,8 +197,10 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             .arg(format!("127.0.0.1:{CONTROL_PORT}"))
             .arg("--listen")
             .arg(format!("{BRIDGE_ADDR}:{CONTROL_PORT}"))
-            .arg("--insecure-listen")
-            .arg(format!("127.0.0.1:{CONTROL_INSECURE_PORT}"))
+            .arg("--healthz-listen")
+            .arg(format!("127.0.0.1:{CONTROL_HEALTH_PORT}"))
+            .arg("--service-account-signing-key-file")
+            .arg(layout.service_account_key())
             .arg("--token-auth-file")
             .arg(write_token_file(layout)?)
             .arg("--data-dir")
@@ -208,7 +210,7 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             .arg("20")
             .arg("--load-balancer-pool")
             .arg(LOAD_BALANCER_POOL);
-        let health = format!("http://127.0.0.1:{CONTROL_INSECURE_PORT}/healthz");
+        let health = format!("http://127.0.0.1:{CONTROL_HEALTH_PORT}/healthz");
         let daemon = daemons::spawn(
             "skiff-control",
             cmd,
@@ -217,7 +219,7 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
         )?;
         started(layout, &mut record, daemon, || {
             http_get(
-                SocketAddrV4::new(Ipv4Addr::LOCALHOST, CONTROL_INSECURE_PORT).into(),
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, CONTROL_HEALTH_PORT).into(),
                 "/healthz",
             )
             .map(drop)

@@ -18,7 +18,12 @@ use crate::{
 };
 
 /// The stored object at `key` (404 as kube words it for `plural`).
-async fn stored(ctx: &Ctx<'_>, plural: &str, namespace: &str, name: &str) -> Result<Value, ApiError> {
+async fn stored(
+    ctx: &Ctx<'_>,
+    plural: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Value, ApiError> {
     ctx.state
         .store
         .get(&object_key("", plural, namespace, name))
@@ -36,7 +41,9 @@ pub async fn create(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, 
     };
     let body = body::decode_object(ctx.headers, raw)?;
     let request: TokenRequest = serde_json::from_value(body.clone()).map_err(|e| {
-        ApiError::bad_request(format!("TokenRequest in version \"v1\" cannot be handled as a TokenRequest: {e}"))
+        ApiError::bad_request(format!(
+            "TokenRequest in version \"v1\" cannot be handled as a TokenRequest: {e}"
+        ))
     })?;
     let namespace = ctx.namespace().to_owned();
     let account = ctx.load(name).await?;
@@ -59,13 +66,21 @@ pub async fn create(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, 
                 )));
             }
         };
-        if bound.api_version.as_deref().is_some_and(|v| v != expected_version) {
+        if bound
+            .api_version
+            .as_deref()
+            .is_some_and(|v| v != expected_version)
+        {
             return Err(bad(format!(
                 "cannot bind token object of apiVersion {:?}",
                 bound.api_version.as_deref().unwrap_or_default()
             )));
         }
-        let object_ns = if kind == "Node" { "" } else { namespace.as_str() };
+        let object_ns = if kind == "Node" {
+            ""
+        } else {
+            namespace.as_str()
+        };
         let object = stored(ctx, plural, object_ns, &bound_name).await?;
         let uid = meta::meta_str(&object, "uid").to_owned();
         if let Some(wanted) = bound.uid.as_deref().filter(|u| !u.is_empty())

@@ -2,9 +2,9 @@
 //! the validation it performs, kind by kind.
 
 mod cluster;
+pub mod pod;
 mod rbac;
 mod reviews;
-pub mod pod;
 mod service;
 pub mod service_alloc;
 mod workloads;
