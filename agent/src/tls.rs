@@ -1,5 +1,5 @@
-//! The node API's TLS listener: a self-signed serving certificate (as kubelet makes one by
-//! default) and client certificates required, signed by the cluster CA. Callers are then
+//! The node API's TLS listener: a serving certificate signed by the cluster CA (or, without
+//! one, a self-signed certificate as kubelet makes by default) and client certificates required, signed by the cluster CA. Callers are then
 //! authorized by identity: the API server's `kube-apiserver-kubelet-client` and members of
 //! `system:masters` may use the pod endpoints; any other authenticated caller gets 403.
 
@@ -19,9 +19,27 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-/// The TLS configuration: a fresh self-signed certificate for `names` (IPs or DNS names),
-/// client certificates required and verified against `client_ca_pem`.
-pub fn server_config(client_ca_pem: &str, names: &[String]) -> anyhow::Result<Arc<ServerConfig>> {
+/// Where the serving certificate comes from.
+pub enum Serving<'a> {
+    /// A certificate (chain) and key in PEM files, as kubelet's --tls-cert-file and
+    /// --tls-private-key-file (signed by the cluster CA, so the API server can verify it).
+    Files {
+        /// The certificate chain.
+        cert: &'a std::path::Path,
+        /// The private key.
+        key: &'a std::path::Path,
+    },
+    /// A fresh self-signed certificate for these names (IPs or DNS names), as kubelet makes
+    /// one when given none; an API server that verifies agents will refuse it.
+    SelfSigned(&'a [String]),
+}
+
+/// The TLS configuration: the serving certificate, client certificates required and
+/// verified against `client_ca_pem`.
+pub fn server_config(
+    client_ca_pem: &str,
+    serving: Serving<'_>,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
@@ -29,9 +47,23 @@ pub fn server_config(client_ca_pem: &str, names: &[String]) -> anyhow::Result<Ar
     }
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
-    let certified = rcgen::generate_simple_self_signed(names.to_vec())?;
-    let chain = vec![certified.cert.der().clone()];
-    let key = PrivateKeyDer::from_pem_slice(certified.signing_key.serialize_pem().as_bytes())?;
+    let (chain, key) = match serving {
+        Serving::Files { cert, key } => {
+            let cert_pem = std::fs::read(cert)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", cert.display()))?;
+            let key_pem = std::fs::read(key)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", key.display()))?;
+            let chain = CertificateDer::pem_slice_iter(&cert_pem).collect::<Result<Vec<_>, _>>()?;
+            (chain, PrivateKeyDer::from_pem_slice(&key_pem)?)
+        }
+        Serving::SelfSigned(names) => {
+            let certified = rcgen::generate_simple_self_signed(names.to_vec())?;
+            let chain = vec![certified.cert.der().clone()];
+            let key =
+                PrivateKeyDer::from_pem_slice(certified.signing_key.serialize_pem().as_bytes())?;
+            (chain, key)
+        }
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)

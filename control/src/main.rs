@@ -32,6 +32,24 @@ enum Command {
     Serve(ServeArgs),
     /// Issue a client certificate from the cluster CA and write a kubeconfig.
     Kubeconfig(KubeconfigArgs),
+    /// Issue a serving certificate from the cluster CA (a node agent's, which the API
+    /// server verifies when it proxies logs and exec).
+    ServingCert(ServingCertArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServingCertArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// Names and IP addresses the certificate is valid for (repeatable).
+    #[arg(long = "name", required = true)]
+    names: Vec<String>,
+    /// Where to write the certificate (PEM).
+    #[arg(long)]
+    cert_out: PathBuf,
+    /// Where to write the private key (PEM, 0600).
+    #[arg(long)]
+    key_out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -44,6 +62,26 @@ struct EtcdArgs {
         default_value = "http://127.0.0.1:2379"
     )]
     etcd: Vec<String>,
+    /// Encryption at rest (kube's EncryptionConfiguration; secretbox and identity
+    /// providers). The cluster CA's key is sealed with the secrets.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// The store these flags describe.
+    fn store(&self) -> Result<Arc<Store>> {
+        let encryption = self
+            .encryption_provider_config
+            .as_deref()
+            .map(skiff_control::store::encryption::EncryptionConfig::load)
+            .transpose()
+            .context("--encryption-provider-config")?;
+        Ok(Store::encrypted(
+            Arc::new(skiff_control::store::EtcdStorage::new(self.etcd.clone())),
+            encryption,
+        ))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +184,7 @@ async fn serve_or_write() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => run_server(args).await,
         Command::Kubeconfig(args) => write_kubeconfig(args).await,
+        Command::ServingCert(args) => write_serving_cert(args).await,
     }
 }
 
@@ -197,7 +236,7 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     .map_err(anyhow::Error::msg)
     .context("--service-cluster-ip-range / --service-node-port-range")?;
     skiff_control::resources::set_service_ranges(ranges);
-    let store = Store::new(args.etcd.etcd.clone());
+    let store = args.etcd.store()?;
     let ca = load_ca(&store).await?;
     if let Err(e) = bootstrap::ensure_namespaces(&store).await {
         warn!(error = %e, "could not create the system namespaces yet");
@@ -263,7 +302,7 @@ async fn run_server(args: ServeArgs) -> Result<()> {
         external_address.as_deref(),
     ));
     let state = api::AppState::new(Arc::clone(&store), tokens)
-        .with_agent_tls(api::agent_client::config(&agent_identity)?)
+        .with_agent_tls(api::agent_client::config(&ca.pem.cert, &agent_identity)?)
         .with_authorization(&authorization, PodSecurityConfiguration::default())
         .with_service_accounts(service_accounts);
     reconcile_rbac(&state.registry).await;
@@ -450,8 +489,17 @@ async fn run_controllers(
     }
 }
 
+async fn write_serving_cert(args: ServingCertArgs) -> Result<()> {
+    let store = args.etcd.store()?;
+    let ca = load_ca(&store).await?;
+    let pem = ca.serving(&args.names)?;
+    std::fs::write(&args.cert_out, &pem.cert)
+        .with_context(|| format!("writing {}", args.cert_out.display()))?;
+    write_private(&args.key_out, pem.key.as_bytes())
+}
+
 async fn write_kubeconfig(args: KubeconfigArgs) -> Result<()> {
-    let store = Store::new(args.etcd.etcd);
+    let store = args.etcd.store()?;
     let ca = load_ca(&store).await?;
     let client = ca.client(&args.user, &args.groups)?;
     let text = skiff_control::pki::kubeconfig(&args.server, &ca.pem, &args.user, &client);

@@ -31,6 +31,23 @@ pub enum PkiError {
     Corrupt(String),
 }
 
+/// How long issued certificates (client and serving) are valid: a year, as kubeadm's.
+pub const CERTIFICATE_DAYS: i64 = 365;
+
+/// Year, month and day `offset` days from today (UTC).
+fn day_from_today(offset: i64) -> (i32, u8, u8) {
+    let date = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::UTC)
+        .date()
+        .checked_add(jiff::Span::new().days(offset))
+        .unwrap_or_else(|_| jiff::civil::date(2036, 1, 1));
+    (
+        i32::from(date.year()),
+        u8::try_from(date.month()).unwrap_or(1),
+        u8::try_from(date.day()).unwrap_or(1),
+    )
+}
+
 /// A certificate and its private key, PEM-encoded.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pem {
@@ -98,7 +115,12 @@ impl Ca {
         })
     }
 
-    fn issue(&self, params: CertificateParams) -> Result<Pem, PkiError> {
+    fn issue(&self, mut params: CertificateParams) -> Result<Pem, PkiError> {
+        // Valid from yesterday (clock skew) for CERTIFICATE_DAYS.
+        let (year, month, day) = day_from_today(-1);
+        params.not_before = rcgen::date_time_ymd(year, month, day);
+        let (year, month, day) = day_from_today(CERTIFICATE_DAYS);
+        params.not_after = rcgen::date_time_ymd(year, month, day);
         let ca_key = KeyPair::from_pem(&self.pem.key)?;
         let issuer = Issuer::from_ca_cert_pem(&self.pem.cert, ca_key)?;
         let key = KeyPair::generate()?;

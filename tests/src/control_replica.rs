@@ -33,6 +33,9 @@ impl Replica {
             // Tokens any replica issued verify on every replica.
             .arg("--service-account-signing-key-file")
             .arg(lab.dir.join("control").join("service-account.key"))
+            // The same key for secrets (and the CA) at rest.
+            .arg("--encryption-provider-config")
+            .arg(lab.dir.join("control").join("encryption.yaml"))
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()

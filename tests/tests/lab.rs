@@ -68,13 +68,23 @@ fn nodes_reach_nothing_outside_the_lab() {
             "{} has a default route:\n{routes}",
             node.name
         );
-        // The root namespace is reachable on the underlay …
-        let bridge = SocketAddr::from((BRIDGE_ADDR, 2379));
+        // The root namespace is reachable on the underlay (the API server) …
+        let api = SocketAddr::from((BRIDGE_ADDR, 6443));
         run_in(&node.name, move || {
-            TcpStream::connect_timeout(&bridge, Duration::from_secs(2))
-                .expect("etcd on the underlay")
+            TcpStream::connect_timeout(&api, Duration::from_secs(2))
+                .expect("the API server on the underlay")
         });
-        // … anything else fails locally with "network unreachable", for TCP and UDP.
+        // … but not etcd, which only the control plane reaches (on loopback) …
+        let etcd = SocketAddr::from((BRIDGE_ADDR, 2379));
+        let refused = run_in(&node.name, move || {
+            TcpStream::connect_timeout(&etcd, Duration::from_secs(2)).map(drop)
+        });
+        assert!(
+            refused.is_err(),
+            "{}: etcd answers on the underlay",
+            node.name
+        );
+        // … and anything else fails locally with "network unreachable", for TCP and UDP.
         let outside: SocketAddr = format!("{OUTSIDE}:80").parse().expect("addr");
         let (tcp, udp) = run_in(&node.name, move || {
             let tcp = TcpStream::connect_timeout(&outside, Duration::from_secs(2)).map(drop);

@@ -1,7 +1,7 @@
 //! limit/continue pagination: pages of one consistent list, even when objects are written
 //! between pages (the continuation is served at the first page's revision).
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api,
     api::{ListParams, PostParams},
@@ -9,15 +9,17 @@ use kube::{
 use serde_json::json;
 use skiff_tests::Lab;
 
-fn configmap(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name}})).expect("cm")
+/// A Secret (a kind no controller adds to a namespace; ConfigMaps have kube-root-ca.crt),
+/// stored encrypted, so the pages are decrypted as they are read.
+fn configmap(name: &str) -> Secret {
+    serde_json::from_value(json!({"metadata": {"name": name}})).expect("secret")
 }
 
 #[tokio::test]
 async fn pages_form_one_consistent_list() {
     let Some(lab) = Lab::from_env() else { return };
     let ns = lab.namespace("pages");
-    let maps: Api<ConfigMap> = Api::namespaced(lab.client().await, &ns);
+    let maps: Api<Secret> = Api::namespaced(lab.client().await, &ns);
     for i in 0..7 {
         maps.create(&PostParams::default(), &configmap(&format!("cm-{i}")))
             .await

@@ -8,6 +8,7 @@ pub mod node_restriction;
 pub mod pod_security;
 pub mod rbac_escalation;
 pub mod runtime_class;
+pub mod service_account;
 
 use std::sync::Arc;
 
@@ -118,6 +119,9 @@ pub fn default_chain(
 ) -> Chain {
     let mut plugins: Vec<Arc<dyn Plugin>> = vec![
         Arc::new(namespace_lifecycle::NamespaceLifecycle::new(Arc::clone(
+            store,
+        ))),
+        Arc::new(service_account::ServiceAccountAdmission::new(Arc::clone(
             store,
         ))),
         Arc::new(node_restriction::NodeRestriction::new(Arc::clone(store))),

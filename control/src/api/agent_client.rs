@@ -1,8 +1,8 @@
 //! Connections from the API server to node agents (pods/log, pods/exec): TLS with the API
 //! server's own client certificate (`kube-apiserver-kubelet-client`, group system:masters),
-//! which the agents require. As kube-apiserver does without
-//! `--kubelet-certificate-authority`, the agents' self-signed serving certificates are not
-//! verified; the channel is encrypted and the agent authenticates the API server.
+//! which the agents require, and the agent's serving certificate verified against the
+//! cluster CA for the node's address (kube-apiserver with `--kubelet-certificate-authority`):
+//! logs and exec never go to an impostor on a node's address.
 
 use std::sync::Arc;
 
@@ -15,12 +15,22 @@ use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use crate::pki::Pem;
 
-/// The TLS client configuration presenting `identity` to agents.
-pub fn config(identity: &Pem) -> anyhow::Result<Arc<ClientConfig>> {
+/// The TLS client configuration presenting `identity` to agents and trusting agents
+/// whose serving certificates `ca_pem` signed.
+pub fn config(ca_pem: &str, identity: &Pem) -> anyhow::Result<Arc<ClientConfig>> {
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(identity.cert.as_bytes()).collect::<Result<_, _>>()?;
     let key = PrivateKeyDer::from_pem_slice(identity.key.as_bytes())?;
-    Ok(skiff_tls::unverified_server_config(Some((chain, key)))?)
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    Ok(Arc::new(config))
 }
 
 /// Open a TLS connection to the agent at `address` (`ip:port`).

@@ -7,6 +7,7 @@ pub mod authorize;
 mod body;
 mod discovery;
 mod health;
+pub mod limits;
 mod metrics;
 mod openapi;
 pub mod request;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub service_accounts: Option<Arc<crate::authn::ServiceAccountTokens>>,
     /// Who may do what (`--authorization-mode`).
     pub authorizer: Arc<dyn Authorizer>,
+    /// Concurrent requests allowed (max in flight).
+    pub in_flight: Arc<limits::InFlight>,
     /// The RBAC authorizer, when RBAC is on (rules reviews read it).
     pub rbac: Option<Arc<authz::rbac_source::RbacAuthorizer>>,
     /// TLS towards node agents (logs, exec), when the server has a client identity.
@@ -102,6 +105,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             tokens: Arc::new(tokens),
             service_accounts: None,
+            in_flight: Arc::new(limits::InFlight::default()),
             rbac: None,
             authorizer: Arc::new(authz::Chain::new(vec![Arc::new(
                 authz::privileged::PrivilegedGroups,
@@ -160,7 +164,7 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let response = match identify(&state, &request) {
         Some(user) => match authorize(&state, &user, &request) {
-            Ok(user) => route(&state, &user, request).await,
+            Ok(user) => bounded(&state, &user, request).await,
             Err(denied) => denied.into_response(),
         },
         None if auth::is_public(&path) => {
@@ -174,6 +178,35 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
         started.elapsed(),
     );
     response
+}
+
+/// Route a request within the server's budget: long-running requests (watches, streams)
+/// go straight through; others take an in-flight slot (429 when none is left) and get
+/// their timeout (504 after it).
+async fn bounded(state: &AppState, user: &Identity, request: Request) -> Response {
+    let query = request::Query::parse(request.uri().query());
+    if limits::long_running(request.uri().path(), &query) {
+        return route(state, user, request).await;
+    }
+    let _slot = match state.in_flight.admit(request.method()) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            let mut response = refused.into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return response;
+        }
+    };
+    let limit = limits::timeout(&query);
+    match tokio::time::timeout(limit, route(state, user, request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::timeout(format!(
+            "the request did not complete within the allowed timeout of {} s",
+            limit.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 /// Impersonate if asked, then authorize: the user the request acts as, or the 403.

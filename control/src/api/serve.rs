@@ -6,7 +6,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, extract::Request};
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
 use rustls::{
@@ -21,6 +21,9 @@ use tracing::debug;
 
 use super::auth::Identity;
 use crate::pki::Pem;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
 
 /// A rustls server config presenting `serving`, accepting (not requiring) client
 /// certificates signed by `ca_pem`.
@@ -116,10 +119,14 @@ where
         }
         app.clone().oneshot(request.map(axum::body::Body::new))
     });
-    if let Err(e) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection_with_upgrades(io, service)
-        .await
-    {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client gets 32 s to send its request headers (kube-apiserver's ReadHeaderTimeout),
+    // so idle half-open connections cannot pile up.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(HEADER_READ_TIMEOUT));
+    if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
         debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -5,10 +5,14 @@
 //! - `skiff:controllers` (ClusterRole and ClusterRoleBinding): Skiff's controllers watch
 //!   under their own identities, where kube-controller-manager's shared informers watch as
 //!   `system:kube-controller-manager` (which may list and watch everything); and they
-//!   write status with merge patches, where kube's controller roles grant `update` only.
+//!   write status (and the Deployment controller its revision annotation) with merge
+//!   patches, where kube's controller roles grant `update` only.
 //! - `skiff:endpoints`: one Skiff controller writes both EndpointSlices and the legacy
 //!   Endpoints (kube has two); it runs as `endpointslice-controller` and is also bound to
 //!   `system:controller:endpoint-controller`.
+//! - `skiff:ttl-after-finished`: the Job controller also deletes finished Jobs after their
+//!   `ttlSecondsAfterFinished` (kube's ttl-after-finished controller), so it is bound to
+//!   `system:controller:ttl-after-finished-controller` too.
 //! - `skiff:node-proxier`: each node's agent is also its kube-proxy (the Service
 //!   datapath), so every node is bound to `system:node-proxier`.
 
@@ -98,6 +102,8 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         metadata: metadata("skiff:controllers"),
         rules: Some(vec![
             rule(&["get", "list", "watch"], &["*"], &["*"]),
+            // The Deployment controller patches its revision annotation (kube: update).
+            rule(&["patch"], &["apps"], &["deployments"]),
             rule(
                 &["patch", "update"],
                 &["apps"],
@@ -138,6 +144,11 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "skiff:endpoints",
             "system:controller:endpoint-controller",
             vec![service_account("endpointslice-controller")],
+        ),
+        binding(
+            "skiff:ttl-after-finished",
+            "system:controller:ttl-after-finished-controller",
+            vec![service_account("job-controller")],
         ),
         binding(
             "skiff:node-proxier",

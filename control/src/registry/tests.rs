@@ -56,6 +56,13 @@ async fn registry_with(plugins: Vec<Arc<dyn Plugin>>) -> Registry {
         .await
         .expect("namespace");
     registry
+        .create(
+            &request("serviceaccounts", "ns", &user),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+        )
+        .await
+        .expect("default service account");
+    registry
 }
 
 fn config_map(name: &str) -> Value {
@@ -312,7 +319,10 @@ async fn every_write_passes_the_admission_chain_in_order() {
     assert_eq!(
         phases,
         [
-            // The namespace, configmap a, configmap b (refused), the deletion of a.
+            // The namespace, its ServiceAccount, configmap a, configmap b (refused), the
+            // deletion of a.
+            "admit CREATE",
+            "validate CREATE",
             "admit CREATE",
             "validate CREATE",
             "admit CREATE",

@@ -16,6 +16,7 @@
 
 pub mod backend;
 mod cache;
+pub mod encryption;
 pub mod etcd;
 pub mod memory;
 mod object;
@@ -75,6 +76,9 @@ pub enum StoreError {
     /// etcd did not answer in time.
     #[error("etcd did not answer within {} s", ETCD_DEADLINE.as_secs())]
     Timeout,
+    /// A value could not be encrypted or decrypted (encryption at rest).
+    #[error(transparent)]
+    Encryption(#[from] encryption::EncryptionError),
 }
 
 /// Deadline of every etcd call: an outage is answered with 503, never a hung request.
@@ -141,6 +145,8 @@ pub struct Page {
 /// Objects over a [`Storage`] backend, and the resources' watch caches.
 pub struct Store {
     backend: Arc<dyn Storage>,
+    /// Encryption at rest of the resources it names.
+    encryption: Option<Arc<encryption::EncryptionConfig>>,
     caches: std::sync::Mutex<HashMap<String, Arc<WatchCache>>>,
 }
 
@@ -152,10 +158,33 @@ impl Store {
 
     /// A store on `backend`.
     pub fn on(backend: Arc<dyn Storage>) -> Arc<Self> {
+        Self::encrypted(backend, None)
+    }
+
+    /// A store on `backend` encrypting what `encryption` names.
+    pub fn encrypted(
+        backend: Arc<dyn Storage>,
+        encryption: Option<encryption::EncryptionConfig>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             backend,
+            encryption: encryption.map(Arc::new),
             caches: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The bytes stored for `object` at `key` (encrypted when configured).
+    fn seal(&self, key: &str, object: &Value) -> Result<Vec<u8>, StoreError> {
+        let plain = object::encode(object);
+        match &self.encryption {
+            Some(config) => Ok(config.encrypt(key, plain)?),
+            None => Ok(plain),
+        }
+    }
+
+    /// The object stored at `key` as `bytes` written at `revision`.
+    fn open(&self, key: &str, bytes: &[u8], revision: i64) -> Result<Value, StoreError> {
+        object::decode_stored(self.encryption.as_deref(), key, bytes, revision)
     }
 
     /// A store in memory (unit tests).
@@ -181,7 +210,7 @@ impl Store {
     /// Read one object (resourceVersion set).
     pub async fn get(&self, key: &str) -> Result<Value, StoreError> {
         let kv = self.backend.get(key).await?;
-        object::decode(key, &kv.value, kv.revision)
+        self.open(key, &kv.value, kv.revision)
     }
 
     /// Create an object; fails with AlreadyExists. Returns the new resourceVersion.
@@ -198,7 +227,7 @@ impl Store {
         claims: &ClaimChange,
     ) -> Result<i64, StoreError> {
         self.backend
-            .create(key, object::encode(object), claims)
+            .create(key, self.seal(key, object)?, claims)
             .await
     }
 
@@ -223,7 +252,7 @@ impl Store {
         claims: &ClaimChange,
     ) -> Result<i64, StoreError> {
         self.backend
-            .update(key, object::encode(object), expected, claims)
+            .update(key, self.seal(key, object)?, expected, claims)
             .await
     }
 
@@ -311,7 +340,7 @@ impl Store {
             .await?;
         let mut objects = Vec::with_capacity(range.kvs.len());
         for kv in &range.kvs {
-            objects.push(object::decode(&kv.key, &kv.value, kv.revision)?);
+            objects.push(self.open(&kv.key, &kv.value, kv.revision)?);
         }
         let next_key = if range.more {
             range.kvs.last().map(|kv| format!("{}\0", kv.key))
@@ -333,7 +362,12 @@ impl Store {
         caches
             .entry(prefix.to_owned())
             .or_insert_with(|| {
-                WatchCache::start(Arc::clone(&self.backend), prefix.to_owned(), projection)
+                WatchCache::start(
+                    Arc::clone(&self.backend),
+                    self.encryption.clone(),
+                    prefix.to_owned(),
+                    projection,
+                )
             })
             .clone()
     }

@@ -96,6 +96,19 @@ pub fn encode(object: &Value) -> Vec<u8> {
     serde_json::to_vec(&object).unwrap_or_default()
 }
 
+/// Decrypt (when `encryption` covers `key`) and parse a stored value.
+pub fn decode_stored(
+    encryption: Option<&super::encryption::EncryptionConfig>,
+    key: &str,
+    bytes: &[u8],
+    revision: i64,
+) -> Result<Value, StoreError> {
+    match encryption {
+        Some(config) => decode(key, &config.decrypt(key, bytes)?, revision),
+        None => decode(key, bytes, revision),
+    }
+}
+
 /// Parse a stored value and set its resourceVersion.
 pub fn decode(key: &str, bytes: &[u8], revision: i64) -> Result<Value, StoreError> {
     let mut object: Value = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {

@@ -63,6 +63,33 @@ pub fn busybox() -> Result<ImageSpec> {
     })
 }
 
+/// The kubectl the in-cluster client image carries (static; the Cloud SDK's 1.33).
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+/// `docker.io/skiff/kubectl:latest`: busybox with kubectl, an in-cluster client nobody here
+/// wrote (it finds the API through `KUBERNETES_SERVICE_HOST` and the mounted
+/// ServiceAccount token, as every in-cluster client does).
+pub fn kubectl() -> Result<ImageSpec> {
+    let mut image = busybox()?;
+    let binary = PathBuf::from(KUBECTL);
+    anyhow::ensure!(
+        binary.exists(),
+        "{KUBECTL} is missing: `cargo xtask setup` installs kubectl"
+    );
+    image
+        .files
+        .insert("usr/local".to_owned(), Entry::Dir(0o755));
+    image
+        .files
+        .insert("usr/local/bin".to_owned(), Entry::Dir(0o755));
+    image.files.insert(
+        "usr/local/bin/kubectl".to_owned(),
+        Entry::HostFile(binary, 0o755),
+    );
+    image.reference = "docker.io/skiff/kubectl:latest".to_owned();
+    Ok(image)
+}
+
 /// `docker.io/skiff/echo:latest`: the echo server alone.
 pub fn echo(binary: &std::path::Path) -> ImageSpec {
     let mut files = base();

@@ -54,7 +54,7 @@ pub fn build_and_publish(registry: Option<&str>) -> Result<()> {
     let mut progress = Progress::new("images", 3);
     let echo = progress.step("build images/echo statically", catalog::build_echo_binary)?;
     let images = progress.step(
-        "build busybox, skiff/echo, redis and the guestbook frontend",
+        "build busybox, skiff/echo, redis, the guestbook frontend and skiff/kubectl",
         || {
             let mut built = Vec::new();
             for (file, spec) in [
@@ -62,6 +62,7 @@ pub fn build_and_publish(registry: Option<&str>) -> Result<()> {
                 ("echo.tar", catalog::echo(&echo)),
                 ("redis.tar", catalog::redis()?),
                 ("guestbook-frontend.tar", catalog::guestbook_frontend()?),
+                ("kubectl.tar", catalog::kubectl()?),
             ] {
                 let image = oci::build(&spec)?;
                 oci::write_archive(&image, &dir.join(file))?;

@@ -76,6 +76,19 @@ pub fn create_node(node: &Node) -> Result<()> {
     ])?;
     in_ns(&["link", "set", "eth0", "up"])?;
     in_ns(&["link", "set", "lo", "up"])?;
+    // The root namespace hosts the API server (the `kubernetes` Service's endpoint): its
+    // replies to pods go back through their node, never out of the machine (it goes with
+    // the bridge at `down`).
+    ip([
+        "route",
+        "replace",
+        &node.pod_cidr,
+        "via",
+        &node.address.to_string(),
+        "dev",
+        BRIDGE,
+    ])
+    .with_context(|| format!("routing {} via {}", node.pod_cidr, node.name))?;
     Ok(())
 }
 

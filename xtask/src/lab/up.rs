@@ -201,6 +201,8 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             .arg(format!("127.0.0.1:{CONTROL_HEALTH_PORT}"))
             .arg("--service-account-signing-key-file")
             .arg(layout.service_account_key())
+            .arg("--encryption-provider-config")
+            .arg(write_encryption_config(layout)?)
             .arg("--token-auth-file")
             .arg(write_token_file(layout)?)
             .arg("--data-dir")
@@ -225,24 +227,28 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             .map(drop)
         })
     })?;
-    progress.step("kubeconfigs (admin, and one per node)", || {
-        kubeconfig(
-            layout,
-            "kubernetes-admin",
-            &["system:masters"],
-            &layout.kubeconfig(),
-        )?;
-        for node in &nodes {
-            let user = format!("system:node:{}", node.name);
+    progress.step(
+        "kubeconfigs (admin, and one per node) and node serving certificates",
+        || {
             kubeconfig(
                 layout,
-                &user,
-                &["system:nodes"],
-                &layout.node_dir(node).join("kubeconfig"),
+                "kubernetes-admin",
+                &["system:masters"],
+                &layout.kubeconfig(),
             )?;
-        }
-        Ok(())
-    })?;
+            for node in &nodes {
+                let user = format!("system:node:{}", node.name);
+                kubeconfig(
+                    layout,
+                    &user,
+                    &["system:nodes"],
+                    &layout.node_dir(node).join("kubeconfig"),
+                )?;
+                serving_cert(layout, node)?;
+            }
+            Ok(())
+        },
+    )?;
     progress.step(&format!("skiff-agent on {node_count} nodes"), || {
         let mut pending = Vec::new();
         for node in &nodes {
@@ -317,16 +323,15 @@ fn log_tail(log: &Path) -> String {
 }
 
 fn start_etcd(layout: &Layout) -> Result<Daemon> {
-    let client =
-        format!("http://127.0.0.1:{ETCD_CLIENT_PORT},http://{BRIDGE_ADDR}:{ETCD_CLIENT_PORT}");
+    // Loopback only: the control plane runs in the root namespace; nodes and pods never
+    // reach etcd.
+    let client = format!("http://127.0.0.1:{ETCD_CLIENT_PORT}");
     let peer = format!("http://127.0.0.1:{ETCD_PEER_PORT}");
     let mut cmd = Command::new("etcd");
     cmd.arg("--name=skiff-lab")
         .arg(format!("--data-dir={}", layout.etcd_data().display()))
         .arg(format!("--listen-client-urls={client}"))
-        .arg(format!(
-            "--advertise-client-urls=http://{BRIDGE_ADDR}:{ETCD_CLIENT_PORT}"
-        ))
+        .arg(format!("--advertise-client-urls={client}"))
         .arg(format!("--listen-peer-urls={peer}"))
         .arg(format!("--initial-advertise-peer-urls={peer}"))
         .arg(format!("--initial-cluster=skiff-lab={peer}"))
@@ -422,6 +427,10 @@ fn start_agent(layout: &Layout, node: &Node) -> Result<Daemon> {
         .arg(layout.node_dir(node))
         .arg("--kubeconfig")
         .arg(layout.node_dir(node).join("kubeconfig"))
+        .arg("--tls-cert-file")
+        .arg(layout.node_dir(node).join("kubelet.crt"))
+        .arg("--tls-private-key-file")
+        .arg(layout.node_dir(node).join("kubelet.key"))
         .arg("--containerd")
         .arg(layout.containerd_socket())
         .arg("--pod-cidr")
@@ -448,16 +457,47 @@ fn write_registries(layout: &Layout) -> Result<std::path::PathBuf> {
 }
 
 /// A token file with one random admin token (for clients that use bearer tokens).
+/// Secrets encrypted at rest with a random secretbox key (written once, 0600, kept across
+/// restarts of the lab's control plane).
+fn write_encryption_config(layout: &Layout) -> Result<std::path::PathBuf> {
+    use base64::Engine as _;
+    let path = layout.control_dir().join("encryption.yaml");
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut key = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut key)?;
+    let text = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - secretbox:\n      keys:\n      - name: lab\n        secret: {}\n  - identity: {{}}\n",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
+    write_private(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+/// Write a file only root may read.
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 fn write_token_file(layout: &Layout) -> Result<std::path::PathBuf> {
     let path = layout.control_dir().join("tokens.csv");
     let mut random = [0u8; 16];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
     let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(
+    write_private(
         &path,
-        format!("# token,user,uid,groups\n{token},lab-admin,lab-admin,\"system:masters\"\n"),
-    )
-    .with_context(|| format!("writing {}", path.display()))?;
+        format!("# token,user,uid,groups\n{token},lab-admin,lab-admin,\"system:masters\"\n")
+            .as_bytes(),
+    )?;
     Ok(path)
 }
 
@@ -467,6 +507,8 @@ fn kubeconfig(layout: &Layout, user: &str, groups: &[&str], out: &Path) -> Resul
     cmd.arg("kubeconfig")
         .arg("--etcd")
         .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"))
+        .arg("--encryption-provider-config")
+        .arg(layout.control_dir().join("encryption.yaml"))
         .arg("--server")
         .arg(format!("https://{BRIDGE_ADDR}:{CONTROL_PORT}"))
         .arg("--user")
@@ -479,6 +521,30 @@ fn kubeconfig(layout: &Layout, user: &str, groups: &[&str], out: &Path) -> Resul
     output(&mut cmd)
         .map(drop)
         .with_context(|| format!("writing the kubeconfig of {user}"))
+}
+
+/// A node agent's serving certificate from the cluster CA, for its name and address (the
+/// API server verifies it when it proxies logs and exec).
+fn serving_cert(layout: &Layout, node: &Node) -> Result<()> {
+    let dir = layout.node_dir(node);
+    output(
+        Command::new(layout.bin("skiff-control"))
+            .arg("serving-cert")
+            .arg("--etcd")
+            .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"))
+            .arg("--encryption-provider-config")
+            .arg(layout.control_dir().join("encryption.yaml"))
+            .arg("--name")
+            .arg(&node.name)
+            .arg("--name")
+            .arg(node.address.to_string())
+            .arg("--cert-out")
+            .arg(dir.join("kubelet.crt"))
+            .arg("--key-out")
+            .arg(dir.join("kubelet.key")),
+    )
+    .map(drop)
+    .with_context(|| format!("issuing the serving certificate of {}", node.name))
 }
 
 fn print_next_steps(layout: &Layout) {

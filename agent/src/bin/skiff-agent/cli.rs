@@ -85,6 +85,13 @@ pub struct Args {
     /// Kubeconfig to reach the API server (the node's own client certificate).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Serving certificate of the node API (PEM, signed by the cluster CA so the API
+    /// server can verify this node); without it a self-signed one is made.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
     /// containerd socket.
     #[arg(long, default_value = "/run/containerd/containerd.sock")]
     pub containerd: PathBuf,

@@ -298,7 +298,11 @@ async fn run(args: Args) -> Result<()> {
             let ca =
                 cluster_ca(kubeconfig).context("reading the cluster CA from the kubeconfig")?;
             let names = vec![args.listen.ip().to_string(), args.node_name.clone()];
-            let config = skiff_agent::tls::server_config(&ca, &names)?;
+            let serving = match (&args.tls_cert_file, &args.tls_private_key_file) {
+                (Some(cert), Some(key)) => skiff_agent::tls::Serving::Files { cert, key },
+                _ => skiff_agent::tls::Serving::SelfSigned(&names),
+            };
+            let config = skiff_agent::tls::server_config(&ca, serving)?;
             let app = health.merge(server::routes(server::NodeApi {
                 state_dir: args.state_dir.clone(),
                 runtime: Some(runtime),

@@ -5,6 +5,7 @@
 mod delete;
 mod node_proxy;
 mod read;
+mod reviews;
 mod subresource;
 mod token;
 mod watch;
@@ -153,6 +154,12 @@ async fn route(ctx: &Ctx<'_>, method: &Method, body: Bytes) -> Result<Response, 
     let name = ctx.target.name.as_deref();
     let sub = ctx.target.subresource.as_deref();
     let watch = ctx.target.watch_path || ctx.query.flag("watch");
+    if !info.stored() {
+        return match (method.as_str(), name, sub) {
+            ("POST", None, None) => reviews::create(ctx, &body).await,
+            (verb, _, _) => Err(ApiError::method_not_allowed(verb, info.kind)),
+        };
+    }
     match (method.as_str(), name, sub) {
         ("GET", None, None) if watch => watch::watch(ctx).await,
         ("GET", None, None) => read::list(ctx).await,

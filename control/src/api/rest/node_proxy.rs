@@ -341,44 +341,36 @@ pub async fn exec(
     let config = ctx.state.agent_tls.clone().ok_or_else(|| {
         unreachable("this API server has no client identity for node agents".into())
     })?;
-    let mut agent = crate::api::agent_client::connect(&config, &address)
+    let stream = crate::api::agent_client::connect(&config, &address)
         .await
         .map_err(unreachable)?;
-    let upgrade_request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: {protocols}\r\n\r\n"
-    );
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    agent
-        .write_all(upgrade_request.as_bytes())
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    // Read the agent's response head.
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    let end = loop {
-        let n = agent
-            .read(&mut buf)
+    tokio::spawn(async move {
+        let _ = connection.with_upgrades().await;
+    });
+    let upgrade = hyper::Request::get(path.as_str())
+        .header(hyper::header::HOST, address.as_str())
+        .header(hyper::header::CONNECTION, "Upgrade")
+        .header(hyper::header::UPGRADE, "websocket")
+        .header(hyper::header::SEC_WEBSOCKET_VERSION, "13")
+        .header(hyper::header::SEC_WEBSOCKET_KEY, key.as_str())
+        .header(hyper::header::SEC_WEBSOCKET_PROTOCOL, protocols.as_str())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut agent_response = sender
+        .send_request(upgrade)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if agent_response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+        let status = agent_response.status();
+        let body = http_body_util::BodyExt::collect(agent_response.into_body())
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        if n == 0 {
-            return Err(unreachable("the agent closed the connection".into()));
-        }
-        head.extend_from_slice(&buf[..n]);
-        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if head.len() > 64 * 1024 {
-            return Err(unreachable("oversized response head".into()));
-        }
-    };
-    let text = String::from_utf8_lossy(&head[..end]).into_owned();
-    let leftover = head[end..].to_vec();
-    let status_line = text.lines().next().unwrap_or_default();
-    if status_line.split_whitespace().nth(1) != Some("101") {
-        let body = String::from_utf8_lossy(&leftover).trim().to_owned();
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
+            .unwrap_or_default();
         return Err(ApiError::bad_request(if body.is_empty() {
-            format!("the agent refused the exec: {status_line}")
+            format!("the agent refused the exec: {status}")
         } else {
             body
         }));
@@ -387,22 +379,23 @@ pub async fn exec(
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header("connection", "Upgrade")
         .header("upgrade", "websocket");
-    for line in text.lines().skip(1) {
-        if let Some((name, value)) = line.split_once(':') {
-            let lower = name.trim().to_ascii_lowercase();
-            if lower == "sec-websocket-accept" || lower == "sec-websocket-protocol" {
-                response = response.header(lower, value.trim());
-            }
+    for name in [
+        hyper::header::SEC_WEBSOCKET_ACCEPT,
+        hyper::header::SEC_WEBSOCKET_PROTOCOL,
+    ] {
+        if let Some(value) = agent_response.headers().get(&name) {
+            response = response.header(name.clone(), value.clone());
         }
     }
     tokio::spawn(async move {
-        let Ok(upgraded) = hyper::upgrade::on(request).await else {
+        let Ok(agent) = hyper::upgrade::on(&mut agent_response).await else {
             return;
         };
-        let mut client = TokioIo::new(upgraded);
-        if !leftover.is_empty() && client.write_all(&leftover).await.is_err() {
+        let Ok(client) = hyper::upgrade::on(request).await else {
             return;
-        }
+        };
+        let mut agent = TokioIo::new(agent);
+        let mut client = TokioIo::new(client);
         let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
     });
     response

@@ -99,6 +99,7 @@ impl WatchCache {
     /// Start the cache task for `prefix`, fed by `backend`.
     pub(crate) fn start(
         backend: Arc<dyn Storage>,
+        encryption: Option<Arc<super::encryption::EncryptionConfig>>,
         prefix: String,
         projection: Projection,
     ) -> Arc<Self> {
@@ -115,6 +116,7 @@ impl WatchCache {
         tokio::spawn(pump::run(
             Arc::downgrade(&cache),
             backend,
+            encryption,
             projection,
             progress_rx,
         ));

@@ -16,7 +16,8 @@ use super::WatchCache;
 use crate::store::{
     CachedObject, Projection, Storage, StoreError,
     backend::{Change, RangeRequest, WatchMessage},
-    object::decode,
+    encryption::EncryptionConfig,
+    object::decode_stored,
 };
 
 /// Page size of the cache's lists.
@@ -25,6 +26,7 @@ const LIST_PAGE: i64 = 1_000;
 /// List every object under `prefix` (paged, at one revision).
 async fn list_all(
     backend: &dyn Storage,
+    encryption: Option<&EncryptionConfig>,
     prefix: &str,
     projection: Projection,
 ) -> Result<(BTreeMap<String, Arc<CachedObject>>, i64), StoreError> {
@@ -43,7 +45,7 @@ async fn list_all(
             .await?;
         revision = range.revision;
         for kv in &range.kvs {
-            match decode(&kv.key, &kv.value, kv.revision) {
+            match decode_stored(encryption, &kv.key, &kv.value, kv.revision) {
                 Ok(value) => {
                     objects.insert(
                         kv.key.clone(),
@@ -64,6 +66,7 @@ async fn list_all(
 pub(super) async fn run(
     cache: Weak<WatchCache>,
     backend: Arc<dyn Storage>,
+    encryption: Option<Arc<EncryptionConfig>>,
     projection: Projection,
     mut progress: mpsc::Receiver<()>,
 ) {
@@ -72,7 +75,17 @@ pub(super) async fn run(
         let Some(prefix) = cache.upgrade().map(|c| c.prefix.clone()) else {
             return;
         };
-        match watch_once(&cache, backend.as_ref(), &prefix, projection, &mut progress).await {
+        let encryption = encryption.as_deref();
+        match watch_once(
+            &cache,
+            backend.as_ref(),
+            encryption,
+            &prefix,
+            projection,
+            &mut progress,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(e) => {
                 debug!(%prefix, error = %e, "watch cache restarting");
@@ -87,11 +100,12 @@ pub(super) async fn run(
 async fn watch_once(
     cache: &Weak<WatchCache>,
     backend: &dyn Storage,
+    encryption: Option<&EncryptionConfig>,
     prefix: &str,
     projection: Projection,
     progress: &mut mpsc::Receiver<()>,
 ) -> Result<(), StoreError> {
-    let (objects, revision) = list_all(backend, prefix, projection).await?;
+    let (objects, revision) = list_all(backend, encryption, prefix, projection).await?;
     match cache.upgrade() {
         Some(c) => c.change(|state| state.reset(objects, revision)),
         None => return Ok(()),
@@ -123,7 +137,7 @@ async fn watch_once(
                             let mut events = Vec::new();
                             for change in changes {
                                 match change {
-                                    Change::Put(kv) => match decode(&kv.key, &kv.value, kv.revision) {
+                                    Change::Put(kv) => match decode_stored(encryption, &kv.key, &kv.value, kv.revision) {
                                         Ok(value) => events.extend(state.apply(
                                             kv.key,
                                             Some(CachedObject::new(&value, kv.revision, projection)),
