@@ -31,7 +31,8 @@ async fn streaming_list_ends_with_the_initial_events_bookmark() {
             .expect("create");
     }
     let path = format!(
-        "/api/v1/namespaces/{ns}/configmaps?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1"
+        // The test's own maps (every namespace also holds kube-root-ca.crt).
+        "/api/v1/namespaces/{ns}/configmaps?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1&labelSelector=tier%3Dfront"
     );
     let text = client
         .request_text(http::Request::get(path).body(Vec::new()).expect("request"))
@@ -52,8 +53,13 @@ async fn streaming_list_ends_with_the_initial_events_bookmark() {
     );
 
     // kube-runtime's streaming-list watcher works against it.
-    let stream =
-        watcher(maps.clone(), watcher::Config::default().streaming_lists()).default_backoff();
+    let stream = watcher(
+        maps.clone(),
+        watcher::Config::default()
+            .streaming_lists()
+            .labels("tier=front"),
+    )
+    .default_backoff();
     let mut stream = std::pin::pin!(stream);
     let mut initial = Vec::new();
     let done = tokio::time::timeout(Duration::from_secs(20), async {

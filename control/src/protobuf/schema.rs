@@ -191,6 +191,140 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "type", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "rollingUpdate", ty: Ty::Message("api/apps/v1/RollingUpdateStatefulSetStrategy"), repeated: false, list: ListMerge::Replace },
     ] },
+    Message { name: "api/authentication/v1/BoundObjectReference", fields: &[
+        Field { tag: 1, json: "kind", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "apiVersion", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "uId", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authentication/v1/ExtraValue", fields: &[
+        Field { tag: 1, json: "items", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authentication/v1/SelfSubjectReview", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "status", ty: Ty::Message("api/authentication/v1/SelfSubjectReviewStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authentication/v1/SelfSubjectReviewStatus", fields: &[
+        Field { tag: 1, json: "userInfo", ty: Ty::Message("api/authentication/v1/UserInfo"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authentication/v1/TokenRequest", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/authentication/v1/TokenRequestSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/authentication/v1/TokenRequestStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authentication/v1/TokenRequestSpec", fields: &[
+        Field { tag: 1, json: "audiences", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "expirationSeconds", ty: Ty::Int64, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "boundObjectRef", ty: Ty::Message("api/authentication/v1/BoundObjectReference"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authentication/v1/TokenRequestStatus", fields: &[
+        Field { tag: 1, json: "token", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "expirationTimestamp", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/Time"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authentication/v1/TokenReview", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/authentication/v1/TokenReviewSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/authentication/v1/TokenReviewStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authentication/v1/TokenReviewSpec", fields: &[
+        Field { tag: 1, json: "token", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "audiences", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authentication/v1/TokenReviewStatus", fields: &[
+        Field { tag: 1, json: "authenticated", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "user", ty: Ty::Message("api/authentication/v1/UserInfo"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "audiences", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 3, json: "error", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authentication/v1/UserInfo", fields: &[
+        Field { tag: 1, json: "username", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "uid", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "groups", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "extra", ty: Ty::Map(&Ty::String, &Ty::Message("api/authentication/v1/ExtraValue")), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/ExtraValue", fields: &[
+        Field { tag: 1, json: "items", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/FieldSelectorAttributes", fields: &[
+        Field { tag: 1, json: "rawSelector", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "requirements", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/FieldSelectorRequirement,"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/LabelSelectorAttributes", fields: &[
+        Field { tag: 1, json: "rawSelector", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "requirements", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelectorRequirement,"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/LocalSubjectAccessReview", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/authorization/v1/SubjectAccessReviewSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/authorization/v1/SubjectAccessReviewStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/NonResourceAttributes", fields: &[
+        Field { tag: 1, json: "path", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "verb", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/NonResourceRule", fields: &[
+        Field { tag: 1, json: "verbs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "nonResourceUrLs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/ResourceAttributes", fields: &[
+        Field { tag: 1, json: "namespace", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "verb", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "group", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "version", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "resource", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 6, json: "subresource", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 7, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 8, json: "fieldSelector", ty: Ty::Message("api/authorization/v1/FieldSelectorAttributes"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 9, json: "labelSelector", ty: Ty::Message("api/authorization/v1/LabelSelectorAttributes"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/ResourceRule", fields: &[
+        Field { tag: 1, json: "verbs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "apiGroups", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 3, json: "resources", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "resourceNames", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/SelfSubjectAccessReview", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/authorization/v1/SelfSubjectAccessReviewSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/authorization/v1/SubjectAccessReviewStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/SelfSubjectAccessReviewSpec", fields: &[
+        Field { tag: 1, json: "resourceAttributes", ty: Ty::Message("api/authorization/v1/ResourceAttributes"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "nonResourceAttributes", ty: Ty::Message("api/authorization/v1/NonResourceAttributes"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/SelfSubjectRulesReview", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/authorization/v1/SelfSubjectRulesReviewSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/authorization/v1/SubjectRulesReviewStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/SelfSubjectRulesReviewSpec", fields: &[
+        Field { tag: 1, json: "namespace", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/SubjectAccessReview", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/authorization/v1/SubjectAccessReviewSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/authorization/v1/SubjectAccessReviewStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/SubjectAccessReviewSpec", fields: &[
+        Field { tag: 1, json: "resourceAttributes", ty: Ty::Message("api/authorization/v1/ResourceAttributes"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "nonResourceAttributes", ty: Ty::Message("api/authorization/v1/NonResourceAttributes"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "user", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "groups", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 5, json: "extra", ty: Ty::Map(&Ty::String, &Ty::Message("api/authorization/v1/ExtraValue")), repeated: false, list: ListMerge::Replace },
+        Field { tag: 6, json: "uid", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/SubjectAccessReviewStatus", fields: &[
+        Field { tag: 1, json: "allowed", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "denied", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "reason", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "evaluationError", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/authorization/v1/SubjectRulesReviewStatus", fields: &[
+        Field { tag: 1, json: "resourceRules", ty: Ty::Message("api/authorization/v1/ResourceRule"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "nonResourceRules", ty: Ty::Message("api/authorization/v1/NonResourceRule"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 3, json: "incomplete", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "evaluationError", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
     Message { name: "api/autoscaling/v1/ContainerResourceMetricSource", fields: &[
         Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "targetAverageUtilization", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
@@ -1968,6 +2102,23 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "count", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "lastObservedTime", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/MicroTime"), repeated: false, list: ListMerge::Replace },
     ] },
+    Message { name: "api/node/v1/Overhead", fields: &[
+        Field { tag: 1, json: "podFixed", ty: Ty::Map(&Ty::String, &Ty::Message("apimachinery/pkg/api/resource/Quantity")), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/node/v1/RuntimeClass", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "handler", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "overhead", ty: Ty::Message("api/node/v1/Overhead"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "scheduling", ty: Ty::Message("api/node/v1/Scheduling"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/node/v1/RuntimeClassList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/node/v1/RuntimeClass"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/node/v1/Scheduling", fields: &[
+        Field { tag: 1, json: "nodeSelector", ty: Ty::Map(&Ty::String, &Ty::String), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "tolerations", ty: Ty::Message("api/core/v1/Toleration"), repeated: true, list: ListMerge::Replace },
+    ] },
     Message { name: "api/policy/v1/Eviction", fields: &[
         Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "deleteOptions", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/DeleteOptions"), repeated: false, list: ListMerge::Replace },
@@ -1995,6 +2146,62 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 5, json: "desiredHealthy", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
         Field { tag: 6, json: "expectedPods", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
         Field { tag: 7, json: "conditions", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/Condition"), repeated: true, list: ListMerge::Key("type") },
+    ] },
+    Message { name: "api/rbac/v1/AggregationRule", fields: &[
+        Field { tag: 1, json: "clusterRoleSelectors", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/ClusterRole", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "rules", ty: Ty::Message("api/rbac/v1/PolicyRule"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 3, json: "aggregationRule", ty: Ty::Message("api/rbac/v1/AggregationRule"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/ClusterRoleBinding", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "subjects", ty: Ty::Message("api/rbac/v1/Subject"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 3, json: "roleRef", ty: Ty::Message("api/rbac/v1/RoleRef"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/ClusterRoleBindingList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/rbac/v1/ClusterRoleBinding"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/ClusterRoleList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/rbac/v1/ClusterRole"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/PolicyRule", fields: &[
+        Field { tag: 1, json: "verbs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "apiGroups", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 3, json: "resources", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "resourceNames", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 5, json: "nonResourceUrLs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/Role", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "rules", ty: Ty::Message("api/rbac/v1/PolicyRule"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/RoleBinding", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "subjects", ty: Ty::Message("api/rbac/v1/Subject"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 3, json: "roleRef", ty: Ty::Message("api/rbac/v1/RoleRef"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/RoleBindingList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/rbac/v1/RoleBinding"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/RoleList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/rbac/v1/Role"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/RoleRef", fields: &[
+        Field { tag: 1, json: "apiGroup", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "kind", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/rbac/v1/Subject", fields: &[
+        Field { tag: 1, json: "kind", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "apiGroup", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "namespace", ty: Ty::String, repeated: false, list: ListMerge::Replace },
     ] },
     Message { name: "apimachinery/pkg/api/resource/Quantity", fields: &[
         Field { tag: 1, json: "string", ty: Ty::String, repeated: false, list: ListMerge::Replace },

@@ -230,15 +230,35 @@ fn control_pid(layout: &Layout) -> Result<i32> {
 }
 
 fn run_api(layout: &Layout, quick: bool) -> Result<Value> {
-    run_suite(
+    // The authorization comparison: an ordinary user's kubeconfig, and a second API server
+    // on the same etcd with authorization off.
+    let user_kubeconfig = layout.root.join("bench-user.kubeconfig");
+    lab::write_kubeconfig(layout, "bench-user", &[], &user_kubeconfig)?;
+    let open = lab::start_extra_control(
+        layout,
+        "bench-authz-off",
+        AUTHZ_OFF_PORT,
+        &["--authorization-mode", "AlwaysAllow"],
+    )?;
+    let result = run_suite(
         layout,
         "api",
         "--control-pid",
         control_pid(layout)?,
-        &[],
+        &[
+            "--user-kubeconfig",
+            &user_kubeconfig.to_string_lossy(),
+            "--authz-off-server",
+            &format!("https://127.0.0.1:{AUTHZ_OFF_PORT}"),
+        ],
         quick,
-    )
+    );
+    drop(open);
+    result
 }
+
+/// Where the authorization-off API server listens during `bench api`.
+const AUTHZ_OFF_PORT: u16 = 6444;
 
 fn run_sched(layout: &Layout, quick: bool) -> Result<Value> {
     run_suite(
@@ -534,6 +554,19 @@ fn api_markdown(api: &Value) -> String {
         "| RSS ≤ 200 MiB at {large} pods | {rss:.0} MiB | {} |\n",
         verdict(rss <= 200.0)
     ));
+    let authz = &api["authz"];
+    if !authz.is_null() {
+        md.push_str("\n### Authorization cost (RBAC on and off, same run, rounds A B B A)\n\n");
+        let authz_rows = authz["rows"].as_array().cloned().unwrap_or_default();
+        rows_table(&mut md, &authz_rows);
+        let ratio = number(&authz["p99_ratio"]);
+        md.push_str(&format!(
+            "\n| target | measured | verdict |\n|---|---|---|\n| create p99 with RBAC ({} RoleBindings) ≤ 1.10× with authorization off | {ratio:.3}× (p50 {:.3}×) | {} |\n",
+            authz["bindings"],
+            number(&authz["p50_ratio"]),
+            verdict(ratio <= 1.10)
+        ));
+    }
     if api["sizes"]["quick"].as_bool() == Some(true) {
         md.push_str("\n`--quick` run: smaller sizes than the targets name; a smoke test, not a measurement.\n");
     }

@@ -9,6 +9,7 @@
 mod component;
 mod daemons;
 pub mod down;
+mod extra_control;
 mod guestbook;
 mod layout;
 mod network;
@@ -20,10 +21,11 @@ mod up;
 pub use component::{ComponentArgs, run as component};
 pub use down::down;
 pub use down::teardown;
+pub use extra_control::start_extra_control;
 pub use layout::Layout;
 pub use record::Record;
 pub use status::status;
-pub use up::{UpArgs, bring_up, up};
+pub use up::{UpArgs, bring_up, up, write_kubeconfig};
 
 /// `host:port` of the lab registry if a lab is up and it answers.
 pub fn registry_if_up() -> Option<String> {

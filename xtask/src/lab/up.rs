@@ -230,7 +230,7 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
     progress.step(
         "kubeconfigs (admin, and one per node) and node serving certificates",
         || {
-            kubeconfig(
+            write_kubeconfig(
                 layout,
                 "kubernetes-admin",
                 &["system:masters"],
@@ -238,7 +238,7 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             )?;
             for node in &nodes {
                 let user = format!("system:node:{}", node.name);
-                kubeconfig(
+                write_kubeconfig(
                     layout,
                     &user,
                     &["system:nodes"],
@@ -501,8 +501,9 @@ fn write_token_file(layout: &Layout) -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
-/// Issue a client certificate for `user` from the cluster CA and write a kubeconfig.
-fn kubeconfig(layout: &Layout, user: &str, groups: &[&str], out: &Path) -> Result<()> {
+/// Issue a client certificate for `user` in `groups` from the cluster CA and write its
+/// kubeconfig to `out` (0600).
+pub fn write_kubeconfig(layout: &Layout, user: &str, groups: &[&str], out: &Path) -> Result<()> {
     let mut cmd = Command::new(layout.bin("skiff-control"));
     cmd.arg("kubeconfig")
         .arg("--etcd")

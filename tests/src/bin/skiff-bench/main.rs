@@ -12,6 +12,7 @@
 //! 1,000 and 10,000 Services; traffic only to the lab's addresses.
 //! Requests go only to the lab's API server and etcd on this machine.
 
+mod authz;
 mod cpu;
 mod net;
 mod pods;
@@ -57,6 +58,14 @@ enum Command {
         /// Pid of skiff-control (for RSS).
         #[arg(long)]
         control_pid: u32,
+        /// A kubeconfig of an ordinary user (not in system:masters) for the authorization
+        /// benchmark; without it, that part is skipped.
+        #[arg(long)]
+        user_kubeconfig: Option<PathBuf>,
+        /// URL of a second API server on the same etcd with authorization off
+        /// (`--authorization-mode AlwaysAllow`), the comparison's other side.
+        #[arg(long)]
+        authz_off_server: Option<String>,
         /// Smaller sizes for a smoke run.
         #[arg(long)]
         quick: bool,
@@ -111,9 +120,18 @@ async fn main() -> Result<()> {
             kubeconfig,
             etcd,
             control_pid,
+            user_kubeconfig,
+            authz_off_server,
             quick,
         } => {
-            let report = api(&kubeconfig, &etcd, control_pid, quick).await?;
+            let mut report = api(&kubeconfig, &etcd, control_pid, quick).await?;
+            if let (Some(user_kubeconfig), Some(off)) = (user_kubeconfig, authz_off_server) {
+                let admin = client(&kubeconfig).await?;
+                let rbac = client(&user_kubeconfig).await?;
+                let open = client_of(&user_kubeconfig, &off).await?;
+                let user = user_name(&user_kubeconfig)?;
+                report["authz"] = authz::run(&admin, &user, &rbac, &open, quick).await?;
+            }
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Sched {
@@ -165,6 +183,30 @@ async fn client(path: &PathBuf) -> Result<Client> {
     // Benchmarks count failures; they must not hide them behind retries.
     config.default_retry = false;
     Ok(Client::try_from(config)?)
+}
+
+/// A client from `path` talking to `server` instead of the kubeconfig's.
+async fn client_of(path: &PathBuf, server: &str) -> Result<Client> {
+    let mut kubeconfig = Kubeconfig::read_from(path)?;
+    for cluster in &mut kubeconfig.clusters {
+        if let Some(c) = cluster.cluster.as_mut() {
+            c.server = Some(server.to_owned());
+        }
+    }
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    config.default_retry = false;
+    Ok(Client::try_from(config)?)
+}
+
+/// The user a kubeconfig's current context names.
+fn user_name(path: &PathBuf) -> Result<String> {
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    kubeconfig
+        .auth_infos
+        .first()
+        .map(|a| a.name.clone())
+        .context("the kubeconfig names no user")
 }
 
 /// Resident memory of `pid` in MiB (VmRSS: its own heap and stacks, plus the pages of its
