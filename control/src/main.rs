@@ -10,7 +10,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use skiff_control::{
-    admission::pod_security::Configuration as PodSecurityConfiguration,
+    admission::Settings as AdmissionSettings,
     api::{self, auth::Tokens, serve},
     authn, authz, bootstrap,
     pki::Ca,
@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the API server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Issue a client certificate from the cluster CA and write a kubeconfig.
     Kubeconfig(KubeconfigArgs),
     /// Issue a serving certificate from the cluster CA (a node agent's, which the API
@@ -182,7 +182,7 @@ fn main() -> Result<()> {
 async fn serve_or_write() -> Result<()> {
     skiff_daemon::init_logging();
     match Cli::parse().command {
-        Command::Serve(args) => run_server(args).await,
+        Command::Serve(args) => run_server(*args).await,
         Command::Kubeconfig(args) => write_kubeconfig(args).await,
         Command::ServingCert(args) => write_serving_cert(args).await,
     }
@@ -303,7 +303,13 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     ));
     let state = api::AppState::new(Arc::clone(&store), tokens)
         .with_agent_tls(api::agent_client::config(&ca.pem.cert, &agent_identity)?)
-        .with_authorization(&authorization, PodSecurityConfiguration::default())
+        .with_authorization(
+            &authorization,
+            &AdmissionSettings {
+                default_toleration_seconds: args.default_toleration_seconds,
+                ..AdmissionSettings::default()
+            },
+        )
         .with_service_accounts(service_accounts);
     reconcile_rbac(&state.registry).await;
     if let Some(rbac) = &authorization.rbac {
@@ -340,7 +346,6 @@ async fn run_server(args: ServeArgs) -> Result<()> {
             stopped(stop_rx.clone()),
         )));
     }
-    skiff_control::resources::set_default_toleration_seconds(args.default_toleration_seconds);
     let load_balancer_pool = if args.load_balancer_pool.is_empty() {
         None
     } else {

@@ -3,6 +3,7 @@
 //! then validating plugins (they may only refuse or warn). Plugins are values in a list
 //! ([`Chain`]), not branches in handlers.
 
+pub mod default_toleration_seconds;
 pub mod namespace_lifecycle;
 pub mod node_restriction;
 pub mod pod_security;
@@ -110,12 +111,30 @@ pub trait Plugin: Send + Sync {
     }
 }
 
+/// What the built-in plugins are configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Pod Security defaults and exemptions.
+    pub pod_security: pod_security::Configuration,
+    /// tolerationSeconds of the not-ready/unreachable tolerations pods get.
+    pub default_toleration_seconds: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            pod_security: pod_security::Configuration::default(),
+            default_toleration_seconds: 300,
+        }
+    }
+}
+
 /// The built-in plugins in kube-apiserver's order, over `store`; the RBAC escalation check
 /// when `authorization` runs RBAC.
 pub fn default_chain(
     store: &Arc<crate::store::Store>,
     authorization: Option<&crate::authz::modes::Authorization>,
-    pod_security: pod_security::Configuration,
+    settings: &Settings,
 ) -> Chain {
     let mut plugins: Vec<Arc<dyn Plugin>> = vec![
         Arc::new(namespace_lifecycle::NamespaceLifecycle::new(Arc::clone(
@@ -125,7 +144,13 @@ pub fn default_chain(
             store,
         ))),
         Arc::new(node_restriction::NodeRestriction::new(Arc::clone(store))),
-        Arc::new(pod_security::plugin::PodSecurity::new(store, pod_security)),
+        Arc::new(pod_security::plugin::PodSecurity::new(
+            store,
+            settings.pod_security.clone(),
+        )),
+        Arc::new(default_toleration_seconds::DefaultTolerationSeconds::new(
+            settings.default_toleration_seconds,
+        )),
         Arc::new(runtime_class::RuntimeClassAdmission::new(Arc::clone(store))),
     ];
     if let Some(authorization) = authorization

@@ -217,7 +217,7 @@ impl NodeRestriction {
         if meta::field_value(&pod, "spec.nodeName") != node {
             return Err(forbidden(
                 attributes,
-                format!("node requested token bound to a pod scheduled on a different node"),
+                "node requested token bound to a pod scheduled on a different node".to_owned(),
             ));
         }
         let uid = field("uid");

@@ -78,13 +78,13 @@ impl AppState {
     }
 
     /// The same state, authorizing with `authorization` and admitting writes through the
-    /// default admission chain with its checks (RBAC escalation) and `pod_security`.
+    /// default admission chain with its checks (RBAC escalation) and `settings`.
     pub fn with_authorization(
         mut self,
         authorization: &authz::modes::Authorization,
-        pod_security: admission::pod_security::Configuration,
+        settings: &admission::Settings,
     ) -> Self {
-        let chain = admission::default_chain(&self.store, Some(authorization), pod_security);
+        let chain = admission::default_chain(&self.store, Some(authorization), settings);
         self.registry = Arc::new(Registry::new(Arc::clone(&self.store), chain));
         self.authorizer = Arc::clone(&authorization.authorizer);
         self.rbac = authorization.rbac.clone();
@@ -94,11 +94,7 @@ impl AppState {
     /// State over `store`, admitting writes through the default admission chain and
     /// authorizing only the superuser group until [`AppState::with_authorizer`].
     pub fn new(store: Arc<Store>, tokens: Tokens) -> Self {
-        let chain = admission::default_chain(
-            &store,
-            None,
-            admission::pod_security::Configuration::default(),
-        );
+        let chain = admission::default_chain(&store, None, &admission::Settings::default());
         Self {
             registry: Arc::new(Registry::new(Arc::clone(&store), chain)),
             store,

@@ -34,12 +34,17 @@ pub struct Reconciliation {
     pub updated: usize,
 }
 
+/// Where a bootstrap object goes.
+struct Place<'a> {
+    registry: &'a Registry,
+    user: &'a UserInfo,
+    plural: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+}
+
 async fn reconcile_one<K>(
-    registry: &Registry,
-    user: &UserInfo,
-    plural: &str,
-    namespace: &str,
-    name: &str,
+    place: Place<'_>,
     expected: &K,
     reconcile: impl Fn(Option<&K>, &K) -> Reconciled<K>,
     counts: &mut Reconciliation,
@@ -47,6 +52,13 @@ async fn reconcile_one<K>(
 where
     K: Serialize + DeserializeOwned,
 {
+    let Place {
+        registry,
+        user,
+        plural,
+        namespace,
+        name,
+    } = place;
     let Some(resource) = resources::find("rbac.authorization.k8s.io", "v1", plural) else {
         return Ok(());
     };
@@ -109,11 +121,13 @@ pub async fn reconcile_policy(registry: &Registry) -> Result<Reconciliation, Reg
     for role in &policy.cluster_roles {
         let (_, name) = name_of(&role.metadata);
         reconcile_one::<ClusterRole>(
-            registry,
-            &user,
-            "clusterroles",
-            "",
-            &name,
+            Place {
+                registry,
+                user: &user,
+                plural: "clusterroles",
+                namespace: "",
+                name: &name,
+            },
             role,
             reconcile_cluster_role,
             &mut counts,
@@ -123,11 +137,13 @@ pub async fn reconcile_policy(registry: &Registry) -> Result<Reconciliation, Reg
     for binding in &policy.cluster_role_bindings {
         let (_, name) = name_of(&binding.metadata);
         reconcile_one::<ClusterRoleBinding>(
-            registry,
-            &user,
-            "clusterrolebindings",
-            "",
-            &name,
+            Place {
+                registry,
+                user: &user,
+                plural: "clusterrolebindings",
+                namespace: "",
+                name: &name,
+            },
             binding,
             reconcile_cluster_role_binding,
             &mut counts,
@@ -137,11 +153,13 @@ pub async fn reconcile_policy(registry: &Registry) -> Result<Reconciliation, Reg
     for role in &policy.roles {
         let (namespace, name) = name_of(&role.metadata);
         reconcile_one::<Role>(
-            registry,
-            &user,
-            "roles",
-            &namespace,
-            &name,
+            Place {
+                registry,
+                user: &user,
+                plural: "roles",
+                namespace: &namespace,
+                name: &name,
+            },
             role,
             reconcile_role,
             &mut counts,
@@ -151,11 +169,13 @@ pub async fn reconcile_policy(registry: &Registry) -> Result<Reconciliation, Reg
     for binding in &policy.role_bindings {
         let (namespace, name) = name_of(&binding.metadata);
         reconcile_one::<RoleBinding>(
-            registry,
-            &user,
-            "rolebindings",
-            &namespace,
-            &name,
+            Place {
+                registry,
+                user: &user,
+                plural: "rolebindings",
+                namespace: &namespace,
+                name: &name,
+            },
             binding,
             reconcile_role_binding,
             &mut counts,
@@ -177,10 +197,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::{
-        admission::{Chain, pod_security::Configuration},
-        store::Store,
-    };
+    use crate::{admission::Chain, store::Store};
 
     #[tokio::test]
     async fn the_policy_is_created_once_and_then_left_alone() {
@@ -188,7 +205,8 @@ mod tests {
         crate::bootstrap::ensure_namespaces(&store)
             .await
             .expect("namespaces");
-        let chain: Chain = crate::admission::default_chain(&store, None, Configuration::default());
+        let chain: Chain =
+            crate::admission::default_chain(&store, None, &crate::admission::Settings::default());
         let registry = Registry::new(Arc::clone(&store), chain);
         let first = reconcile_policy(&registry).await.expect("first");
         assert!(first.created > 100, "{first:?}");

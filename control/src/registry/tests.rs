@@ -38,13 +38,10 @@ fn request<'a>(plural: &str, namespace: &'a str, user: &'a UserInfo) -> Request<
 
 async fn registry_with(plugins: Vec<Arc<dyn Plugin>>) -> Registry {
     let store = Store::in_memory();
-    let mut all = crate::admission::default_chain(
-        &store,
-        None,
-        crate::admission::pod_security::Configuration::default(),
-    )
-    .plugins()
-    .to_vec();
+    let mut all =
+        crate::admission::default_chain(&store, None, &crate::admission::Settings::default())
+            .plugins()
+            .to_vec();
     all.extend(plugins);
     let registry = Registry::new(Arc::clone(&store), crate::admission::Chain::new(all));
     let user = admin();

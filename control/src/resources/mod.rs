@@ -7,7 +7,6 @@ mod kinds;
 mod strategy;
 
 pub use catalog::REGISTRY;
-pub use kinds::pod::set_default_toleration_seconds;
 pub use kinds::service_alloc::{self, ServiceRanges, set_service_ranges};
 pub use strategy::{Claim, Prepared, Strategy, Typed};
 

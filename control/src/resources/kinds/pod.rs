@@ -6,7 +6,7 @@ mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, PodTemplateSpec, Toleration};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus, PodTemplateSpec};
 
 use super::{port_name, port_number};
 use crate::{
@@ -290,39 +290,6 @@ pub(crate) fn default_template(template: &mut PodTemplateSpec) {
     }
 }
 
-/// tolerationSeconds of the default not-ready/unreachable tolerations (kube-apiserver's
-/// --default-not-ready-toleration-seconds / --default-unreachable-toleration-seconds).
-static DEFAULT_TOLERATION_SECONDS: std::sync::atomic::AtomicI64 =
-    std::sync::atomic::AtomicI64::new(300);
-
-/// Set the default tolerationSeconds (from skiff-control's flag).
-pub fn set_default_toleration_seconds(seconds: i64) {
-    DEFAULT_TOLERATION_SECONDS.store(seconds.max(0), std::sync::atomic::Ordering::Relaxed);
-}
-
-fn default_tolerations(spec: &mut PodSpec) {
-    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        let present = tolerations.iter().any(|t| {
-            t.key.as_deref() == Some(key) && matches!(t.effect.as_deref(), None | Some("NoExecute"))
-        });
-        if !present {
-            tolerations.push(Toleration {
-                key: Some(key.to_owned()),
-                operator: Some("Exists".to_owned()),
-                effect: Some("NoExecute".to_owned()),
-                toleration_seconds: Some(
-                    DEFAULT_TOLERATION_SECONDS.load(std::sync::atomic::Ordering::Relaxed),
-                ),
-                value: None,
-            });
-        }
-    }
-}
-
 /// Fields of a pod spec an update may change; everything else is immutable.
 fn mutable_view(spec: &PodSpec) -> PodSpec {
     let mut view = spec.clone();
@@ -351,7 +318,6 @@ impl Kind for Pod {
         if spec.service_account.is_none() {
             spec.service_account = spec.service_account_name.clone();
         }
-        default_tolerations(spec);
         let qos = qos_class(spec).to_owned();
         let status = self.status.get_or_insert_with(PodStatus::default);
         status.phase.get_or_insert_with(|| "Pending".to_owned());
@@ -402,7 +368,6 @@ mod tests {
             spec["containers"][0]["resources"]["requests"]["memory"],
             "64Mi"
         );
-        assert_eq!(spec["tolerations"].as_array().map(Vec::len), Some(2));
         assert_eq!(p.object["status"]["phase"], "Pending");
         assert_eq!(p.object["status"]["qosClass"], "Burstable");
     }
