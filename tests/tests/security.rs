@@ -179,7 +179,7 @@ fn rbac_grants_what_bindings_say_and_nobody_grants_what_they_lack() {
     assert_eq!(can(&["delete", "pods", "-n", &ns, &as_alice]), "no");
     assert_eq!(can(&["list", "pods", "-n", "default", &as_alice]), "no");
     assert_eq!(
-        can(&["get", "pods/log", "-n", &ns, &as_alice]),
+        can(&["get", "pods", "--subresource=log", "-n", &ns, &as_alice]),
         "no",
         "a subresource needs its own rule"
     );
@@ -348,13 +348,13 @@ fn an_in_cluster_client_gets_its_service_accounts_rights_until_its_pod_goes() {
         )),
         "{denied:?}"
     );
+    // By the Service's DNS name, with the mounted credentials given explicitly (kubectl
+    // uses the in-cluster configuration only when no server is named).
     let by_dns = exec(&[
-        "kubectl",
-        "--server=https://kubernetes.default.svc",
-        "get",
-        "configmaps",
-        "-o",
-        "name",
+        "sh",
+        "-c",
+        "cd /var/run/secrets/kubernetes.io/serviceaccount && kubectl --server=https://kubernetes.default.svc \
+         --certificate-authority=ca.crt --token=\"$(cat token)\" get configmaps -o name",
     ]);
     assert_eq!(by_dns.code, 0, "{by_dns:?}");
 
