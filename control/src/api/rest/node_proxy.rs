@@ -199,7 +199,7 @@ fn waiting_reason(pod: &Value, container: &str) -> Option<String> {
 /// GET pods/{name}/log.
 pub async fn logs(ctx: &Ctx<'_>, name: &str) -> Result<Response, ApiError> {
     // Options are checked before the pod is looked up, as kube-apiserver does.
-    let params = log_query(&ctx.query, name)?;
+    let params = log_query(ctx.query, name)?;
     let pod = ctx.load(name).await?;
     let container = container_name(ctx, &pod, name)?;
     if let Some(reason) = waiting_reason(&pod, &container) {

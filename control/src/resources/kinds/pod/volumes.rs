@@ -324,17 +324,16 @@ pub(crate) fn volume_source(volume: &Volume, field: &str, errors: &mut ErrorList
                 projected(projection, &format!("{field}.projected"), errors);
             }
         }
-        Some("persistentVolumeClaim") => {
+        Some("persistentVolumeClaim")
             if volume
                 .persistent_volume_claim
                 .as_ref()
-                .is_some_and(|c| c.claim_name.is_empty())
-            {
-                errors.push(FieldError::required(
-                    format!("{field}.persistentVolumeClaim.claimName"),
-                    "",
-                ));
-            }
+                .is_some_and(|c| c.claim_name.is_empty()) =>
+        {
+            errors.push(FieldError::required(
+                format!("{field}.persistentVolumeClaim.claimName"),
+                "",
+            ));
         }
         _ => {}
     }
