@@ -12,9 +12,7 @@ impl Quantity {
     fn engineering(&self) -> (Vec<u8>, i64) {
         let mut digits = self.digits.clone();
         let down = self.exponent.rem_euclid(3);
-        for _ in 0..down {
-            digits.push(0);
-        }
+        digits.extend(std::iter::repeat_n(0, usize::try_from(down).unwrap_or(0)));
         (digits, self.exponent - down)
     }
 
@@ -51,7 +49,7 @@ impl Quantity {
             return None;
         }
         let mut power = 0;
-        while value % 1024 == 0 && power < BINARY_SUFFIXES.len() {
+        while value.is_multiple_of(1024) && power < BINARY_SUFFIXES.len() {
             value /= 1024;
             power += 1;
         }

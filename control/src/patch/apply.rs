@@ -391,6 +391,11 @@ pub fn apply(
     force: bool,
     now: &str,
 ) -> Result<Value, ApiError> {
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding the apply configuration: it is not an object",
+        ));
+    }
     let api_version = config["apiVersion"].as_str().unwrap_or_default().to_owned();
     let kind = config["kind"].as_str().unwrap_or_default().to_owned();
     let schema = protobuf::message_for(&api_version, &kind);
@@ -405,7 +410,7 @@ pub fn apply(
     };
     let Some(live) = live else {
         let mut created = config.clone();
-        created["metadata"]["managedFields"] = render_entries(&[mine]);
+        set_managed_fields(&mut created, render_entries(&[mine]));
         return Ok(created);
     };
 
@@ -477,8 +482,16 @@ pub fn apply(
     }
     entries.retain(|e| !(e.manager == manager && e.operation == "Apply"));
     entries.push(mine);
-    result["metadata"]["managedFields"] = render_entries(&entries);
+    set_managed_fields(&mut result, render_entries(&entries));
     Ok(result)
+}
+
+/// Set `metadata.managedFields` (a metadata that is not an object is replaced, never indexed
+/// into: indexing a JSON number panics).
+fn set_managed_fields(object: &mut Value, entries: Value) {
+    if let Some(meta) = crate::model::meta::metadata_mut(object) {
+        meta.insert("managedFields".to_owned(), entries);
+    }
 }
 
 #[cfg(test)]

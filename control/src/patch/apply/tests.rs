@@ -105,3 +105,20 @@ fn fields_v1_round_trips() {
     );
     assert_eq!(FieldSet::from_fields_v1(&set.to_fields_v1()), set);
 }
+
+#[test]
+fn a_configuration_that_is_not_an_object_is_refused_not_a_panic() {
+    // Found by fuzzing: apply(None, 0) indexed `metadata` into a JSON number.
+    for config in [json!(0), json!([]), json!("x"), json!(null)] {
+        let error = apply(None, &config, "alice", false, NOW).expect_err("refused");
+        assert_eq!(error.to_status()["code"], 400, "{config}");
+    }
+    // A metadata that is not an object is replaced where managedFields are recorded.
+    let odd_metadata =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": 5, "data": {"a": "1"}});
+    let created = apply(None, &odd_metadata, "alice", false, NOW).expect("applies");
+    assert_eq!(created["metadata"]["managedFields"][0]["manager"], "alice");
+    let updated = apply(Some(&created), &odd_metadata, "alice", false, NOW).expect("applies");
+    assert_eq!(updated["metadata"]["managedFields"][0]["manager"], "alice");
+    assert_eq!(updated["data"]["a"], "1");
+}
