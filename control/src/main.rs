@@ -435,6 +435,9 @@ fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
+    // An existing file keeps its mode on open: narrow it too.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
     file.write_all(contents)
         .with_context(|| format!("writing {}", path.display()))
 }

@@ -156,7 +156,7 @@ fn json_names(root: &Path) -> Result<(Names, Strategies)> {
                 if let Some((json, rust)) = line.split_once("\" => Field::Key_") {
                     let json = json.trim_start_matches('"');
                     let rust = rust.trim_end_matches(',');
-                    fields.insert(normalize(rust), json.to_owned());
+                    fields.insert(squash(rust), json.to_owned());
                 }
             }
         }
@@ -169,6 +169,12 @@ fn normalize(rust: &str) -> String {
     rust.trim_start_matches("r#")
         .trim_end_matches('_')
         .to_owned()
+}
+
+/// A Rust field name without `r#`, underscores and case, so k8s-pb's names meet
+/// k8s-openapi's (`non_resource_ur_ls` and `non_resource_urls`, `u_id` and `uid`).
+fn squash(rust: &str) -> String {
+    normalize(rust).replace('_', "").to_ascii_lowercase()
 }
 
 /// lowerCamelCase fallback for fields k8s-openapi does not have.
@@ -242,7 +248,7 @@ fn parse_module(
             let field = normalize(field.trim());
             let json = names
                 .get(&(module.to_owned(), name.clone()))
-                .and_then(|f| f.get(&field))
+                .and_then(|f| f.get(&squash(&field)))
                 .cloned()
                 .unwrap_or_else(|| camel(&field));
             let tag = prost
@@ -293,7 +299,7 @@ fn list_merge(
                 .map(|(m, n)| (m.to_owned(), n.to_owned()));
             let key_json = item
                 .and_then(|k| names.get(&k))
-                .and_then(|f| f.get(key_rust))
+                .and_then(|f| f.get(&squash(key_rust)))
                 .cloned()
                 .unwrap_or_else(|| camel(key_rust));
             format!("ListMerge::Key(\"{key_json}\")")
@@ -356,7 +362,8 @@ fn innermost(rust_type: &str) -> &str {
     while let Some(open) = t.find('<') {
         t = &t[open + 1..t.rfind('>').unwrap_or(t.len())];
     }
-    t.trim()
+    // A type split over lines keeps the trailing comma of its last generic argument.
+    t.trim().trim_end_matches(',').trim()
 }
 
 /// Resolve a Rust path relative to `module` into `module/path/Name`.

@@ -128,6 +128,97 @@ impl NodeRestriction {
         Ok(())
     }
 
+    /// kube's admitPodCreate for nodes: only mirror pods, bound to the node, owned by it,
+    /// referencing no other API object (so a node cannot widen what the Node authorizer
+    /// lets it read by inventing a pod).
+    fn mirror_pod(attributes: &Attributes<'_>, node: &str, object: &Value) -> Result<(), ApiError> {
+        let refuse = |why: String| Err(forbidden(attributes, why));
+        if !meta::string_map(object, "annotations").contains_key("kubernetes.io/config.mirror") {
+            return refuse(format!(
+                "pod does not have \"kubernetes.io/config.mirror\" annotation, node \"{node}\" can only create mirror pods"
+            ));
+        }
+        if meta::field_value(object, "spec.nodeName") != node {
+            return refuse(format!(
+                "node \"{node}\" can only create pods with spec.nodeName set to itself"
+            ));
+        }
+        let owners = object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        match owners.as_slice() {
+            [] => {
+                return refuse(format!(
+                    "node \"{node}\" can only create pods with an owner reference set to itself"
+                ));
+            }
+            [owner] => {
+                let text = |f: &str| owner.get(f).and_then(Value::as_str).unwrap_or_default();
+                if text("apiVersion") != "v1"
+                    || text("kind") != "Node"
+                    || text("name") != node
+                    || owner.get("controller").and_then(Value::as_bool) != Some(true)
+                {
+                    return refuse(format!(
+                        "node \"{node}\" can only create pods with a controller owner reference set to itself"
+                    ));
+                }
+            }
+            _ => {
+                return refuse(format!(
+                    "node \"{node}\" can only create pods with a single owner reference set to itself"
+                ));
+            }
+        }
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(object.clone())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let named_account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.as_deref().or(s.service_account.as_deref()))
+            .is_some_and(|n| !n.is_empty());
+        if named_account {
+            return refuse(format!(
+                "node \"{node}\" can not create pods that reference a service account"
+            ));
+        }
+        let refs = crate::authz::node::References::of(&pod);
+        for (kind, found) in [
+            ("secrets", !refs.secrets.is_empty()),
+            ("configmaps", !refs.config_maps.is_empty()),
+            ("persistentvolumeclaims", !refs.claims.is_empty()),
+        ] {
+            if found {
+                return refuse(format!("node \"{node}\" can not create pods that reference {kind}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A node's Lease: only its own, only in kube-node-lease (kube's admitLease).
+    fn lease_write(attributes: &Attributes<'_>, node: &str, object: &Value) -> Result<(), ApiError> {
+        if attributes.namespace != "kube-node-lease" {
+            return Err(forbidden(
+                attributes,
+                "can only access leases in the kube-node-lease namespace".to_owned(),
+            ));
+        }
+        let name = if attributes.name.is_empty() {
+            meta::name(object)
+        } else {
+            attributes.name
+        };
+        if name != node {
+            return Err(forbidden(
+                attributes,
+                "can only access node lease with the same name as the requesting node".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     fn pod_write(
         attributes: &Attributes<'_>,
         node: &str,
@@ -137,27 +228,7 @@ impl NodeRestriction {
         let pod = old.unwrap_or(object);
         let bound_to = meta::field_value(pod, "spec.nodeName");
         match (attributes.operation, attributes.subresource) {
-            (Operation::Create, "") => {
-                let mirror = meta::string_map(object, "annotations")
-                    .contains_key("kubernetes.io/config.mirror");
-                if !mirror {
-                    return Err(forbidden(
-                        attributes,
-                        format!(
-                            "pod does not have \"kubernetes.io/config.mirror\" annotation, node \"{node}\" can only create mirror pods"
-                        ),
-                    ));
-                }
-                if meta::field_value(object, "spec.nodeName") != node {
-                    return Err(forbidden(
-                        attributes,
-                        format!(
-                            "node \"{node}\" can only create pods with spec.nodeName set to itself"
-                        ),
-                    ));
-                }
-                Ok(())
-            }
+            (Operation::Create, "") => Self::mirror_pod(attributes, node, object),
             (Operation::Create, "eviction")
             | (Operation::Delete, "")
             | (Operation::Update, "status") => {
@@ -251,6 +322,7 @@ impl Plugin for NodeRestriction {
         match (resource.group, resource.plural) {
             ("", "nodes") => Self::node_write(attributes, node, object, old),
             ("", "pods") => Self::pod_write(attributes, node, object, old),
+            ("coordination.k8s.io", "leases") => Self::lease_write(attributes, node, object),
             ("", "serviceaccounts") if attributes.subresource == "token" => {
                 self.token_request(attributes, node, object).await
             }
@@ -330,6 +402,61 @@ mod tests {
                 .message
                 .contains("node-restriction.kubernetes.io/pool")
         );
+    }
+
+    #[tokio::test]
+    async fn mirror_pods_reference_nothing_and_leases_are_the_nodes_own() {
+        let node = UserInfo::authenticated("system:node:n1", vec![NODES.into()]);
+        let mut warnings = Vec::new();
+        let mirror = |spec: serde_json::Value| {
+            json!({"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u", "controller": true}]},
+                "spec": spec})
+        };
+        let plain = mirror(json!({"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}));
+        NodeRestriction { store: None }
+            .validate(&attributes(&node, "pods", Operation::Create, "", "m"), &plain, None, &mut warnings)
+            .await
+            .expect("a plain mirror pod");
+        for (spec, why) in [
+            (json!({"nodeName": "n1", "serviceAccountName": "admin", "containers": [{"name": "c", "image": "i"}]}),
+             "reference a service account"),
+            (json!({"nodeName": "n1", "containers": [{"name": "c", "image": "i",
+                "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}),
+             "reference secrets"),
+            (json!({"nodeName": "n1", "containers": [{"name": "c", "image": "i"}],
+                "volumes": [{"name": "v", "configMap": {"name": "c"}}]}),
+             "reference configmaps"),
+        ] {
+            let refused = NodeRestriction { store: None }
+                .validate(&attributes(&node, "pods", Operation::Create, "", "m"), &mirror(spec), None, &mut warnings)
+                .await
+                .expect_err(why);
+            assert!(refused.message.contains(why), "{}", refused.message);
+        }
+        let leases = crate::resources::find("coordination.k8s.io", "v1", "leases").expect("leases");
+        let lease_attributes = |name: &'static str| Attributes {
+            operation: Operation::Create,
+            resource: leases,
+            subresource: "",
+            namespace: "kube-node-lease",
+            name,
+            user: &node,
+            dry_run: false,
+        };
+        let other = json!({"metadata": {"name": "n3"}});
+        assert!(
+            NodeRestriction { store: None }
+                .validate(&lease_attributes("n3"), &other, None, &mut warnings)
+                .await
+                .is_err(),
+            "another node's lease"
+        );
+        let own = json!({"metadata": {"name": "n1"}});
+        NodeRestriction { store: None }
+            .validate(&lease_attributes("n1"), &own, None, &mut warnings)
+            .await
+            .expect("its own lease");
     }
 
     #[tokio::test]

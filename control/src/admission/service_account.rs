@@ -117,8 +117,26 @@ impl Plugin for ServiceAccountAdmission {
         if attributes.operation != Operation::Create || !attributes.is("", "pods") {
             return Ok(());
         }
-        // Mirror pods (static pods of a node) do not run as ServiceAccounts.
+        // Mirror pods (static pods of a node) run as no ServiceAccount and may reference no
+        // secrets (kube's plugin refuses both, whoever asks).
         if meta::string_map(pod, "annotations").contains_key("kubernetes.io/config.mirror") {
+            let typed: Option<k8s_openapi::api::core::v1::Pod> =
+                serde_json::from_value(pod.clone()).ok();
+            let account = typed
+                .as_ref()
+                .and_then(|p| p.spec.as_ref())
+                .and_then(|s| s.service_account_name.as_deref())
+                .is_some_and(|n| !n.is_empty());
+            if account {
+                return Err(attributes.forbidden("a mirror pod may not reference service accounts"));
+            }
+            let secrets = typed
+                .as_ref()
+                .map(|p| !crate::authz::node::References::of(p).secrets.is_empty())
+                .unwrap_or(false);
+            if secrets {
+                return Err(attributes.forbidden("a mirror pod may not reference secrets"));
+            }
             return Ok(());
         }
         let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {

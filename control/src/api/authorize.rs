@@ -168,12 +168,15 @@ pub fn impersonate(
         return Ok(user.clone());
     };
     let check = |resource: &str, group: &str, namespace: &str, name: &str| {
+        // `userextras/<key>`: resource userextras, subresource <key> (kube's shape).
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
         let attributes = Attributes {
             user: user.clone(),
             verb: "impersonate".to_owned(),
             resource_request: true,
             api_group: group.to_owned(),
             resource: resource.to_owned(),
+            subresource: subresource.to_owned(),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             ..Attributes::default()

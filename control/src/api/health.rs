@@ -11,11 +11,15 @@ use super::AppState;
 pub async fn healthz(state: &AppState) -> Response {
     match state.store.check().await {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("[-]etcd failed: {e}\nhealthz check failed"),
-        )
-            .into_response(),
+        // Anyone may ask; the reason goes to the log, not to the caller (as kube).
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: etcd failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "[-]etcd failed: reason withheld\nhealthz check failed",
+            )
+                .into_response()
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use axum::http::Method;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::request::Query;
+use crate::authz::Attributes;
 use crate::model::ApiError;
 
 /// kube-apiserver's --max-mutating-requests-inflight.
@@ -31,15 +32,20 @@ impl Default for InFlight {
     }
 }
 
-/// Whether a request may hold its connection indefinitely.
-pub fn long_running(path: &str, query: &Query) -> bool {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let subresource = segments.last().copied().unwrap_or_default();
-    query.flag("watch")
-        || segments.get(2) == Some(&"watch")
-        || segments.get(3) == Some(&"watch")
-        || matches!(subresource, "exec" | "attach" | "portforward" | "proxy")
-        || (subresource == "log" && query.flag("follow"))
+/// Whether a request may hold its connection indefinitely: a watch, a stream into a pod
+/// (exec, attach, port-forward, proxy), a followed log — judged from what authorization
+/// saw, so neither `?watch=true` on a write nor an object named `exec` escapes the limits.
+pub fn long_running(attributes: &Attributes, query: &Query) -> bool {
+    attributes.resource_request
+        && (attributes.verb == "watch"
+            || (attributes.resource == "pods"
+                && matches!(
+                    attributes.subresource.as_str(),
+                    "exec" | "attach" | "portforward" | "proxy"
+                ))
+            || (attributes.resource == "pods"
+                && attributes.subresource == "log"
+                && query.flag("follow")))
 }
 
 impl InFlight {
@@ -127,16 +133,22 @@ mod tests {
 
     #[test]
     fn long_running_requests_are_recognised() {
-        let q = |raw: &str| Query::parse(Some(raw));
-        assert!(long_running("/api/v1/pods", &q("watch=true")));
-        assert!(long_running("/api/v1/watch/pods", &q("")));
-        assert!(long_running("/api/v1/namespaces/n/pods/p/exec", &q("")));
-        assert!(long_running(
-            "/api/v1/namespaces/n/pods/p/log",
-            &q("follow=true")
-        ));
-        assert!(!long_running("/api/v1/namespaces/n/pods/p/log", &q("")));
-        assert!(!long_running("/api/v1/namespaces/n/pods", &q("")));
+        let user = crate::model::user::UserInfo::authenticated("u", vec![]);
+        let check = |method: Method, path: &str, raw: &str| {
+            let query = Query::parse(Some(raw));
+            let attributes = super::super::authorize::request_attributes(&user, &method, path, &query);
+            long_running(&attributes, &query)
+        };
+        assert!(check(Method::GET, "/api/v1/pods", "watch=true"));
+        assert!(check(Method::GET, "/api/v1/watch/pods", ""));
+        assert!(check(Method::POST, "/api/v1/namespaces/n/pods/p/exec", ""));
+        assert!(check(Method::GET, "/api/v1/namespaces/n/pods/p/log", "follow=true"));
+        assert!(!check(Method::GET, "/api/v1/namespaces/n/pods/p/log", ""));
+        assert!(!check(Method::GET, "/api/v1/namespaces/n/pods", ""));
+        // Writes with ?watch=true and objects named like streams stay bounded.
+        assert!(!check(Method::POST, "/api/v1/namespaces/n/configmaps", "watch=true"));
+        assert!(!check(Method::GET, "/api/v1/namespaces/n/configmaps/exec", ""));
+        assert!(!check(Method::GET, "/api/v1/namespaces/watch/configmaps", ""));
     }
 
     #[test]

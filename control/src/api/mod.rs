@@ -160,7 +160,7 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let response = match identify(&state, &request) {
         Some(user) => match authorize(&state, &user, &request) {
-            Ok(user) => bounded(&state, &user, request).await,
+            Ok((user, attributes)) => bounded(&state, &user, &attributes, request).await,
             Err(denied) => denied.into_response(),
         },
         None if auth::is_public(&path) => {
@@ -179,9 +179,14 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
 /// Route a request within the server's budget: long-running requests (watches, streams)
 /// go straight through; others take an in-flight slot (429 when none is left) and get
 /// their timeout (504 after it).
-async fn bounded(state: &AppState, user: &Identity, request: Request) -> Response {
+async fn bounded(
+    state: &AppState,
+    user: &Identity,
+    attributes: &authz::Attributes,
+    request: Request,
+) -> Response {
     let query = request::Query::parse(request.uri().query());
-    if limits::long_running(request.uri().path(), &query) {
+    if limits::long_running(attributes, &query) {
         return route(state, user, request).await;
     }
     let _slot = match state.in_flight.admit(request.method()) {
@@ -206,13 +211,17 @@ async fn bounded(state: &AppState, user: &Identity, request: Request) -> Respons
 }
 
 /// Impersonate if asked, then authorize: the user the request acts as, or the 403.
-fn authorize(state: &AppState, user: &Identity, request: &Request) -> Result<Identity, ApiError> {
+fn authorize(
+    state: &AppState,
+    user: &Identity,
+    request: &Request,
+) -> Result<(Identity, authz::Attributes), ApiError> {
     let user = authorize::impersonate(state.authorizer.as_ref(), user, request.headers())?;
     let query = request::Query::parse(request.uri().query());
     let attributes =
         authorize::request_attributes(&user, request.method(), request.uri().path(), &query);
     match state.authorizer.authorize(&attributes) {
-        Decision::Allow(_) => Ok(user),
+        Decision::Allow(_) => Ok((user, attributes)),
         Decision::Deny(reason) | Decision::NoOpinion(reason) => {
             tracing::debug!(user = %user.name, verb = %attributes.verb, resource = %attributes.resource,
                             path = %attributes.path, %reason, "forbidden");

@@ -23,15 +23,20 @@ use crate::{
 
 /// What a pod references, by kind.
 #[derive(Debug, Default, Clone)]
-struct References {
-    secrets: Vec<String>,
-    config_maps: Vec<String>,
-    claims: Vec<String>,
-    service_account: String,
+pub(crate) struct References {
+    /// Secrets (volumes, env, envFrom, image pull secrets).
+    pub secrets: Vec<String>,
+    /// ConfigMaps (volumes, env, envFrom).
+    pub config_maps: Vec<String>,
+    /// PersistentVolumeClaims (including ephemeral volumes' claims).
+    pub claims: Vec<String>,
+    /// The ServiceAccount it runs as ("default" when unnamed).
+    pub service_account: String,
 }
 
 impl References {
-    fn of(pod: &Pod) -> Self {
+    /// The references of `pod`.
+    pub(crate) fn of(pod: &Pod) -> Self {
         let mut refs = Self::default();
         let Some(spec) = &pod.spec else {
             return refs;

@@ -281,6 +281,17 @@ fn special(bytes: &[u8], name: &str) -> Result<Option<Value>, ProtobufError> {
             }
             Value::String(s)
         }
+        // `type ExtraValue []string`: a message of repeated `items` on the wire, a plain
+        // list in JSON.
+        "api/authentication/v1/ExtraValue" | "api/authorization/v1/ExtraValue" => {
+            let mut items = Vec::new();
+            for (tag, raw) in fields(bytes)? {
+                if let (1, Raw::Bytes(b)) = (tag, raw) {
+                    items.push(Value::String(text(b)?));
+                }
+            }
+            Value::Array(items)
+        }
         "apimachinery/pkg/util/intstr/IntOrString" => {
             let (mut kind, mut int, mut string) = (0, 0i64, String::new());
             for (tag, raw) in fields(bytes)? {

@@ -129,9 +129,15 @@ impl Registry {
         self.admission
             .validate(&attributes, &current, Some(&current), &mut warnings)
             .await?;
+        // What admission approved is what gets deleted: a different object of the same
+        // name (deleted and created again meanwhile) fails the UID precondition.
+        let mut options = options.clone();
+        if options.uid.is_none() {
+            options.uid = Some(meta::meta_str(&current, "uid").to_owned());
+        }
         let mut written = self
             .guaranteed_update(request, name, |current| {
-                decide(request, name, current, options)
+                decide(request, name, current, &options)
             })
             .await?;
         written.warnings.extend(warnings);

@@ -33,6 +33,15 @@ pub enum RegistryError {
         /// The object's name.
         name: String,
     },
+    /// The client's resourceVersion precondition is not the stored one (409, and no retry:
+    /// reading again cannot help).
+    #[error("{resource:?} {name:?} has been modified since the client read it")]
+    Stale {
+        /// The resource.
+        resource: &'static ResourceInfo,
+        /// The object's name.
+        name: String,
+    },
     /// A precondition of the request does not hold (UID, resourceVersion, binding).
     #[error("{resource:?} {name:?}: {message}")]
     Precondition {
@@ -89,7 +98,7 @@ impl RegistryError {
             Self::AlreadyExists { resource, name } => {
                 ApiError::already_exists(resource.group, resource.plural, name)
             }
-            Self::Modified { resource, name } => {
+            Self::Modified { resource, name } | Self::Stale { resource, name } => {
                 ApiError::modified(resource.group, resource.plural, name)
             }
             Self::Precondition {

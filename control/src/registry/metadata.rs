@@ -74,6 +74,7 @@ pub fn stamp_create(object: &mut Value) {
         "deletionTimestamp",
         "deletionGracePeriodSeconds",
         "selfLink",
+        "generation",
     ] {
         meta::remove_meta(object, field);
     }
@@ -131,7 +132,7 @@ pub fn set_generation(object: &mut Value, old: Option<&Value>) {
             let deleting = meta::meta_str(object, "deletionTimestamp")
                 != meta::meta_str(old, "deletionTimestamp");
             if spec_view(object) != spec_view(old) || deleting {
-                previous + 1
+                previous.saturating_add(1)
             } else {
                 previous
             }

@@ -348,3 +348,26 @@ async fn dry_runs_write_nothing() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn an_apply_to_a_missing_objects_status_creates_nothing() {
+    let registry = registry_with(Vec::new()).await;
+    let user = admin();
+    let status = Request {
+        subresource: "status",
+        ..request("pods", "ns", &user)
+    };
+    let config = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "evil", "namespace": "ns"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": true}}]}});
+    let refused = registry
+        .apply(&status, "evil", &config, "x", false)
+        .await
+        .expect_err("no object to apply status to");
+    assert_eq!(ApiError::from(refused).code, 404);
+    assert!(
+        registry
+            .get(&request("pods", "ns", &user), "evil")
+            .await
+            .is_err()
+    );
+}

@@ -146,7 +146,7 @@ impl Registry {
                 ))
                 .into());
             }
-            return Err(RegistryError::Modified {
+            return Err(RegistryError::Stale {
                 resource,
                 name: name.to_owned(),
             });
@@ -244,6 +244,11 @@ impl Registry {
         let now = metadata::now();
         for _ in 0..ATTEMPTS {
             match self.get(request, name).await {
+                // Only the object itself is created by an apply; a subresource of a
+                // missing object is a 404 (kube's status stores never create).
+                Err(e @ RegistryError::NotFound { .. }) if !request.subresource.is_empty() => {
+                    return Err(e);
+                }
                 Err(RegistryError::NotFound { .. }) => {
                     let object = crate::patch::apply::apply(None, config, manager, force, &now)?;
                     match self.create(request, object).await {

@@ -222,6 +222,12 @@ pub async fn logs(ctx: &Ctx<'_>, name: &str) -> Result<Response, ApiError> {
         ))
     })?;
     let status = response.status();
+    if status.is_server_error() {
+        // The agent's own failure stays in its log (it may name host paths).
+        return Err(ApiError::internal(format!(
+            "the agent of pod {name} could not serve its logs ({status})"
+        )));
+    }
     if !status.is_success() {
         let body = http_body_util::BodyExt::collect(response.into_body())
             .await

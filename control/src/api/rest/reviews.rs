@@ -34,10 +34,15 @@ pub async fn create(ctx: &Ctx<'_>, raw: &Bytes) -> Result<Response, ApiError> {
     };
     let mut answer = review;
     answer["status"] = status;
-    if answer.get("metadata").is_none_or(Value::is_null) {
-        answer["metadata"] = json!({});
+    let metadata = answer
+        .as_object_mut()
+        .map(|map| map.entry("metadata").or_insert_with(|| json!({})));
+    if let Some(metadata) = metadata {
+        if !metadata.is_object() {
+            *metadata = json!({});
+        }
+        metadata["creationTimestamp"] = Value::Null;
     }
-    answer["metadata"]["creationTimestamp"] = Value::Null;
     Ok(response::json(StatusCode::CREATED, &answer))
 }
 

@@ -157,51 +157,81 @@ pub fn confirm_no_escalation(
     })
 }
 
+/// Most atomic rules a coverage check looks at. A rule's atoms are the product of its
+/// groups, resources, verbs and names — a 16 KB Role can ask for 10^12 — so beyond this the
+/// check refuses instead of working for ever (kube walks them all).
+pub const MAX_ATOMS: usize = 100_000;
+/// Most uncovered atomic rules reported.
+const MAX_REPORTED: usize = 100;
+
 /// Whether `owner` covers `requested`, and the atomic rules it does not cover. Each
 /// requested rule is broken into rules of one verb, one group, one resource and at most one
 /// resource name (or one verb and one URL); each must be covered by a single owner rule.
+/// A requested rule that one owner rule covers whole is not broken down; past
+/// [`MAX_ATOMS`] atoms the answer is "not covered".
 pub fn covers(owner: &[PolicyRule], requested: &[PolicyRule]) -> (bool, Vec<PolicyRule>) {
-    let uncovered: Vec<PolicyRule> = requested
-        .iter()
-        .flat_map(breakdown_rule)
-        .filter(|sub| !owner.iter().any(|rule| rule_covers(rule, sub)))
-        .collect();
+    let mut uncovered = Vec::new();
+    let mut looked_at = 0usize;
+    let mut exhausted = false;
+    for rule in requested {
+        if owner.iter().any(|o| rule_covers(o, rule)) {
+            continue;
+        }
+        for atom in breakdown(rule) {
+            looked_at += 1;
+            if looked_at > MAX_ATOMS {
+                exhausted = true;
+                break;
+            }
+            if !owner.iter().any(|o| rule_covers(o, &atom)) && uncovered.len() < MAX_REPORTED {
+                uncovered.push(atom);
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    if exhausted && uncovered.is_empty() {
+        // Refuse, naming the rule that was too large to check.
+        uncovered.extend(requested.iter().take(1).cloned());
+    }
     (uncovered.is_empty(), uncovered)
 }
 
 /// A rule as equivalent atomic rules: one per (group, resource, verb[, resource name]) and
 /// one per (non-resource URL, verb).
 pub fn breakdown_rule(rule: &PolicyRule) -> Vec<PolicyRule> {
-    let mut subrules = Vec::new();
+    breakdown(rule).collect()
+}
+
+/// [`breakdown_rule`], lazily.
+fn breakdown(rule: &PolicyRule) -> impl Iterator<Item = PolicyRule> + '_ {
     let names = values(&rule.resource_names);
-    for group in values(&rule.api_groups) {
-        for resource in values(&rule.resources) {
-            for verb in &rule.verbs {
-                let atomic = |names: Option<Vec<String>>| PolicyRule {
+    let resource_atoms = values(&rule.api_groups).iter().flat_map(move |group| {
+        values(&rule.resources).iter().flat_map(move |resource| {
+            rule.verbs.iter().flat_map(move |verb| {
+                let atomic = move |names: Option<Vec<String>>| PolicyRule {
                     api_groups: Some(vec![group.clone()]),
                     resources: Some(vec![resource.clone()]),
                     verbs: vec![verb.clone()],
                     resource_names: names,
                     non_resource_urls: None,
                 };
-                if names.is_empty() {
-                    subrules.push(atomic(None));
-                } else {
-                    subrules.extend(names.iter().map(|name| atomic(Some(vec![name.clone()]))));
-                }
-            }
-        }
-    }
-    for url in values(&rule.non_resource_urls) {
-        for verb in &rule.verbs {
-            subrules.push(PolicyRule {
-                non_resource_urls: Some(vec![url.clone()]),
-                verbs: vec![verb.clone()],
-                ..PolicyRule::default()
-            });
-        }
-    }
-    subrules
+                let unnamed = names.is_empty().then(|| atomic(None));
+                unnamed
+                    .into_iter()
+                    .chain(names.iter().map(move |name| atomic(Some(vec![name.clone()]))))
+            })
+        })
+    });
+    let url_atoms = values(&rule.non_resource_urls).iter().flat_map(move |url| {
+        rule.verbs.iter().map(move |verb| PolicyRule {
+            non_resource_urls: Some(vec![url.clone()]),
+            verbs: vec![verb.clone()],
+            ..PolicyRule::default()
+        })
+    });
+    resource_atoms.chain(url_atoms)
 }
 
 /// Missing rules merged for display as kube does (`CompactRules`): rules with one group, one
@@ -289,6 +319,34 @@ fn rule_covers(owner: &PolicyRule, sub: &PolicyRule) -> bool {
         owner_names.is_empty() || has_all(owner_names, sub_names)
     };
     verbs && groups && resources && names && urls
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    fn list(n: usize, prefix: &str) -> Option<Vec<String>> {
+        Some((0..n).map(|i| format!("{prefix}{i}")).collect())
+    }
+
+    #[test]
+    fn a_huge_rule_is_refused_quickly_not_expanded() {
+        let huge = PolicyRule {
+            api_groups: list(1_000, "g"),
+            resources: list(1_000, "r"),
+            verbs: list(1_000, "v").unwrap_or_default(),
+            resource_names: list(1_000, "n"),
+            non_resource_urls: None,
+        };
+        let started = std::time::Instant::now();
+        let (covered, missing) = covers(&[], std::slice::from_ref(&huge));
+        assert!(!covered);
+        assert!(missing.len() <= MAX_REPORTED);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Held whole by a wildcard owner rule: covered without a breakdown.
+        let everything = full_authority();
+        assert!(covers(&everything, std::slice::from_ref(&huge)).0);
+    }
 }
 
 #[cfg(test)]

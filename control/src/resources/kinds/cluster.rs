@@ -108,7 +108,32 @@ impl Kind for Secret {
     }
 }
 
-impl Kind for Node {}
+impl Kind for Node {
+    /// As kube's ValidateNodeUpdate: a node's pod CIDRs, once set, never change (every
+    /// node routes a CIDR to its owner; a node must not take another's).
+    fn validate(&self, old: Option<&Self>, errors: &mut ErrorList) {
+        let (Some(old), Some(spec)) = (old.and_then(|o| o.spec.as_ref()), self.spec.as_ref())
+        else {
+            return;
+        };
+        if let Some(before) = old.pod_cidr.as_deref().filter(|c| !c.is_empty())
+            && spec.pod_cidr.as_deref() != Some(before)
+        {
+            errors.push(FieldError::forbidden(
+                "spec.podCIDR",
+                "node updates may not change podCIDR except from \"\" to valid",
+            ));
+        }
+        if let Some(before) = old.pod_cidrs.as_ref().filter(|c| !c.is_empty())
+            && spec.pod_cidrs.as_ref() != Some(before)
+        {
+            errors.push(FieldError::forbidden(
+                "spec.podCIDRs",
+                "node updates may only change podCIDRs from empty to valid",
+            ));
+        }
+    }
+}
 impl Kind for ServiceAccount {}
 impl Kind for Event {}
 impl Kind for EventsV1Event {}

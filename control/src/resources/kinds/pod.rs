@@ -312,9 +312,8 @@ impl Kind for Pod {
         default_pod_spec(spec);
         spec.enable_service_links.get_or_insert(true);
         spec.priority.get_or_insert(0);
-        if spec.service_account_name.is_none() {
-            spec.service_account_name = Some("default".to_owned());
-        }
+        // The ServiceAccount (`default` unless named) is settled by ServiceAccount admission,
+        // which leaves mirror pods without one.
         if spec.service_account.is_none() {
             spec.service_account = spec.service_account_name.clone();
         }

@@ -143,7 +143,12 @@ async fn watch_once(
                                             Some(CachedObject::new(&value, kv.revision, projection)),
                                             kv.revision,
                                         )),
-                                        Err(e) => warn!(key = %kv.key, error = %e, "ignoring corrupt object"),
+                                        // Never serve a stale copy (RBAC objects grant
+                                        // through it): the object leaves the cache.
+                                        Err(e) => {
+                                            warn!(key = %kv.key, error = %e, "dropping an object that cannot be decoded");
+                                            events.extend(state.apply(kv.key, None, kv.revision));
+                                        }
                                     },
                                     Change::Delete { key, revision } => {
                                         events.extend(state.apply(key, None, revision));
