@@ -3,11 +3,14 @@
 //! - `setup`: install what is missing (Debian packages, nightly rust-src, bpf-linker) and
 //!   check the host (root, bpffs, cgroup2, BTF).
 //! - `up` / `down` / `status`: the local multi-node lab (see ARCHITECTURE.md, "The lab").
-//! - `test`: fmt, clippy, unit tests, then end-to-end tests against a fresh lab.
+//! - `test`: fmt, clippy, unit tests, a short fuzz run, then end-to-end tests against a
+//!   fresh lab.
+//! - `fuzz`: the libFuzzer targets of `fuzz/`, each for a bounded time.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod cmd;
+mod fuzz;
 mod generate;
 mod host;
 mod images;
@@ -44,6 +47,8 @@ enum Task {
     Test(test::TestArgs),
     /// Benchmarks against a lab on release builds; report in target/bench/<timestamp>/.
     Bench(bench::BenchArgs),
+    /// Run the fuzz targets of fuzz/ (libFuzzer, nightly) for a bounded time each.
+    Fuzz(fuzz::FuzzArgs),
     /// Regenerate control/src/protobuf/schema.rs from the pinned k8s-pb and k8s-openapi.
     GenerateProtoSchema,
 }
@@ -60,6 +65,7 @@ fn main() {
         Task::Images(args) => images::run(&args),
         Task::GenerateProtoSchema => generate::run(),
         Task::Bench(args) => bench::run(&args),
+        Task::Fuzz(args) => fuzz::run(&args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

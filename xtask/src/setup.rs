@@ -161,6 +161,16 @@ fn cargo_home() -> PathBuf {
         })
 }
 
+/// cargo-fuzz (for `cargo xtask fuzz`), installed from crates.io when missing.
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    if succeeds(&mut command("cargo", ["fuzz", "--version"])) {
+        return Ok(());
+    }
+    eprintln!("      installing cargo-fuzz");
+    run_cmd(&mut command("cargo", ["install", "--locked", "cargo-fuzz"]))
+        .context("installing cargo-fuzz failed")
+}
+
 /// bpf-linker works when it runs and links against the LLVM it was built for.
 fn bpf_linker_works() -> bool {
     succeeds(&mut command(

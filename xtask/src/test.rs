@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the whole test pipeline, exactly what CI runs.
 //!
-//! setup → fmt → clippy → unit tests → a fresh lab → end-to-end tests → the kubectl
+//! setup → fmt → clippy → unit tests → fuzz targets (20 s each) → a fresh lab → end-to-end tests → the kubectl
 //! sessions again with kubectl.1.33 itself → the network
 //! benchmark's quick run (smoke) → down → the after-down checks. The lab is torn down even
 //! when a step fails.
@@ -25,6 +25,9 @@ const TEARDOWN_TARGET: &str = "teardown";
 /// Cloud SDK dispatcher) and once with the versioned binary itself.
 const KUBECTL_TARGETS: [&str; 3] = ["apply", "kubectl", "tables"];
 
+/// How long each fuzz target runs in `test` (a smoke run; `cargo xtask fuzz` for longer).
+const FUZZ_SECONDS: u32 = 20;
+
 /// The versioned kubectl the sessions run with a second time.
 const KUBECTL_1_33: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 
@@ -46,7 +49,7 @@ pub struct TestArgs {
 pub fn run(args: &TestArgs) -> Result<()> {
     host::require_root("test")?;
     setup::ensure()?;
-    let steps = if args.unit_only { 3 } else { 9 };
+    let steps = if args.unit_only { 4 } else { 10 };
     let mut progress = Progress::new("test", steps);
     progress.step("cargo fmt --check", || {
         run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -74,6 +77,15 @@ pub fn run(args: &TestArgs) -> Result<()> {
         // The e2e crate's own unit tests (the kube-proxy rule generator) need no lab.
         run_cmd(cargo().args(["test", "-p", "skiff-tests", "--lib"]))
     })?;
+    progress.step(
+        &format!("fuzz targets, {FUZZ_SECONDS} s each (cargo xtask fuzz)"),
+        || {
+            crate::fuzz::run(&crate::fuzz::FuzzArgs {
+                seconds: FUZZ_SECONDS,
+                thorough: false,
+            })
+        },
+    )?;
     if args.unit_only {
         return Ok(());
     }

@@ -156,7 +156,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     let backoff_limit = spec.backoff_limit.unwrap_or(6);
     let deadline_passed = spec
         .active_deadline_seconds
-        .is_some_and(|d| start_time + jiff::SignedDuration::from_secs(d) <= now);
+        // A deadline past the end of time never passes.
+        .is_some_and(|d| {
+            start_time
+                .checked_add(jiff::SignedDuration::from_secs(d))
+                .is_ok_and(|end| end <= now)
+        });
     let failure = if failed > backoff_limit {
         Some((
             "BackoffLimitExceeded",
@@ -326,11 +331,10 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         )
         .await?;
     }
-    if let Some(deadline) = spec.active_deadline_seconds {
-        let left = (start_time + jiff::SignedDuration::from_secs(deadline))
-            .duration_since(now)
-            .as_secs()
-            .max(1);
+    if let Some(deadline) = spec.active_deadline_seconds
+        && let Ok(end) = start_time.checked_add(jiff::SignedDuration::from_secs(deadline))
+    {
+        let left = end.duration_since(now).as_secs().max(1);
         let left = Duration::from_secs(u64::try_from(left).unwrap_or(1));
         return Ok(Action::requeue(wait.map_or(left, |w| w.min(left))));
     }

@@ -202,7 +202,9 @@ async fn evict(
                 .collect::<Option<Vec<i64>>>();
             limit.is_some_and(|secs| {
                 let shortest = secs.into_iter().min().unwrap_or(0).max(0);
-                added + jiff::SignedDuration::from_secs(shortest) <= now
+                added
+                    .checked_add(jiff::SignedDuration::from_secs(shortest))
+                    .is_ok_and(|end| end <= now)
             })
         });
         if expired {
