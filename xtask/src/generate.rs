@@ -146,11 +146,8 @@ fn json_names(root: &Path) -> Result<(Names, Strategies)> {
                 .unwrap_or(&dir)
                 .to_string_lossy()
                 .into_owned();
-            strategies.insert(
-                (module.clone(), type_name.to_owned()),
-                list_strategies(&text),
-            );
-            let fields = names.entry((module, type_name.to_owned())).or_default();
+            strategies.insert((module.clone(), squash(type_name)), list_strategies(&text));
+            let fields = names.entry((module, squash(type_name))).or_default();
             for line in text.lines() {
                 let line = line.trim();
                 if let Some((json, rust)) = line.split_once("\" => Field::Key_") {
@@ -171,8 +168,9 @@ fn normalize(rust: &str) -> String {
         .to_owned()
 }
 
-/// A Rust field name without `r#`, underscores and case, so k8s-pb's names meet
-/// k8s-openapi's (`non_resource_ur_ls` and `non_resource_urls`, `u_id` and `uid`).
+/// A Rust field or type name without `r#`, underscores and case, so k8s-pb's names meet
+/// k8s-openapi's (`non_resource_ur_ls` and `non_resource_urls`, `u_id` and `uid`,
+/// `AwsElasticBlockStoreVolumeSource` and `AWSElasticBlockStoreVolumeSource`).
 fn squash(rust: &str) -> String {
     normalize(rust).replace('_', "").to_ascii_lowercase()
 }
@@ -247,7 +245,7 @@ fn parse_module(
                 .with_context(|| format!("unparsable field {declaration:?} in {module}/{name}"))?;
             let field = normalize(field.trim());
             let json = names
-                .get(&(module.to_owned(), name.clone()))
+                .get(&(module.to_owned(), squash(name)))
                 .and_then(|f| f.get(&squash(&field)))
                 .cloned()
                 .unwrap_or_else(|| camel(&field));
@@ -286,7 +284,7 @@ fn list_merge(
     strategies: &Strategies,
 ) -> String {
     let strategy = strategies
-        .get(&(module.to_owned(), type_name.to_owned()))
+        .get(&(module.to_owned(), squash(type_name)))
         .and_then(|s| s.get(field));
     match strategy.map(String::as_str) {
         Some("set") => "ListMerge::Set".to_owned(),
@@ -296,7 +294,7 @@ fn list_merge(
                 .strip_prefix("Ty::Message(\"")
                 .and_then(|t| t.strip_suffix("\")"))
                 .and_then(|t| t.rsplit_once('/'))
-                .map(|(m, n)| (m.to_owned(), n.to_owned()));
+                .map(|(m, n)| (m.to_owned(), squash(n)));
             let key_json = item
                 .and_then(|k| names.get(&k))
                 .and_then(|f| f.get(&squash(key_rust)))

@@ -195,7 +195,7 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "kind", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "apiVersion", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 3, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
-        Field { tag: 4, json: "uId", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "uid", ty: Ty::String, repeated: false, list: ListMerge::Replace },
     ] },
     Message { name: "api/authentication/v1/ExtraValue", fields: &[
         Field { tag: 1, json: "items", ty: Ty::String, repeated: true, list: ListMerge::Replace },
@@ -247,11 +247,11 @@ pub static MESSAGES: &[Message] = &[
     ] },
     Message { name: "api/authorization/v1/FieldSelectorAttributes", fields: &[
         Field { tag: 1, json: "rawSelector", ty: Ty::String, repeated: false, list: ListMerge::Replace },
-        Field { tag: 2, json: "requirements", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/FieldSelectorRequirement,"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "requirements", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/FieldSelectorRequirement"), repeated: true, list: ListMerge::Replace },
     ] },
     Message { name: "api/authorization/v1/LabelSelectorAttributes", fields: &[
         Field { tag: 1, json: "rawSelector", ty: Ty::String, repeated: false, list: ListMerge::Replace },
-        Field { tag: 2, json: "requirements", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelectorRequirement,"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "requirements", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelectorRequirement"), repeated: true, list: ListMerge::Replace },
     ] },
     Message { name: "api/authorization/v1/LocalSubjectAccessReview", fields: &[
         Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
@@ -264,7 +264,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     Message { name: "api/authorization/v1/NonResourceRule", fields: &[
         Field { tag: 1, json: "verbs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
-        Field { tag: 2, json: "nonResourceUrLs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "nonResourceURLs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
     ] },
     Message { name: "api/authorization/v1/ResourceAttributes", fields: &[
         Field { tag: 1, json: "namespace", ty: Ty::String, repeated: false, list: ListMerge::Replace },
@@ -583,7 +583,7 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "preferAvoidPods", ty: Ty::Message("api/core/v1/PreferAvoidPodsEntry"), repeated: true, list: ListMerge::Replace },
     ] },
     Message { name: "api/core/v1/AwsElasticBlockStoreVolumeSource", fields: &[
-        Field { tag: 1, json: "volumeId", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 1, json: "volumeID", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "fsType", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 3, json: "partition", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
         Field { tag: 4, json: "readOnly", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
@@ -948,7 +948,7 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "command", ty: Ty::String, repeated: true, list: ListMerge::Replace },
     ] },
     Message { name: "api/core/v1/FcVolumeSource", fields: &[
-        Field { tag: 1, json: "targetWwNs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 1, json: "targetWWNs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
         Field { tag: 2, json: "lun", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
         Field { tag: 3, json: "fsType", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 4, json: "readOnly", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
@@ -1213,7 +1213,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     Message { name: "api/core/v1/NodeSpec", fields: &[
         Field { tag: 1, json: "podCIDR", ty: Ty::String, repeated: false, list: ListMerge::Replace },
-        Field { tag: 7, json: "podCidRs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 7, json: "podCIDRs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
         Field { tag: 3, json: "providerID", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 4, json: "unschedulable", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
         Field { tag: 5, json: "taints", ty: Ty::Message("api/core/v1/Taint"), repeated: true, list: ListMerge::Replace },
@@ -2173,7 +2173,7 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "apiGroups", ty: Ty::String, repeated: true, list: ListMerge::Replace },
         Field { tag: 3, json: "resources", ty: Ty::String, repeated: true, list: ListMerge::Replace },
         Field { tag: 4, json: "resourceNames", ty: Ty::String, repeated: true, list: ListMerge::Replace },
-        Field { tag: 5, json: "nonResourceUrLs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 5, json: "nonResourceURLs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
     ] },
     Message { name: "api/rbac/v1/Role", fields: &[
         Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
@@ -2213,7 +2213,7 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "versions", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/GroupVersionForDiscovery"), repeated: true, list: ListMerge::Replace },
         Field { tag: 3, json: "preferredVersion", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/GroupVersionForDiscovery"), repeated: false, list: ListMerge::Replace },
-        Field { tag: 4, json: "serverAddressByClientCidRs", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ServerAddressByClientCIDR"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "serverAddressByClientCIDRs", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ServerAddressByClientCIDR"), repeated: true, list: ListMerge::Replace },
     ] },
     Message { name: "apimachinery/pkg/apis/meta/v1/APIGroupList", fields: &[
         Field { tag: 1, json: "groups", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/APIGroup"), repeated: true, list: ListMerge::Replace },
@@ -2236,7 +2236,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     Message { name: "apimachinery/pkg/apis/meta/v1/APIVersions", fields: &[
         Field { tag: 1, json: "versions", ty: Ty::String, repeated: true, list: ListMerge::Replace },
-        Field { tag: 2, json: "serverAddressByClientCidRs", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ServerAddressByClientCIDR"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "serverAddressByClientCIDRs", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ServerAddressByClientCIDR"), repeated: true, list: ListMerge::Replace },
     ] },
     Message { name: "apimachinery/pkg/apis/meta/v1/ApplyOptions", fields: &[
         Field { tag: 1, json: "dryRun", ty: Ty::String, repeated: true, list: ListMerge::Replace },

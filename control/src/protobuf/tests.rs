@@ -205,3 +205,50 @@ fn garbage_is_an_error_not_a_panic() {
         let _ = decode_request(&body);
     }
 }
+
+#[test]
+fn rbac_and_review_kinds_decode_with_kubes_json_names() {
+    use k8s_pb::api::{authorization::v1 as authz, rbac::v1 as rbac};
+    // `kubectl create clusterrole r --verb=get --non-resource-url=/healthz` sends this.
+    let role = rbac::ClusterRole {
+        metadata: Some(meta::ObjectMeta {
+            name: Some("r".into()),
+            ..Default::default()
+        }),
+        rules: vec![rbac::PolicyRule {
+            verbs: vec!["get".into()],
+            non_resource_ur_ls: vec!["/healthz".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let body = envelope(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        role.encode_to_vec(),
+    );
+    let decoded = decode_request(&body).expect("decodes");
+    assert_eq!(decoded["rules"][0]["nonResourceURLs"], json!(["/healthz"]));
+    // A SubjectAccessReview's extra values are plain lists in JSON.
+    let review = authz::SubjectAccessReview {
+        spec: Some(authz::SubjectAccessReviewSpec {
+            user: Some("alice".into()),
+            extra: [(
+                "scopes".to_owned(),
+                authz::ExtraValue {
+                    items: vec!["a".into(), "b".into()],
+                },
+            )]
+            .into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let body = envelope(
+        "authorization.k8s.io/v1",
+        "SubjectAccessReview",
+        review.encode_to_vec(),
+    );
+    let decoded = decode_request(&body).expect("decodes");
+    assert_eq!(decoded["spec"]["extra"]["scopes"], json!(["a", "b"]));
+}
