@@ -119,6 +119,7 @@ pub async fn build(
             container.name
         )));
     }
+    security::needs_user_namespace(pod, container).map_err(ConfigError::Config)?;
     let privileged = security::privileged(container);
     if privileged && !kubelet.config.allow_privileged {
         return Err(ConfigError::Config(format!(
@@ -185,7 +186,6 @@ pub async fn build(
             Vec::new()
         },
         pids_limit: kubelet.config.pod_max_pids,
-        unmasked_proc: security::unmasked_proc(container),
     })
 }
 
