@@ -104,9 +104,10 @@ pub async fn build(
         }
         None => BTreeMap::new(),
     };
-    let mut environment = env::build(&kubelet.client, pod, container, &image_env, &service_env)
+    let container_env = env::build(&kubelet.client, pod, container, &image_env, &service_env)
         .await
         .map_err(|e| ConfigError::Config(e.0))?;
+    let mut environment = container_env.vars;
     // containerd's CRI plugin sets HOSTNAME first; the image and the pod may override it.
     if !environment.iter().any(|(name, _)| name == "HOSTNAME") {
         environment.insert(0, ("HOSTNAME".to_owned(), super::pod_dns::hostname(pod)));
@@ -139,7 +140,8 @@ pub async fn build(
     };
     let mut mounts = pod_files.to_vec();
     mounts.extend(
-        volumes::mounts_for(container, prepared, pod_dir).map_err(|e| ConfigError::Config(e.0))?,
+        volumes::mounts_for(container, prepared, pod_dir, &container_env.kubelet)
+            .map_err(|e| ConfigError::Config(e.0))?,
     );
     let resources = container.resources.as_ref();
     let limit =

@@ -14,7 +14,7 @@ pub mod subpath;
 pub mod token;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
 };
 
@@ -244,11 +244,14 @@ fn is_tmpfs(dir: &Path) -> bool {
 }
 
 /// The bind mounts a container gets from its volumeMounts; subPaths are bound safely
-/// under `pod_dir` first (see [`subpath`]).
+/// under `pod_dir` first (see [`subpath`]). A `subPathExpr` is expanded from `env`, the
+/// container's environment as kubelet resolved it (see
+/// [`super::env::expand_sub_path`]), then checked and bound like a subPath.
 pub fn mounts_for(
     container: &Container,
     prepared: &Prepared,
     pod_dir: &Path,
+    env: &BTreeMap<String, String>,
 ) -> Result<Vec<BindMount>, VolumeError> {
     let mut mounts = Vec::new();
     for (index, mount) in container
@@ -264,7 +267,11 @@ pub fn mounts_for(
                 mount.name, container.name
             ))
         })?;
-        let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        let expanded = match mount.sub_path_expr.as_deref().filter(|e| !e.is_empty()) {
+            Some(expr) => Some(super::env::expand_sub_path(expr, env).map_err(VolumeError)?),
+            None => mount.sub_path.clone(),
+        };
+        let source = match expanded.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => {
                 subpath::validate(sub).map_err(VolumeError)?;
                 check_single_name("container", &container.name).map_err(VolumeError)?;
@@ -344,7 +351,7 @@ mod tests {
                 {"name": "data", "mountPath": "/ro", "readOnly": true},
             ]
         }));
-        let mounts = mounts_for(&c, &prepared, Path::new("/pod")).expect("mounts");
+        let mounts = mounts_for(&c, &prepared, Path::new("/pod"), &BTreeMap::new()).expect("mounts");
         let ro: Vec<bool> = mounts.iter().map(|m| m.read_only).collect();
         assert_eq!(ro, [true, false, true]);
     }
@@ -372,9 +379,50 @@ mod tests {
                 "name": "app",
                 "volumeMounts": [{"name": "data", "mountPath": "/x", "subPath": sub}]
             }));
-            let err = mounts_for(&c, &prepared, Path::new("/pod")).expect_err(sub);
+            let err = mounts_for(&c, &prepared, Path::new("/pod"), &BTreeMap::new()).expect_err(sub);
             assert_eq!(err.0, message);
         }
+    }
+
+    #[test]
+    fn sub_path_expressions_are_expanded_checked_and_bound_like_sub_paths() {
+        let prepared = Prepared {
+            volumes: HashMap::from([(
+                "data".to_owned(),
+                PreparedVolume {
+                    path: "/nonexistent-volume".into(),
+                    read_only: false,
+                },
+            )]),
+            tokens: Vec::new(),
+        };
+        let mount = |expr: &str| {
+            container(serde_json::json!({
+                "name": "app",
+                "volumeMounts": [{"name": "data", "mountPath": "/x", "subPathExpr": expr}]
+            }))
+        };
+        let env = BTreeMap::from([
+            ("UP".to_owned(), "..".to_owned()),
+            ("ROOT".to_owned(), "/etc".to_owned()),
+            ("POD".to_owned(), "web-0".to_owned()),
+        ]);
+        let err = |expr: &str| {
+            mounts_for(&mount(expr), &prepared, Path::new("/pod"), &env)
+                .expect_err(expr)
+                .0
+        };
+        // The whole volume is not mounted instead: an unresolved expression is refused.
+        assert_eq!(err("logs/$(POD_NAME)"), "missing value for POD_NAME");
+        // What it expands to is checked as a subPath is.
+        assert_eq!(err("$(ROOT)"), "error SubPath `/etc` must not be an absolute path");
+        assert_eq!(
+            err("$(UP)/$(UP)/etc"),
+            "unable to provision SubPath `../../etc`: must not contain '..'"
+        );
+        // A good expression reaches the volume (absent here, so opening it fails there).
+        let opened = err("logs/$(POD)");
+        assert!(opened.contains("/nonexistent-volume"), "{opened}");
     }
 
     #[test]
