@@ -1,13 +1,14 @@
-//! Pod volumes made real on the node: emptyDir (a directory, or tmpfs for medium Memory),
-//! hostPath, configMap, secret, downwardAPI and projected (files written from the API,
-//! ServiceAccount tokens included), persistentVolumeClaim (a node-local directory per
-//! claim), and the bind mounts each container gets from its volumeMounts.
+//! Pod volumes made real on the node: emptyDir (a directory, or tmpfs for medium Memory)
+//! and persistentVolumeClaim (a node-local directory per claim), see [`local`]; hostPath;
+//! configMap, secret, downwardAPI and projected (files written from the API, ServiceAccount
+//! tokens included); and the bind mounts each container gets from its volumeMounts.
 //!
 //! Every file the agent writes into a volume, and every subPath it mounts, is resolved
 //! beneath the volume's directory (see [`crate::beneath`]); paths that would leave it are
 //! refused up front with kubelet's wording. configMap, secret, downwardAPI and projected
 //! volumes are mounted read-only, as kubelet mounts them.
 
+pub mod local;
 pub mod payload;
 pub mod sources;
 pub mod subpath;
@@ -109,42 +110,19 @@ async fn prepare_one(
         return host_path(&host.path, host.type_.as_deref()).map(|p| (writable(p), Vec::new()));
     }
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let fs_group = security::fs_group(pod);
     if let Some(claim) = &volume.persistent_volume_claim {
         // A node-local volume per claim (the lab's local-path storage): it outlives the
         // pod, so a StatefulSet pod recreated on this node finds its data again.
         check_single_name("namespace", &namespace)?;
         check_single_name("claim", &claim.claim_name)?;
         let state_dir = dir.ancestors().nth(4).unwrap_or(dir);
-        let path = state_dir
-            .join("claims")
-            .join(format!("{namespace}_{}", claim.claim_name));
-        std::fs::create_dir_all(&path).map_err(|e| format!("claim {}: {e}", claim.claim_name))?;
+        let path = local::claim_dir(state_dir, &namespace, &claim.claim_name, fs_group)?;
         return Ok((writable(path), Vec::new()));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let fs_group = security::fs_group(pod);
     if let Some(empty) = &volume.empty_dir {
-        if empty.medium.as_deref() == Some("Memory") && !is_tmpfs(dir) {
-            let size = empty
-                .size_limit
-                .as_ref()
-                .and_then(|q| skiff_quantity::bytes(&q.0))
-                .map(|b| format!("size={b}"));
-            nix::mount::mount(
-                Some("tmpfs"),
-                dir,
-                Some("tmpfs"),
-                nix::mount::MsFlags::empty(),
-                size.as_deref(),
-            )
-            .map_err(|e| format!("mounting tmpfs: {e}"))?;
-        }
-        // kubelet's emptyDir is world-writable (0777), plus the fsGroup's setgid and group.
-        let ownership = Ownership {
-            fs_group,
-            read_only: false,
-        };
-        payload::prepare_root(dir, 0o777, ownership)?;
+        local::empty_dir(empty, pod, dir, fs_group)?;
         return Ok((writable(dir.to_path_buf()), Vec::new()));
     }
     let ownership = Ownership {
@@ -238,11 +216,6 @@ fn host_path(path: &str, type_: Option<&str>) -> Result<PathBuf, String> {
     Ok(host)
 }
 
-fn is_tmpfs(dir: &Path) -> bool {
-    nix::sys::statfs::statfs(dir)
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
-}
-
 /// The bind mounts a container gets from its volumeMounts; subPaths are bound safely
 /// under `pod_dir` first (see [`subpath`]). A `subPathExpr` is expanded from `env`, the
 /// container's environment as kubelet resolved it (see
@@ -298,7 +271,7 @@ pub fn unmount_all(pod_dir: &Path) -> bool {
     if let Ok(entries) = std::fs::read_dir(pod_dir.join("volumes")) {
         for entry in entries.flatten() {
             let path = entry.path();
-            if is_tmpfs(&path) {
+            if local::is_tmpfs(&path) {
                 let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
             }
         }
