@@ -208,7 +208,7 @@ async fn resolve_user(
     let accounts = if numeric && !merge && user.contains(':') {
         Arc::new(passwd::ImageAccounts::default())
     } else {
-        let scratch = kubelet.config.state_dir.join("image-views");
+        let scratch = kubelet.image_views_dir();
         match kubelet
             .runtime
             .image_accounts(&image.chain_id, &scratch)
