@@ -13,6 +13,7 @@ pub mod payload;
 pub mod sources;
 pub mod subpath;
 pub mod token;
+pub mod token_cache;
 
 use std::{
     collections::{BTreeMap, HashMap},
