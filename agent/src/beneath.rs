@@ -28,8 +28,8 @@ use std::{
 
 use nix::{
     errno::Errno,
-    fcntl::{OFlag, OpenHow, ResolveFlag, openat2, renameat},
-    sys::stat::{Mode, SFlag, fchmod, fstat, mkdirat},
+    fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2, renameat},
+    sys::stat::{Mode, SFlag, fchmod, fstat, fstatat, mkdirat},
     unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat},
 };
 
@@ -207,8 +207,8 @@ impl Dir {
         let how = OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC);
         let fd = retry_eagain(|| openat2(nix::fcntl::AT_FDCWD, path, how)).map_err(|errno| {
             BeneathError::Sys {
-            op: "opening directory",
-            path: path.display().to_string(),
+                op: "opening directory",
+                path: path.display().to_string(),
                 root: PathBuf::from("/"),
                 errno,
             }
@@ -307,17 +307,31 @@ impl Dir {
                 Err(Errno::EEXIST) => false,
                 Err(errno) => return Err(self.error("creating directory", &walked)(errno)),
             };
-            let fd = openat2_retrying(current.fd.as_fd(), name, how).map_err(|errno| match errno {
-                Errno::ELOOP => BeneathError::Symlink {
-                    path: walked.clone(),
-                    root: self.path.clone(),
-                },
-                Errno::ENOTDIR => BeneathError::WrongType {
-                    path: walked.clone(),
-                    root: self.path.clone(),
-                    expected: "directory",
-                },
-                errno => self.error("opening directory", &walked)(errno),
+            let fd = openat2_retrying(current.fd.as_fd(), name, how).map_err(|errno| {
+                match errno {
+                    // What is there is no directory: a symlink (ELOOP, or ENOTDIR since
+                    // O_DIRECTORY is checked first) or another kind of file.
+                    Errno::ELOOP | Errno::ENOTDIR => {
+                        let link = fstatat(current.fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                            .is_ok_and(|s| {
+                                SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT
+                                    == SFlag::S_IFLNK
+                            });
+                        if link {
+                            BeneathError::Symlink {
+                                path: walked.clone(),
+                                root: self.path.clone(),
+                            }
+                        } else {
+                            BeneathError::WrongType {
+                                path: walked.clone(),
+                                root: self.path.clone(),
+                                expected: "directory",
+                            }
+                        }
+                    }
+                    errno => self.error("opening directory", &walked)(errno),
+                }
             })?;
             if created {
                 apply_attrs(fd.as_fd(), attrs).map_err(self.error("setting up", &walked))?;
@@ -636,7 +650,10 @@ mod tests {
                 .expect_err(path);
             assert!(matches!(err, BeneathError::Symlink { .. }), "{path}: {err}");
         }
-        assert!(entries(&volume.join("real")).is_empty(), "nothing made through the link");
+        assert!(
+            entries(&volume.join("real")).is_empty(),
+            "nothing made through the link"
+        );
         let mode = std::fs::metadata(volume.join("real"))
             .expect("meta")
             .permissions()
@@ -649,9 +666,7 @@ mod tests {
             .expect_err("file");
         assert!(matches!(err, BeneathError::WrongType { .. }), "{err}");
         // Plain directories are made, set up and returned.
-        let made = dir
-            .create_dir_all("a/b", Attrs::mode(0o750))
-            .expect("make");
+        let made = dir.create_dir_all("a/b", Attrs::mode(0o750)).expect("make");
         assert_eq!(made.path(), volume.join("a/b"));
         let mode = std::fs::metadata(volume.join("a/b"))
             .expect("meta")
@@ -676,7 +691,11 @@ mod tests {
         let mut calls = 0;
         let result = retry_eagain(|| {
             calls += 1;
-            if calls < 3 { Err(Errno::EAGAIN) } else { Ok(calls) }
+            if calls < 3 {
+                Err(Errno::EAGAIN)
+            } else {
+                Ok(calls)
+            }
         });
         assert_eq!(result, Ok(3));
         let mut calls = 0;
@@ -691,6 +710,10 @@ mod tests {
             calls += 1;
             Err(Errno::ENOENT)
         });
-        assert_eq!((result, calls), (Err(Errno::ENOENT), 1), "other errors are final");
+        assert_eq!(
+            (result, calls),
+            (Err(Errno::ENOENT), 1),
+            "other errors are final"
+        );
     }
 }

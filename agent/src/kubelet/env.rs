@@ -297,7 +297,10 @@ mod tests {
             expand_sub_path("logs/$(POD_NAME)", &vars).as_deref(),
             Ok("logs/web-0")
         );
-        assert_eq!(expand_sub_path("$$(POD_NAME)", &vars).as_deref(), Ok("$(POD_NAME)"));
+        assert_eq!(
+            expand_sub_path("$$(POD_NAME)", &vars).as_deref(),
+            Ok("$(POD_NAME)")
+        );
         assert_eq!(
             expand_sub_path("$(ZZ)/$(EMPTY)/$(AA)/$(ZZ)", &vars),
             Err("missing value for AA, EMPTY, ZZ".to_owned())

@@ -232,5 +232,4 @@ impl Kubelet {
         worker::spawn(self.clone(), pod, tx.clone(), rx);
         workers.insert(uid, tx);
     }
-
 }

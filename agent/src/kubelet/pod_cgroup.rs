@@ -117,7 +117,10 @@ pub fn pod_uids(root: &Path, parent: &str) -> BTreeSet<String> {
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            if let Some(uid) = entry.file_name().to_str().and_then(|n| n.strip_prefix("pod"))
+            if let Some(uid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("pod"))
                 && !uid.is_empty()
             {
                 uids.insert(uid.to_owned());

@@ -45,6 +45,7 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
 /// Make `state_dir/pods` or tighten it, and tighten the pod directories already in it
 /// (made 0755 by earlier agents).
 pub fn prepare(state_dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(state_dir)?;
     let pods = pods_dir(state_dir);
     create_private_dir(&pods)?;
     for entry in std::fs::read_dir(&pods)?.flatten() {

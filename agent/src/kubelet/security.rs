@@ -503,7 +503,8 @@ mod tests {
         let unmasked = container(json!({"procMount": "Unmasked"}));
         let err = needs_user_namespace(&plain, &unmasked).expect_err("unmasked");
         assert!(
-            err.contains("procMount: Unmasked") && err.contains("does not create user namespaces yet"),
+            err.contains("procMount: Unmasked")
+                && err.contains("does not create user namespaces yet"),
             "{err}"
         );
         let own_users = pod(json!({"containers": [], "hostUsers": false}));

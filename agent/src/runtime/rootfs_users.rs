@@ -172,9 +172,10 @@ impl Runtime {
     /// container is configured: every view found is taken for stale.
     pub async fn remove_stale_image_views(&self, scratch: &Path) {
         let scratch_dir = scratch.to_path_buf();
-        let mount_points = tokio::task::spawn_blocking(move || remove_view_mount_points(&scratch_dir))
-            .await
-            .unwrap_or(0);
+        let mount_points =
+            tokio::task::spawn_blocking(move || remove_view_mount_points(&scratch_dir))
+                .await
+                .unwrap_or(0);
         let mut snapshots = SnapshotsClient::new(self.channel());
         let list = self.request(
             ListSnapshotsRequest {
@@ -345,8 +346,7 @@ mod tests {
 
     #[test]
     fn stale_view_mount_points_are_removed_and_nothing_else() {
-        let scratch =
-            std::env::temp_dir().join(format!("skiff-views-{}", std::process::id()));
+        let scratch = std::env::temp_dir().join(format!("skiff-views-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(scratch.join("skiff-accounts-41-0")).expect("view");
         std::fs::create_dir_all(scratch.join("skiff-accounts-41-1")).expect("view");

@@ -32,7 +32,12 @@ const CLAIMS_DIR_MODE: u32 = 0o750;
 
 /// The memory limit of a container, if it declares a positive one.
 fn memory_limit(container: &Container) -> Option<u64> {
-    let quantity = container.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+    let quantity = container
+        .resources
+        .as_ref()?
+        .limits
+        .as_ref()?
+        .get("memory")?;
     skiff_quantity::bytes(&quantity.0)
         .and_then(|b| u64::try_from(b).ok())
         .filter(|b| *b > 0)
@@ -240,10 +245,7 @@ mod tests {
         let limited_pod = pod(json!({"containers": [limited("a", "256Mi")]}));
         // Without a sizeLimit: the node's memory, or the pod's limit (not half the RAM).
         assert_eq!(memory_volume_size(node, &best_effort, None), node);
-        assert_eq!(
-            memory_volume_size(node, &limited_pod, None),
-            Some(256 * MI)
-        );
+        assert_eq!(memory_volume_size(node, &limited_pod, None), Some(256 * MI));
         // sizeLimit 0 is no limit at all, never tmpfs size=0.
         assert_eq!(
             memory_volume_size(node, &limited_pod, Some(&quantity("0"))),

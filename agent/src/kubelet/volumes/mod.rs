@@ -325,7 +325,8 @@ mod tests {
                 {"name": "data", "mountPath": "/ro", "readOnly": true},
             ]
         }));
-        let mounts = mounts_for(&c, &prepared, Path::new("/pod"), &BTreeMap::new()).expect("mounts");
+        let mounts =
+            mounts_for(&c, &prepared, Path::new("/pod"), &BTreeMap::new()).expect("mounts");
         let ro: Vec<bool> = mounts.iter().map(|m| m.read_only).collect();
         assert_eq!(ro, [true, false, true]);
     }
@@ -353,7 +354,8 @@ mod tests {
                 "name": "app",
                 "volumeMounts": [{"name": "data", "mountPath": "/x", "subPath": sub}]
             }));
-            let err = mounts_for(&c, &prepared, Path::new("/pod"), &BTreeMap::new()).expect_err(sub);
+            let err =
+                mounts_for(&c, &prepared, Path::new("/pod"), &BTreeMap::new()).expect_err(sub);
             assert_eq!(err.0, message);
         }
     }
@@ -389,7 +391,10 @@ mod tests {
         // The whole volume is not mounted instead: an unresolved expression is refused.
         assert_eq!(err("logs/$(POD_NAME)"), "missing value for POD_NAME");
         // What it expands to is checked as a subPath is.
-        assert_eq!(err("$(ROOT)"), "error SubPath `/etc` must not be an absolute path");
+        assert_eq!(
+            err("$(ROOT)"),
+            "error SubPath `/etc` must not be an absolute path"
+        );
         assert_eq!(
             err("$(UP)/$(UP)/etc"),
             "unable to provision SubPath `../../etc`: must not contain '..'"

@@ -146,7 +146,10 @@ mod tests {
         }
         assert_eq!(*source.requests.lock().expect("lock"), 1);
         // Another projection (another pod, audience or lifetime) has its own token.
-        assert_eq!(cache.request(&projection("db")).await.expect("db").token, "db-2");
+        assert_eq!(
+            cache.request(&projection("db")).await.expect("db").token,
+            "db-2"
+        );
         // Once 80 % of its lifetime has passed, a new one is asked for.
         clock.advance(2880);
         assert_eq!(cache.request(&web).await.expect("token").token, "web-3");

@@ -64,7 +64,8 @@ mod tests {
 
     #[test]
     fn unmasked_proc_needs_the_pods_own_user_namespace() {
-        let unmasked = json!({"name": "c", "image": "x", "securityContext": {"procMount": "Unmasked"}});
+        let unmasked =
+            json!({"name": "c", "image": "x", "securityContext": {"procMount": "Unmasked"}});
         let refused = [
             "spec.containers[0].securityContext.procMount: Invalid value: \"Unmasked\": `hostUsers` must be false to use `Unmasked`",
         ];
