@@ -11,6 +11,12 @@
 //!   root; absolute symlinks and `..` resolve inside it, as they would in a chroot. For an
 //!   image's root filesystem (its `/etc/passwd` may be a symlink to `/usr/lib/passwd`).
 //!
+//! Directories are made as kubelet's `doSafeMakeDir` makes them: one name at a time, each
+//! opened relative to its parent's descriptor without following a symlink, and set up
+//! through that descriptor, so a container racing the agent cannot redirect a chmod or
+//! chown. `openat2` is retried a few times when the kernel answers `EAGAIN` (a rename
+//! raced the lookup).
+//!
 //! The syscall wrappers are nix's (safe); this module holds no `unsafe`.
 
 use std::{
@@ -22,8 +28,8 @@ use std::{
 
 use nix::{
     errno::Errno,
-    fcntl::{OFlag, OpenHow, ResolveFlag, openat2, renameat},
-    sys::stat::{Mode, SFlag, fchmod, fstat, mkdirat},
+    fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2, renameat},
+    sys::stat::{Mode, SFlag, fchmod, fstat, fstatat, mkdirat},
     unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat},
 };
 
@@ -54,6 +60,14 @@ pub enum BeneathError {
         root: PathBuf,
         /// What it should have been.
         expected: &'static str,
+    },
+    /// A directory to make or walk through is a symbolic link (never followed there).
+    #[error("{path:?} in {root} is a symbolic link, which is not followed when making directories")]
+    Symlink {
+        /// The path as given, up to the link.
+        path: String,
+        /// The directory it is in.
+        root: PathBuf,
     },
     /// The file is larger than the reader accepts.
     #[error("{path:?} in {root} is larger than {limit} bytes")]
@@ -157,15 +171,47 @@ pub struct Dir {
 /// Distinguishes the temporary names of concurrent writers in one process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// How many times `openat2` is tried when the kernel answers `EAGAIN` (it does when a
+/// rename or mount changed the tree during a `RESOLVE_BENEATH`/`RESOLVE_IN_ROOT` lookup).
+const OPENAT2_ATTEMPTS: u32 = 8;
+
+/// Run `open` again while it fails with `EAGAIN`, at most [`OPENAT2_ATTEMPTS`] times.
+fn retry_eagain<T>(mut open: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    let mut attempt = 1;
+    loop {
+        match open() {
+            Err(Errno::EAGAIN) if attempt < OPENAT2_ATTEMPTS => attempt += 1,
+            result => return result,
+        }
+    }
+}
+
+/// `openat2(2)`, retried on `EAGAIN`.
+fn openat2_retrying(dir: BorrowedFd<'_>, path: &str, how: OpenHow) -> Result<OwnedFd, Errno> {
+    retry_eagain(|| openat2(dir, path, how))
+}
+
+/// A temporary name beside the file being written: fixed length (whatever the final name's
+/// length, which may be the 255-byte maximum), unique within the process.
+fn temporary_name() -> String {
+    format!(
+        ".skiff-{:08x}-{:016x}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 impl Dir {
     /// Open `path` (a directory the agent trusts: a volume's or a rootfs's top).
     pub fn open(path: &Path) -> Result<Self, BeneathError> {
         let how = OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC);
-        let fd = openat2(nix::fcntl::AT_FDCWD, path, how).map_err(|errno| BeneathError::Sys {
-            op: "opening directory",
-            path: path.display().to_string(),
-            root: PathBuf::from("/"),
-            errno,
+        let fd = retry_eagain(|| openat2(nix::fcntl::AT_FDCWD, path, how)).map_err(|errno| {
+            BeneathError::Sys {
+                op: "opening directory",
+                path: path.display().to_string(),
+                root: PathBuf::from("/"),
+                errno,
+            }
         })?;
         Ok(Self {
             fd,
@@ -214,7 +260,7 @@ impl Dir {
         let how = OpenHow::new()
             .flags(flags | OFlag::O_CLOEXEC)
             .resolve(resolve.flags());
-        openat2(self.fd.as_fd(), target, how).map_err(self.error("opening", path))
+        openat2_retrying(self.fd.as_fd(), target, how).map_err(self.error("opening", path))
     }
 
     /// The directory `path` beneath this one, which must exist.
@@ -226,8 +272,12 @@ impl Dir {
         })
     }
 
-    /// Make every directory of `path` that is missing (with `attrs`), one name at a
-    /// time, each resolved beneath this directory; returns the last one.
+    /// Make every directory of `path` that is missing (with `attrs`), as kubelet's
+    /// `doSafeMakeDir`: one name at a time, each made (`mkdirat`) and opened relative to its
+    /// parent's descriptor without following a symlink (`RESOLVE_BENEATH |
+    /// RESOLVE_NO_SYMLINKS`), and a directory made here is set up through the descriptor
+    /// just opened, never by a path resolved again. A symlink anywhere in `path` is
+    /// refused; returns the last directory.
     pub fn create_dir_all(&self, path: &str, attrs: Attrs) -> Result<Dir, BeneathError> {
         let names = relative_names(path)?;
         let mut current = Dir {
@@ -239,6 +289,13 @@ impl Dir {
             })?,
             path: self.path.clone(),
         };
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
         let mut walked = String::new();
         for name in names {
             if !walked.is_empty() {
@@ -250,13 +307,39 @@ impl Dir {
                 Err(Errno::EEXIST) => false,
                 Err(errno) => return Err(self.error("creating directory", &walked)(errno)),
             };
-            // Resolved from the top each time, so a symlink swapped in between cannot
-            // lead out.
-            let next = self.sub_dir(&walked)?;
+            let fd = openat2_retrying(current.fd.as_fd(), name, how).map_err(|errno| {
+                match errno {
+                    // What is there is no directory: a symlink (ELOOP, or ENOTDIR since
+                    // O_DIRECTORY is checked first) or another kind of file.
+                    Errno::ELOOP | Errno::ENOTDIR => {
+                        let link = fstatat(current.fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                            .is_ok_and(|s| {
+                                SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT
+                                    == SFlag::S_IFLNK
+                            });
+                        if link {
+                            BeneathError::Symlink {
+                                path: walked.clone(),
+                                root: self.path.clone(),
+                            }
+                        } else {
+                            BeneathError::WrongType {
+                                path: walked.clone(),
+                                root: self.path.clone(),
+                                expected: "directory",
+                            }
+                        }
+                    }
+                    errno => self.error("opening directory", &walked)(errno),
+                }
+            })?;
             if created {
-                apply_attrs(next.fd.as_fd(), attrs).map_err(self.error("setting up", &walked))?;
+                apply_attrs(fd.as_fd(), attrs).map_err(self.error("setting up", &walked))?;
             }
-            current = next;
+            current = Dir {
+                fd,
+                path: current.path.join(name),
+            };
         }
         Ok(current)
     }
@@ -285,11 +368,7 @@ impl Dir {
             });
         };
         let parent = self.create_dir_all(&parents.join("/"), dir_attrs)?;
-        let temp = format!(
-            ".{name}.skiff-{}-{}",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let temp = temporary_name();
         let how = OpenHow::new()
             .flags(
                 OFlag::O_WRONLY
@@ -300,8 +379,8 @@ impl Dir {
             )
             .mode(Mode::from_bits_truncate(0o600))
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-        let fd =
-            openat2(parent.fd.as_fd(), temp.as_str(), how).map_err(self.error("creating", path))?;
+        let fd = openat2_retrying(parent.fd.as_fd(), temp.as_str(), how)
+            .map_err(self.error("creating", path))?;
         let written = write_and_finish(fd, data, attrs)
             .and_then(|()| renameat(parent.fd.as_fd(), temp.as_str(), parent.fd.as_fd(), *name));
         if let Err(errno) = written {
@@ -484,7 +563,7 @@ mod tests {
             let err = dir
                 .write_atomic(path, b"owned", Attrs::mode(0o644), Attrs::mode(0o755))
                 .expect_err(path);
-            assert!(matches!(err, BeneathError::Escapes { .. }), "{path}: {err}");
+            assert!(matches!(err, BeneathError::Symlink { .. }), "{path}: {err}");
         }
         // A file-level symlink at the name is replaced, not written through.
         symlink(outside.join("target"), volume.join("key")).expect("symlink");
@@ -554,5 +633,87 @@ mod tests {
             .expect_err("directory in the way");
         assert!(matches!(err, BeneathError::WrongType { .. }), "{err}");
         assert_eq!(entries(&volume), ["key"]);
+    }
+
+    #[test]
+    fn making_directories_never_follows_a_symlink_even_inside_the_volume() {
+        let (_top, volume, _, dir) = volume_and_outside("mkdir-link");
+        // What a racing container could swap in after a directory was made: a link to
+        // another directory of the volume, whose mode and owner the agent must not touch.
+        std::fs::create_dir(volume.join("real")).expect("real");
+        std::fs::set_permissions(volume.join("real"), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        symlink("real", volume.join("link")).expect("symlink");
+        for path in ["link", "link/new", "link/new/deeper"] {
+            let err = dir
+                .create_dir_all(path, Attrs::mode(0o777))
+                .expect_err(path);
+            assert!(matches!(err, BeneathError::Symlink { .. }), "{path}: {err}");
+        }
+        assert!(
+            entries(&volume.join("real")).is_empty(),
+            "nothing made through the link"
+        );
+        let mode = std::fs::metadata(volume.join("real"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o700, "the link's target was not chmodded");
+        // A file in the way is reported as such.
+        std::fs::write(volume.join("file"), b"x").expect("file");
+        let err = dir
+            .create_dir_all("file/x", Attrs::mode(0o755))
+            .expect_err("file");
+        assert!(matches!(err, BeneathError::WrongType { .. }), "{err}");
+        // Plain directories are made, set up and returned.
+        let made = dir.create_dir_all("a/b", Attrs::mode(0o750)).expect("make");
+        assert_eq!(made.path(), volume.join("a/b"));
+        let mode = std::fs::metadata(volume.join("a/b"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o750);
+    }
+
+    #[test]
+    fn the_longest_file_name_is_written_through_a_short_temporary_name() {
+        let (_top, volume, _, dir) = volume_and_outside("long-name");
+        let name = "k".repeat(255);
+        dir.write_atomic(&name, b"v", Attrs::mode(0o644), Attrs::mode(0o755))
+            .expect("a 255-byte name is a valid name");
+        assert_eq!(entries(&volume), [name]);
+        assert_eq!(temporary_name().len(), temporary_name().len());
+        assert!(temporary_name().len() < 40);
+    }
+
+    #[test]
+    fn eagain_is_retried_a_few_times() {
+        let mut calls = 0;
+        let result = retry_eagain(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(Errno::EAGAIN)
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(result, Ok(3));
+        let mut calls = 0;
+        let result: Result<(), Errno> = retry_eagain(|| {
+            calls += 1;
+            Err(Errno::EAGAIN)
+        });
+        assert_eq!(result, Err(Errno::EAGAIN));
+        assert_eq!(calls, OPENAT2_ATTEMPTS);
+        let mut calls = 0;
+        let result: Result<(), Errno> = retry_eagain(|| {
+            calls += 1;
+            Err(Errno::ENOENT)
+        });
+        assert_eq!(
+            (result, calls),
+            (Err(Errno::ENOENT), 1),
+            "other errors are final"
+        );
     }
 }

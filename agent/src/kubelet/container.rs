@@ -104,9 +104,10 @@ pub async fn build(
         }
         None => BTreeMap::new(),
     };
-    let mut environment = env::build(&kubelet.client, pod, container, &image_env, &service_env)
+    let container_env = env::build(&kubelet.client, pod, container, &image_env, &service_env)
         .await
         .map_err(|e| ConfigError::Config(e.0))?;
+    let mut environment = container_env.vars;
     // containerd's CRI plugin sets HOSTNAME first; the image and the pod may override it.
     if !environment.iter().any(|(name, _)| name == "HOSTNAME") {
         environment.insert(0, ("HOSTNAME".to_owned(), super::pod_dns::hostname(pod)));
@@ -119,6 +120,7 @@ pub async fn build(
             container.name
         )));
     }
+    security::needs_user_namespace(pod, container).map_err(ConfigError::Config)?;
     let privileged = security::privileged(container);
     if privileged && !kubelet.config.allow_privileged {
         return Err(ConfigError::Config(format!(
@@ -138,7 +140,8 @@ pub async fn build(
     };
     let mut mounts = pod_files.to_vec();
     mounts.extend(
-        volumes::mounts_for(container, prepared, pod_dir).map_err(|e| ConfigError::Config(e.0))?,
+        volumes::mounts_for(container, prepared, pod_dir, &container_env.kubelet)
+            .map_err(|e| ConfigError::Config(e.0))?,
     );
     let resources = container.resources.as_ref();
     let limit =
@@ -185,7 +188,6 @@ pub async fn build(
             Vec::new()
         },
         pids_limit: kubelet.config.pod_max_pids,
-        unmasked_proc: security::unmasked_proc(container),
     })
 }
 
@@ -206,7 +208,7 @@ async fn resolve_user(
     let accounts = if numeric && !merge && user.contains(':') {
         Arc::new(passwd::ImageAccounts::default())
     } else {
-        let scratch = kubelet.config.state_dir.join("image-views");
+        let scratch = kubelet.image_views_dir();
         match kubelet
             .runtime
             .image_accounts(&image.chain_id, &scratch)

@@ -51,8 +51,9 @@ pub fn field_value(pod: &Pod, path: &str) -> Option<String> {
     }
 }
 
-/// Expand `$(NAME)` from `vars`; `$$` escapes; unknown references stay as written.
-pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
+/// kubelet's `expansion.Expand`: `$(NAME)` is replaced by `mapping(NAME)`, `$$` is a `$`,
+/// and anything else (a lone `$`, an unclosed `$(`) stays as written.
+fn expand_with(text: &str, mut mapping: impl FnMut(&str) -> String) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -64,15 +65,7 @@ pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
         } else if let Some(inner) = after.strip_prefix('(')
             && let Some(end) = inner.find(')')
         {
-            let name = &inner[..end];
-            match vars.get(name) {
-                Some(value) => out.push_str(value),
-                None => {
-                    out.push_str("$(");
-                    out.push_str(name);
-                    out.push(')');
-                }
-            }
+            out.push_str(&mapping(&inner[..end]));
             rest = &inner[end + 1..];
         } else {
             out.push('$');
@@ -83,28 +76,72 @@ pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// The environment of `container` in `pod`, in order, as `(name, value)`.
+/// Expand `$(NAME)` from `vars`; `$$` escapes; unknown references stay as written.
+pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
+    expand_with(text, |name| match vars.get(name) {
+        Some(value) => value.clone(),
+        None => format!("$({name})"),
+    })
+}
+
+/// kubelet's `ExpandContainerVolumeMounts`: a volumeMount's `subPathExpr` expanded from
+/// the container's environment as kubelet resolved it (`vars`); a reference to a variable
+/// that is missing or empty is an error, with kubelet's wording.
+pub fn expand_sub_path(expr: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut missing = std::collections::BTreeSet::new();
+    let expanded = expand_with(expr, |name| match vars.get(name) {
+        Some(value) if !value.is_empty() => value.clone(),
+        _ => {
+            missing.insert(name.to_owned());
+            String::new()
+        }
+    });
+    if missing.is_empty() {
+        Ok(expanded)
+    } else {
+        let names: Vec<String> = missing.into_iter().collect();
+        Err(format!("missing value for {}", names.join(", ")))
+    }
+}
+
+/// A container's environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerEnv {
+    /// Every variable in order, as `(name, value)`: the image's ENV first.
+    pub vars: Vec<(String, String)>,
+    /// The variables kubelet itself defines (env, envFrom, Service variables; not the
+    /// image's, which only the runtime sees): what `subPathExpr` is expanded from.
+    pub kubelet: BTreeMap<String, String>,
+}
+
+/// The environment of `container` in `pod`.
 pub async fn build(
     client: &Client,
     pod: &Pod,
     container: &Container,
     image_env: &[String],
     service_env: &BTreeMap<String, String>,
-) -> Result<Vec<(String, String)>, EnvError> {
+) -> Result<ContainerEnv, EnvError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
+    for entry in image_env {
+        if let Some((k, v)) = entry.split_once('=') {
+            if !vars.contains_key(k) {
+                order.push(k.to_owned());
+            }
+            vars.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    // From here on, what kubelet defines.
+    let mut kubelet_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut set = |vars: &mut BTreeMap<String, String>, name: String, value: String| {
         if !vars.contains_key(&name) {
             order.push(name.clone());
         }
+        kubelet_names.insert(name.clone());
         vars.insert(name, value);
     };
-    for entry in image_env {
-        if let Some((k, v)) = entry.split_once('=') {
-            set(&mut vars, k.to_owned(), v.to_owned());
-        }
-    }
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     for from in container.env_from.as_deref().unwrap_or_default() {
@@ -198,13 +235,21 @@ pub async fn build(
             set(&mut vars, name.clone(), value.clone());
         }
     }
-    Ok(order
+    let kubelet = kubelet_names
+        .into_iter()
+        .filter_map(|name| {
+            let value = vars.get(&name)?.clone();
+            Some((name, value))
+        })
+        .collect();
+    let vars = order
         .into_iter()
         .map(|name| {
             let value = vars.get(&name).cloned().unwrap_or_default();
             (name, value)
         })
-        .collect())
+        .collect();
+    Ok(ContainerEnv { vars, kubelet })
 }
 
 fn resource_value(container: &Container, resource: &str) -> String {
@@ -238,6 +283,29 @@ mod tests {
         assert_eq!(expand("$(B)", &vars), "$(B)");
         assert_eq!(expand("$$(A)", &vars), "$(A)");
         assert_eq!(expand("cost $5", &vars), "cost $5");
+        assert_eq!(expand("$(A", &vars), "$(A");
+        assert_eq!(expand("end$", &vars), "end$");
+    }
+
+    #[test]
+    fn sub_path_expressions_expand_as_kubelets() {
+        let vars = BTreeMap::from([
+            ("POD_NAME".to_owned(), "web-0".to_owned()),
+            ("EMPTY".to_owned(), String::new()),
+        ]);
+        assert_eq!(
+            expand_sub_path("logs/$(POD_NAME)", &vars).as_deref(),
+            Ok("logs/web-0")
+        );
+        assert_eq!(
+            expand_sub_path("$$(POD_NAME)", &vars).as_deref(),
+            Ok("$(POD_NAME)")
+        );
+        assert_eq!(
+            expand_sub_path("$(ZZ)/$(EMPTY)/$(AA)/$(ZZ)", &vars),
+            Err("missing value for AA, EMPTY, ZZ".to_owned())
+        );
+        assert_eq!(expand_sub_path("plain", &vars).as_deref(), Ok("plain"));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 pub mod container;
 pub mod env;
 pub mod lifecycle;
+mod orphans;
 pub mod pod_cgroup;
+pub mod pod_dirs;
 pub mod pod_dns;
 pub mod probe;
 pub mod runtime_class;
@@ -142,12 +144,16 @@ impl Kubelet {
     }
 
     /// Run forever: prepare the node network, then watch this node's pods and keep one
-    /// worker per pod.
+    /// worker per pod; once the first list is in, remove what is left of pods the API no
+    /// longer has, and look for leftovers again every [`orphans::LEFTOVER_PASS`].
     pub async fn run(self: Arc<Self>) {
         if let Err(e) = sandbox::prepare_node(&self.netlink, self.config.pod_cidr.gateway()).await {
             tracing::error!(error = %e, "cannot prepare the node for pod networking");
         }
         let _ = std::fs::create_dir_all(self.netns_dir());
+        self.runtime
+            .remove_stale_image_views(&self.image_views_dir())
+            .await;
         let pods: Api<Pod> = Api::all(self.client.clone());
         let config =
             watcher::Config::default().fields(&format!("spec.nodeName={}", self.config.node_name));
@@ -155,7 +161,23 @@ impl Kubelet {
         let mut workers: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
         let mut listed: HashSet<String> = HashSet::new();
         let mut collected_orphans = false;
-        while let Some(event) = events.next().await {
+        let mut leftover_pass = tokio::time::interval(orphans::LEFTOVER_PASS);
+        leftover_pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                event = events.next() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+                _ = leftover_pass.tick() => {
+                    if collected_orphans {
+                        workers.retain(|_, tx| !tx.is_closed());
+                        let live: HashSet<String> = workers.keys().cloned().collect();
+                        self.collect_leftovers(&live);
+                    }
+                    continue;
+                }
+            };
             workers.retain(|_, tx| !tx.is_closed());
             match event {
                 Ok(Event::Init) => listed.clear(),
@@ -178,14 +200,20 @@ impl Kubelet {
                     }
                     if !collected_orphans {
                         collected_orphans = true;
-                        let known: HashSet<String> = listed.clone();
+                        // Noted before any later pod is dispatched, removed meanwhile.
+                        let found = self.find_orphans(&listed).await;
                         let kubelet = self.clone();
-                        tokio::spawn(async move { kubelet.collect_orphans(&known).await });
+                        tokio::spawn(async move { kubelet.remove_orphans(found).await });
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "pod watch interrupted; resuming"),
             }
         }
+    }
+
+    /// The agent's scratch directory for read-only views of images.
+    pub fn image_views_dir(&self) -> PathBuf {
+        self.config.state_dir.join("image-views")
     }
 
     fn dispatch(
@@ -203,48 +231,5 @@ impl Kubelet {
         let (tx, rx) = mpsc::unbounded_channel();
         worker::spawn(self.clone(), pod, tx.clone(), rx);
         workers.insert(uid, tx);
-    }
-
-    /// Remove containers and sandboxes whose pods the API no longer has (deleted while the
-    /// agent was down).
-    async fn collect_orphans(&self, known: &HashSet<String>) {
-        let containers = match self.runtime.list_containers("").await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list containers to collect orphans");
-                return;
-            }
-        };
-        let mut orphan_pods = HashSet::new();
-        for container in containers {
-            let Some(uid) = container.labels.get(LABEL_POD_UID) else {
-                continue;
-            };
-            if known.contains(uid) {
-                continue;
-            }
-            orphan_pods.insert(uid.clone());
-            let _ = self.runtime.kill(&container.id, 9).await;
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            if let Err(e) = self.runtime.remove_container(&container.id).await {
-                tracing::warn!(container = %container.id, error = %e, "cannot remove orphaned container");
-            }
-        }
-        for uid in self.ipam.owners().await {
-            if !known.contains(&uid) {
-                orphan_pods.insert(uid);
-            }
-        }
-        for uid in orphan_pods {
-            let netns = self.netns_dir().join(&uid);
-            if let Err(e) = sandbox::tear_down(&self.netlink, &netns, &uid).await {
-                tracing::warn!(pod_uid = %uid, error = %e, "cannot remove an orphaned sandbox");
-            }
-            if let Some(hook) = &self.pod_veths {
-                hook.down(&sandbox::host_veth(&uid));
-            }
-            let _ = self.ipam.release(&uid).await;
-            tracing::info!(pod_uid = %uid, "removed what was left of a pod deleted while the agent was away");
-        }
     }
 }

@@ -7,8 +7,15 @@
 //! Hybrid hosts (cgroup v1 controllers, cgroup2 at `unified` without controllers) keep pids
 //! in the v1 hierarchy `pids/`; pure cgroup2 hosts need `+pids` in `cgroup.subtree_control`
 //! of every ancestor, as runc enables it for its own cgroups.
+//!
+//! When the pod is gone its cgroup is removed in every hierarchy (the pids one included),
+//! with whatever empty container cgroups runc left below it; pod cgroups of pods the API no
+//! longer has are found by listing the parent.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
 
 /// Where cgroup filesystems are mounted.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -81,6 +88,83 @@ pub fn limit_pids(
     Ok(dir)
 }
 
+/// Every hierarchy under `root` a pod cgroup may be in: each v1 controller's directory,
+/// cgroup2's `unified`, and `root` itself (pure cgroup2).
+fn hierarchies(root: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.push(root.to_path_buf());
+    found
+}
+
+/// The UIDs of the pod cgroups under `parent` in any hierarchy under `root`.
+pub fn pod_uids(root: &Path, parent: &str) -> BTreeSet<String> {
+    let parent = Path::new(parent.trim_start_matches('/'));
+    let mut uids = BTreeSet::new();
+    for hierarchy in hierarchies(root) {
+        let Ok(entries) = std::fs::read_dir(hierarchy.join(parent)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if let Some(uid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("pod"))
+                && !uid.is_empty()
+            {
+                uids.insert(uid.to_owned());
+            }
+        }
+    }
+    uids
+}
+
+/// Remove `dir` and the cgroups below it, deepest first (a cgroup with no processes and
+/// no children can be removed with its control files in it); false if one stays.
+fn remove_tree(dir: &Path) -> bool {
+    let mut clear = true;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                clear &= remove_tree(&entry.path());
+            }
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => clear,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => clear,
+        Err(e) => {
+            tracing::debug!(cgroup = %dir.display(), error = %e, "cannot remove a pod cgroup");
+            false
+        }
+    }
+}
+
+/// Remove the pod's cgroup (and any container cgroup left below it) in every hierarchy
+/// under `root`; true if none is left.
+pub fn remove(root: &Path, parent: &str, pod_uid: &str) -> bool {
+    let relative = relative(parent, pod_uid);
+    let mut clear = true;
+    for hierarchy in hierarchies(root) {
+        let dir = hierarchy.join(&relative);
+        if dir.is_dir() {
+            clear &= remove_tree(&dir);
+        }
+    }
+    clear
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +228,34 @@ mod tests {
             limit_pids(&root, "/skiff/n", "u", 10),
             Err(PodCgroupError::NoPidsController(_))
         ));
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn pod_cgroups_are_found_and_removed_in_every_hierarchy() {
+        let root = temp("remove");
+        // A hybrid host: the pids controller's hierarchy and cgroup2 at unified, a
+        // container cgroup runc left behind, and another pod's cgroup.
+        for dir in [
+            "pids/skiff/n1/podgone/ctr-1",
+            "unified/skiff/n1/podgone",
+            "memory/skiff/n1/podlive",
+        ] {
+            std::fs::create_dir_all(root.join(dir)).expect("cgroup");
+        }
+        std::fs::write(root.join("cgroup.procs-not-a-dir"), "").expect("file");
+        assert_eq!(
+            pod_uids(&root, "/skiff/n1").into_iter().collect::<Vec<_>>(),
+            ["gone", "live"]
+        );
+        assert!(remove(&root, "/skiff/n1", "gone"));
+        assert!(!root.join("pids/skiff/n1/podgone").exists());
+        assert!(!root.join("unified/skiff/n1/podgone").exists());
+        assert!(root.join("memory/skiff/n1/podlive").is_dir());
+        assert!(remove(&root, "/skiff/n1", "gone"), "nothing left is clear");
+        // A cgroup that cannot be removed (here: a file in it) is reported.
+        std::fs::write(root.join("memory/skiff/n1/podlive/busy"), "").expect("busy");
+        assert!(!remove(&root, "/skiff/n1", "live"));
         let _ = std::fs::remove_dir_all(root);
     }
 }

@@ -3,8 +3,9 @@
 //! pod's), the user string (kubelet's `determineEffectiveSecurityContext`, the CRI plugin's
 //! `GenerateUserString`), runAsNonRoot (kubelet's `verifyRunAsNonRoot`, with its wording),
 //! the seccomp profile, capabilities (the CRI plugin's `WithCapabilities`), no_new_privs
-//! (kubelet's `AddNoNewPrivileges`), supplementary groups with fsGroup, and kubelet's
-//! `FsUserFrom` for projected tokens. Pure functions of the pod; no I/O.
+//! (kubelet's `AddNoNewPrivileges`), supplementary groups with fsGroup, kubelet's
+//! `FsUserFrom` for projected tokens, and the refusal of what needs a user namespace.
+//! Pure functions of the pod; no I/O.
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, SecurityContext};
 
@@ -218,9 +219,25 @@ pub fn no_new_privileges(container: &Container) -> bool {
     container_context(container).and_then(|c| c.allow_privilege_escalation) == Some(false)
 }
 
-/// Whether /proc is unmasked (`procMount: Unmasked`).
-pub fn unmasked_proc(container: &Container) -> bool {
-    container_context(container).and_then(|c| c.proc_mount.as_deref()) == Some("Unmasked")
+/// What needs a user namespace, which skiff-agent does not create yet: `procMount:
+/// Unmasked` (without a user namespace, an unmasked /proc hands the container a writable
+/// /proc/sys and /proc/sysrq-trigger as the host's root) and `hostUsers: false`. The
+/// refusal (a CreateContainerConfigError) says so; nothing is run with less isolation than
+/// the pod asked for.
+pub fn needs_user_namespace(pod: &Pod, container: &Container) -> Result<(), String> {
+    let name = &container.name;
+    if container_context(container).and_then(|c| c.proc_mount.as_deref()) == Some("Unmasked") {
+        return Err(format!(
+            "container {name} asks for procMount: Unmasked, which needs a user namespace (spec.hostUsers: false); skiff-agent does not create user namespaces yet"
+        ));
+    }
+    if pod.spec.as_ref().and_then(|s| s.host_users) == Some(false) {
+        return Err(format!(
+            "pod {} asks for a user namespace (spec.hostUsers: false), which skiff-agent does not create yet",
+            pod_full_name(pod)
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the root filesystem is read-only.
@@ -478,5 +495,28 @@ mod tests {
             json!({"containers": [], "securityContext": {"supplementalGroupsPolicy": "Strict"}}),
         );
         assert!(!merge_image_groups(&strict));
+    }
+
+    #[test]
+    fn what_needs_a_user_namespace_is_refused_until_there_are_user_namespaces() {
+        let plain = pod(json!({"containers": []}));
+        let unmasked = container(json!({"procMount": "Unmasked"}));
+        let err = needs_user_namespace(&plain, &unmasked).expect_err("unmasked");
+        assert!(
+            err.contains("procMount: Unmasked")
+                && err.contains("does not create user namespaces yet"),
+            "{err}"
+        );
+        let own_users = pod(json!({"containers": [], "hostUsers": false}));
+        let err = needs_user_namespace(&own_users, &container(json!({}))).expect_err("hostUsers");
+        assert_eq!(
+            err,
+            "pod web_prod(u-1) asks for a user namespace (spec.hostUsers: false), which skiff-agent does not create yet"
+        );
+        assert!(needs_user_namespace(&own_users, &unmasked).is_err());
+        let host_users = pod(json!({"containers": [], "hostUsers": true}));
+        let default_proc = container(json!({"procMount": "Default"}));
+        assert_eq!(needs_user_namespace(&host_users, &default_proc), Ok(()));
+        assert_eq!(needs_user_namespace(&plain, &container(json!({}))), Ok(()));
     }
 }

@@ -3,7 +3,9 @@
 //! mounted (nosuid, nodev, noexec) on a scratch directory of the agent's, both files read
 //! with `openat2(RESOLVE_IN_ROOT)` so a symlink in the image resolves inside the image, then
 //! unmounted and the view removed. Images are immutable, so what was read is kept per
-//! chain ID and later containers of the image cost nothing.
+//! chain ID and later containers of the image cost nothing. Views an agent that died
+//! mid-read left behind (snapshots `skiff-accounts-*` and their mount points) are removed
+//! when the next agent starts.
 
 use std::{
     path::{Path, PathBuf},
@@ -15,7 +17,8 @@ use std::{
 
 use containerd_client::{
     services::v1::snapshots::{
-        RemoveSnapshotRequest, ViewSnapshotRequest, snapshots_client::SnapshotsClient,
+        ListSnapshotsRequest, RemoveSnapshotRequest, ViewSnapshotRequest,
+        snapshots_client::SnapshotsClient,
     },
     types::Mount,
 };
@@ -29,6 +32,36 @@ const MAX_FILE: u64 = 4 << 20;
 
 /// Distinguishes concurrent views.
 static VIEW_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The beginning of every image view's snapshot key and mount point name.
+const VIEW_PREFIX: &str = "skiff-accounts-";
+
+/// Whether `name` is an image view's snapshot key or mount point.
+fn is_view(name: &str) -> bool {
+    name.starts_with(VIEW_PREFIX)
+}
+
+/// Unmount and remove the image views' mount points under `scratch`; returns how many.
+fn remove_view_mount_points(scratch: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(is_view) {
+            continue;
+        }
+        let path = entry.path();
+        let _ = nix::mount::umount2(&path, MntFlags::MNT_DETACH);
+        match std::fs::remove_dir(&path) {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale image view");
+            }
+        }
+    }
+    removed
+}
 
 /// How one containerd mount is made with mount(2).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +167,67 @@ fn read_through_mount(plan: &MountPlan, target: &Path) -> Result<ImageAccounts, 
 }
 
 impl Runtime {
+    /// Remove the image views an earlier agent left behind (it died while reading one):
+    /// their mount points under `scratch` and their snapshots. Call it before any
+    /// container is configured: every view found is taken for stale.
+    pub async fn remove_stale_image_views(&self, scratch: &Path) {
+        let scratch_dir = scratch.to_path_buf();
+        let mount_points =
+            tokio::task::spawn_blocking(move || remove_view_mount_points(&scratch_dir))
+                .await
+                .unwrap_or(0);
+        let mut snapshots = SnapshotsClient::new(self.channel());
+        let list = self.request(
+            ListSnapshotsRequest {
+                snapshotter: SNAPSHOTTER.to_owned(),
+                filters: Vec::new(),
+            },
+            None,
+        );
+        let mut stream = match snapshots.list(list).await {
+            Ok(answer) => answer.into_inner(),
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "cannot list snapshots to remove stale image views");
+                return;
+            }
+        };
+        let mut stale = Vec::new();
+        loop {
+            match stream.message().await {
+                Ok(Some(page)) => stale.extend(
+                    page.info
+                        .into_iter()
+                        .map(|info| info.name)
+                        .filter(|name| is_view(name)),
+                ),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e.message(), "cannot list snapshots to remove stale image views");
+                    break;
+                }
+            }
+        }
+        for key in &stale {
+            let remove = self.request(
+                RemoveSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.to_owned(),
+                    key: key.clone(),
+                },
+                None,
+            );
+            if let Err(e) = snapshots.remove(remove).await {
+                tracing::warn!(snapshot = %key, error = %e.message(), "cannot remove a stale image view");
+            }
+        }
+        if mount_points > 0 || !stale.is_empty() {
+            tracing::info!(
+                mount_points,
+                snapshots = stale.len(),
+                "removed image views an earlier agent left behind"
+            );
+        }
+    }
+
     /// The account files of the image whose top snapshot is `chain_id` (none for an image
     /// without layers); `scratch` is a directory of the agent's for the temporary view.
     pub async fn image_accounts(
@@ -148,7 +242,7 @@ impl Runtime {
             return Ok(known);
         }
         let key = format!(
-            "skiff-accounts-{}-{}",
+            "{VIEW_PREFIX}{}-{}",
             std::process::id(),
             VIEW_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
@@ -248,5 +342,24 @@ mod tests {
         assert_eq!(accounts.passwd.as_deref(), Some("app:x:1:2::/:/bin/sh\n"));
         assert_eq!(accounts.group, None);
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn stale_view_mount_points_are_removed_and_nothing_else() {
+        let scratch = std::env::temp_dir().join(format!("skiff-views-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(scratch.join("skiff-accounts-41-0")).expect("view");
+        std::fs::create_dir_all(scratch.join("skiff-accounts-41-1")).expect("view");
+        std::fs::create_dir_all(scratch.join("other")).expect("other");
+        assert_eq!(remove_view_mount_points(&scratch), 2);
+        let left: Vec<String> = std::fs::read_dir(&scratch)
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["other"]);
+        assert!(is_view("skiff-accounts-7-3"));
+        assert!(!is_view("sha256:abc"));
+        assert_eq!(remove_view_mount_points(&scratch.join("missing")), 0);
+        let _ = std::fs::remove_dir_all(&scratch);
     }
 }

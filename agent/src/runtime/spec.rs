@@ -82,8 +82,6 @@ pub struct ContainerConfig {
     pub devices: Vec<Value>,
     /// `linux.resources.pids.limit`.
     pub pids_limit: Option<i64>,
-    /// procMount Unmasked: no masked or read-only /proc paths.
-    pub unmasked_proc: bool,
     /// The containers that share one containerd shim process (the pod's UID; empty: a shim
     /// of its own). See [`SHIM_GROUP_ANNOTATION`].
     pub shim_group: String,
@@ -166,7 +164,10 @@ pub fn build(config: &ContainerConfig) -> Value {
     if !config.devices.is_empty() {
         linux["devices"] = Value::Array(config.devices.clone());
     }
-    if !config.privileged && !config.unmasked_proc {
+    // Only a privileged container goes without masked and read-only /proc and /sys paths:
+    // an unmasked /proc (procMount: Unmasked) is safe only inside a user namespace, which
+    // the agent does not create, so the kubelet refuses it before a spec is built.
+    if !config.privileged {
         linux["maskedPaths"] = json!([
             "/proc/acpi",
             "/proc/asound",
@@ -353,11 +354,13 @@ mod tests {
                 .expect("o")
                 .contains(&json!("rw"))
         );
-        let unmasked = build(&ContainerConfig {
-            unmasked_proc: true,
-            ..ContainerConfig::default()
-        });
-        assert!(unmasked["linux"].get("maskedPaths").is_none());
+        let unprivileged = build(&ContainerConfig::default());
+        let readonly = unprivileged["linux"]["readonlyPaths"]
+            .as_array()
+            .expect("readonlyPaths");
+        assert!(readonly.contains(&json!("/proc/sys")));
+        assert!(readonly.contains(&json!("/proc/sysrq-trigger")));
+        assert!(unprivileged["linux"]["maskedPaths"].is_array());
     }
 
     #[test]

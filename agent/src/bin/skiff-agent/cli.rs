@@ -110,7 +110,8 @@ pub struct Args {
     /// Most processes (and threads) one pod may run, all its containers together (kubelet's
     /// podPidsLimit): written to the pod cgroup's pids.max and to each container's OCI
     /// `linux.resources.pids.limit`, so a fork bomb in a pod cannot exhaust the node's PIDs.
-    /// 0 or a negative value: no limit.
+    /// Skiff limits pods by default; kubelet's default is unlimited (podPidsLimit -1). Give
+    /// 0 or a negative value (`--pod-max-pids=-1`) to turn the limit off.
     #[arg(long, default_value_t = 4096, allow_negative_numbers = true)]
     pub pod_max_pids: i64,
     /// Run containers that name no seccomp profile under RuntimeDefault (containerd's

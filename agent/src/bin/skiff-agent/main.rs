@@ -123,6 +123,13 @@ fn run_helper(command: Command) -> Result<()> {
 async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating state directory {}", args.state_dir.display()))?;
+    // The pods' directories hold their volumes (secrets, tokens) and logs: 0750.
+    skiff_agent::kubelet::pod_dirs::prepare(&args.state_dir).with_context(|| {
+        format!(
+            "preparing the pods' directory in {}",
+            args.state_dir.display()
+        )
+    })?;
     if !datapath::maglev::valid_table_size(args.maglev_table_size) {
         anyhow::bail!(
             "--maglev-table-size {} is not usable: give a prime of at least 251 (the default is {})",

@@ -1,20 +1,22 @@
-//! Pod volumes made real on the node: emptyDir (a directory, or tmpfs for medium Memory),
-//! hostPath, configMap, secret, downwardAPI and projected (files written from the API,
-//! ServiceAccount tokens included), persistentVolumeClaim (a node-local directory per
-//! claim), and the bind mounts each container gets from its volumeMounts.
+//! Pod volumes made real on the node: emptyDir (a directory, or tmpfs for medium Memory)
+//! and persistentVolumeClaim (a node-local directory per claim), see [`local`]; hostPath;
+//! configMap, secret, downwardAPI and projected (files written from the API, ServiceAccount
+//! tokens included); and the bind mounts each container gets from its volumeMounts.
 //!
 //! Every file the agent writes into a volume, and every subPath it mounts, is resolved
 //! beneath the volume's directory (see [`crate::beneath`]); paths that would leave it are
 //! refused up front with kubelet's wording. configMap, secret, downwardAPI and projected
 //! volumes are mounted read-only, as kubelet mounts them.
 
+pub mod local;
 pub mod payload;
 pub mod sources;
 pub mod subpath;
 pub mod token;
+pub mod token_cache;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
 };
 
@@ -109,42 +111,19 @@ async fn prepare_one(
         return host_path(&host.path, host.type_.as_deref()).map(|p| (writable(p), Vec::new()));
     }
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let fs_group = security::fs_group(pod);
     if let Some(claim) = &volume.persistent_volume_claim {
         // A node-local volume per claim (the lab's local-path storage): it outlives the
         // pod, so a StatefulSet pod recreated on this node finds its data again.
         check_single_name("namespace", &namespace)?;
         check_single_name("claim", &claim.claim_name)?;
         let state_dir = dir.ancestors().nth(4).unwrap_or(dir);
-        let path = state_dir
-            .join("claims")
-            .join(format!("{namespace}_{}", claim.claim_name));
-        std::fs::create_dir_all(&path).map_err(|e| format!("claim {}: {e}", claim.claim_name))?;
+        let path = local::claim_dir(state_dir, &namespace, &claim.claim_name, fs_group)?;
         return Ok((writable(path), Vec::new()));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let fs_group = security::fs_group(pod);
     if let Some(empty) = &volume.empty_dir {
-        if empty.medium.as_deref() == Some("Memory") && !is_tmpfs(dir) {
-            let size = empty
-                .size_limit
-                .as_ref()
-                .and_then(|q| skiff_quantity::bytes(&q.0))
-                .map(|b| format!("size={b}"));
-            nix::mount::mount(
-                Some("tmpfs"),
-                dir,
-                Some("tmpfs"),
-                nix::mount::MsFlags::empty(),
-                size.as_deref(),
-            )
-            .map_err(|e| format!("mounting tmpfs: {e}"))?;
-        }
-        // kubelet's emptyDir is world-writable (0777), plus the fsGroup's setgid and group.
-        let ownership = Ownership {
-            fs_group,
-            read_only: false,
-        };
-        payload::prepare_root(dir, 0o777, ownership)?;
+        local::empty_dir(empty, pod, dir, fs_group)?;
         return Ok((writable(dir.to_path_buf()), Vec::new()));
     }
     let ownership = Ownership {
@@ -238,17 +217,15 @@ fn host_path(path: &str, type_: Option<&str>) -> Result<PathBuf, String> {
     Ok(host)
 }
 
-fn is_tmpfs(dir: &Path) -> bool {
-    nix::sys::statfs::statfs(dir)
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
-}
-
 /// The bind mounts a container gets from its volumeMounts; subPaths are bound safely
-/// under `pod_dir` first (see [`subpath`]).
+/// under `pod_dir` first (see [`subpath`]). A `subPathExpr` is expanded from `env`, the
+/// container's environment as kubelet resolved it (see
+/// [`super::env::expand_sub_path`]), then checked and bound like a subPath.
 pub fn mounts_for(
     container: &Container,
     prepared: &Prepared,
     pod_dir: &Path,
+    env: &BTreeMap<String, String>,
 ) -> Result<Vec<BindMount>, VolumeError> {
     let mut mounts = Vec::new();
     for (index, mount) in container
@@ -264,7 +241,11 @@ pub fn mounts_for(
                 mount.name, container.name
             ))
         })?;
-        let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        let expanded = match mount.sub_path_expr.as_deref().filter(|e| !e.is_empty()) {
+            Some(expr) => Some(super::env::expand_sub_path(expr, env).map_err(VolumeError)?),
+            None => mount.sub_path.clone(),
+        };
+        let source = match expanded.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => {
                 subpath::validate(sub).map_err(VolumeError)?;
                 check_single_name("container", &container.name).map_err(VolumeError)?;
@@ -291,7 +272,7 @@ pub fn unmount_all(pod_dir: &Path) -> bool {
     if let Ok(entries) = std::fs::read_dir(pod_dir.join("volumes")) {
         for entry in entries.flatten() {
             let path = entry.path();
-            if is_tmpfs(&path) {
+            if local::is_tmpfs(&path) {
                 let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
             }
         }
@@ -344,7 +325,8 @@ mod tests {
                 {"name": "data", "mountPath": "/ro", "readOnly": true},
             ]
         }));
-        let mounts = mounts_for(&c, &prepared, Path::new("/pod")).expect("mounts");
+        let mounts =
+            mounts_for(&c, &prepared, Path::new("/pod"), &BTreeMap::new()).expect("mounts");
         let ro: Vec<bool> = mounts.iter().map(|m| m.read_only).collect();
         assert_eq!(ro, [true, false, true]);
     }
@@ -372,9 +354,54 @@ mod tests {
                 "name": "app",
                 "volumeMounts": [{"name": "data", "mountPath": "/x", "subPath": sub}]
             }));
-            let err = mounts_for(&c, &prepared, Path::new("/pod")).expect_err(sub);
+            let err =
+                mounts_for(&c, &prepared, Path::new("/pod"), &BTreeMap::new()).expect_err(sub);
             assert_eq!(err.0, message);
         }
+    }
+
+    #[test]
+    fn sub_path_expressions_are_expanded_checked_and_bound_like_sub_paths() {
+        let prepared = Prepared {
+            volumes: HashMap::from([(
+                "data".to_owned(),
+                PreparedVolume {
+                    path: "/nonexistent-volume".into(),
+                    read_only: false,
+                },
+            )]),
+            tokens: Vec::new(),
+        };
+        let mount = |expr: &str| {
+            container(serde_json::json!({
+                "name": "app",
+                "volumeMounts": [{"name": "data", "mountPath": "/x", "subPathExpr": expr}]
+            }))
+        };
+        let env = BTreeMap::from([
+            ("UP".to_owned(), "..".to_owned()),
+            ("ROOT".to_owned(), "/etc".to_owned()),
+            ("POD".to_owned(), "web-0".to_owned()),
+        ]);
+        let err = |expr: &str| {
+            mounts_for(&mount(expr), &prepared, Path::new("/pod"), &env)
+                .expect_err(expr)
+                .0
+        };
+        // The whole volume is not mounted instead: an unresolved expression is refused.
+        assert_eq!(err("logs/$(POD_NAME)"), "missing value for POD_NAME");
+        // What it expands to is checked as a subPath is.
+        assert_eq!(
+            err("$(ROOT)"),
+            "error SubPath `/etc` must not be an absolute path"
+        );
+        assert_eq!(
+            err("$(UP)/$(UP)/etc"),
+            "unable to provision SubPath `../../etc`: must not contain '..'"
+        );
+        // A good expression reaches the volume (absent here, so opening it fails there).
+        let opened = err("logs/$(POD)");
+        assert!(opened.contains("/nonexistent-volume"), "{opened}");
     }
 
     #[test]

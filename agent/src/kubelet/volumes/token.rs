@@ -30,7 +30,7 @@ const RETRY_INITIAL: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What the kubelet asks of the TokenRequest API for one projected token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenProjection {
     /// The pod's namespace.
     pub namespace: String,
@@ -183,9 +183,9 @@ impl TokenSource for KubeTokenSource {
     }
 }
 
-/// How long after `now` the token must be asked for again: kubelet's `requiresRefresh`
-/// (80 % of its lifetime passed, or 24 hours old, whichever is first), without jitter.
-pub fn refresh_delay(now: Timestamp, issued: &IssuedToken) -> Duration {
+/// When the token must be asked for again: kubelet's `requiresRefresh` (80 % of its
+/// lifetime passed, or 24 hours old, whichever is first), without jitter.
+pub fn refresh_at(issued: &IssuedToken) -> Timestamp {
     let lifetime = jiff::SignedDuration::from_secs(issued.expiration_seconds.max(0));
     let issued_at = issued
         .expires
@@ -197,8 +197,13 @@ pub fn refresh_delay(now: Timestamp, issued: &IssuedToken) -> Duration {
         .expires
         .checked_sub(lifetime / 5)
         .unwrap_or(issued.expires);
-    let at = by_age.min(by_lifetime);
-    let wait = Duration::try_from(now.duration_until(at)).unwrap_or(Duration::ZERO);
+    by_age.min(by_lifetime)
+}
+
+/// How long after `now` the token must be asked for again (see [`refresh_at`]), never
+/// sooner than a few seconds.
+pub fn refresh_delay(now: Timestamp, issued: &IssuedToken) -> Duration {
+    let wait = Duration::try_from(now.duration_until(refresh_at(issued))).unwrap_or(Duration::ZERO);
     wait.max(MIN_REFRESH_DELAY)
 }
 

@@ -87,6 +87,8 @@ struct Worker {
     /// The tasks keeping the pod's projected ServiceAccount tokens fresh (aborted when the
     /// worker drops them).
     token_refreshers: tokio::task::JoinSet<()>,
+    /// Tokens issued by volume setup attempts, reused by the next attempt.
+    token_cache: Arc<volumes::token_cache::CachingTokenSource>,
 }
 
 /// Start the worker of `pod`.
@@ -142,6 +144,10 @@ pub(crate) fn spawn(
         .as_ref()
         .and_then(|s| s.start_time.as_ref())
         .map_or_else(now, |t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    let token_cache = Arc::new(volumes::token_cache::CachingTokenSource::new(
+        Arc::new(volumes::token::KubeTokenSource(kubelet.client.clone())),
+        Arc::new(volumes::token::SystemClock),
+    ));
     let worker = Worker {
         kubelet,
         pod,
@@ -163,6 +169,7 @@ pub(crate) fn spawn(
         starting_since: Some(Instant::now()),
         turn: None,
         token_refreshers: tokio::task::JoinSet::new(),
+        token_cache,
     };
     tokio::spawn(worker.run(rx));
 }

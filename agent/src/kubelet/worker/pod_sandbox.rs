@@ -9,7 +9,7 @@ use std::{net::Ipv4Addr, time::Duration};
 use tokio::time::Instant;
 
 use super::{Step, Worker, pod_dns};
-use crate::network::sandbox;
+use crate::{kubelet::pod_dirs, network::sandbox};
 
 impl Worker {
     /// Resolve the pod's runtime and set up its network namespace if either is missing;
@@ -94,7 +94,12 @@ impl Worker {
         if let Some(hook) = &self.kubelet.pod_veths {
             hook.up(&sandbox::host_veth(&self.uid));
         }
-        std::fs::create_dir_all(&self.pod_dir).map_err(|e| e.to_string())?;
+        if let Some(pods) = self.pod_dir.parent() {
+            pod_dirs::create_private_dir(pods)
+                .map_err(|e| format!("creating {}: {e}", pods.display()))?;
+        }
+        pod_dirs::create_private_dir(&self.pod_dir)
+            .map_err(|e| format!("creating {}: {e}", self.pod_dir.display()))?;
         let dns = &self.kubelet.config.dns;
         let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let hosts = pod_dns::hosts(&self.pod, ip, dns);

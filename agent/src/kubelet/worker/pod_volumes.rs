@@ -1,6 +1,7 @@
 //! A pod's volumes, set up once before its first container (a failure is reported as
-//! kubelet reports it, FailedMount, and tried again in a while), and the tasks that keep
-//! its projected ServiceAccount tokens fresh for as long as the worker lives.
+//! kubelet reports it, FailedMount, and tried again in a while, reusing the tokens earlier
+//! attempts were issued), and the tasks that keep its projected ServiceAccount tokens
+//! fresh until its containers have stopped.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,11 +19,13 @@ impl Worker {
         if self.volumes.is_some() {
             return true;
         }
-        let tokens = KubeTokenSource(self.kubelet.client.clone());
-        let prepare = volumes::prepare(&self.kubelet.client, &tokens, &self.pod, &self.pod_dir);
+        // Tokens issued by an attempt that failed later are reused by the next one.
+        let tokens = self.token_cache.clone();
+        let prepare = volumes::prepare(&self.kubelet.client, &*tokens, &self.pod, &self.pod_dir);
         let kubelet = self.kubelet.clone();
         match kubelet.timing.timed(Step::Volumes, prepare).await {
             Ok(mut prepared) => {
+                tokens.clear();
                 self.keep_tokens_fresh(std::mem::take(&mut prepared.tokens));
                 self.volumes = Some(prepared);
                 self.blocked = None;

@@ -2,7 +2,7 @@
 //! held on the node (containers, volumes, sandbox, address, cgroups, files) before the
 //! final delete from the API.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
@@ -11,8 +11,11 @@ use kube::{
 };
 use tokio::{sync::mpsc, time::Instant};
 
-use super::{LABEL_POD_UID, Message, Worker, lifecycle, volumes};
-use crate::network::sandbox;
+use super::{LABEL_POD_UID, Message, Worker, lifecycle};
+use crate::{
+    kubelet::{pod_cgroup, pod_dirs},
+    network::sandbox,
+};
 
 impl Worker {
     /// Run the preStop hooks of every running container, side by side, until they finish
@@ -71,7 +74,6 @@ impl Worker {
             .unwrap_or(30)
             .max(0);
         tracing::info!(pod = %self.name, grace, "terminating pod");
-        self.token_refreshers.abort_all();
         let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(30));
         self.run_pre_stop_hooks(deadline).await;
         let running: Vec<String> = self
@@ -116,7 +118,9 @@ impl Worker {
             let _ = self.kubelet.runtime.kill(&left.id, 9).await;
             let _ = self.kubelet.runtime.remove_container(&left.id).await;
         }
-        let unmounted = volumes::unmount_all(&self.pod_dir);
+        // The containers read their projected tokens through preStop and the grace
+        // period: keep them fresh until nothing runs.
+        self.token_refreshers.abort_all();
         if let Err(e) = sandbox::tear_down(&self.kubelet.netlink, &self.netns, &self.uid).await {
             tracing::warn!(pod = %self.name, error = %e, "cannot remove the pod sandbox");
         }
@@ -124,12 +128,14 @@ impl Worker {
             hook.down(&sandbox::host_veth(&self.uid));
         }
         let _ = self.kubelet.ipam.release(&self.uid).await;
-        remove_pod_cgroups(&self.kubelet.config.cgroup_parent, &self.uid);
-        if unmounted {
-            let _ = std::fs::remove_dir_all(&self.pod_dir);
-        } else {
-            // Removing through a mount left in place would delete what it shows.
-            tracing::warn!(pod = %self.name, dir = %self.pod_dir.display(), "a volume mount could not be undone; the pod's directory is kept");
+        let cgroup_root = std::path::Path::new(pod_cgroup::CGROUP_ROOT);
+        if !pod_cgroup::remove(cgroup_root, &self.kubelet.config.cgroup_parent, &self.uid) {
+            tracing::warn!(pod = %self.name, "the pod's cgroup could not be removed; the kubelet tries again later");
+        }
+        if !pod_dirs::remove(&self.pod_dir) {
+            // Removing through a mount left in place would delete what it shows; the
+            // kubelet's periodic pass over leftover pod directories tries again.
+            tracing::warn!(pod = %self.name, dir = %self.pod_dir.display(), "a volume mount could not be undone; the pod's directory is kept for now");
         }
         if !gone {
             let pods: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &self.namespace);
@@ -146,21 +152,5 @@ impl Worker {
             }
         }
         tracing::info!(pod = %self.name, "pod terminated");
-    }
-}
-
-/// Remove the pod's (now empty) cgroup directories in every hierarchy.
-fn remove_pod_cgroups(parent: &str, uid: &str) {
-    let relative = format!("{}/pod{uid}", parent.trim_start_matches('/'));
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    let mut roots: Vec<PathBuf> = hierarchies.flatten().map(|e| e.path()).collect();
-    roots.push(PathBuf::from("/sys/fs/cgroup"));
-    for root in roots {
-        let dir = root.join(&relative);
-        if dir.is_dir() {
-            let _ = std::fs::remove_dir(&dir);
-        }
     }
 }

@@ -2,6 +2,7 @@
 //! admission defaults) and pod validation, shared with every pod template.
 
 mod resources;
+mod security;
 mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,16 +123,26 @@ pub(crate) fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut ErrorLi
         ("containers", Some(&spec.containers)),
         ("initContainers", spec.init_containers.as_ref()),
     ];
+    let host_users = security::host_users(spec);
     for (group, containers) in groups {
         for (i, c) in containers.into_iter().flatten().enumerate() {
-            validate_container(
-                c,
-                &format!("{path}.{group}[{i}]"),
-                &volumes,
-                &mut names,
+            let container_path = format!("{path}.{group}[{i}]");
+            validate_container(c, &container_path, &volumes, &mut names, errors);
+            security::container_context(
+                c.security_context.as_ref(),
+                host_users,
+                &container_path,
                 errors,
             );
         }
+    }
+    for (i, c) in spec.ephemeral_containers.iter().flatten().enumerate() {
+        security::container_context(
+            c.security_context.as_ref(),
+            host_users,
+            &format!("{path}.ephemeralContainers[{i}]"),
+            errors,
+        );
     }
     let mut volume_names = BTreeSet::new();
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
