@@ -32,9 +32,22 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Issue a client certificate from the cluster CA and write a kubeconfig.
     Kubeconfig(KubeconfigArgs),
+    /// Create etcd's own PKI (a CA, the member's certificate, skiff-control's client
+    /// certificate) in a directory, unless it exists.
+    EtcdPki(EtcdPkiArgs),
     /// Issue a serving certificate from the cluster CA (a node agent's, which the API
     /// server verifies when it proxies logs and exec).
     ServingCert(ServingCertArgs),
+}
+
+#[derive(Args, Debug)]
+struct EtcdPkiArgs {
+    /// Where the PKI's files go (ca.crt, server.crt/key, client.crt/key; keys 0600).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Names and addresses of the etcd member (repeatable).
+    #[arg(long = "name", default_values_t = ["127.0.0.1".to_owned(), "localhost".to_owned()])]
+    names: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -66,6 +79,15 @@ struct EtcdArgs {
     /// providers). The cluster CA's key is sealed with the secrets.
     #[arg(long)]
     encryption_provider_config: Option<PathBuf>,
+    /// CA that signed etcd's certificate (https endpoints; kube-apiserver's --etcd-cafile).
+    #[arg(long, requires_all = ["etcd_certfile", "etcd_keyfile"])]
+    etcd_cafile: Option<PathBuf>,
+    /// This client's certificate for etcd (--etcd-certfile).
+    #[arg(long)]
+    etcd_certfile: Option<PathBuf>,
+    /// This client's key for etcd (--etcd-keyfile).
+    #[arg(long)]
+    etcd_keyfile: Option<PathBuf>,
 }
 
 impl EtcdArgs {
@@ -77,8 +99,22 @@ impl EtcdArgs {
             .map(skiff_control::store::encryption::EncryptionConfig::load)
             .transpose()
             .context("--encryption-provider-config")?;
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let tls = match (&self.etcd_cafile, &self.etcd_certfile, &self.etcd_keyfile) {
+            (Some(ca), Some(cert), Some(key)) => Some(skiff_control::store::EtcdTls {
+                ca: read(ca)?,
+                cert: read(cert)?,
+                key: read(key)?,
+            }),
+            _ => None,
+        };
         Ok(Store::encrypted(
-            Arc::new(skiff_control::store::EtcdStorage::new(self.etcd.clone())),
+            Arc::new(skiff_control::store::EtcdStorage::with_tls(
+                self.etcd.clone(),
+                tls,
+            )),
             encryption,
         ))
     }
@@ -185,6 +221,9 @@ async fn serve_or_write() -> Result<()> {
         Command::Serve(args) => run_server(*args).await,
         Command::Kubeconfig(args) => write_kubeconfig(args).await,
         Command::ServingCert(args) => write_serving_cert(args).await,
+        Command::EtcdPki(args) => skiff_control::etcd_pki::EtcdPki::at(&args.dir)
+            .ensure(&args.names)
+            .context("writing etcd's PKI"),
     }
 }
 

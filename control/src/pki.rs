@@ -93,12 +93,18 @@ impl Ca {
     }
 
     fn generate() -> Result<Self, PkiError> {
+        Self::generate_named("skiff-ca")
+    }
+
+    /// A new self-signed CA named `common_name` (the cluster CA is `skiff-ca`; etcd's own
+    /// CA is another, kept on disk, since the cluster CA lives in etcd).
+    pub fn generate_named(common_name: &str) -> Result<Self, PkiError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = DistinguishedName::new();
         params
             .distinguished_name
-            .push(DnType::CommonName, "skiff-ca");
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -131,19 +137,35 @@ impl Ca {
         })
     }
 
+    /// A CA from its certificate and key.
+    pub fn from_pem(pem: Pem) -> Self {
+        Self { pem }
+    }
+
+    /// A certificate for `names` usable by a server and, toward its peers, as a client
+    /// (etcd members present one certificate both ways).
+    pub fn peer(&self, common_name: &str, names: &[String]) -> Result<Pem, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.subject_alt_names = san(names)?;
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        self.issue(params)
+    }
+
     /// A serving certificate for the API server, valid for `names` (DNS names or IPs).
     pub fn serving(&self, names: &[String]) -> Result<Pem, PkiError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
-        params.subject_alt_names = names
-            .iter()
-            .map(|n| match n.parse::<std::net::IpAddr>() {
-                Ok(ip) => Ok(SanType::IpAddress(ip)),
-                Err(_) => n.clone().try_into().map(SanType::DnsName),
-            })
-            .collect::<Result<_, _>>()?;
+        params.subject_alt_names = san(names)?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -168,6 +190,17 @@ impl Ca {
         ];
         self.issue(params)
     }
+}
+
+/// Subject alternative names: IP addresses as such, the rest as DNS names.
+fn san(names: &[String]) -> Result<Vec<SanType>, PkiError> {
+    Ok(names
+        .iter()
+        .map(|n| match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => n.clone().try_into().map(SanType::DnsName),
+        })
+        .collect::<Result<_, _>>()?)
 }
 
 /// A kubeconfig for `user` at `server`, trusting `ca` and presenting `client`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 
-use crate::{ETCD_URL, Lab, cluster::client_from};
+use crate::{Lab, cluster::client_from};
 
 /// A second skiff-control on the lab's etcd, serving on 127.0.0.1:`port`, with a client
 /// for it; killed and its data dir removed when dropped.
@@ -26,16 +26,15 @@ impl Replica {
         let log = std::fs::File::create(lab.dir.join(format!("logs/{name}.log"))).expect("log");
         let listen = format!("127.0.0.1:{port}");
         let child = std::process::Command::new(lab.bin("skiff-control"))
-            .args(["serve", "--etcd", ETCD_URL, "--listen", &listen])
+            .arg("serve")
+            .args(lab.control_etcd_flags())
+            .args(["--listen", &listen])
             .args(extra)
             .arg("--data-dir")
             .arg(&data_dir)
             // Tokens any replica issued verify on every replica.
             .arg("--service-account-signing-key-file")
             .arg(lab.dir.join("control").join("service-account.key"))
-            // The same key for secrets (and the CA) at rest.
-            .arg("--encryption-provider-config")
-            .arg(lab.dir.join("control").join("encryption.yaml"))
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()

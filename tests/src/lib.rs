@@ -23,8 +23,25 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// etcd's client URL in the lab.
-pub const ETCD_URL: &str = "http://127.0.0.1:2379";
+/// etcd's client URL in the lab (mutual TLS: see [`etcd_options`]).
+pub const ETCD_URL: &str = "https://127.0.0.1:2379";
+
+/// Connection options for the lab's etcd with the client certificate of its PKI in
+/// `pki_dir` (`target/lab/etcd-pki`).
+pub fn etcd_options(pki_dir: &Path) -> etcd_client::ConnectOptions {
+    let read = |name: &str| {
+        std::fs::read_to_string(pki_dir.join(name))
+            .unwrap_or_else(|e| panic!("reading {}: {e}", pki_dir.join(name).display()))
+    };
+    etcd_client::ConnectOptions::new().with_tls(
+        etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read("ca.crt")))
+            .identity(etcd_client::Identity::from_pem(
+                read("client.crt"),
+                read("client.key"),
+            )),
+    )
+}
 /// The underlay address of the root namespace.
 pub const BRIDGE_ADDR: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
 /// Port of each agent's node API.
@@ -58,6 +75,47 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// A client of the lab's etcd (mutual TLS with skiff-control's certificate).
+    pub async fn etcd(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([ETCD_URL], Some(etcd_options(&self.etcd_pki())))
+            .await
+            .expect("connecting to the lab etcd")
+    }
+
+    /// etcd's PKI directory.
+    pub fn etcd_pki(&self) -> PathBuf {
+        self.dir.join("etcd-pki")
+    }
+
+    /// `etcdctl`'s flags for the lab's etcd (endpoint and client certificate).
+    pub fn etcdctl_flags(&self) -> Vec<String> {
+        let pki = self.etcd_pki();
+        vec![
+            format!("--endpoints={ETCD_URL}"),
+            format!("--cacert={}", pki.join("ca.crt").display()),
+            format!("--cert={}", pki.join("client.crt").display()),
+            format!("--key={}", pki.join("client.key").display()),
+        ]
+    }
+
+    /// skiff-control's flags for the lab's etcd (URL, client certificate, encryption at
+    /// rest).
+    pub fn control_etcd_flags(&self) -> Vec<String> {
+        let pki = self.etcd_pki();
+        vec![
+            "--etcd".to_owned(),
+            ETCD_URL.to_owned(),
+            "--etcd-cafile".to_owned(),
+            pki.join("ca.crt").display().to_string(),
+            "--etcd-certfile".to_owned(),
+            pki.join("client.crt").display().to_string(),
+            "--etcd-keyfile".to_owned(),
+            pki.join("client.key").display().to_string(),
+            "--encryption-provider-config".to_owned(),
+            self.dir.join("control").join("encryption.yaml").display().to_string(),
+        ]
+    }
+
     /// The lab from the environment. `None` (after saying why) when there is none and the
     /// test may skip; panics under `CI=true`, where skipping is not allowed.
     pub fn from_env() -> Option<Self> {

@@ -13,7 +13,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
-use skiff_tests::{ETCD_URL, Lab, control_replica::Replica};
+use skiff_tests::{Lab, control_replica::Replica};
 use tokio::sync::mpsc;
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -51,9 +51,8 @@ async fn next_matching(
 
 /// Bump etcd's revision with a key no resource watches.
 async fn bump_revision() {
-    let mut etcd = etcd_client::Client::connect([ETCD_URL], None)
-        .await
-        .expect("etcd");
+    let lab = Lab::from_env().expect("lab");
+    let mut etcd = lab.etcd().await;
     etcd.put("/skiff-e2e/bump", "x", None).await.expect("put");
 }
 

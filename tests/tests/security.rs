@@ -581,13 +581,15 @@ fn secrets_are_encrypted_at_rest() {
         "--from-literal=password=hunter2-at-rest",
     ]);
     let key = format!("/registry/core/secrets/{ns}/s");
-    let stored = process::output(Command::new("etcdctl").env("ETCDCTL_API", "3").args([
-        "--endpoints",
-        skiff_tests::ETCD_URL,
-        "get",
-        &key,
-        "--print-value-only",
-    ]));
+    let etcdctl = |key: &str| {
+        process::output(
+            Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(lab.etcdctl_flags())
+                .args(["get", key, "--print-value-only"]),
+        )
+    };
+    let stored = etcdctl(&key);
     assert_eq!(stored.code, 0, "{stored:?}");
     assert!(
         stored.stdout.starts_with("k8s:enc:secretbox:v1:"),
@@ -619,12 +621,6 @@ fn secrets_are_encrypted_at_rest() {
         &ns,
         "--from-literal=k=plain",
     ]);
-    let plain = process::output(Command::new("etcdctl").env("ETCDCTL_API", "3").args([
-        "--endpoints",
-        skiff_tests::ETCD_URL,
-        "get",
-        &format!("/registry/core/configmaps/{ns}/c"),
-        "--print-value-only",
-    ]));
+    let plain = etcdctl(&format!("/registry/core/configmaps/{ns}/c"));
     assert!(plain.stdout.contains("\"k\":\"plain\""), "{plain:?}");
 }

@@ -29,9 +29,28 @@ async fn bounded<T>(
         .unwrap_or(Err(StoreError::Timeout))
 }
 
+/// Client TLS toward etcd: the CA etcd's certificate is checked against, and this
+/// client's certificate and key (PEM).
+#[derive(Clone)]
+pub struct EtcdTls {
+    /// CA certificate(s).
+    pub ca: String,
+    /// Client certificate.
+    pub cert: String,
+    /// Client key.
+    pub key: String,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EtcdTls { .. }")
+    }
+}
+
 /// The cluster's etcd.
 pub struct EtcdStorage {
     endpoints: Vec<String>,
+    tls: Option<EtcdTls>,
     /// Connected once; the gRPC channel reconnects by itself when etcd comes back.
     client: OnceCell<Client>,
 }
@@ -39,8 +58,14 @@ pub struct EtcdStorage {
 impl EtcdStorage {
     /// A backend for `endpoints`; nothing is connected until first use.
     pub fn new(endpoints: Vec<String>) -> Self {
+        Self::with_tls(endpoints, None)
+    }
+
+    /// A backend for `endpoints` over mutual TLS when `tls` is given (https endpoints).
+    pub fn with_tls(endpoints: Vec<String>, tls: Option<EtcdTls>) -> Self {
         Self {
             endpoints,
+            tls,
             client: OnceCell::new(),
         }
     }
@@ -50,10 +75,17 @@ impl EtcdStorage {
         let client = self
             .client
             .get_or_try_init(|| async {
-                let options = ConnectOptions::new()
+                let mut options = ConnectOptions::new()
                     .with_connect_timeout(Duration::from_secs(2))
                     .with_timeout(ETCD_DEADLINE)
                     .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+                if let Some(tls) = &self.tls {
+                    options = options.with_tls(
+                        etcd_client::TlsOptions::new()
+                            .ca_certificate(etcd_client::Certificate::from_pem(&tls.ca))
+                            .identity(etcd_client::Identity::from_pem(&tls.cert, &tls.key)),
+                    );
+                }
                 bounded(async { Ok(Client::connect(&self.endpoints, Some(options)).await?) }).await
             })
             .await?;

@@ -28,7 +28,7 @@ use thiserror::Error;
 
 pub use backend::{Storage, prefix_end};
 pub use cache::{Event, EventType, Snapshot, Subscription, WatchCache, WatchError};
-pub use etcd::EtcdStorage;
+pub use etcd::{EtcdStorage, EtcdTls};
 pub use memory::MemoryStorage;
 pub use object::{CachedObject, Projection};
 

@@ -246,6 +246,10 @@ fn run_api(layout: &Layout, quick: bool) -> Result<Value> {
         "--control-pid",
         control_pid(layout)?,
         &[
+            "--etcd",
+            &layout.etcd_url(),
+            "--etcd-pki",
+            &layout.etcd_pki().to_string_lossy(),
             "--user-kubeconfig",
             &user_kubeconfig.to_string_lossy(),
             "--authz-off-server",

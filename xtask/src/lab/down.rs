@@ -139,6 +139,8 @@ pub fn teardown(layout: &Layout) -> Result<()> {
     }
     for dir in [
         layout.etcd_data(),
+        layout.etcd_pki(),
+        layout.root.join("bench-authz-off"),
         layout.containerd_dir(),
         layout.control_dir(),
         layout.registry_dir(),
@@ -155,6 +157,7 @@ pub fn teardown(layout: &Layout) -> Result<()> {
             .context("moving the lab record to logs/last-lab.json")?;
     }
     let _ = std::fs::remove_file(layout.kubeconfig());
+    let _ = std::fs::remove_file(layout.root.join("bench-user.kubeconfig"));
     let left = leftovers(layout);
     if !left.is_empty() {
         bail!(

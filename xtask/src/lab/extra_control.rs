@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 
 use super::{
     Layout,
-    layout::ETCD_CLIENT_PORT,
     probe::{http_get, wait_until},
 };
 
@@ -42,8 +41,7 @@ pub fn start_extra_control(
     let log = std::fs::File::create(layout.logs().join(format!("{name}.log")))?;
     let child = Command::new(layout.bin("skiff-control"))
         .arg("serve")
-        .arg("--etcd")
-        .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"))
+        .args(layout.etcd_client_args())
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--healthz-listen")
@@ -52,8 +50,6 @@ pub fn start_extra_control(
         .arg(&data_dir)
         .arg("--service-account-signing-key-file")
         .arg(layout.service_account_key())
-        .arg("--encryption-provider-config")
-        .arg(layout.control_dir().join("encryption.yaml"))
         .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

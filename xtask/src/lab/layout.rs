@@ -18,6 +18,8 @@ pub const HOST_VETH_PREFIX: &str = "skiff-n";
 pub const CGROUP_AND_PIN_ROOT: &str = "skiff";
 /// etcd client port (on 127.0.0.1 and the bridge address).
 pub const ETCD_CLIENT_PORT: u16 = 2379;
+/// Plain-HTTP port of etcd's /health and /metrics (127.0.0.1 only).
+pub const ETCD_METRICS_PORT: u16 = 2381;
 /// etcd peer port (127.0.0.1 only).
 pub const ETCD_PEER_PORT: u16 = 2380;
 /// HTTPS port of skiff-control (127.0.0.1 and the bridge address).
@@ -98,6 +100,33 @@ impl Layout {
     /// etcd's data directory.
     pub fn etcd_data(&self) -> PathBuf {
         self.root.join("etcd")
+    }
+    /// etcd's own PKI (CA, member and client certificates).
+    pub fn etcd_pki(&self) -> PathBuf {
+        self.root.join("etcd-pki")
+    }
+    /// etcd's client URL (mutual TLS).
+    pub fn etcd_url(&self) -> String {
+        format!("https://127.0.0.1:{ETCD_CLIENT_PORT}")
+    }
+    /// skiff-control's flags to reach etcd: the URL, mutual TLS, encryption at rest.
+    pub fn etcd_client_args(&self) -> Vec<std::ffi::OsString> {
+        let pki = self.etcd_pki();
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        for (flag, value) in [
+            ("--etcd", std::ffi::OsString::from(self.etcd_url())),
+            ("--etcd-cafile", pki.join("ca.crt").into()),
+            ("--etcd-certfile", pki.join("client.crt").into()),
+            ("--etcd-keyfile", pki.join("client.key").into()),
+            (
+                "--encryption-provider-config",
+                self.control_dir().join("encryption.yaml").into(),
+            ),
+        ] {
+            args.push(flag.into());
+            args.push(value);
+        }
+        args
     }
     /// containerd's root, state and socket live here.
     pub fn containerd_dir(&self) -> PathBuf {

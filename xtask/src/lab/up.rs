@@ -14,7 +14,7 @@ use super::{
     daemons, down, guestbook,
     layout::{
         self, AGENT_HEALTH_PORT, AGENT_PORT, BRIDGE_ADDR, CONTROL_HEALTH_PORT, CONTROL_PORT,
-        ETCD_CLIENT_PORT, ETCD_PEER_PORT, LOAD_BALANCER_POOL, Layout, MAX_NODES, Node,
+        ETCD_METRICS_PORT, ETCD_PEER_PORT, LOAD_BALANCER_POOL, Layout, MAX_NODES, Node,
         REGISTRY_PORT,
     },
     network,
@@ -162,7 +162,7 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
     progress.step("etcd", || {
         let daemon = start_etcd(layout)?;
         started(layout, &mut record, daemon, || {
-            let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, ETCD_CLIENT_PORT).into();
+            let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, ETCD_METRICS_PORT).into();
             let body = http_get(addr, "/health")?;
             anyhow::ensure!(body.contains("true"), "etcd /health says {body}");
             Ok(())
@@ -189,10 +189,10 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
         })
     })?;
     progress.step("skiff-control", || {
+        write_encryption_config(layout)?;
         let mut cmd = Command::new(layout.bin("skiff-control"));
         cmd.arg("serve")
-            .arg("--etcd")
-            .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"))
+            .args(layout.etcd_client_args())
             .arg("--listen")
             .arg(format!("127.0.0.1:{CONTROL_PORT}"))
             .arg("--listen")
@@ -201,8 +201,6 @@ pub fn bring_up(layout: &Layout, node_count: usize, build: bool) -> Result<()> {
             .arg(format!("127.0.0.1:{CONTROL_HEALTH_PORT}"))
             .arg("--service-account-signing-key-file")
             .arg(layout.service_account_key())
-            .arg("--encryption-provider-config")
-            .arg(write_encryption_config(layout)?)
             .arg("--token-auth-file")
             .arg(write_token_file(layout)?)
             .arg("--data-dir")
@@ -323,9 +321,17 @@ fn log_tail(log: &Path) -> String {
 }
 
 fn start_etcd(layout: &Layout) -> Result<Daemon> {
-    // Loopback only: the control plane runs in the root namespace; nodes and pods never
-    // reach etcd.
-    let client = format!("http://127.0.0.1:{ETCD_CLIENT_PORT}");
+    // Loopback only, and mutual TLS: the control plane runs in the root namespace; nodes and
+    // pods never reach etcd, and nothing without a certificate from etcd's CA may use it.
+    output(
+        Command::new(layout.bin("skiff-control"))
+            .arg("etcd-pki")
+            .arg("--dir")
+            .arg(layout.etcd_pki()),
+    )
+    .context("creating etcd's PKI")?;
+    let pki = layout.etcd_pki();
+    let client = layout.etcd_url();
     let peer = format!("http://127.0.0.1:{ETCD_PEER_PORT}");
     let mut cmd = Command::new("etcd");
     cmd.arg("--name=skiff-lab")
@@ -335,9 +341,13 @@ fn start_etcd(layout: &Layout) -> Result<Daemon> {
         .arg(format!("--listen-peer-urls={peer}"))
         .arg(format!("--initial-advertise-peer-urls={peer}"))
         .arg(format!("--initial-cluster=skiff-lab={peer}"))
-        .arg("--listen-metrics-urls=http://127.0.0.1:2381")
+        .arg(format!("--listen-metrics-urls=http://127.0.0.1:{ETCD_METRICS_PORT}"))
+        .arg(format!("--cert-file={}", pki.join("server.crt").display()))
+        .arg(format!("--key-file={}", pki.join("server.key").display()))
+        .arg(format!("--trusted-ca-file={}", pki.join("ca.crt").display()))
+        .arg("--client-cert-auth")
         .arg("--log-level=warn");
-    let health = format!("http://127.0.0.1:{ETCD_CLIENT_PORT}/health");
+    let health = format!("http://127.0.0.1:{ETCD_METRICS_PORT}/health");
     daemons::spawn("etcd", cmd, &layout.logs().join("etcd.log"), health)
 }
 
@@ -505,11 +515,7 @@ fn write_token_file(layout: &Layout) -> Result<std::path::PathBuf> {
 /// kubeconfig to `out` (0600).
 pub fn write_kubeconfig(layout: &Layout, user: &str, groups: &[&str], out: &Path) -> Result<()> {
     let mut cmd = Command::new(layout.bin("skiff-control"));
-    cmd.arg("kubeconfig")
-        .arg("--etcd")
-        .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"))
-        .arg("--encryption-provider-config")
-        .arg(layout.control_dir().join("encryption.yaml"))
+    cmd.arg("kubeconfig").args(layout.etcd_client_args())
         .arg("--server")
         .arg(format!("https://{BRIDGE_ADDR}:{CONTROL_PORT}"))
         .arg("--user")
@@ -531,10 +537,7 @@ fn serving_cert(layout: &Layout, node: &Node) -> Result<()> {
     output(
         Command::new(layout.bin("skiff-control"))
             .arg("serving-cert")
-            .arg("--etcd")
-            .arg(format!("http://127.0.0.1:{ETCD_CLIENT_PORT}"))
-            .arg("--encryption-provider-config")
-            .arg(layout.control_dir().join("encryption.yaml"))
+            .args(layout.etcd_client_args())
             .arg("--name")
             .arg(&node.name)
             .arg("--name")

@@ -53,8 +53,11 @@ enum Command {
         #[arg(long)]
         kubeconfig: PathBuf,
         /// etcd URL (for the floor measurement).
-        #[arg(long, default_value = "http://127.0.0.1:2379")]
+        #[arg(long, default_value = skiff_tests::ETCD_URL)]
         etcd: String,
+        /// etcd's PKI directory (the client certificate of the floor measurement).
+        #[arg(long)]
+        etcd_pki: Option<PathBuf>,
         /// Pid of skiff-control (for RSS).
         #[arg(long)]
         control_pid: u32,
@@ -119,12 +122,14 @@ async fn main() -> Result<()> {
         Command::Api {
             kubeconfig,
             etcd,
+            etcd_pki,
             control_pid,
             user_kubeconfig,
             authz_off_server,
             quick,
         } => {
-            let mut report = api(&kubeconfig, &etcd, control_pid, quick).await?;
+            let etcd = (etcd.as_str(), etcd_pki.as_deref());
+            let mut report = api(&kubeconfig, etcd, control_pid, quick).await?;
             if let (Some(user_kubeconfig), Some(off)) = (user_kubeconfig, authz_off_server) {
                 let admin = client(&kubeconfig).await?;
                 let rbac = client(&user_kubeconfig).await?;
@@ -331,8 +336,12 @@ async fn measure_gets(pods: &Api<Pod>, total: usize, rounds: usize) -> (Latency,
     (latency, started.elapsed())
 }
 
-async fn etcd_floor(url: &str, rounds: usize) -> Result<(Row, Row)> {
-    let mut etcd = etcd_client::Client::connect([url], None).await?;
+async fn etcd_floor(
+    (url, pki): (&str, Option<&std::path::Path>),
+    rounds: usize,
+) -> Result<(Row, Row)> {
+    let options = pki.map(skiff_tests::etcd_options);
+    let mut etcd = etcd_client::Client::connect([url], options).await?;
     let value = serde_json::to_vec(&pod(0))?;
     let (mut put, mut get) = (Latency::new(), Latency::new());
     let started = Instant::now();
@@ -438,7 +447,12 @@ async fn watch_fanout(client: &Client, ns: &str, watchers: usize, events: usize)
     ))
 }
 
-async fn api(kubeconfig: &PathBuf, etcd: &str, control_pid: u32, quick: bool) -> Result<Value> {
+async fn api(
+    kubeconfig: &PathBuf,
+    etcd: (&str, Option<&std::path::Path>),
+    control_pid: u32,
+    quick: bool,
+) -> Result<Value> {
     let client = client(kubeconfig)
         .await
         .context("connecting to the lab API server")?;
