@@ -146,7 +146,9 @@ impl Ca {
     /// (etcd members present one certificate both ways).
     pub fn peer(&self, common_name: &str, names: &[String]) -> Result<Pem, PkiError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.subject_alt_names = san(names)?;
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,

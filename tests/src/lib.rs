@@ -112,7 +112,11 @@ impl Lab {
             "--etcd-keyfile".to_owned(),
             pki.join("client.key").display().to_string(),
             "--encryption-provider-config".to_owned(),
-            self.dir.join("control").join("encryption.yaml").display().to_string(),
+            self.dir
+                .join("control")
+                .join("encryption.yaml")
+                .display()
+                .to_string(),
         ]
     }
 

@@ -31,7 +31,9 @@ async fn etcd_refuses_clients_without_a_certificate() {
     let ca = std::fs::read_to_string(lab.etcd_pki().join("ca.crt")).expect("ca");
     let options = etcd_client::ConnectOptions::new()
         .with_timeout(std::time::Duration::from_secs(3))
-        .with_tls(etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca)));
+        .with_tls(
+            etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca)),
+        );
     let refused = match Client::connect([ETCD_URL], Some(options)).await {
         Err(_) => true,
         Ok(mut client) => client.get("/registry/", None).await.is_err(),
@@ -43,7 +45,9 @@ async fn etcd_refuses_clients_without_a_certificate() {
         &["-s", "--max-time", "3", "http://127.0.0.1:2379/version"],
     );
     assert!(
-        plain.as_deref().map_or(true, |body| !body.contains("etcdserver")),
+        plain
+            .as_deref()
+            .map_or(true, |body| !body.contains("etcdserver")),
         "{plain:?}"
     );
 }

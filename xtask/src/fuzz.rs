@@ -28,7 +28,9 @@ pub struct FuzzArgs {
 /// `cargo +nightly fuzz <args>` in the workspace root.
 fn cargo_fuzz(args: &[&str], thorough: bool) -> std::process::Command {
     let mut cmd = std::process::Command::new("cargo");
-    cmd.current_dir(workspace_root()).arg("+nightly").arg("fuzz");
+    cmd.current_dir(workspace_root())
+        .arg("+nightly")
+        .arg("fuzz");
     cmd.args(args);
     if !thorough {
         // A debug build without AddressSanitizer builds in a fraction of the time; Rust's
@@ -55,12 +57,9 @@ pub fn run(args: &FuzzArgs) -> Result<()> {
             let time = format!("-max_total_time={}", args.seconds);
             let corpus_arg = path_arg(&corpus);
             let seeds_arg = path_arg(&seeds);
-            run_cmd(&mut cargo_fuzz(
-                &["run", target, &corpus_arg, &seeds_arg],
-                args.thorough,
-            )
-            .args(["--", &time, "-print_final_stats=1"]))
-            .with_context(|| {
+            let mut cmd = cargo_fuzz(&["run", target, &corpus_arg, &seeds_arg], args.thorough);
+            cmd.args(["--", &time, "-print_final_stats=1"]);
+            run_cmd(&mut cmd).with_context(|| {
                 format!("fuzz target {target} found a crash: see fuzz/artifacts/{target}/")
             })
         })?;

@@ -264,7 +264,7 @@ fn resource_value(container: &Container, resource: &str) -> String {
     };
     match name {
         "cpu" => skiff_quantity::millicores(&quantity.0)
-            .map(|m| ((m + 999) / 1000).to_string())
+            .map(|m| (m.saturating_add(999) / 1000).to_string())
             .unwrap_or_default(),
         _ => skiff_quantity::bytes(&quantity.0)
             .map(|b| b.to_string())

@@ -177,7 +177,11 @@ impl NodeRestriction {
         let named_account = pod
             .spec
             .as_ref()
-            .and_then(|s| s.service_account_name.as_deref().or(s.service_account.as_deref()))
+            .and_then(|s| {
+                s.service_account_name
+                    .as_deref()
+                    .or(s.service_account.as_deref())
+            })
             .is_some_and(|n| !n.is_empty());
         if named_account {
             return refuse(format!(
@@ -191,14 +195,20 @@ impl NodeRestriction {
             ("persistentvolumeclaims", !refs.claims.is_empty()),
         ] {
             if found {
-                return refuse(format!("node \"{node}\" can not create pods that reference {kind}"));
+                return refuse(format!(
+                    "node \"{node}\" can not create pods that reference {kind}"
+                ));
             }
         }
         Ok(())
     }
 
     /// A node's Lease: only its own, only in kube-node-lease (kube's admitLease).
-    fn lease_write(attributes: &Attributes<'_>, node: &str, object: &Value) -> Result<(), ApiError> {
+    fn lease_write(
+        attributes: &Attributes<'_>,
+        node: &str,
+        object: &Value,
+    ) -> Result<(), ApiError> {
         if attributes.namespace != "kube-node-lease" {
             return Err(forbidden(
                 attributes,
@@ -415,21 +425,37 @@ mod tests {
         };
         let plain = mirror(json!({"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}));
         NodeRestriction { store: None }
-            .validate(&attributes(&node, "pods", Operation::Create, "", "m"), &plain, None, &mut warnings)
+            .validate(
+                &attributes(&node, "pods", Operation::Create, "", "m"),
+                &plain,
+                None,
+                &mut warnings,
+            )
             .await
             .expect("a plain mirror pod");
         for (spec, why) in [
-            (json!({"nodeName": "n1", "serviceAccountName": "admin", "containers": [{"name": "c", "image": "i"}]}),
-             "reference a service account"),
-            (json!({"nodeName": "n1", "containers": [{"name": "c", "image": "i",
+            (
+                json!({"nodeName": "n1", "serviceAccountName": "admin", "containers": [{"name": "c", "image": "i"}]}),
+                "reference a service account",
+            ),
+            (
+                json!({"nodeName": "n1", "containers": [{"name": "c", "image": "i",
                 "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}),
-             "reference secrets"),
-            (json!({"nodeName": "n1", "containers": [{"name": "c", "image": "i"}],
+                "reference secrets",
+            ),
+            (
+                json!({"nodeName": "n1", "containers": [{"name": "c", "image": "i"}],
                 "volumes": [{"name": "v", "configMap": {"name": "c"}}]}),
-             "reference configmaps"),
+                "reference configmaps",
+            ),
         ] {
             let refused = NodeRestriction { store: None }
-                .validate(&attributes(&node, "pods", Operation::Create, "", "m"), &mirror(spec), None, &mut warnings)
+                .validate(
+                    &attributes(&node, "pods", Operation::Create, "", "m"),
+                    &mirror(spec),
+                    None,
+                    &mut warnings,
+                )
                 .await
                 .expect_err(why);
             assert!(refused.message.contains(why), "{}", refused.message);

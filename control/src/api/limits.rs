@@ -136,19 +136,36 @@ mod tests {
         let user = crate::model::user::UserInfo::authenticated("u", vec![]);
         let check = |method: Method, path: &str, raw: &str| {
             let query = Query::parse(Some(raw));
-            let attributes = super::super::authorize::request_attributes(&user, &method, path, &query);
+            let attributes =
+                super::super::authorize::request_attributes(&user, &method, path, &query);
             long_running(&attributes, &query)
         };
         assert!(check(Method::GET, "/api/v1/pods", "watch=true"));
         assert!(check(Method::GET, "/api/v1/watch/pods", ""));
         assert!(check(Method::POST, "/api/v1/namespaces/n/pods/p/exec", ""));
-        assert!(check(Method::GET, "/api/v1/namespaces/n/pods/p/log", "follow=true"));
+        assert!(check(
+            Method::GET,
+            "/api/v1/namespaces/n/pods/p/log",
+            "follow=true"
+        ));
         assert!(!check(Method::GET, "/api/v1/namespaces/n/pods/p/log", ""));
         assert!(!check(Method::GET, "/api/v1/namespaces/n/pods", ""));
         // Writes with ?watch=true and objects named like streams stay bounded.
-        assert!(!check(Method::POST, "/api/v1/namespaces/n/configmaps", "watch=true"));
-        assert!(!check(Method::GET, "/api/v1/namespaces/n/configmaps/exec", ""));
-        assert!(!check(Method::GET, "/api/v1/namespaces/watch/configmaps", ""));
+        assert!(!check(
+            Method::POST,
+            "/api/v1/namespaces/n/configmaps",
+            "watch=true"
+        ));
+        assert!(!check(
+            Method::GET,
+            "/api/v1/namespaces/n/configmaps/exec",
+            ""
+        ));
+        assert!(!check(
+            Method::GET,
+            "/api/v1/namespaces/watch/configmaps",
+            ""
+        ));
     }
 
     #[test]

@@ -341,10 +341,15 @@ fn start_etcd(layout: &Layout) -> Result<Daemon> {
         .arg(format!("--listen-peer-urls={peer}"))
         .arg(format!("--initial-advertise-peer-urls={peer}"))
         .arg(format!("--initial-cluster=skiff-lab={peer}"))
-        .arg(format!("--listen-metrics-urls=http://127.0.0.1:{ETCD_METRICS_PORT}"))
+        .arg(format!(
+            "--listen-metrics-urls=http://127.0.0.1:{ETCD_METRICS_PORT}"
+        ))
         .arg(format!("--cert-file={}", pki.join("server.crt").display()))
         .arg(format!("--key-file={}", pki.join("server.key").display()))
-        .arg(format!("--trusted-ca-file={}", pki.join("ca.crt").display()))
+        .arg(format!(
+            "--trusted-ca-file={}",
+            pki.join("ca.crt").display()
+        ))
         .arg("--client-cert-auth")
         .arg("--log-level=warn");
     let health = format!("http://127.0.0.1:{ETCD_METRICS_PORT}/health");
@@ -515,7 +520,8 @@ fn write_token_file(layout: &Layout) -> Result<std::path::PathBuf> {
 /// kubeconfig to `out` (0600).
 pub fn write_kubeconfig(layout: &Layout, user: &str, groups: &[&str], out: &Path) -> Result<()> {
     let mut cmd = Command::new(layout.bin("skiff-control"));
-    cmd.arg("kubeconfig").args(layout.etcd_client_args())
+    cmd.arg("kubeconfig")
+        .args(layout.etcd_client_args())
         .arg("--server")
         .arg(format!("https://{BRIDGE_ADDR}:{CONTROL_PORT}"))
         .arg("--user")

@@ -74,7 +74,13 @@ impl Worker {
             .unwrap_or(30)
             .max(0);
         tracing::info!(pod = %self.name, grace, "terminating pod");
-        let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(30));
+        // A grace period past what a clock can hold is waited out as a year.
+        let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(30));
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(grace)
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(now);
         self.run_pre_stop_hooks(deadline).await;
         let running: Vec<String> = self
             .slots

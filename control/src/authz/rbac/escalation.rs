@@ -218,9 +218,11 @@ fn breakdown(rule: &PolicyRule) -> impl Iterator<Item = PolicyRule> + '_ {
                     non_resource_urls: None,
                 };
                 let unnamed = names.is_empty().then(|| atomic(None));
-                unnamed
-                    .into_iter()
-                    .chain(names.iter().map(move |name| atomic(Some(vec![name.clone()]))))
+                unnamed.into_iter().chain(
+                    names
+                        .iter()
+                        .map(move |name| atomic(Some(vec![name.clone()]))),
+                )
             })
         })
     });
