@@ -391,6 +391,18 @@ fn an_in_cluster_client_gets_its_service_accounts_rights_until_its_pod_goes() {
         },
     );
 
+    // The issuer's discovery documents name the key tokens are signed with.
+    let configuration = lab.kubectl_ok(&["get", "--raw", "/.well-known/openid-configuration"]);
+    let configuration: serde_json::Value =
+        serde_json::from_str(&configuration).expect("OIDC configuration");
+    assert_eq!(
+        configuration["issuer"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    let jwks = lab.kubectl_ok(&["get", "--raw", "/openid/v1/jwks"]);
+    let jwks: serde_json::Value = serde_json::from_str(&jwks).expect("JWKS");
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+
     // kubectl create token: a token for the ServiceAccount itself.
     let minted = lab.kubectl_ok(&["create", "token", "app", "-n", &ns, "--duration=10m"]);
     let minted = minted.trim();
@@ -483,6 +495,19 @@ fn pod_security_levels_refuse_and_warn_as_kube_does() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["NoNewPrivs:", "1"]),
         "{status}"
     );
+    // Every pod has a pids limit (the agent's --pod-max-pids, 4096 in the lab).
+    let pids = lab.kubectl_ok(&[
+        "exec",
+        "compliant",
+        "-n",
+        &restricted,
+        "--",
+        "sh",
+        "-c",
+        // cgroup v1's pids hierarchy on hybrid hosts, the unified one elsewhere.
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(pids.trim(), "4096");
     let uid = lab.kubectl_ok(&["exec", "compliant", "-n", &restricted, "--", "id", "-u"]);
     assert_eq!(uid.trim(), "65534");
 
