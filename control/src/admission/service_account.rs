@@ -14,7 +14,8 @@ use super::{Attributes, Operation, Plugin};
 use crate::{
     model::{ApiError, meta},
     registry::metadata::name_suffix,
-    store::{Store, StoreError, object_key},
+    resources,
+    store::{Store, StoreError, WatchCache, object_key},
 };
 
 /// Where in-cluster clients look for their credentials.
@@ -31,17 +32,26 @@ const DEFAULT_ACCOUNT_WAIT: Duration = Duration::from_secs(2);
 /// The ServiceAccount admission plugin.
 pub struct ServiceAccountAdmission {
     store: Arc<Store>,
+    /// The serviceaccounts watch cache: most pods find their account here without a read
+    /// from etcd.
+    accounts: Arc<WatchCache>,
 }
 
 impl ServiceAccountAdmission {
     /// The plugin, reading ServiceAccounts from `store`.
     pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+        let accounts = resources::watch_cache(&store, "", "v1", "serviceaccounts");
+        Self { store, accounts }
     }
 
     /// The ServiceAccount `name` of `namespace`, waiting briefly for `default`.
     async fn account(&self, attributes: &Attributes<'_>, name: &str) -> Result<Value, ApiError> {
         let key = object_key("", "serviceaccounts", attributes.namespace, name);
+        if let Some(cached) = self.accounts.get(&key)
+            && let Ok(account) = serde_json::from_slice(&cached.raw)
+        {
+            return Ok(account);
+        }
         let deadline = tokio::time::Instant::now() + DEFAULT_ACCOUNT_WAIT;
         loop {
             match self.store.get(&key).await {

@@ -35,13 +35,7 @@ struct Object {
 }
 
 fn cache(store: &Arc<Store>, plural: &str) -> Arc<WatchCache> {
-    match resources::find("", "v1", plural) {
-        Some(info) => store.cache(&info.prefix(), info.projection()),
-        None => store.cache(
-            &crate::store::resource_prefix("", plural),
-            crate::store::Projection { fields: &[] },
-        ),
-    }
+    resources::watch_cache(store, "", "v1", plural)
 }
 
 impl CachedObjects {

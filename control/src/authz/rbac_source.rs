@@ -23,14 +23,7 @@ pub struct RbacAuthorizer {
 }
 
 fn cache(store: &Arc<Store>, plural: &str) -> Arc<WatchCache> {
-    let info = resources::find("rbac.authorization.k8s.io", "v1", plural);
-    match info {
-        Some(info) => store.cache(&info.prefix(), info.projection()),
-        None => store.cache(
-            &crate::store::resource_prefix("rbac.authorization.k8s.io", plural),
-            crate::store::Projection { fields: &[] },
-        ),
-    }
+    resources::watch_cache(store, "rbac.authorization.k8s.io", "v1", plural)
 }
 
 fn objects<K: DeserializeOwned>(cache: &WatchCache) -> Vec<K> {

@@ -180,6 +180,20 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
+/// The watch cache of a served resource (started on first use), or of the bare prefix
+/// `group`/`plural` would have if the catalog did not describe it.
+pub fn watch_cache(
+    store: &std::sync::Arc<crate::store::Store>,
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> std::sync::Arc<crate::store::WatchCache> {
+    match find(group, version, plural) {
+        Some(info) => store.cache(&info.prefix(), info.projection()),
+        None => store.cache(&resource_prefix(group, plural), Projection { fields: &[] }),
+    }
+}
+
 /// Group-versions served, in discovery order: `("", "v1")`, `("apps", "v1")`…
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
