@@ -1,5 +1,5 @@
-//! Objects every cluster starts with: the namespaces kube-apiserver creates at start, and
-//! the system Services ([`services`]).
+//! Objects every cluster starts with: the namespaces and PriorityClasses kube-apiserver
+//! creates at start, and the system Services ([`services`]).
 
 pub mod rbac;
 pub mod services;
@@ -8,7 +8,7 @@ use serde_json::json;
 use tracing::info;
 
 use crate::{
-    resources,
+    resources::{self, scheduling::SYSTEM_PRIORITY_CLASSES},
     store::{Store, StoreError, object_key},
 };
 
@@ -18,35 +18,67 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 
 /// Create the system namespaces that do not exist yet (safe with racing replicas).
 pub async fn ensure_namespaces(store: &Store) -> Result<(), StoreError> {
-    let info = resources::find("", "v1", "namespaces").ok_or(StoreError::NotFound)?;
     for name in SYSTEM_NAMESPACES {
-        let key = object_key("", "namespaces", "", name);
-        match store.get(&key).await {
-            Ok(_) => continue,
-            Err(StoreError::NotFound) => {}
-            Err(e) => return Err(e),
-        }
-        let object = json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "uid": uuid::Uuid::new_v4().to_string(),
-                "creationTimestamp": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            },
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        ensure(store, "", "v1", "namespaces", namespace).await?;
+    }
+    Ok(())
+}
+
+/// Create kube's built-in PriorityClasses (`system-node-critical`,
+/// `system-cluster-critical`) that do not exist yet.
+pub async fn ensure_priority_classes(store: &Store) -> Result<(), StoreError> {
+    for (name, value) in SYSTEM_PRIORITY_CLASSES {
+        let class = json!({
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "description": "Used for system critical pods that must not be moved from their current node.",
         });
-        let prepared =
-            info.strategy
-                .prepare(&object, None)
-                .map_err(|reason| StoreError::Corrupt {
-                    key: key.clone(),
-                    reason,
-                })?;
-        match store.create(&key, &prepared.object).await {
-            Ok(_) => info!(namespace = name, "created system namespace"),
-            Err(StoreError::AlreadyExists) => {}
-            Err(e) => return Err(e),
-        }
+        ensure(store, "scheduling.k8s.io", "v1", "priorityclasses", class).await?;
+    }
+    Ok(())
+}
+
+/// Create the cluster-scoped `object` of `group`/`plural` unless an object of its name
+/// exists, defaulted and validated as a create through the API would be.
+async fn ensure(
+    store: &Store,
+    group: &str,
+    version: &str,
+    plural: &str,
+    mut object: serde_json::Value,
+) -> Result<(), StoreError> {
+    let info = resources::find(group, version, plural).ok_or(StoreError::NotFound)?;
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let key = object_key(group, plural, "", &name);
+    match store.get(&key).await {
+        Ok(_) => return Ok(()),
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    object["metadata"]["creationTimestamp"] = json!(
+        jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    );
+    let prepared = info
+        .strategy
+        .prepare(&object, None)
+        .map_err(|reason| StoreError::Corrupt {
+            key: key.clone(),
+            reason,
+        })?;
+    match store.create(&key, &prepared.object).await {
+        Ok(_) => info!(kind = info.kind, name, "created a built-in object"),
+        Err(StoreError::AlreadyExists) => {}
+        Err(e) => return Err(e),
     }
     Ok(())
 }

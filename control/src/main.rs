@@ -280,6 +280,9 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     if let Err(e) = bootstrap::ensure_namespaces(&store).await {
         warn!(error = %e, "could not create the system namespaces yet");
     }
+    if let Err(e) = bootstrap::ensure_priority_classes(&store).await {
+        warn!(error = %e, "could not create the system PriorityClasses yet");
+    }
     let advertise = args
         .advertise_address
         .or_else(|| {

@@ -7,6 +7,7 @@ pub mod default_toleration_seconds;
 pub mod namespace_lifecycle;
 pub mod node_restriction;
 pub mod pod_security;
+pub mod priority;
 pub mod rbac_escalation;
 pub mod runtime_class;
 pub mod service_account;
@@ -144,6 +145,7 @@ pub fn default_chain(
             store,
         ))),
         Arc::new(node_restriction::NodeRestriction::new(Arc::clone(store))),
+        Arc::new(priority::Priority::new(Arc::clone(store))),
         Arc::new(pod_security::plugin::PodSecurity::new(
             store,
             settings.pod_security.clone(),

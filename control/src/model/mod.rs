@@ -1,6 +1,7 @@
 //! Types and rules without I/O: API errors, field validation, selectors, object metadata
 //! helpers. Everything here is plain data in, plain data out, so it is unit-tested directly.
 
+pub mod cidr;
 pub mod error;
 pub mod meta;
 pub mod selector;

@@ -7,6 +7,7 @@ mod kinds;
 mod strategy;
 
 pub use catalog::REGISTRY;
+pub use kinds::scheduling;
 pub use kinds::service_alloc::{self, ServiceRanges, set_service_ranges};
 pub use strategy::{Claim, Prepared, Strategy, Typed};
 

@@ -4,19 +4,19 @@
 use k8s_openapi::{
     api::{
         apps::v1::{
-            DaemonSet, DaemonSetUpdateStrategy, Deployment, DeploymentStrategy, ReplicaSet,
-            RollingUpdateDaemonSet, RollingUpdateDeployment, RollingUpdateStatefulSetStrategy,
-            StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
-            StatefulSetUpdateStrategy,
+            ControllerRevision, DaemonSet, DaemonSetUpdateStrategy, Deployment, DeploymentStrategy,
+            ReplicaSet, RollingUpdateDaemonSet, RollingUpdateDeployment,
+            RollingUpdateStatefulSetStrategy, StatefulSet,
+            StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetUpdateStrategy,
         },
         batch::v1::{CronJob, Job},
-        core::v1::{PodTemplateSpec, ReplicationController},
+        core::v1::{PodTemplate, PodTemplateSpec, ReplicationController},
     },
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 
 use super::{
-    non_negative,
+    immutable, non_negative,
     pod::{default_template, validate_template},
 };
 use crate::{
@@ -506,6 +506,37 @@ fn time_zone_error(zone: &str) -> Option<String> {
     jiff::tz::TimeZone::get(zone)
         .err()
         .map(|_| format!("unknown time zone {zone}"))
+}
+
+impl Kind for PodTemplate {
+    fn default_fields(&mut self) {
+        if let Some(template) = self.template.as_mut() {
+            default_template(template);
+        }
+    }
+
+    fn validate(&self, _old: Option<&Self>, errors: &mut ErrorList) {
+        if let Some(template) = &self.template {
+            validate_template(template, "template", errors);
+        }
+    }
+}
+
+/// The snapshots of a DaemonSet's or StatefulSet's template behind `rollout history`:
+/// the data is immutable, the revision a non-negative number.
+impl Kind for ControllerRevision {
+    fn validate(&self, old: Option<&Self>, errors: &mut ErrorList) {
+        if self.revision < 0 {
+            errors.push(FieldError::invalid(
+                "revision",
+                self.revision,
+                "must be greater than or equal to 0",
+            ));
+        }
+        if let Some(old) = old {
+            immutable(&self.data, &old.data, "data", errors);
+        }
+    }
 }
 
 #[cfg(test)]
