@@ -14,6 +14,7 @@ pub mod authn;
 pub mod authz;
 pub mod bootstrap;
 pub mod controllers;
+pub mod crd;
 pub mod etcd_pki;
 pub mod identities;
 pub mod model;

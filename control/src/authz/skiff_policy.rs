@@ -13,6 +13,11 @@
 //! - `skiff:ttl-after-finished`: the Job controller also deletes finished Jobs after their
 //!   `ttlSecondsAfterFinished` (kube's ttl-after-finished controller), so it is bound to
 //!   `system:controller:ttl-after-finished-controller` too.
+//! - `skiff:customresourcedefinitions`: kube-apiserver runs the CRD naming, establishing
+//!   and finalizing controllers in-process as itself; Skiff's run as
+//!   `customresourcedefinition-controller`, which writes CRDs and their status and deletes
+//!   the objects of a CRD being deleted (of any group: custom groups are not known in
+//!   advance).
 //! - `skiff:node-proxier`: each node's agent is also its kube-proxy (the Service
 //!   datapath), so every node is bound to `system:node-proxier`.
 
@@ -46,6 +51,7 @@ pub const CONTROLLER_ACCOUNTS: &[&str] = &[
     "service-account-controller",
     "root-ca-cert-publisher",
     "clusterrole-aggregation-controller",
+    "customresourcedefinition-controller",
 ];
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -126,6 +132,18 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
             ),
         ]),
         aggregation_rule: None,
+    },
+    ClusterRole {
+        metadata: metadata("skiff:customresourcedefinitions"),
+        rules: Some(vec![
+            rule(
+                &["update", "patch"],
+                &["apiextensions.k8s.io"],
+                &["customresourcedefinitions", "customresourcedefinitions/status"],
+            ),
+            rule(&["delete"], &["*"], &["*"]),
+        ]),
+        aggregation_rule: None,
     }]
 }
 
@@ -139,6 +157,11 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
                 .iter()
                 .map(|a| service_account(a))
                 .collect(),
+        ),
+        binding(
+            "skiff:customresourcedefinitions",
+            "skiff:customresourcedefinitions",
+            vec![service_account("customresourcedefinition-controller")],
         ),
         binding(
             "skiff:endpoints",

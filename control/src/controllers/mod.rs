@@ -3,6 +3,7 @@
 //! them, so several replicas never act twice.
 
 pub mod clusterrole_aggregation;
+pub mod crd;
 pub(crate) mod cron;
 mod cronjob;
 mod daemonset;
@@ -178,6 +179,11 @@ fn tasks(clients: &Clients, config: &ControllerConfig) -> Vec<Task> {
             "clusterrole-aggregation",
             &clients.controller("clusterrole-aggregation-controller"),
             clusterrole_aggregation::run,
+        ),
+        task(
+            "customresourcedefinition",
+            &clients.controller("customresourcedefinition-controller"),
+            crd::run,
         ),
         Task::new("service-lb", move || {
             service_lb::run(lb_client.clone(), pool)

@@ -1,5 +1,6 @@
 //! Every resource Skiff serves, described once.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::api::{
     apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet},
     authentication::v1::{SelfSubjectReview, TokenReview},
@@ -558,6 +559,21 @@ pub static REGISTRY: &[ResourceInfo] = &[
         ],
         names: Names::Subdomain,
         strategy: &Typed::<EventsV1Event>::new(),
+    },
+    ResourceInfo {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        singular: "customresourcedefinition",
+        namespaced: false,
+        verbs: VERBS,
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        subresources: STATUS,
+        field_selectors: &[],
+        names: Names::Subdomain,
+        strategy: &Typed::<CustomResourceDefinition>::new(),
     },
     ResourceInfo {
         group: "rbac.authorization.k8s.io",

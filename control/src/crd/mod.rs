@@ -1,0 +1,7 @@
+//! CustomResourceDefinitions: how a definition becomes served resources
+//! ([`serve`]), the rules custom objects are written under ([`strategy`]), and the
+//! structural schema engine those rules use ([`schema`]).
+
+pub mod schema;
+pub mod serve;
+pub mod strategy;
