@@ -23,7 +23,7 @@ const TEARDOWN_TARGET: &str = "teardown";
 
 /// The e2e targets that are kubectl sessions: run once with the kubectl on PATH (the
 /// Cloud SDK dispatcher) and once with the versioned binary itself.
-const KUBECTL_TARGETS: [&str; 3] = ["apply", "kubectl", "tables"];
+const KUBECTL_TARGETS: [&str; 4] = ["apply", "kubectl", "tables", "validation"];
 
 /// How long each fuzz target runs in `test` (a smoke run; `cargo xtask fuzz` for longer).
 const FUZZ_SECONDS: u32 = 20;

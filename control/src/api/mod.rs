@@ -246,6 +246,7 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
         }
         "/api" if get => Ok(discovery::core(&parts.headers)),
         "/apis" if get => Ok(discovery::groups(&parts.headers)),
+        "/openapi/v2" if get => return openapi::serve_v2(&parts.headers),
         "/openapi/v3" if get => Ok(openapi::root()),
         p if get && p.starts_with("/openapi/v3/") => {
             openapi::group_version(&p["/openapi/v3/".len()..])
