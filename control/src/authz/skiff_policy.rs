@@ -104,47 +104,52 @@ fn service_account(name: &str) -> Subject {
 
 /// Skiff's ClusterRoles.
 pub fn cluster_roles() -> Vec<ClusterRole> {
-    vec![ClusterRole {
-        metadata: metadata("skiff:controllers"),
-        rules: Some(vec![
-            rule(&["get", "list", "watch"], &["*"], &["*"]),
-            // The Deployment controller patches its revision annotation (kube: update).
-            rule(&["patch"], &["apps"], &["deployments"]),
-            rule(
-                &["patch", "update"],
-                &["apps"],
-                &[
-                    "replicasets/status",
-                    "deployments/status",
-                    "daemonsets/status",
-                    "statefulsets/status",
-                ],
-            ),
-            rule(
-                &["patch", "update"],
-                &["batch"],
-                &["jobs/status", "cronjobs/status"],
-            ),
-            rule(
-                &["patch", "update"],
-                &[""],
-                &["services/status", "pods/status", "nodes/status"],
-            ),
-        ]),
-        aggregation_rule: None,
-    },
-    ClusterRole {
-        metadata: metadata("skiff:customresourcedefinitions"),
-        rules: Some(vec![
-            rule(
-                &["update", "patch"],
-                &["apiextensions.k8s.io"],
-                &["customresourcedefinitions", "customresourcedefinitions/status"],
-            ),
-            rule(&["delete"], &["*"], &["*"]),
-        ]),
-        aggregation_rule: None,
-    }]
+    vec![
+        ClusterRole {
+            metadata: metadata("skiff:controllers"),
+            rules: Some(vec![
+                rule(&["get", "list", "watch"], &["*"], &["*"]),
+                // The Deployment controller patches its revision annotation (kube: update).
+                rule(&["patch"], &["apps"], &["deployments"]),
+                rule(
+                    &["patch", "update"],
+                    &["apps"],
+                    &[
+                        "replicasets/status",
+                        "deployments/status",
+                        "daemonsets/status",
+                        "statefulsets/status",
+                    ],
+                ),
+                rule(
+                    &["patch", "update"],
+                    &["batch"],
+                    &["jobs/status", "cronjobs/status"],
+                ),
+                rule(
+                    &["patch", "update"],
+                    &[""],
+                    &["services/status", "pods/status", "nodes/status"],
+                ),
+            ]),
+            aggregation_rule: None,
+        },
+        ClusterRole {
+            metadata: metadata("skiff:customresourcedefinitions"),
+            rules: Some(vec![
+                rule(
+                    &["update", "patch"],
+                    &["apiextensions.k8s.io"],
+                    &[
+                        "customresourcedefinitions",
+                        "customresourcedefinitions/status",
+                    ],
+                ),
+                rule(&["delete"], &["*"], &["*"]),
+            ]),
+            aggregation_rule: None,
+        },
+    ]
 }
 
 /// Skiff's ClusterRoleBindings.

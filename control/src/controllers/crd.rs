@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-        CustomResourceDefinition, CustomResourceDefinitionCondition,
-        CustomResourceDefinitionNames, CustomResourceDefinitionStatus,
+        CustomResourceDefinition, CustomResourceDefinitionCondition, CustomResourceDefinitionNames,
+        CustomResourceDefinitionStatus,
     },
     apimachinery::pkg::apis::meta::v1::Time,
 };
@@ -41,26 +41,41 @@ fn conflict(
         .chain(other.short_names.iter().flatten().map(String::as_str))
         .collect();
     if others_all.contains(&names.plural.as_str()) {
-        return Some(("PluralConflict", format!("\"{}\" is already in use", names.plural)));
+        return Some((
+            "PluralConflict",
+            format!("\"{}\" is already in use", names.plural),
+        ));
     }
     if let Some(singular) = names.singular.as_deref()
         && others_all.contains(&singular)
     {
-        return Some(("SingularConflict", format!("\"{singular}\" is already in use")));
+        return Some((
+            "SingularConflict",
+            format!("\"{singular}\" is already in use"),
+        ));
     }
     for short in names.short_names.iter().flatten() {
         if others_all.contains(&short.as_str()) {
-            return Some(("ShortNamesConflict", format!("\"{short}\" is already in use")));
+            return Some((
+                "ShortNamesConflict",
+                format!("\"{short}\" is already in use"),
+            ));
         }
     }
     let other_kinds = [Some(other.kind.as_str()), other.list_kind.as_deref()];
     if other_kinds.contains(&Some(names.kind.as_str())) {
-        return Some(("KindConflict", format!("\"{}\" is already in use", names.kind)));
+        return Some((
+            "KindConflict",
+            format!("\"{}\" is already in use", names.kind),
+        ));
     }
     if let Some(list_kind) = names.list_kind.as_deref()
         && other_kinds.contains(&Some(list_kind))
     {
-        return Some(("ListKindConflict", format!("\"{list_kind}\" is already in use")));
+        return Some((
+            "ListKindConflict",
+            format!("\"{list_kind}\" is already in use"),
+        ));
     }
     None
 }
@@ -102,12 +117,15 @@ pub fn desired_status(
     all: &[CustomResourceDefinition],
 ) -> CustomResourceDefinitionStatus {
     let mut status = crd.status.clone().unwrap_or_default();
-    let others = all.iter().filter(|o| {
-        o.metadata.name != crd.metadata.name && o.spec.group == crd.spec.group
-    });
+    let others = all
+        .iter()
+        .filter(|o| o.metadata.name != crd.metadata.name && o.spec.group == crd.spec.group);
     let mut clash = None;
     for other in others {
-        let accepted = other.status.as_ref().and_then(|s| s.accepted_names.as_ref());
+        let accepted = other
+            .status
+            .as_ref()
+            .and_then(|s| s.accepted_names.as_ref());
         if let Some(found) = accepted.and_then(|names| conflict(&crd.spec.names, names)) {
             clash = Some(found);
             break;
@@ -116,7 +134,13 @@ pub fn desired_status(
     match clash {
         None => {
             status.accepted_names = Some(crd.spec.names.clone());
-            set_condition(&mut status, "NamesAccepted", true, "NoConflicts", "no conflicts found");
+            set_condition(
+                &mut status,
+                "NamesAccepted",
+                true,
+                "NoConflicts",
+                "no conflicts found",
+            );
         }
         Some((reason, message)) => {
             set_condition(&mut status, "NamesAccepted", false, reason, &message);
@@ -133,7 +157,13 @@ pub fn desired_status(
             "the initial names have been accepted",
         );
     } else if !established {
-        set_condition(&mut status, "Established", false, "NotAccepted", "not all names are accepted");
+        set_condition(
+            &mut status,
+            "Established",
+            false,
+            "NotAccepted",
+            "not all names are accepted",
+        );
     }
     if crd.metadata.deletion_timestamp.is_some() {
         set_condition(
@@ -160,7 +190,10 @@ fn same_status(a: &CustomResourceDefinitionStatus, b: &CustomResourceDefinitionS
 }
 
 /// Delete every object of a terminating definition; true once none is left.
-async fn delete_objects(client: &Client, crd: &CustomResourceDefinition) -> Result<bool, kube::Error> {
+async fn delete_objects(
+    client: &Client,
+    crd: &CustomResourceDefinition,
+) -> Result<bool, kube::Error> {
     let names = crd
         .status
         .as_ref()
@@ -213,7 +246,10 @@ async fn reconcile(client: &Client) -> Result<bool, kube::Error> {
         if !same_status(&desired, &current) {
             let mut updated = crd.clone();
             updated.status = Some(desired);
-            match api.replace_status(&name, &PostParams::default(), &updated).await {
+            match api
+                .replace_status(&name, &PostParams::default(), &updated)
+                .await
+            {
                 Ok(_) => info!(crd = %name, "status written"),
                 Err(kube::Error::Api(status)) if status.code == 409 => continue,
                 Err(e) => return Err(e),
@@ -252,7 +288,11 @@ pub async fn run(client: Client) {
         .boxed();
     let mut recheck = false;
     loop {
-        let wait = if recheck { TERMINATING_RECHECK } else { Duration::MAX };
+        let wait = if recheck {
+            TERMINATING_RECHECK
+        } else {
+            Duration::MAX
+        };
         tokio::select! {
             event = events.next() => match event {
                 None => return,
@@ -309,12 +349,18 @@ mod tests {
     fn names_are_accepted_and_the_definition_established() {
         let widgets = crd("widgets", "Widget", &["wd"], false);
         let status = desired_status(&widgets, std::slice::from_ref(&widgets));
-        assert_eq!(condition_of(&status, "NamesAccepted"), ("True".into(), "NoConflicts".into()));
+        assert_eq!(
+            condition_of(&status, "NamesAccepted"),
+            ("True".into(), "NoConflicts".into())
+        );
         assert_eq!(
             condition_of(&status, "Established"),
             ("True".into(), "InitialNamesAccepted".into())
         );
-        assert_eq!(status.accepted_names.map(|n| n.plural), Some("widgets".to_owned()));
+        assert_eq!(
+            status.accepted_names.map(|n| n.plural),
+            Some("widgets".to_owned())
+        );
     }
 
     #[test]

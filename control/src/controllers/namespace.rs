@@ -10,7 +10,6 @@ use kube::{
 };
 use tracing::{info, warn};
 
-
 /// How often terminating namespaces are looked at again (pods may take a grace period).
 const RESYNC: Duration = Duration::from_secs(2);
 

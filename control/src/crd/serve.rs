@@ -149,12 +149,20 @@ pub fn sync(cache: &WatchCache) {
         .flat_map(|crd| resources_of(&crd))
         .collect();
     let generation = custom::set_custom(&custom);
-    debug!(resources = custom.len(), generation, "custom resources served");
+    debug!(
+        resources = custom.len(),
+        generation, "custom resources served"
+    );
 }
 
 /// The CRDs' watch cache.
 pub fn definitions(store: &Arc<Store>) -> Arc<WatchCache> {
-    resources::watch_cache(store, "apiextensions.k8s.io", "v1", "customresourcedefinitions")
+    resources::watch_cache(
+        store,
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+    )
 }
 
 /// The cache generation last served.

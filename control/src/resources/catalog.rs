@@ -1,6 +1,5 @@
 //! Every resource Skiff serves, described once.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::api::{
     apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet},
     authentication::v1::{SelfSubjectReview, TokenReview},
@@ -23,6 +22,7 @@ use k8s_openapi::api::{
     scheduling::v1::PriorityClass,
     storage::v1::{CSIDriver, CSINode, StorageClass, VolumeAttachment},
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 use super::{Names, ResourceInfo, Subresource as S, Typed, VERBS};
 

@@ -92,8 +92,7 @@ impl Interner {
     }
 
     fn subresources(&mut self, items: &[Subresource]) -> &'static [Subresource] {
-        *self
-            .subresources
+        self.subresources
             .entry(items.to_vec())
             .or_insert_with(|| Box::leak(items.to_vec().into_boxed_slice()))
     }
@@ -224,7 +223,9 @@ pub fn set_custom(custom: &[CustomResource]) -> u64 {
     let mut resources: Vec<&'static ResourceInfo> = REGISTRY.iter().collect();
     for resource in custom {
         let builtin = REGISTRY.iter().any(|r| {
-            r.group == resource.group && r.version == resource.version && r.plural == resource.plural
+            r.group == resource.group
+                && r.version == resource.version
+                && r.plural == resource.plural
         });
         if !builtin {
             resources.push(interner.info(resource));

@@ -8,10 +8,10 @@ mod kinds;
 mod strategy;
 
 pub use catalog::REGISTRY;
-pub use kinds::{apiextensions, scheduling};
-pub use kinds::service_alloc::{self, ServiceRanges, set_service_ranges};
 pub use custom::{CustomResource, served};
-pub use strategy::{Claim, PrinterColumn, Prepared, ScalePaths, Strategy, Typed};
+pub use kinds::service_alloc::{self, ServiceRanges, set_service_ranges};
+pub use kinds::{apiextensions, scheduling};
+pub use strategy::{Claim, Prepared, PrinterColumn, ScalePaths, Strategy, Typed};
 
 use crate::store::{Projection, resource_prefix};
 

@@ -8,12 +8,14 @@
 //!   client side (and to check `fieldValidation` support when v3 cannot tell).
 //!
 //! Both describe the same paths and operations ([`endpoints`]) and the same schemas
-//! ([`schemas`]: k8s-openapi's, with kube's names and descriptions). Documents are built
-//! once and cached.
+//! ([`schemas`]: k8s-openapi's, with kube's names and descriptions; a CRD version's own
+//! schema). Documents are built on first use and cached until the served set changes.
 
 mod v2;
 mod v2_proto;
 mod v3;
+
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 
@@ -21,6 +23,34 @@ pub use v2::serve as serve_v2;
 pub use v3::{group_version, root};
 
 use crate::resources::{ResourceInfo, Subresource};
+
+/// A document built from the served resources, rebuilt when they change (a CRD
+/// established, updated or deleted).
+struct Cached<T> {
+    slot: Mutex<Option<(u64, Arc<T>)>>,
+}
+
+impl<T> Cached<T> {
+    const fn new() -> Self {
+        Self {
+            slot: Mutex::new(None),
+        }
+    }
+
+    /// The document of the current served set, built by `build` if it is not cached.
+    fn get(&self, build: impl FnOnce() -> T) -> Arc<T> {
+        let generation = crate::resources::custom::generation();
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some((built, document)) if *built == generation => Arc::clone(document),
+            _ => {
+                let document = Arc::new(build());
+                *slot = Some((generation, Arc::clone(&document)));
+                document
+            }
+        }
+    }
+}
 
 /// The extension naming the kind a schema or an operation is about.
 const GVK_EXTENSION: &str = "x-kubernetes-group-version-kind";

@@ -7,7 +7,7 @@
 //! `fieldValidation` when the v3 documents cannot tell. The definitions are the v3
 //! documents' schemas rewritten the way kube publishes them in v2 ([`to_v2`]).
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use axum::{
     body::Body,
@@ -18,8 +18,8 @@ use bytes::Bytes;
 use prost::Message as _;
 use serde_json::{Map, Value, json};
 
-use super::{GVK_EXTENSION, endpoints, schemas, v2_proto};
-use crate::resources::REGISTRY;
+use super::{Cached, GVK_EXTENSION, endpoints, schemas, v2_proto};
+use crate::resources::served;
 
 /// The JSON media type.
 const JSON: &str = "application/json";
@@ -59,9 +59,9 @@ struct Documents {
     protobuf: Representation,
 }
 
-fn documents() -> &'static Documents {
-    static DOCS: OnceLock<Documents> = OnceLock::new();
-    DOCS.get_or_init(|| {
+fn documents() -> Arc<Documents> {
+    static DOCS: Cached<Documents> = Cached::new();
+    DOCS.get(|| {
         let doc = document();
         let json = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
         let protobuf = Bytes::from(v2_proto::document(&doc).encode_to_vec());
@@ -170,7 +170,7 @@ fn none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
 
 /// The swagger 2.0 document of every served resource.
 fn document() -> Value {
-    let (definitions, kinds) = schemas(REGISTRY.iter());
+    let (definitions, kinds) = schemas(served().iter().copied());
     let definitions: Map<String, Value> = definitions
         .into_iter()
         .map(|(name, mut schema)| {
@@ -536,7 +536,7 @@ mod tests {
         }
         assert!(problems.is_empty(), "{problems:#?}");
         // Every served kind is findable by its group-version-kind.
-        for r in REGISTRY.iter() {
+        for r in served().iter() {
             let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
             assert!(
                 definitions
@@ -584,9 +584,13 @@ mod tests {
             "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
         );
         assert!(metadata["description"].is_string());
-        let text = String::from_utf8_lossy(&documents().json.body);
+        let docs = documents();
+        let text = String::from_utf8_lossy(&docs.json.body);
         assert!(!text.contains(REF_V3));
-        assert!(!text.contains("\"nullable\""));
+        assert!(
+            !text.contains("\"nullable\":true"),
+            "v3's nullable keyword is not swagger 2.0"
+        );
         let read = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["get"];
         assert_eq!(
             read["responses"]["200"]["schema"]["$ref"],

@@ -3,17 +3,17 @@
 //! before it relies on server-side field validation, and the component schemas that
 //! `kubectl explain` walks.
 
-use std::{collections::HashMap, sync::OnceLock};
+use std::collections::HashMap;
 
 use axum::{http::StatusCode, response::Response};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::{GVK_EXTENSION, endpoints, gv_path, schemas};
+use super::{Cached, GVK_EXTENSION, endpoints, gv_path, schemas};
 use crate::{
     api::response,
     model::ApiError,
-    resources::{REGISTRY, group_versions},
+    resources::{group_versions, served},
 };
 
 /// GET /openapi/v3.
@@ -44,8 +44,8 @@ fn operation(id: &str, gvk: &Value, params: &[Value]) -> Value {
 
 /// GET /openapi/v3/{api/v1 | apis/g/v}.
 pub fn group_version(path: &str) -> Result<Response, ApiError> {
-    static DOCS: OnceLock<HashMap<String, Bytes>> = OnceLock::new();
-    let docs = DOCS.get_or_init(|| {
+    static DOCS: Cached<HashMap<String, Bytes>> = Cached::new();
+    let docs = DOCS.get(|| {
         group_versions()
             .into_iter()
             .map(|(g, v)| {
@@ -69,7 +69,12 @@ fn document(g: &str, v: &str) -> Value {
         param("fieldManager", "query"),
         param("fieldValidation", "query"),
     ];
-    let resources = || REGISTRY.iter().filter(|r| r.group == g && r.version == v);
+    let all = served();
+    let resources = || {
+        all.iter()
+            .copied()
+            .filter(|r| r.group == g && r.version == v)
+    };
     let mut paths = Map::new();
     for endpoint in resources().flat_map(endpoints) {
         let item: Map<String, Value> = endpoint

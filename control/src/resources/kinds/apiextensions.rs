@@ -41,7 +41,10 @@ fn names(crd: &CustomResourceDefinition, errors: &mut ErrorList) {
     let names = &crd.spec.names;
     for (field, value) in [
         ("spec.names.plural", names.plural.as_str()),
-        ("spec.names.singular", names.singular.as_deref().unwrap_or_default()),
+        (
+            "spec.names.singular",
+            names.singular.as_deref().unwrap_or_default(),
+        ),
     ] {
         if value.is_empty() {
             errors.push(FieldError::required(field, ""));
@@ -51,7 +54,10 @@ fn names(crd: &CustomResourceDefinition, errors: &mut ErrorList) {
     }
     for (field, value) in [
         ("spec.names.kind", names.kind.as_str()),
-        ("spec.names.listKind", names.list_kind.as_deref().unwrap_or_default()),
+        (
+            "spec.names.listKind",
+            names.list_kind.as_deref().unwrap_or_default(),
+        ),
     ] {
         if value.is_empty() {
             errors.push(FieldError::required(field, ""));
@@ -68,19 +74,31 @@ fn names(crd: &CustomResourceDefinition, errors: &mut ErrorList) {
     }
     for (i, short) in names.short_names.iter().flatten().enumerate() {
         if let Some(why) = dns1035_label(short) {
-            errors.push(FieldError::invalid(format!("spec.names.shortNames[{i}]"), short, why));
+            errors.push(FieldError::invalid(
+                format!("spec.names.shortNames[{i}]"),
+                short,
+                why,
+            ));
         }
     }
     for (i, category) in names.categories.iter().flatten().enumerate() {
         if let Some(why) = dns1035_label(category) {
-            errors.push(FieldError::invalid(format!("spec.names.categories[{i}]"), category, why));
+            errors.push(FieldError::invalid(
+                format!("spec.names.categories[{i}]"),
+                category,
+                why,
+            ));
         }
     }
 }
 
 fn version(version: &CustomResourceDefinitionVersion, field: &str, errors: &mut ErrorList) {
     if let Some(why) = dns1035_label(&version.name) {
-        errors.push(FieldError::invalid(format!("{field}.name"), &version.name, why));
+        errors.push(FieldError::invalid(
+            format!("{field}.name"),
+            &version.name,
+            why,
+        ));
     }
     match version
         .schema
@@ -101,12 +119,25 @@ fn version(version: &CustomResourceDefinitionVersion, field: &str, errors: &mut 
     }
     if let Some(scale) = version.subresources.as_ref().and_then(|s| s.scale.as_ref()) {
         for (name, path, root) in [
-            ("specReplicasPath", Some(&scale.spec_replicas_path), ".spec."),
-            ("statusReplicasPath", Some(&scale.status_replicas_path), ".status."),
-            ("labelSelectorPath", scale.label_selector_path.as_ref(), ".status."),
+            (
+                "specReplicasPath",
+                Some(&scale.spec_replicas_path),
+                ".spec.",
+            ),
+            (
+                "statusReplicasPath",
+                Some(&scale.status_replicas_path),
+                ".status.",
+            ),
+            (
+                "labelSelectorPath",
+                scale.label_selector_path.as_ref(),
+                ".status.",
+            ),
         ] {
             let Some(path) = path else { continue };
-            let ok = (path.starts_with(root) || (name == "labelSelectorPath" && path.starts_with(".spec.")))
+            let ok = (path.starts_with(root)
+                || (name == "labelSelectorPath" && path.starts_with(".spec.")))
                 && path.len() > root.len()
                 && !path.contains('[');
             if !ok {
@@ -118,13 +149,22 @@ fn version(version: &CustomResourceDefinitionVersion, field: &str, errors: &mut 
             }
         }
     }
-    for (i, column) in version.additional_printer_columns.iter().flatten().enumerate() {
+    for (i, column) in version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .enumerate()
+    {
         let at = format!("{field}.additionalPrinterColumns[{i}]");
         if column.name.is_empty() {
             errors.push(FieldError::required(format!("{at}.name"), ""));
         }
         if !COLUMN_TYPES.contains(&column.type_.as_str()) {
-            errors.push(FieldError::not_supported(format!("{at}.type"), &column.type_, COLUMN_TYPES));
+            errors.push(FieldError::not_supported(
+                format!("{at}.type"),
+                &column.type_,
+                COLUMN_TYPES,
+            ));
         }
         if column.json_path.is_empty() {
             errors.push(FieldError::required(format!("{at}.jsonPath"), ""));
@@ -143,7 +183,11 @@ pub fn condition<'a>(
     status: &'a CustomResourceDefinitionStatus,
     type_: &str,
 ) -> Option<&'a CustomResourceDefinitionCondition> {
-    status.conditions.iter().flatten().find(|c| c.type_ == type_)
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == type_)
 }
 
 impl Kind for CustomResourceDefinition {
@@ -199,7 +243,7 @@ impl Kind for CustomResourceDefinition {
             errors.push(FieldError::invalid(
                 "metadata.name",
                 name,
-                format!("must be spec.names.plural+\".\"+spec.group"),
+                "must be spec.names.plural+\".\"+spec.group",
             ));
         }
         if spec.group.is_empty() {
@@ -218,7 +262,10 @@ impl Kind for CustomResourceDefinition {
         }
         names(self, errors);
         if spec.versions.is_empty() {
-            errors.push(FieldError::required("spec.versions", "must have exactly one version marked as storage version"));
+            errors.push(FieldError::required(
+                "spec.versions",
+                "must have exactly one version marked as storage version",
+            ));
         }
         let storage = spec.versions.iter().filter(|v| v.storage).count();
         if !spec.versions.is_empty() && storage != 1 {
@@ -230,7 +277,10 @@ impl Kind for CustomResourceDefinition {
         }
         for (i, v) in spec.versions.iter().enumerate() {
             if spec.versions[..i].iter().any(|w| w.name == v.name) {
-                errors.push(FieldError::duplicate(format!("spec.versions[{i}].name"), &v.name));
+                errors.push(FieldError::duplicate(
+                    format!("spec.versions[{i}].name"),
+                    &v.name,
+                ));
             }
             version(v, &format!("spec.versions[{i}]"), errors);
         }
@@ -265,7 +315,12 @@ impl Kind for CustomResourceDefinition {
         if let Some(old) = old {
             immutable(&spec.scope, &old.spec.scope, "spec.scope", errors);
             immutable(&spec.group, &old.spec.group, "spec.group", errors);
-            immutable(&spec.names.plural, &old.spec.names.plural, "spec.names.plural", errors);
+            immutable(
+                &spec.names.plural,
+                &old.spec.names.plural,
+                "spec.names.plural",
+                errors,
+            );
         }
     }
 
