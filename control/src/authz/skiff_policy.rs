@@ -44,6 +44,7 @@ pub const CONTROLLER_ACCOUNTS: &[&str] = &[
     "job-controller",
     "cronjob-controller",
     "endpointslice-controller",
+    "disruption-controller",
     "namespace-controller",
     "node-controller",
     "generic-garbage-collector",

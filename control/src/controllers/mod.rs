@@ -8,6 +8,7 @@ pub(crate) mod cron;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod drive;
 mod endpoints;
 mod gc;
@@ -164,6 +165,11 @@ fn tasks(clients: &Clients, config: &ControllerConfig) -> Vec<Task> {
             "cronjob",
             &clients.controller("cronjob-controller"),
             cronjob::run,
+        ),
+        task(
+            "disruption",
+            &clients.controller("disruption-controller"),
+            disruption::run,
         ),
         task(
             "endpointslice",
