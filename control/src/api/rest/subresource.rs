@@ -15,7 +15,10 @@ use crate::{
 /// GET …/scale.
 pub async fn get_scale(ctx: &Ctx<'_>, name: &str) -> Result<Response, ApiError> {
     let object = ctx.load(name).await?;
-    Ok(response::json(StatusCode::OK, &scale_of(&object)))
+    Ok(response::json(
+        StatusCode::OK,
+        &scale_of(ctx.info(), &object),
+    ))
 }
 
 /// PUT …/scale.

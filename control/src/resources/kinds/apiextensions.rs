@@ -324,7 +324,12 @@ impl Kind for CustomResourceDefinition {
         }
     }
 
+    /// The first deletion of a definition adds the cleanup finalizer (as kube's REST
+    /// delete does); once it is being deleted, the finalizer alone holds it.
     fn hold_deletion(&mut self) -> bool {
+        if self.metadata.deletion_timestamp.is_some() {
+            return false;
+        }
         let finalizers = self.metadata.finalizers.get_or_insert_with(Vec::new);
         if !finalizers.iter().any(|f| f == CLEANUP_FINALIZER) {
             finalizers.push(CLEANUP_FINALIZER.to_owned());
