@@ -6,6 +6,7 @@
 //! - `api`: the HTTP surface (generic REST handler, discovery, watch, health).
 //! - `scheduler`: places pods on nodes (filter, score, bind).
 //! - `controllers`: namespace (and, growing, workload) controllers.
+//! - `crd`: CustomResourceDefinitions: the structural schema engine.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -14,6 +15,7 @@ pub mod authn;
 pub mod authz;
 pub mod bootstrap;
 pub mod controllers;
+pub mod crd;
 pub mod etcd_pki;
 pub mod identities;
 pub mod model;
