@@ -607,10 +607,11 @@ fn to_cel(v: &Value, s: Option<&Node>, root: bool, depth: usize) -> CelValue {
     }
 }
 
-/// What is left of the cost budget while one object's rules run.
+/// One object's rules being evaluated: what is left of the cost budget, and the errors.
 pub(crate) struct Budget {
     remaining: u64,
     exhausted: bool,
+    pub(crate) errors: ErrorList,
 }
 
 impl Budget {
@@ -618,6 +619,7 @@ impl Budget {
         Budget {
             remaining: RUNTIME_BUDGET,
             exhausted: false,
+            errors: ErrorList::new(),
         }
     }
 }
@@ -631,7 +633,6 @@ pub(crate) fn validate(
     old: Option<&Value>,
     root: bool,
     budget: &mut Budget,
-    errors: &mut ErrorList,
     depth: usize,
 ) {
     if budget.exhausted || depth > MAX_SCHEMA_DEPTH || v.is_null() {
@@ -639,7 +640,7 @@ pub(crate) fn validate(
     }
     let old = old.filter(|o| !o.is_null());
     if !s.rules.is_empty() {
-        evaluate(at, s, v, old, root, budget, errors);
+        evaluate(at, s, v, old, root, budget);
         if budget.exhausted {
             return;
         }
@@ -657,7 +658,6 @@ pub(crate) fn validate(
                         old_x,
                         prop.embedded,
                         budget,
-                        errors,
                         depth + 1,
                     );
                 } else if let Some(Additional::Schema(a)) = &s.additional {
@@ -668,7 +668,6 @@ pub(crate) fn validate(
                         old_x,
                         a.embedded,
                         budget,
-                        errors,
                         depth + 1,
                     );
                 }
@@ -701,7 +700,6 @@ pub(crate) fn validate(
                     old_x,
                     item.embedded,
                     budget,
-                    errors,
                     depth + 1,
                 );
                 if budget.exhausted {
@@ -713,15 +711,7 @@ pub(crate) fn validate(
     }
 }
 
-fn evaluate(
-    at: &str,
-    s: &Node,
-    v: &Value,
-    old: Option<&Value>,
-    root: bool,
-    budget: &mut Budget,
-    errors: &mut ErrorList,
-) {
+fn evaluate(at: &str, s: &Node, v: &Value, old: Option<&Value>, root: bool, budget: &mut Budget) {
     let field = path::or_nil(at);
     let ty = bad_str(&s.ty);
     let Some(env) = ENV.as_ref() else {
@@ -730,7 +720,7 @@ fn evaluate(
     let weight = values::weight(v, MAX_WEIGHT)
         .saturating_add(old.map_or(0, |o| values::weight(o, MAX_WEIGHT))) as u64;
     if weight >= MAX_WEIGHT as u64 {
-        errors.push(FieldError::invalid(
+        budget.errors.push(FieldError::invalid(
             &field,
             ty,
             "validation failed due to running out of cost budget, no further validation rules will be run",
@@ -749,7 +739,7 @@ fn evaluate(
         }
         let cost = compiled.cost(weight);
         if cost > PER_CALL_LIMIT {
-            errors.push(FieldError::invalid(
+            budget.errors.push(FieldError::invalid(
                 &field,
                 ty.clone(),
                 format!(
@@ -761,7 +751,7 @@ fn evaluate(
             return;
         }
         if cost > budget.remaining {
-            errors.push(FieldError::invalid(
+            budget.errors.push(FieldError::invalid(
                 &field,
                 ty.clone(),
                 "validation failed due to running out of cost budget, no further validation rules will be run",
@@ -808,7 +798,9 @@ fn evaluate(
             Err(e) => Some(eval_error(&e, rule)),
         };
         if let Some(detail) = detail {
-            errors.push(FieldError::invalid(&field, ty.clone(), detail));
+            budget
+                .errors
+                .push(FieldError::invalid(&field, ty.clone(), detail));
             continue;
         }
         let at_field = if rule.field_path.is_empty() {
@@ -837,7 +829,7 @@ fn evaluate(
                 }
             })
             .unwrap_or_else(|| rule.message_or_default());
-        errors.push(match rule.reason.as_deref() {
+        budget.errors.push(match rule.reason.as_deref() {
             Some("FieldValueForbidden") => FieldError::forbidden(at_field, message),
             Some("FieldValueRequired") => FieldError::required(at_field, message),
             Some("FieldValueDuplicate") => FieldError::duplicate(at_field, ty.clone()),
@@ -884,10 +876,9 @@ pub(crate) fn validate_default(at: &str, s: &Node, v: &Value, errors: &mut Error
         return;
     }
     let found = on_cel_stack(|| {
-        let mut errors = ErrorList::new();
         let mut budget = Budget::new();
-        validate(at, s, v, Some(v), s.embedded, &mut budget, &mut errors, 0);
-        errors
+        validate(at, s, v, Some(v), s.embedded, &mut budget, 0);
+        budget.errors
     });
     errors.extend(found.unwrap_or_default());
 }

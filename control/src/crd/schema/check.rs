@@ -342,14 +342,12 @@ fn list_type(p: &JSONSchemaProps, at: &str, errors: &mut ErrorList) {
                         ));
                     }
                 }
-                "object" => {
-                    if item.x_kubernetes_map_type.as_deref() != Some("atomic") {
-                        errors.push(FieldError::invalid(
-                            path::child(&path::child(at, "items"), "x-kubernetes-map-type"),
-                            "null",
-                            "must be atomic as item of a list with x-kubernetes-list-type=set",
-                        ));
-                    }
+                "object" if item.x_kubernetes_map_type.as_deref() != Some("atomic") => {
+                    errors.push(FieldError::invalid(
+                        path::child(&path::child(at, "items"), "x-kubernetes-map-type"),
+                        "null",
+                        "must be atomic as item of a list with x-kubernetes-list-type=set",
+                    ));
                 }
                 _ => {}
             }

@@ -296,7 +296,7 @@ fn is_isbn10(s: &str) -> bool {
         },
     };
     sum += 10 * last;
-    sum % 11 == 0
+    sum.is_multiple_of(11)
 }
 
 fn is_isbn13(s: &str) -> bool {
@@ -330,7 +330,7 @@ fn is_credit_card(s: &str) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn is_base64(s: &str) -> bool {

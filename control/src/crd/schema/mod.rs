@@ -143,10 +143,9 @@ impl Schema {
         } else if self.has_rules() {
             let root = &self.root;
             let evaluated = cel::on_cel_stack(|| {
-                let mut errors = ErrorList::new();
                 let mut budget = cel::Budget::new();
-                cel::validate("", root, object, old, true, &mut budget, &mut errors, 0);
-                errors
+                cel::validate("", root, object, old, true, &mut budget, 0);
+                budget.errors
             });
             match evaluated {
                 Some(cel_errors) => errs.extend(cel_errors),

@@ -178,17 +178,14 @@ impl Validator<'_> {
         let is_int_float = actual == "integer" && types.contains(&"number");
         let stringish = matches!(actual, "string" | "array");
         let format = n.format_name.as_str();
-        if !stringish
-            && !format.is_empty()
-            && !(types.contains(&actual) || actual_format == format || is_float_int || is_int_float)
-        {
+        let type_matches =
+            types.contains(&actual) || is_float_int || is_int_float || actual_format == format;
+        if !(stringish || format.is_empty() || type_matches) {
             res.push(self.type_invalid(name, format, actual_format));
             return;
         }
-        if !(types.contains(&"number") || types.contains(&"integer"))
-            && !format.is_empty()
-            && stringish
-        {
+        let numeric = types.contains(&"number") || types.contains(&"integer");
+        if stringish && !numeric && !format.is_empty() {
             return;
         }
         if !(types.contains(&actual) || is_float_int || is_int_float) {
@@ -586,7 +583,8 @@ fn in_range(x: Num, type_name: &str, format: Option<Format>) -> bool {
             Num::Int(_) => true,
             // strconv.ParseInt of the float printed with 'f': integral and within int64.
             Num::Float(f) => {
-                f.fract() == 0.0 && f >= -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18
+                f.fract() == 0.0
+                    && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f)
             }
         },
         (_, Some(Format::Float)) => x.as_f64().abs() <= f32::MAX as f64,
