@@ -683,16 +683,7 @@ pub(crate) fn validate(
             let old_items = old.and_then(Value::as_array);
             for (i, x) in items.iter().enumerate() {
                 // Only map lists correlate old items (by their keys).
-                let old_x = match (s.list_type.as_deref(), old_items) {
-                    (Some("map"), Some(old_items)) => old_items.iter().find(|o| {
-                        s.list_map_keys.iter().all(|k| match (x.get(k), o.get(k)) {
-                            (Some(a), Some(b)) => values::deep_equal(a, b),
-                            (None, None) => true,
-                            _ => false,
-                        })
-                    }),
-                    _ => None,
-                };
+                let old_x = old_items.and_then(|o| super::list_type::correlate(s, x, o));
                 validate(
                     &path::index(at, i),
                     item,
@@ -728,6 +719,7 @@ fn evaluate(at: &str, s: &Node, v: &Value, old: Option<&Value>, root: bool, budg
         budget.exhausted = true;
         return;
     }
+    let unchanged = old.is_some_and(|o| values::deep_equal(o, v));
     let self_value = to_cel(v, Some(s), root, 0);
     let old_value = old.map(|o| to_cel(o, Some(s), root, 0));
     for rule in &s.rules {
@@ -735,6 +727,11 @@ fn evaluate(at: &str, s: &Node, v: &Value, old: Option<&Value>, root: bool, budg
             continue;
         };
         if rule.uses_old_self && old.is_none() && !rule.optional_old_self {
+            continue;
+        }
+        // Ratcheting (kube 1.33): a rule without oldSelf does not fail a value that did not
+        // change (kube turns such errors into warnings).
+        if !rule.uses_old_self && unchanged {
             continue;
         }
         let cost = compiled.cost(weight);

@@ -99,7 +99,12 @@ fn check_node(
             }
         }
         if errors.len() == before {
-            errors.extend(validate::validate_value(s, default, Some(&at_default)));
+            errors.extend(validate::validate_value(
+                s,
+                default,
+                Some(&at_default),
+                None,
+            ));
         }
         if errors.len() == before {
             cel::validate_default(&at_default, s, default, errors);

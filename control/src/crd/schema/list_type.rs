@@ -130,3 +130,23 @@ fn validate_map_list(at: &str, s: &Node, items: &[Value], errors: &mut ErrorList
         ));
     }
 }
+
+/// The item of `old_items` with the same map keys as `item` (kube's MapList.Get), for a
+/// list of x-kubernetes-list-type map; None for other lists (their items do not correlate).
+pub(crate) fn correlate<'a>(s: &Node, item: &Value, old_items: &'a [Value]) -> Option<&'a Value> {
+    if s.list_type.as_deref() != Some("map") || s.list_map_keys.is_empty() {
+        return None;
+    }
+    let item = item.as_object()?;
+    old_items.iter().find(|o| {
+        o.as_object().is_some_and(|o| {
+            s.list_map_keys
+                .iter()
+                .all(|k| match (item.get(k), o.get(k)) {
+                    (Some(a), Some(b)) => values::deep_equal(a, b),
+                    (None, None) => true,
+                    _ => false,
+                })
+        })
+    })
+}

@@ -109,9 +109,10 @@ impl Schema {
     }
 
     /// Validate a (defaulted, pruned) object; `old` is the stored object on updates (for
-    /// CEL transition rules with oldSelf).
+    /// CEL transition rules with oldSelf, and for kube 1.33's ratcheting: errors in values an
+    /// update did not change, correlated through properties and map-list keys, are dropped).
     pub fn validate(&self, object: &Value, old: Option<&Value>, errors: &mut ErrorList) {
-        let mut errs = validate::validate_value(&self.root, object, None);
+        let mut errs = validate::validate_value(&self.root, object, None, old);
         objectmeta::validate(&self.root, object, &mut errs);
         // On updates, list types are only enforced if the old object satisfied them.
         let old_lists_ok = old.is_none_or(|old| {

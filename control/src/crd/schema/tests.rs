@@ -1016,3 +1016,44 @@ fn maybe(hit: bool, s: &mut serde_json::Map<String, Value>, k: &str, v: Value) {
         s.insert(k.into(), v);
     }
 }
+
+#[test]
+fn updates_ratchet_unchanged_values() {
+    let schema = compile(with_spec(json!({"type": "object", "properties": {
+        "name": {"type": "string", "maxLength": 3},
+        "other": {"type": "string", "maxLength": 3},
+        "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"], "items": {
+            "type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "port": {"type": "integer", "maximum": 100}}}},
+        "count": {"type": "integer", "x-kubernetes-validations": [{"rule": "self < 10"}]},
+    }})));
+    // Stored before the schema got stricter.
+    let old =
+        object(json!({"name": "toolong", "ports": [{"name": "a", "port": 1000}], "count": 50}));
+    let mut errors = ErrorList::new();
+    let new = object(
+        json!({"name": "toolong", "other": "x", "ports": [{"name": "b", "port": 1}, {"name": "a", "port": 1000}], "count": 50}),
+    );
+    schema.validate(&new, Some(&old), &mut errors);
+    assert_same(strings(&errors), &[]);
+    // Changed values are validated.
+    let new =
+        object(json!({"name": "toolong2", "ports": [{"name": "a", "port": 1001}], "count": 51}));
+    let mut errors = ErrorList::new();
+    schema.validate(&new, Some(&old), &mut errors);
+    assert_same(
+        strings(&errors),
+        &[
+            "spec.name: Too long: may not be more than 3 bytes",
+            "spec.ports[0].port: Invalid value: 1001: spec.ports[0].port in body should be less than or equal to 100",
+            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ],
+    );
+    let new =
+        object(json!({"name": "toolong", "ports": [{"name": "a", "port": 1000}], "count": 51}));
+    let mut errors = ErrorList::new();
+    schema.validate(&new, Some(&old), &mut errors);
+    assert_same(
+        strings(&errors),
+        &["spec.count: Invalid value: \"integer\": failed rule: self < 10"],
+    );
+}

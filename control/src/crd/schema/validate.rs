@@ -17,9 +17,16 @@ use super::{
 use crate::model::validation::{ErrorKind, ErrorList, FieldError};
 
 /// Validate `value` against `node`; `base` is the field path errors are reported under
-/// (`None` for a custom resource, `...default` for a default in a schema).
-pub(crate) fn validate_value(node: &Node, value: &Value, base: Option<&str>) -> ErrorList {
-    Validator { base }.validate(node, value, "").errors
+/// (`None` for a custom resource, `...default` for a default in a schema). With `old` (an
+/// update), errors of values that did not change are dropped: kube 1.33's validation
+/// ratcheting, correlating old values through properties and map-list keys.
+pub(crate) fn validate_value(
+    node: &Node,
+    value: &Value,
+    base: Option<&str>,
+    old: Option<&Value>,
+) -> ErrorList {
+    Validator { base }.validate(node, value, "", old).errors
 }
 
 #[derive(Default)]
@@ -102,7 +109,15 @@ impl Validator<'_> {
         FieldError::invalid(self.err_path(name), value, detail)
     }
 
-    fn validate(&self, n: &Node, v: &Value, name: &str) -> Res {
+    fn validate(&self, n: &Node, v: &Value, name: &str, old: Option<&Value>) -> Res {
+        let mut res = self.validate_node(n, v, name, old);
+        if !res.is_valid() && old.is_some_and(|o| values::deep_equal(o, v)) {
+            res.errors.clear();
+        }
+        res
+    }
+
+    fn validate_node(&self, n: &Node, v: &Value, name: &str, old: Option<&Value>) -> Res {
         let mut res = Res::default();
         if v.is_null() {
             self.check_type(n, v, name, &mut res);
@@ -113,7 +128,7 @@ impl Validator<'_> {
             self.check_type(n, v, name, &mut res);
             res.matches += 1;
         }
-        self.check_junctors(n, v, name, &mut res);
+        self.check_junctors(n, v, name, old, &mut res);
         res.matches += 1;
         match values::kind(v) {
             Kind::String(s) => {
@@ -143,7 +158,7 @@ impl Validator<'_> {
                 res.matches += 1;
             }
             Kind::Array(items) => {
-                self.check_array(n, items, name, &mut res);
+                self.check_array(n, items, name, old, &mut res);
                 res.matches += 1;
             }
             _ => {}
@@ -151,7 +166,7 @@ impl Validator<'_> {
         self.check_enum(n, v, name, &mut res);
         res.matches += 1;
         if let Kind::Object(map) = values::kind(v) {
-            self.check_object(n, map, name, &mut res);
+            self.check_object(n, map, name, old, &mut res);
             res.matches += 1;
         }
         res.matches += 1;
@@ -193,13 +208,13 @@ impl Validator<'_> {
         }
     }
 
-    fn check_junctors(&self, n: &Node, v: &Value, name: &str, res: &mut Res) {
+    fn check_junctors(&self, n: &Node, v: &Value, name: &str, old: Option<&Value>, res: &mut Res) {
         let q = go_quote(name);
         if !n.any_of.is_empty() {
             let mut best: Option<Res> = None;
             let mut success: Option<Res> = None;
             for s in &n.any_of {
-                let r = self.validate(s, v, name);
+                let r = self.validate_node(s, v, name, old);
                 if r.is_valid() {
                     success = Some(r);
                     best = None;
@@ -221,7 +236,7 @@ impl Validator<'_> {
             let mut first_success: Option<Res> = None;
             let mut validated = 0;
             for s in &n.one_of {
-                let r = self.validate(s, v, name);
+                let r = self.validate_node(s, v, name, old);
                 if r.is_valid() {
                     validated += 1;
                     best = None;
@@ -253,7 +268,7 @@ impl Validator<'_> {
         if !n.all_of.is_empty() {
             let mut validated = 0;
             for s in &n.all_of {
-                let r = self.validate(s, v, name);
+                let r = self.validate_node(s, v, name, old);
                 if r.is_valid() {
                     validated += 1;
                 }
@@ -269,7 +284,7 @@ impl Validator<'_> {
             }
         }
         if let Some(not) = &n.not
-            && self.validate(not, v, name).is_valid()
+            && self.validate_node(not, v, name, old).is_valid()
         {
             res.push(self.plain(format!("{q} must not validate the schema (not)")));
         }
@@ -454,10 +469,19 @@ impl Validator<'_> {
         }
     }
 
-    fn check_array(&self, n: &Node, items: &[Value], name: &str, res: &mut Res) {
+    fn check_array(
+        &self,
+        n: &Node,
+        items: &[Value],
+        name: &str,
+        old: Option<&Value>,
+        res: &mut Res,
+    ) {
         if let Some(schema) = &n.items {
+            let old_items = old.and_then(Value::as_array);
             for (i, item) in items.iter().enumerate() {
-                res.merge(self.validate(schema, item, &format!("{name}[{i}]")));
+                let old_item = old_items.and_then(|o| super::list_type::correlate(n, item, o));
+                res.merge(self.validate(schema, item, &format!("{name}[{i}]"), old_item));
             }
         }
         let size = items.len();
@@ -518,8 +542,18 @@ impl Validator<'_> {
         n: &Node,
         map: &serde_json::Map<String, Value>,
         name: &str,
+        old: Option<&Value>,
         res: &mut Res,
     ) {
+        let old_map = old.and_then(Value::as_object);
+        // kube does not ratchet the resource's kind and apiVersion.
+        let old_of = |k: &str| {
+            if name.is_empty() && (k == "kind" || k == "apiVersion") {
+                None
+            } else {
+                old_map.and_then(|o| o.get(k))
+            }
+        };
         let size = map.len();
         if let Some(min) = n.min_properties
             && (size as i64) < min
@@ -551,14 +585,14 @@ impl Validator<'_> {
             }
             Some(Additional::Schema(schema)) => {
                 for (k, v) in map.iter().filter(|(k, _)| !n.properties.contains_key(*k)) {
-                    res.merge(self.validate(schema, v, &format!("{name}.{k}")));
+                    res.merge(self.validate(schema, v, &format!("{name}.{k}"), old_of(k)));
                 }
             }
             _ => {}
         }
         for (k, schema) in &n.properties {
             if let Some(v) = map.get(k) {
-                res.merge(self.validate(schema, v, &path::child(name, k)));
+                res.merge(self.validate(schema, v, &path::child(name, k), old_of(k)));
             }
         }
         for k in &n.required {
