@@ -69,6 +69,7 @@ const SUPPORTED_REASONS: [&str; 4] = [
 static ENV: LazyLock<Option<Arc<Env>>> = LazyLock::new(|| {
     let mut env = Env::stdlib();
     env.add_extension(strings).ok()?;
+    env.add_extension(lists).ok()?;
     Some(Arc::new(env))
 });
 
@@ -894,6 +895,132 @@ fn strings(env: &mut Env) -> Result<(), cel::DeclarationError> {
     cel::add_member_overload!(env, fn substring_range: (CelString, CelInt, CelInt) -> Result<CelString>,
         name = "substring")?;
     Ok(())
+}
+
+/// kube's list library (`isSorted`, `indexOf`, `lastIndexOf`, `sum`, `min`, `max`).
+fn lists(env: &mut Env) -> Result<(), cel::DeclarationError> {
+    use cel::common::types::{DYN_TYPE, LIST_TYPE};
+    env.add_member_overload("isSorted", "list.isSorted()", LIST_TYPE, vec![], is_sorted)?;
+    env.add_member_overload(
+        "indexOf",
+        "list.indexOf(dyn)",
+        LIST_TYPE,
+        vec![DYN_TYPE],
+        list_index_of,
+    )?;
+    env.add_member_overload(
+        "lastIndexOf",
+        "list.lastIndexOf(dyn)",
+        LIST_TYPE,
+        vec![DYN_TYPE],
+        list_last_index_of,
+    )?;
+    env.add_member_overload("sum", "list.sum()", LIST_TYPE, vec![], list_sum)?;
+    env.add_member_overload("min", "list.min()", LIST_TYPE, vec![], list_min)?;
+    env.add_member_overload("max", "list.max()", LIST_TYPE, vec![], list_max)?;
+    Ok(())
+}
+
+type Args<'b, 'v> = Vec<cel::common::value::CowVal<'b, 'v>>;
+type Ret<'b, 'v> = Result<cel::common::value::CowVal<'b, 'v>, ExecutionError>;
+
+/// The elements of the list receiver of `function`.
+fn elements<'a, 'v>(
+    args: &'a Args<'_, 'v>,
+    function: &str,
+) -> Result<Vec<&'a (dyn Val + 'v)>, ExecutionError> {
+    let list = args
+        .first()
+        .and_then(|l| l.as_ref().as_iterable())
+        .ok_or_else(|| ExecutionError::function_error(function, "expected a list"))?;
+    let mut out = Vec::new();
+    let mut items = list.iter();
+    while let Some(item) = items.next() {
+        out.push(item);
+    }
+    Ok(out)
+}
+
+fn order(a: &dyn Val, b: &dyn Val, function: &str) -> Result<std::cmp::Ordering, ExecutionError> {
+    a.as_comparer()
+        .ok_or_else(|| ExecutionError::function_error(function, "elements are not comparable"))?
+        .compare(b)
+}
+
+fn is_sorted<'b, 'v>(args: Args<'b, 'v>) -> Ret<'b, 'v> {
+    let items = elements(&args, "isSorted")?;
+    for pair in items.windows(2) {
+        if order(pair[0], pair[1], "isSorted")? == std::cmp::Ordering::Greater {
+            return Ok(cel::common::value::CowVal::owned(
+                cel::common::types::CelBool::from(false),
+            ));
+        }
+    }
+    Ok(cel::common::value::CowVal::owned(
+        cel::common::types::CelBool::from(true),
+    ))
+}
+
+fn position<'b, 'v>(args: Args<'b, 'v>, last: bool) -> Ret<'b, 'v> {
+    let function = if last { "lastIndexOf" } else { "indexOf" };
+    let items = elements(&args, function)?;
+    let needle = args
+        .get(1)
+        .ok_or_else(|| ExecutionError::function_error(function, "expected an argument"))?;
+    let found = if last {
+        items.iter().rposition(|i| i.equals(needle.as_ref()))
+    } else {
+        items.iter().position(|i| i.equals(needle.as_ref()))
+    };
+    let index = found.map_or(-1, |i| i64::try_from(i).unwrap_or(-1));
+    Ok(cel::common::value::CowVal::owned(CelInt::from(index)))
+}
+
+fn list_index_of<'b, 'v>(args: Args<'b, 'v>) -> Ret<'b, 'v> {
+    position(args, false)
+}
+
+fn list_last_index_of<'b, 'v>(args: Args<'b, 'v>) -> Ret<'b, 'v> {
+    position(args, true)
+}
+
+fn list_sum<'b, 'v>(args: Args<'b, 'v>) -> Ret<'b, 'v> {
+    let items = elements(&args, "sum")?;
+    let Some((first, rest)) = items.split_first() else {
+        return Ok(cel::common::value::CowVal::owned(CelInt::from(0)));
+    };
+    let mut total: Box<dyn Val + 'v> = first.clone_as_boxed();
+    for item in rest {
+        let next = total
+            .as_adder()
+            .ok_or_else(|| ExecutionError::function_error("sum", "elements cannot be added"))?
+            .add(*item)?
+            .as_ref()
+            .clone_as_boxed();
+        total = next;
+    }
+    Ok(cel::common::value::CowVal::from(total))
+}
+
+fn extreme<'b, 'v>(args: Args<'b, 'v>, function: &str, want: std::cmp::Ordering) -> Ret<'b, 'v> {
+    let items = elements(&args, function)?;
+    let mut best = *items.first().ok_or_else(|| {
+        ExecutionError::function_error(function, format!("{function} called on an empty list"))
+    })?;
+    for item in &items[1..] {
+        if order(*item, best, function)? == want {
+            best = *item;
+        }
+    }
+    Ok(cel::common::value::CowVal::from(best.clone_as_boxed()))
+}
+
+fn list_min<'b, 'v>(args: Args<'b, 'v>) -> Ret<'b, 'v> {
+    extreme(args, "min", std::cmp::Ordering::Less)
+}
+
+fn list_max<'b, 'v>(args: Args<'b, 'v>) -> Ret<'b, 'v> {
+    extreme(args, "max", std::cmp::Ordering::Greater)
 }
 
 fn out_of_range(function: &str, idx: i64) -> ExecutionError {

@@ -1057,3 +1057,41 @@ fn updates_ratchet_unchanged_values() {
         &["spec.count: Invalid value: \"integer\": failed rule: self < 10"],
     );
 }
+
+#[test]
+fn cel_library() {
+    let rules = [
+        "self.l.isSorted() && !self.u.isSorted()",
+        "self.l.sum() == 6 && self.l.min() == 1 && self.l.max() == 3",
+        "self.l.indexOf(2) == 1 && self.l.lastIndexOf(9) == -1",
+        "self.s.lowerAscii() == 'abc' && self.s.upperAscii() == 'ABC' && self.s.indexOf('B') == 1",
+        "self.s.replace('B', 'x') == 'axc' && self.s.substring(1) == 'Bc' && self.s.split('B') == ['a', 'c']",
+        "self.s.matches('^a') && self.s.startsWith('a') && self.s.contains('B') && size(self.s) == 3",
+        "self.l.all(x, x > 0) && self.l.exists(x, x == 2) && self.l.exists_one(x, x == 3)",
+        "self.l.map(x, x * 2) == [2, 4, 6] && self.l.filter(x, x > 1) == [2, 3]",
+        "has(self.s) && !has(self.missing) && 'k' in self.m && self.m.k == 'v'",
+        "self.s.charAt(0) == 'a' && ' x '.trim() == 'x' && int('7') == 7 && string(1) == '1'",
+    ];
+    let validations: Vec<Value> = rules.iter().map(|r| json!({"rule": r})).collect();
+    let schema = compile(with_spec(json!({
+        "type": "object",
+        "x-kubernetes-validations": validations,
+        "properties": {
+            "l": {"type": "array", "items": {"type": "integer"}},
+            "u": {"type": "array", "items": {"type": "integer"}},
+            "s": {"type": "string"},
+            "missing": {"type": "string"},
+            "m": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    })));
+    let obj = object(json!({"l": [1, 2, 3], "u": [2, 1], "s": "aBc", "m": {"k": "v"}}));
+    assert_same(errors_of(&schema, &obj), &[]);
+    // Strings cannot grow without bound.
+    let schema = compile(with_spec(
+        json!({"type": "object", "properties": {"s": {"type": "string",
+        "x-kubernetes-validations": [{"rule": "self.replace('', self).replace('', self).replace('', self).size() > 0"}]}}}),
+    ));
+    let got = errors_of(&schema, &object(json!({"s": "x".repeat(200)})));
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].contains("result exceeds the size limit"), "{got:#?}");
+}
