@@ -4,7 +4,8 @@
 //! checked and compiled once; custom resources are then defaulted, pruned and validated with
 //! it, with kube's field paths and messages. Pure: no I/O.
 //!
-//! - `check`: what kube refuses in a schema (not structural, unsupported OpenAPI, list types).
+//! - `check`, `structural`: what kube refuses in a schema (unsupported OpenAPI, list types,
+//!   not structural).
 //! - `node`: the compiled tree; `pattern`, `formats`: strings; `cel`: x-kubernetes-validations.
 //! - `default`, `prune`: defaulting and pruning.
 //! - `validate`: kube-openapi's value validation; `list_type`, `objectmeta`: set/map lists
@@ -26,6 +27,7 @@ mod objectmeta;
 mod path;
 mod pattern;
 mod prune;
+mod structural;
 mod validate;
 mod values;
 
@@ -73,7 +75,7 @@ impl Schema {
         // Structural errors (kube sorts them), then defaults (only for structural schemas),
         // then the OpenAPI checks, then CEL (only when nothing else is wrong).
         let mut structural = compiled.structural;
-        check::structural(props, path, &mut structural);
+        structural::check(props, path, &mut structural);
         check::sort(&mut structural);
         let structural_ok = structural.is_empty();
         errors.extend(structural);
