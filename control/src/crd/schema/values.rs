@@ -175,18 +175,27 @@ pub(crate) fn is_json_integer(f: f64) -> bool {
     diff / (f.abs() + g.abs()) < 1e-9
 }
 
-/// Kube's (Go's) deep equality of decoded JSON: an int64 never equals a float64.
+/// Kube's (Go's) deep equality of decoded JSON: an int64 never equals a float64. Values
+/// nested deeper than the engine follows count as different.
 pub(crate) fn deep_equal(a: &Value, b: &Value) -> bool {
+    deep_equal_at(a, b, 0)
+}
+
+fn deep_equal_at(a: &Value, b: &Value, depth: usize) -> bool {
+    const MAX_DEPTH: usize = 256;
+    if depth > MAX_DEPTH {
+        return false;
+    }
     match (kind(a), kind(b)) {
         (Kind::Int(x), Kind::Int(y)) => x == y,
         (Kind::Float(x), Kind::Float(y)) => x == y,
         (Kind::Array(x), Kind::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| deep_equal(a, b))
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| deep_equal_at(a, b, depth + 1))
         }
         (Kind::Object(x), Kind::Object(y)) => {
             x.len() == y.len()
                 && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_equal(v, w)))
+                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_equal_at(v, w, depth + 1)))
         }
         (Kind::Null, Kind::Null) => true,
         (Kind::Bool(x), Kind::Bool(y)) => x == y,

@@ -210,10 +210,9 @@ fn evaluate(at: &str, s: &Node, v: &Value, old: Option<&Value>, root: bool, budg
                 .push(FieldError::invalid(&field, ty.clone(), detail));
             continue;
         }
+        // kube appends the normalized fieldPath as one child name: `spec.[key]` for a map key.
         let at_field = if rule.field_path.is_empty() {
             field.clone()
-        } else if rule.field_path.starts_with('[') {
-            format!("{at}{}", rule.field_path)
         } else {
             path::child(at, &rule.field_path)
         };

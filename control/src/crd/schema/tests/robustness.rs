@@ -249,3 +249,9 @@ fn maybe(hit: bool, s: &mut serde_json::Map<String, Value>, k: &str, v: Value) {
         s.insert(k.into(), v);
     }
 }
+
+#[test]
+fn schemas_are_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Schema>();
+}
