@@ -298,6 +298,8 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     {
         warn!(error = %e, "could not create the system services");
     }
+    // Every replica serves the established CRDs' resources.
+    let custom_resources = tokio::spawn(skiff_control::crd::serve::run(store.clone()));
     let endpoint_reconciler = match advertise {
         Some(address) => Some(tokio::spawn(bootstrap::services::reconcile_api_endpoints(
             store.clone(),
@@ -422,6 +424,7 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     if let Some(reconciler) = endpoint_reconciler {
         reconciler.abort();
     }
+    custom_resources.abort();
     let _ = stop_tx.send(true);
     for server in servers {
         let _ = server.await;

@@ -110,3 +110,86 @@ fn get_prints_kube_columns_and_wide_columns() {
         "get all lists only the `all` category:\n{all}"
     );
 }
+
+#[test]
+fn newer_kinds_print_kube_columns() {
+    let Some(lab) = Lab::from_env() else { return };
+    let ns = lab.namespace("tables-kinds");
+    let suffix = std::process::id();
+    let manifest = format!(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  maxUnavailable: 25%\n  selector: {{matchLabels: {{app: web}}}}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  podSelector: {{matchLabels: {{app: web}}}}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  rules: [{{host: web.example, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}}}]\n---\n\
+         apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {{name: tables-{suffix}}}\nvalue: 1000\npreemptionPolicy: Never\n---\n\
+         apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: tables-{suffix}}}\nprovisioner: example.com/none\n"
+    );
+    let created = lab.kubectl_stdin(&["create", "-f", "-"], &manifest);
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let cases: &[(&[&str], &[&str], &[&str])] = &[
+        (
+            &["get", "pdb", "-n", &ns],
+            &[
+                "NAME",
+                "MIN AVAILABLE",
+                "MAX UNAVAILABLE",
+                "ALLOWED DISRUPTIONS",
+                "AGE",
+            ],
+            &["web", "N/A", "25%"],
+        ),
+        (
+            &["get", "networkpolicies", "-n", &ns],
+            &["NAME", "POD-SELECTOR", "AGE"],
+            &["web", "app=web"],
+        ),
+        (
+            &["get", "ingresses", "-n", &ns],
+            &["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"],
+            &["web", "<none>", "web.example", "80"],
+        ),
+    ];
+    let priority = format!("tables-{suffix}");
+    let storage = format!("tables-{suffix}");
+    let cluster_cases: Vec<(Vec<&str>, &[&str], Vec<&str>)> = vec![
+        (
+            vec!["get", "priorityclass", &priority],
+            &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"],
+            vec![&priority, "1000", "false"],
+        ),
+        (
+            vec!["get", "storageclass", &storage],
+            &[
+                "NAME",
+                "PROVISIONER",
+                "RECLAIMPOLICY",
+                "VOLUMEBINDINGMODE",
+                "ALLOWVOLUMEEXPANSION",
+                "AGE",
+            ],
+            vec![&storage, "example.com/none", "Delete", "Immediate", "false"],
+        ),
+    ];
+    let all = cases
+        .iter()
+        .map(|(a, h, c)| (a.to_vec(), *h, c.to_vec()))
+        .chain(cluster_cases);
+    for (args, expected, cells) in all {
+        let out = lab.kubectl_ok(&args);
+        assert_eq!(header(&out), expected, "kubectl {}:\n{out}", args.join(" "));
+        let row: Vec<&str> = out
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            row.get(..cells.len()),
+            Some(&cells[..]),
+            "kubectl {}:\n{out}",
+            args.join(" ")
+        );
+    }
+    let _ = lab.kubectl(&["delete", "priorityclass", &priority]);
+    let _ = lab.kubectl(&["delete", "storageclass", &storage]);
+    let _ = lab.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}

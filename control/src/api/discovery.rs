@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::response;
 use crate::{
     model::ApiError,
-    resources::{REGISTRY, ResourceInfo, group_versions},
+    resources::{ResourceInfo, group_versions, served},
 };
 
 /// Content type of aggregated discovery responses.
@@ -30,9 +30,12 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
 
 fn resources_of(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceInfo> {
     let (group, version) = (group.to_owned(), version.to_owned());
-    REGISTRY
+    served()
         .iter()
         .filter(move |r| r.group == group && r.version == version)
+        .copied()
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 fn aggregated_group(group: &str) -> Value {

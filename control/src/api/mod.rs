@@ -246,6 +246,7 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
         }
         "/api" if get => Ok(discovery::core(&parts.headers)),
         "/apis" if get => Ok(discovery::groups(&parts.headers)),
+        "/openapi/v2" if get => return openapi::serve_v2(&parts.headers),
         "/openapi/v3" if get => Ok(openapi::root()),
         p if get && p.starts_with("/openapi/v3/") => {
             openapi::group_version(&p["/openapi/v3/".len()..])
@@ -257,9 +258,21 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
             .as_slice()
         {
             ["api", version] if get => discovery::resource_list("", version),
-            ["apis", group] if get => discovery::group(group),
-            ["apis", group, version] if get => discovery::resource_list(group, version),
-            ["api" | "apis", ..] => match request::parse_path(p) {
+            ["apis", group] if get => match discovery::group(group) {
+                Err(_) => {
+                    crate::crd::serve::catch_up(&state.store).await;
+                    discovery::group(group)
+                }
+                found => found,
+            },
+            ["apis", group, version] if get => match discovery::resource_list(group, version) {
+                Err(_) => {
+                    crate::crd::serve::catch_up(&state.store).await;
+                    discovery::resource_list(group, version)
+                }
+                found => found,
+            },
+            ["api" | "apis", ..] => match parse_resource_path(state, p).await {
                 Ok(target) => {
                     let query = request::Query::parse(parts.uri.query());
                     let upgrading = parts.headers.contains_key(header::UPGRADE);
@@ -293,6 +306,18 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
         },
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Parse a resource path; a path naming a resource this replica does not serve (yet)
+/// waits for the CRD cache to catch up with etcd once before it is answered 404.
+async fn parse_resource_path(state: &AppState, path: &str) -> Result<request::Target, ApiError> {
+    match request::parse_path(path) {
+        Err(_) if path.starts_with("/apis/") => {
+            crate::crd::serve::catch_up(&state.store).await;
+            request::parse_path(path)
+        }
+        parsed => parsed,
+    }
 }
 
 /// The ServiceAccount issuer's OIDC discovery documents (404 when not served).

@@ -13,6 +13,11 @@
 //! - `skiff:ttl-after-finished`: the Job controller also deletes finished Jobs after their
 //!   `ttlSecondsAfterFinished` (kube's ttl-after-finished controller), so it is bound to
 //!   `system:controller:ttl-after-finished-controller` too.
+//! - `skiff:customresourcedefinitions`: kube-apiserver runs the CRD naming, establishing
+//!   and finalizing controllers in-process as itself; Skiff's run as
+//!   `customresourcedefinition-controller`, which writes CRDs and their status and deletes
+//!   the objects of a CRD being deleted (of any group: custom groups are not known in
+//!   advance).
 //! - `skiff:node-proxier`: each node's agent is also its kube-proxy (the Service
 //!   datapath), so every node is bound to `system:node-proxier`.
 
@@ -39,6 +44,7 @@ pub const CONTROLLER_ACCOUNTS: &[&str] = &[
     "job-controller",
     "cronjob-controller",
     "endpointslice-controller",
+    "disruption-controller",
     "namespace-controller",
     "node-controller",
     "generic-garbage-collector",
@@ -46,6 +52,7 @@ pub const CONTROLLER_ACCOUNTS: &[&str] = &[
     "service-account-controller",
     "root-ca-cert-publisher",
     "clusterrole-aggregation-controller",
+    "customresourcedefinition-controller",
 ];
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -98,35 +105,52 @@ fn service_account(name: &str) -> Subject {
 
 /// Skiff's ClusterRoles.
 pub fn cluster_roles() -> Vec<ClusterRole> {
-    vec![ClusterRole {
-        metadata: metadata("skiff:controllers"),
-        rules: Some(vec![
-            rule(&["get", "list", "watch"], &["*"], &["*"]),
-            // The Deployment controller patches its revision annotation (kube: update).
-            rule(&["patch"], &["apps"], &["deployments"]),
-            rule(
-                &["patch", "update"],
-                &["apps"],
-                &[
-                    "replicasets/status",
-                    "deployments/status",
-                    "daemonsets/status",
-                    "statefulsets/status",
-                ],
-            ),
-            rule(
-                &["patch", "update"],
-                &["batch"],
-                &["jobs/status", "cronjobs/status"],
-            ),
-            rule(
-                &["patch", "update"],
-                &[""],
-                &["services/status", "pods/status", "nodes/status"],
-            ),
-        ]),
-        aggregation_rule: None,
-    }]
+    vec![
+        ClusterRole {
+            metadata: metadata("skiff:controllers"),
+            rules: Some(vec![
+                rule(&["get", "list", "watch"], &["*"], &["*"]),
+                // The Deployment controller patches its revision annotation (kube: update).
+                rule(&["patch"], &["apps"], &["deployments"]),
+                rule(
+                    &["patch", "update"],
+                    &["apps"],
+                    &[
+                        "replicasets/status",
+                        "deployments/status",
+                        "daemonsets/status",
+                        "statefulsets/status",
+                    ],
+                ),
+                rule(
+                    &["patch", "update"],
+                    &["batch"],
+                    &["jobs/status", "cronjobs/status"],
+                ),
+                rule(
+                    &["patch", "update"],
+                    &[""],
+                    &["services/status", "pods/status", "nodes/status"],
+                ),
+            ]),
+            aggregation_rule: None,
+        },
+        ClusterRole {
+            metadata: metadata("skiff:customresourcedefinitions"),
+            rules: Some(vec![
+                rule(
+                    &["update", "patch"],
+                    &["apiextensions.k8s.io"],
+                    &[
+                        "customresourcedefinitions",
+                        "customresourcedefinitions/status",
+                    ],
+                ),
+                rule(&["delete"], &["*"], &["*"]),
+            ]),
+            aggregation_rule: None,
+        },
+    ]
 }
 
 /// Skiff's ClusterRoleBindings.
@@ -139,6 +163,11 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
                 .iter()
                 .map(|a| service_account(a))
                 .collect(),
+        ),
+        binding(
+            "skiff:customresourcedefinitions",
+            "skiff:customresourcedefinitions",
+            vec![service_account("customresourcedefinition-controller")],
         ),
         binding(
             "skiff:endpoints",

@@ -1,14 +1,21 @@
 //! The loop every kube-runtime controller here runs in: each reconcile is counted and timed
 //! on /metrics under the controller's name, a failed one is logged and retried after a
 //! fixed delay, and the stream of outcomes is drained until the task is aborted. Most
-//! reconciles take a [`Context`].
+//! reconciles take a [`Context`]. [`drive`] runs a kube-runtime `Controller`;
+//! [`drive_queue`] runs the same machinery (per-key queue, requeues, one reconcile per key
+//! at a time) over a trigger stream the controller builds itself from its watch caches.
 
 use std::{fmt::Debug, future::Future, hash::Hash, sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt, TryStream};
 use kube::{
     Client, Resource,
-    runtime::{Controller, controller::Action},
+    runtime::{
+        Controller, applier,
+        controller::{Action, Config},
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
 };
 use serde::de::DeserializeOwned;
 use skiff_events::Recorder;
@@ -70,4 +77,58 @@ pub async fn drive<K, C, Fut>(
             }
         })
         .await;
+}
+
+/// Run `reconcile` for every key `queue` yields, reading the objects from `store` (a key not
+/// in the store is skipped), until aborted: keys are deduplicated while they wait, a key is
+/// reconciled once at a time, reconciles are requeued as they ask; syncs are recorded as
+/// `name`, failures retried after `retry`.
+pub async fn drive_queue<K, C, Fut, Q>(
+    store: Store<K>,
+    queue: Q,
+    name: &'static str,
+    retry: Duration,
+    reconcile: impl FnMut(Arc<K>, Arc<C>) -> Fut,
+    ctx: Arc<C>,
+) where
+    K: Resource + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Debug + Unpin,
+    C: Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+    Q: TryStream<Ok = ObjectRef<K>>,
+    Q::Error: std::error::Error + 'static,
+{
+    let mut reconcile = reconcile;
+    applier(
+        move |object, ctx| Box::pin(super::metrics::instrumented(name, reconcile(object, ctx))),
+        move |_object, error: &Error, _ctx| {
+            tracing::warn!(controller = name, %error, "sync failed; retrying");
+            Action::requeue(retry)
+        },
+        ctx,
+        store,
+        queue,
+        Config::default(),
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(controller = name, error = %e, "reconcile failed");
+        }
+    })
+    .await;
+}
+
+/// Apply `handle` to every object of a watch `stream` (one that feeds a cache), logging watch
+/// errors as `name`'s; returns when the stream ends.
+pub async fn feed<K, S>(name: &'static str, stream: S, mut handle: impl FnMut(K))
+where
+    S: Stream<Item = Result<K, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(object) => handle(object),
+            Err(e) => tracing::debug!(controller = name, error = %e, "watch error"),
+        }
+    }
 }

@@ -57,7 +57,7 @@ fn api(client: &Client, kind: usize, namespace: &str) -> Api<DynamicObject> {
 /// Whether this server serves the kind (a watch on an unserved kind would never sync).
 fn served(kind: usize) -> bool {
     let (group, version, kind_name, _) = KINDS[kind];
-    crate::resources::REGISTRY
+    crate::resources::served()
         .iter()
         .any(|r| r.group == group && r.version == version && r.kind == kind_name)
 }

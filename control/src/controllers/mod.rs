@@ -3,10 +3,12 @@
 //! them, so several replicas never act twice.
 
 pub mod clusterrole_aggregation;
+pub mod crd;
 pub(crate) mod cron;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod drive;
 mod endpoints;
 mod gc;
@@ -165,6 +167,11 @@ fn tasks(clients: &Clients, config: &ControllerConfig) -> Vec<Task> {
             cronjob::run,
         ),
         task(
+            "disruption",
+            &clients.controller("disruption-controller"),
+            disruption::run,
+        ),
+        task(
             "endpointslice",
             &clients.controller("endpointslice-controller"),
             endpoints::run,
@@ -178,6 +185,11 @@ fn tasks(clients: &Clients, config: &ControllerConfig) -> Vec<Task> {
             "clusterrole-aggregation",
             &clients.controller("clusterrole-aggregation-controller"),
             clusterrole_aggregation::run,
+        ),
+        task(
+            "customresourcedefinition",
+            &clients.controller("customresourcedefinition-controller"),
+            crd::run,
         ),
         Task::new("service-lb", move || {
             service_lb::run(lb_client.clone(), pool)

@@ -10,8 +10,6 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::resources::REGISTRY;
-
 /// How often terminating namespaces are looked at again (pods may take a grace period).
 const RESYNC: Duration = Duration::from_secs(2);
 
@@ -22,7 +20,10 @@ fn api_resource(r: &crate::resources::ResourceInfo) -> ApiResource {
 /// Delete what is left in `namespace`; true once nothing is.
 async fn empty(client: &Client, namespace: &str) -> Result<bool, kube::Error> {
     let mut remaining = 0;
-    for r in REGISTRY.iter().filter(|r| r.namespaced && r.stored()) {
+    for r in crate::resources::served()
+        .iter()
+        .filter(|r| r.namespaced && r.stored())
+    {
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &api_resource(r));
         let left = api.list(&ListParams::default().limit(1)).await?;

@@ -1,6 +1,8 @@
-//! CustomResourceDefinitions (apiextensions.k8s.io/v1).
-//!
-//! - `schema`: the structural schema engine custom resources are defaulted, pruned and
-//!   validated with (pure, no I/O).
+//! CustomResourceDefinitions: how a definition becomes served resources
+//! ([`serve`]), the rules custom objects are written under ([`strategy`]), and the
+//! structural schema engine those rules use ([`schema`]).
 
+pub mod jsonpath;
 pub mod schema;
+pub mod serve;
+pub mod strategy;

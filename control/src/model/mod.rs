@@ -2,6 +2,7 @@
 //! helpers. Everything here is plain data in, plain data out, so it is unit-tested directly.
 
 pub mod cidr;
+pub mod disruption;
 pub mod error;
 pub mod meta;
 pub mod selector;

@@ -62,6 +62,39 @@ impl LabelSelector {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The requirements of a `metav1.LabelSelector` (kube's `LabelSelectorAsSelector` for a
+    /// selector that is present: an empty one selects everything). Unknown operators, `In` /
+    /// `NotIn` without values and `Exists` / `DoesNotExist` with values are errors.
+    pub fn from_api(
+        selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    ) -> Result<Self, String> {
+        let mut requirements: Vec<Requirement> = selector
+            .match_labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| Ok(Requirement::Equals(check_key(k)?, check_value(v)?)))
+            .collect::<Result<_, String>>()?;
+        for expression in selector.match_expressions.iter().flatten() {
+            let key = check_key(&expression.key)?;
+            let values = expression.values.clone().unwrap_or_default();
+            let requirement = match expression.operator.as_str() {
+                "In" | "NotIn" if values.is_empty() => {
+                    return Err("for 'in', 'notin' operators, values set can't be empty".to_owned());
+                }
+                "Exists" | "DoesNotExist" if !values.is_empty() => {
+                    return Err("values set must be empty for exists and does not exist".to_owned());
+                }
+                "In" => Requirement::In(key, values),
+                "NotIn" => Requirement::NotIn(key, values),
+                "Exists" => Requirement::Exists(key),
+                "DoesNotExist" => Requirement::DoesNotExist(key),
+                other => return Err(format!("{other:?} is not a valid label selector operator")),
+            };
+            requirements.push(requirement);
+        }
+        Ok(Self(requirements))
+    }
 }
 
 /// Split on commas that are not inside parentheses.
@@ -291,6 +324,30 @@ mod tests {
             let parsed =
                 LabelSelector::parse(selector).unwrap_or_else(|e| panic!("{selector}: {e}"));
             assert_eq!(parsed.matches(&l), expected, "{selector}");
+        }
+    }
+
+    #[test]
+    fn api_selectors_become_requirements() {
+        let selector = |v: serde_json::Value| {
+            let selector = serde_json::from_value(v).expect("a LabelSelector");
+            LabelSelector::from_api(&selector)
+        };
+        let l = labels(&[("app", "web"), ("env", "prod")]);
+        let web = selector(serde_json::json!({"matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]},
+                                 {"key": "legacy", "operator": "DoesNotExist"}]}))
+        .expect("valid");
+        assert!(web.matches(&l));
+        let everything = selector(serde_json::json!({})).expect("valid");
+        assert!(everything.is_empty() && everything.matches(&l));
+        for bad in [
+            serde_json::json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]}),
+            serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
+            serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Near"}]}),
+            serde_json::json!({"matchLabels": {"a": "not a value"}}),
+        ] {
+            assert!(selector(bad.clone()).is_err(), "{bad}");
         }
     }
 

@@ -3,6 +3,9 @@
 //! kube-apiserver's generic registry store. HTTP stays in `api/rest/`, which only decodes
 //! requests and encodes answers.
 //!
+//! `pods/{name}/eviction` lives in [`eviction`]: the pod's disruption budget decides, the
+//! pod is deleted through [`Registry::delete`].
+//!
 //! A write runs: settle metadata → mutating admission → defaulting and validation (the
 //! kind's [`Strategy`](crate::resources::Strategy)) → validating admission → claims and a
 //! compare-and-swap write. Every read-modify-write goes through one helper,
@@ -12,6 +15,7 @@ mod claims;
 mod create;
 mod delete;
 mod error;
+pub mod eviction;
 pub mod metadata;
 mod prepare;
 mod subresources;
@@ -128,5 +132,7 @@ impl Registry {
     }
 }
 
+#[cfg(test)]
+mod eviction_tests;
 #[cfg(test)]
 mod tests;

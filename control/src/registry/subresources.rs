@@ -1,5 +1,5 @@
 //! Subresources with object shapes of their own: `scale` (autoscaling/v1 Scale over
-//! `.spec.replicas`) and `pods/binding`.
+//! `.spec.replicas`, or a custom resource's scale paths) and `pods/binding`.
 
 use serde_json::{Value, json};
 
@@ -7,18 +7,32 @@ use super::{Intent, Registry, RegistryError, Request, Written};
 use crate::{
     admission::Operation,
     model::{ApiError, meta, validation::FieldError},
+    resources::{ResourceInfo, ScalePaths},
 };
 
-/// The label selector of a workload as the string form Scale.status.selector uses.
-fn selector_string(object: &Value) -> String {
-    object
-        .pointer("/spec/selector")
-        .map(crate::model::selector::render)
-        .unwrap_or_default()
+/// Where a resource keeps what its Scale shows: its CRD's scale paths, or the built-in
+/// workloads' `.spec.replicas`, `.status.replicas` and `.spec.selector`.
+fn paths(resource: &ResourceInfo) -> (ScalePaths, bool) {
+    match resource.strategy.scale_paths() {
+        Some(paths) => (paths, true),
+        None => (
+            ScalePaths {
+                spec_replicas: ".spec.replicas".to_owned(),
+                status_replicas: ".status.replicas".to_owned(),
+                label_selector: None,
+            },
+            false,
+        ),
+    }
 }
 
-/// The Scale view of a workload.
-pub fn scale_of(object: &Value) -> Value {
+/// `.spec.replicas` as a JSON pointer (`/spec/replicas`).
+fn pointer(path: &str) -> String {
+    path.replace('.', "/")
+}
+
+/// The Scale view of a workload or a scalable custom resource.
+pub fn scale_of(resource: &ResourceInfo, object: &Value) -> Value {
     const KEEP: [&str; 5] = [
         "name",
         "namespace",
@@ -34,26 +48,45 @@ pub fn scale_of(object: &Value) -> Value {
         .filter(|(k, _)| KEEP.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let (paths, custom) = paths(resource);
+    // Built-in workloads default to one replica; a custom resource reads 0 when unset.
     let spec_replicas = object
-        .pointer("/spec/replicas")
+        .pointer(&pointer(&paths.spec_replicas))
         .and_then(Value::as_i64)
-        .unwrap_or(1);
+        .unwrap_or(if custom { 0 } else { 1 });
     let status_replicas = object
-        .pointer("/status/replicas")
+        .pointer(&pointer(&paths.status_replicas))
         .and_then(Value::as_i64)
         .unwrap_or(0);
+    let selector = match (&paths.label_selector, custom) {
+        (Some(path), _) => object
+            .pointer(&pointer(path))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        (None, true) => String::new(),
+        (None, false) => object
+            .pointer("/spec/selector")
+            .map(crate::model::selector::render)
+            .unwrap_or_default(),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": metadata,
         "spec": {"replicas": spec_replicas},
-        "status": {"replicas": status_replicas, "selector": selector_string(object)},
+        "status": {"replicas": status_replicas, "selector": selector},
     })
 }
 
-/// The workload `current` with the replicas of `scale`, carrying the Scale's
+/// The object `current` with the replicas of `scale`, carrying the Scale's
 /// resourceVersion precondition.
-fn scaled(name: &str, current: &Value, scale: &Value) -> Result<Value, ApiError> {
+fn scaled(
+    resource: &ResourceInfo,
+    name: &str,
+    current: &Value,
+    scale: &Value,
+) -> Result<Value, ApiError> {
     let replicas = scale
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)
@@ -70,7 +103,26 @@ fn scaled(name: &str, current: &Value, scale: &Value) -> Result<Value, ApiError>
         return Err(ApiError::invalid("autoscaling", "Scale", name, &[error]));
     }
     let mut updated = current.clone();
-    updated["spec"]["replicas"] = json!(replicas);
+    let (paths, _) = paths(resource);
+    let mut at = &mut updated;
+    let fields: Vec<&str> = paths
+        .spec_replicas
+        .split('.')
+        .filter(|f| !f.is_empty())
+        .collect();
+    for (i, field) in fields.iter().enumerate() {
+        let Some(object) = at.as_object_mut() else {
+            return Err(ApiError::unprocessable(format!(
+                "{} is not an object",
+                fields[..i].join(".")
+            )));
+        };
+        if i + 1 == fields.len() {
+            object.insert((*field).to_owned(), json!(replicas));
+            break;
+        }
+        at = object.entry(*field).or_insert_with(|| json!({}));
+    }
     let precondition = meta::resource_version(scale);
     if !precondition.is_empty() {
         meta::set_meta(&mut updated, "resourceVersion", json!(precondition));
@@ -89,11 +141,16 @@ impl Registry {
     ) -> Result<Value, RegistryError> {
         let written = self
             .guaranteed_update(request, name, |current| {
-                let scale = change(&scale_of(current))?;
-                Ok(Intent::Update(scaled(name, current, &scale)?))
+                let scale = change(&scale_of(request.resource, current))?;
+                Ok(Intent::Update(scaled(
+                    request.resource,
+                    name,
+                    current,
+                    &scale,
+                )?))
             })
             .await?;
-        Ok(scale_of(&written.object))
+        Ok(scale_of(request.resource, &written.object))
     }
 
     /// `pods/{name}/binding`: assign the pod to `node` (once).

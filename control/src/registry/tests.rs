@@ -17,13 +17,14 @@ use crate::{
     store::Store,
 };
 
-fn admin() -> UserInfo {
+pub(super) fn admin() -> UserInfo {
     UserInfo::authenticated("admin", vec!["system:masters".into()])
 }
 
-fn request<'a>(plural: &str, namespace: &'a str, user: &'a UserInfo) -> Request<'a> {
+pub(super) fn request<'a>(plural: &str, namespace: &'a str, user: &'a UserInfo) -> Request<'a> {
     let (group, version) = match plural {
         "deployments" => ("apps", "v1"),
+        "poddisruptionbudgets" => ("policy", "v1"),
         _ => ("", "v1"),
     };
     Request {
@@ -36,7 +37,7 @@ fn request<'a>(plural: &str, namespace: &'a str, user: &'a UserInfo) -> Request<
     }
 }
 
-async fn registry_with(plugins: Vec<Arc<dyn Plugin>>) -> Registry {
+pub(super) async fn registry_with(plugins: Vec<Arc<dyn Plugin>>) -> Registry {
     let store = Store::in_memory();
     let mut all =
         crate::admission::default_chain(&store, None, &crate::admission::Settings::default())

@@ -22,6 +22,7 @@ use k8s_openapi::api::{
     scheduling::v1::PriorityClass,
     storage::v1::{CSIDriver, CSINode, StorageClass, VolumeAttachment},
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 use super::{Names, ResourceInfo, Subresource as S, Typed, VERBS};
 
@@ -558,6 +559,21 @@ pub static REGISTRY: &[ResourceInfo] = &[
         ],
         names: Names::Subdomain,
         strategy: &Typed::<EventsV1Event>::new(),
+    },
+    ResourceInfo {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        singular: "customresourcedefinition",
+        namespaced: false,
+        verbs: VERBS,
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        subresources: STATUS,
+        field_selectors: &[],
+        names: Names::Subdomain,
+        strategy: &Typed::<CustomResourceDefinition>::new(),
     },
     ResourceInfo {
         group: "rbac.authorization.k8s.io",

@@ -3,18 +3,20 @@
 //! lives in a [`Strategy`], implemented once generically over k8s-openapi types ([`Typed`]).
 
 mod catalog;
+pub mod custom;
 mod kinds;
 mod strategy;
 
 pub use catalog::REGISTRY;
-pub use kinds::scheduling;
+pub use custom::{CustomResource, served};
 pub use kinds::service_alloc::{self, ServiceRanges, set_service_ranges};
-pub use strategy::{Claim, Prepared, Strategy, Typed};
+pub use kinds::{apiextensions, scheduling};
+pub use strategy::{Claim, Prepared, PrinterColumn, ScalePaths, Strategy, Typed};
 
 use crate::store::{Projection, resource_prefix};
 
 /// Subresources a resource can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Subresource {
     /// `/status`: get, update, patch of `.status` only.
     Status,
@@ -174,11 +176,12 @@ impl ResourceInfo {
     }
 }
 
-/// Look up a resource by group, version and plural.
+/// Look up a served resource (built-in or custom) by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    REGISTRY
+    served()
         .iter()
         .find(|r| r.group == group && r.version == version && r.plural == plural)
+        .copied()
 }
 
 /// The watch cache of a served resource (started on first use), or of the bare prefix
@@ -198,7 +201,7 @@ pub fn watch_cache(
 /// Group-versions served, in discovery order: `("", "v1")`, `("apps", "v1")`…
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in REGISTRY.iter() {
+    for r in served().iter() {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }

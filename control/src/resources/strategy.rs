@@ -85,6 +85,52 @@ pub trait Strategy: Send + Sync {
     /// Add the kind's OpenAPI schema (and every schema it references) to `generator`;
     /// returns the kind's schema name (`io.k8s.api.core.v1.Pod`).
     fn add_schema(&self, generator: &mut schemars::SchemaGenerator) -> String;
+
+    /// Table columns beyond NAME (a CRD version's additionalPrinterColumns); `None`: the
+    /// table module's built-in columns for the kind.
+    fn printer_columns(&self) -> Option<Vec<PrinterColumn>> {
+        None
+    }
+
+    /// Where replicas and the selector live, for kinds whose `scale` subresource is
+    /// described by paths (custom resources); `None`: the built-in typed scale.
+    fn scale_paths(&self) -> Option<ScalePaths> {
+        None
+    }
+
+    /// Whether strategic merge patches apply (built-in kinds); custom resources answer
+    /// 415 to them, as kube does.
+    fn strategic_merge(&self) -> bool {
+        true
+    }
+}
+
+/// One table column of a custom resource (a CRD's additionalPrinterColumns entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrinterColumn {
+    /// Header.
+    pub name: String,
+    /// OpenAPI type (`string`, `integer`, `number`, `boolean`, `date`).
+    pub type_: String,
+    /// OpenAPI format.
+    pub format: String,
+    /// Description.
+    pub description: String,
+    /// Priority: 0 shows by default, more only with `-o wide`.
+    pub priority: i32,
+    /// The simple JSONPath the value is read at (`.spec.replicas`).
+    pub json_path: String,
+}
+
+/// The paths of a custom resource's scale subresource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// `.spec.replicas`.
+    pub spec_replicas: String,
+    /// `.status.replicas`.
+    pub status_replicas: String,
+    /// `.status.selector`, if any.
+    pub label_selector: Option<String>,
 }
 
 /// [`Strategy`] for a k8s-openapi type implementing [`Kind`].

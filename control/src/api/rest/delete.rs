@@ -18,6 +18,11 @@ use crate::{
 /// DeleteOptions from the body and the query.
 fn options(ctx: &Ctx<'_>, raw: &Bytes) -> Result<DeleteOptions, ApiError> {
     let body = body::decode_optional(ctx.headers, raw)?.unwrap_or(Value::Null);
+    options_from(ctx, &body)
+}
+
+/// DeleteOptions from a decoded `DeleteOptions` object (`null` for none) and the query.
+pub(super) fn options_from(ctx: &Ctx<'_>, body: &Value) -> Result<DeleteOptions, ApiError> {
     let grace = match body.get("gracePeriodSeconds").and_then(Value::as_i64) {
         Some(g) => Some(g),
         None => ctx

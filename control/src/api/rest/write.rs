@@ -60,6 +60,15 @@ pub async fn patch(ctx: &Ctx<'_>, name: &str, raw: &Bytes) -> Result<Response, A
         return server_side_apply(ctx, name, raw).await;
     }
     let info = ctx.info();
+    if content_type == crate::patch::STRATEGIC && !info.strategy.strategic_merge() {
+        // kube's answer for custom resources, which have no patch strategies.
+        return Err(ApiError::unsupported_media_type(&format!(
+            "{content_type} - accepted media types include: {}, {}, {}",
+            crate::patch::JSON,
+            crate::patch::MERGE,
+            crate::patch::APPLY
+        )));
+    }
     let api_version = info.api_version();
     let written = ctx
         .registry()

@@ -1,6 +1,7 @@
 //! meta.k8s.io/v1 Table responses (what `kubectl get` prints), with the columns a real
 //! cluster shows for each kind ([`printers`]); `-o wide` columns have priority 1.
 
+mod custom;
 mod printers;
 
 use axum::http::{HeaderMap, header};
@@ -20,6 +21,9 @@ pub fn wanted(headers: &HeaderMap) -> bool {
 
 /// Column definitions for `info`.
 pub fn columns(info: &ResourceInfo) -> Value {
+    if let Some(custom) = info.strategy.printer_columns() {
+        return custom::columns(&custom);
+    }
     let printer = printers::printer(info.group, info.kind);
     Value::Array(
         printer
@@ -35,7 +39,10 @@ pub fn columns(info: &ResourceInfo) -> Value {
 
 /// One row for `object`, embedding it as `includeObject` asks (default: metadata only).
 pub fn row(info: &ResourceInfo, object: &Value, query: &Query) -> Value {
-    let cells = (printers::printer(info.group, info.kind).cells)(object);
+    let cells = match info.strategy.printer_columns() {
+        Some(custom) => custom::cells(&custom, object),
+        None => (printers::printer(info.group, info.kind).cells)(object),
+    };
     let embedded = match query.get("includeObject") {
         Some("None") => Value::Null,
         Some("Object") => object.clone(),

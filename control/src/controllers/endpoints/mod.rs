@@ -17,7 +17,6 @@ use std::{
     time::Duration,
 };
 
-use futures::{Stream, StreamExt};
 use k8s_openapi::api::{
     core::v1::{Endpoints, Node, Pod, Service},
     discovery::v1::EndpointSlice,
@@ -38,6 +37,7 @@ use self::{
     desired::{PodEndpoint, ZONE_LABEL, legacy_subsets, pod_endpoint},
     slices::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL},
 };
+use super::drive::feed;
 
 /// Errors that make a Service's reconcile retry.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ pub async fn run(client: Client) {
         .default_backoff()
         .reflect(services_w)
         .touched_objects();
-        watches.spawn(feed(stream, move |svc: Service| {
+        watches.spawn(feed("endpointslice", stream, move |svc: Service| {
             let _ = tx.send((ObjectRef::from_obj(&svc), jiff::Timestamp::now()));
         }));
     }
@@ -100,7 +100,7 @@ pub async fn run(client: Client) {
             .default_backoff()
             .reflect(pods_w)
             .touched_objects();
-        watches.spawn(feed(stream, move |pod: Pod| {
+        watches.spawn(feed("endpointslice", stream, move |pod: Pod| {
             for service in services_of_pod(&caches, &pod) {
                 let _ = tx.send((service, jiff::Timestamp::now()));
             }
@@ -112,13 +112,17 @@ pub async fn run(client: Client) {
             .default_backoff()
             .reflect(slices_w)
             .touched_objects();
-        watches.spawn(feed(stream, move |slice: EndpointSlice| {
-            if let (Some(name), Some(ns)) =
-                (slice.labels().get(SERVICE_NAME_LABEL), slice.namespace())
-            {
-                let _ = tx.send((ObjectRef::new(name).within(&ns), jiff::Timestamp::now()));
-            }
-        }));
+        watches.spawn(feed(
+            "endpointslice",
+            stream,
+            move |slice: EndpointSlice| {
+                if let (Some(name), Some(ns)) =
+                    (slice.labels().get(SERVICE_NAME_LABEL), slice.namespace())
+                {
+                    let _ = tx.send((ObjectRef::new(name).within(&ns), jiff::Timestamp::now()));
+                }
+            },
+        ));
     }
     {
         let tx = dirty_tx.clone();
@@ -129,7 +133,7 @@ pub async fn run(client: Client) {
         .default_backoff()
         .reflect(endpoints_w)
         .touched_objects();
-        watches.spawn(feed(stream, move |ep: Endpoints| {
+        watches.spawn(feed("endpointslice", stream, move |ep: Endpoints| {
             if let Some(ns) = ep.namespace() {
                 let _ = tx.send((
                     ObjectRef::new(&ep.name_any()).within(&ns),
@@ -147,7 +151,7 @@ pub async fn run(client: Client) {
             .reflect(nodes_w)
             .applied_objects();
         let mut zones: HashMap<String, Option<String>> = HashMap::new();
-        watches.spawn(feed(stream, move |node: Node| {
+        watches.spawn(feed("endpointslice", stream, move |node: Node| {
             let zone = node.labels().get(ZONE_LABEL).cloned();
             if zones
                 .insert(node.name_any(), zone.clone())
@@ -178,20 +182,6 @@ pub async fn run(client: Client) {
         requeue: dirty_tx,
     };
     worker.run(&mut dirty_rx).await;
-}
-
-/// Apply `handle` to every object of `stream`, logging watch errors.
-async fn feed<K, S>(stream: S, mut handle: impl FnMut(K))
-where
-    S: Stream<Item = Result<K, watcher::Error>>,
-{
-    let mut stream = std::pin::pin!(stream);
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(object) => handle(object),
-            Err(e) => debug!(error = %e, "endpoint controllers: watch error"),
-        }
-    }
 }
 
 /// Services a pod change concerns: those whose selector matches it now, and those whose

@@ -224,6 +224,11 @@ impl WatchCache {
         self.read().revision()
     }
 
+    /// A receiver that sees every revision the cache moves to from now on.
+    pub fn revisions(&self) -> watch::Receiver<i64> {
+        self.revision.subscribe()
+    }
+
     /// How many times the objects changed (0 before the first list).
     pub fn generation(&self) -> u64 {
         self.read().generation()

@@ -263,6 +263,36 @@ pub(super) fn pv(o: &Value) -> Vec<Value> {
     ]
 }
 
+pub(super) fn storage_class(o: &Value) -> Vec<Value> {
+    let annotations = o.pointer("/metadata/annotations");
+    let default = [
+        "storageclass.kubernetes.io/is-default-class",
+        "storageclass.beta.kubernetes.io/is-default-class",
+    ]
+    .iter()
+    .any(|key| annotations.and_then(|a| a.get(key)).and_then(Value::as_str) == Some("true"));
+    let mut shown = meta::name(o).to_owned();
+    if default {
+        shown.push_str(" (default)");
+    }
+    let or = |field: &str, default: &str| match s(o, field) {
+        "" => default.to_owned(),
+        value => value.to_owned(),
+    };
+    vec![
+        json!(shown),
+        json!(s(o, "provisioner")),
+        json!(or("reclaimPolicy", "Delete")),
+        json!(or("volumeBindingMode", "Immediate")),
+        json!(
+            o.get("allowVolumeExpansion")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        ),
+        created(o),
+    ]
+}
+
 pub(super) fn lease(o: &Value) -> Vec<Value> {
     vec![name(o), json!(s(o, "spec.holderIdentity")), created(o)]
 }

@@ -2,9 +2,13 @@
 //! computed from the object's JSON — workloads in `workloads.rs`, the rest in `cluster.rs`.
 
 mod cluster;
+mod networking;
+mod policy;
 mod workloads;
 
 use cluster::*;
+use networking::*;
+use policy::*;
 use workloads::*;
 
 use serde_json::{Value, json};
@@ -211,6 +215,60 @@ pub fn printer(group: &str, kind: &str) -> Printer {
             ],
             pv,
         ),
+        ("storage.k8s.io", "StorageClass") => (
+            &[
+                NAME,
+                ("Provisioner", "string", 0),
+                ("ReclaimPolicy", "string", 0),
+                ("VolumeBindingMode", "string", 0),
+                ("AllowVolumeExpansion", "string", 0),
+                AGE,
+            ],
+            storage_class,
+        ),
+        ("policy", "PodDisruptionBudget") => (
+            &[
+                NAME,
+                ("Min Available", "string", 0),
+                ("Max Unavailable", "string", 0),
+                ("Allowed Disruptions", "integer", 0),
+                AGE,
+            ],
+            pod_disruption_budget,
+        ),
+        ("scheduling.k8s.io", "PriorityClass") => (
+            &[
+                NAME,
+                ("Value", "integer", 0),
+                ("Global-Default", "boolean", 0),
+                AGE,
+                ("PreemptionPolicy", "string", 0),
+            ],
+            priority_class,
+        ),
+        ("networking.k8s.io", "NetworkPolicy") => {
+            (&[NAME, ("Pod-Selector", "string", 0), AGE], network_policy)
+        }
+        ("networking.k8s.io", "Ingress") => (
+            &[
+                NAME,
+                ("Class", "string", 0),
+                ("Hosts", "string", 0),
+                ("Address", "string", 0),
+                ("Ports", "string", 0),
+                AGE,
+            ],
+            ingress,
+        ),
+        ("networking.k8s.io", "IngressClass") => (
+            &[
+                NAME,
+                ("Controller", "string", 0),
+                ("Parameters", "string", 0),
+                AGE,
+            ],
+            ingress_class,
+        ),
         ("coordination.k8s.io", "Lease") => (&[NAME, ("Holder", "string", 0), AGE], lease),
         ("node.k8s.io", "RuntimeClass") => (&[NAME, ("Handler", "string", 0), AGE], runtime_class),
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
@@ -319,6 +377,37 @@ mod tests {
     }
 
     #[test]
+    fn storage_classes_show_their_defaults() {
+        let default = json!({"metadata": {"name": "local",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "rancher.io/local-path"});
+        let cells = storage_class(&default);
+        assert_eq!(
+            (&cells[0], &cells[1], &cells[2], &cells[3], &cells[4]),
+            (
+                &json!("local (default)"),
+                &json!("rancher.io/local-path"),
+                &json!("Delete"),
+                &json!("Immediate"),
+                &json!(false)
+            )
+        );
+        let late = json!({"metadata": {"name": "late"}, "provisioner": "p",
+            "reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer",
+            "allowVolumeExpansion": true});
+        let cells = storage_class(&late);
+        assert_eq!(
+            (&cells[0], &cells[2], &cells[3], &cells[4]),
+            (
+                &json!("late"),
+                &json!("Retain"),
+                &json!("WaitForFirstConsumer"),
+                &json!(true)
+            )
+        );
+    }
+
+    #[test]
     fn every_printer_has_a_cell_per_column() {
         for (group, kind) in [
             ("", "Pod"),
@@ -342,6 +431,12 @@ mod tests {
             ("coordination.k8s.io", "Lease"),
             ("node.k8s.io", "RuntimeClass"),
             ("", "ReplicationController"),
+            ("storage.k8s.io", "StorageClass"),
+            ("policy", "PodDisruptionBudget"),
+            ("scheduling.k8s.io", "PriorityClass"),
+            ("networking.k8s.io", "NetworkPolicy"),
+            ("networking.k8s.io", "Ingress"),
+            ("networking.k8s.io", "IngressClass"),
             ("x", "Unknown"),
         ] {
             let p = printer(group, kind);

@@ -439,6 +439,13 @@ const CONTROLLER_NEEDS: &[(&str, &str, &str)] = &[
         "rbac.authorization.k8s.io/clusterroles",
     ),
     ("deployment-controller", "create", "events.k8s.io/events"),
+    (
+        "disruption-controller",
+        "update",
+        "policy/poddisruptionbudgets/status",
+    ),
+    ("disruption-controller", "get", "apps/deployments/scale"),
+    ("disruption-controller", "create", "core/events"),
 ];
 
 /// What kube's controller roles do not grant, though Skiff's controllers do it today (kube's

@@ -1,0 +1,84 @@
+//! Cells of policy objects: disruption budgets, priority classes and network policies.
+
+use serde_json::{Value, json};
+
+use super::{created, n, name, or_none, s, selector};
+
+/// An IntOrString as kube prints it (`2`, `50%`), or `N/A` when unset.
+fn int_or_string(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::Number(number)) => number.to_string(),
+        Some(Value::String(text)) => text.clone(),
+        _ => "N/A".to_owned(),
+    }
+}
+
+pub(super) fn pod_disruption_budget(o: &Value) -> Vec<Value> {
+    vec![
+        name(o),
+        json!(int_or_string(o.pointer("/spec/minAvailable"))),
+        json!(int_or_string(o.pointer("/spec/maxUnavailable"))),
+        json!(n(o, "status.disruptionsAllowed")),
+        created(o),
+    ]
+}
+
+pub(super) fn priority_class(o: &Value) -> Vec<Value> {
+    vec![
+        name(o),
+        json!(n(o, "value")),
+        json!(
+            o.get("globalDefault")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        ),
+        created(o),
+        json!(s(o, "preemptionPolicy")),
+    ]
+}
+
+pub(super) fn network_policy(o: &Value) -> Vec<Value> {
+    vec![
+        name(o),
+        or_none(selector(o.pointer("/spec/podSelector"))),
+        created(o),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_print_their_bounds_and_allowed_disruptions() {
+        let min = json!({"metadata": {"name": "web"}, "spec": {"minAvailable": 2},
+            "status": {"disruptionsAllowed": 1}});
+        let cells = pod_disruption_budget(&min);
+        assert_eq!(
+            (&cells[1], &cells[2], &cells[3]),
+            (&json!("2"), &json!("N/A"), &json!(1))
+        );
+        let max = json!({"metadata": {"name": "web"}, "spec": {"maxUnavailable": "25%"}});
+        let cells = pod_disruption_budget(&max);
+        assert_eq!(
+            (&cells[1], &cells[2], &cells[3]),
+            (&json!("N/A"), &json!("25%"), &json!(0))
+        );
+    }
+
+    #[test]
+    fn priority_classes_and_network_policies() {
+        let pc = json!({"metadata": {"name": "high"}, "value": 1000, "globalDefault": true,
+            "preemptionPolicy": "Never"});
+        let cells = priority_class(&pc);
+        assert_eq!(
+            (&cells[1], &cells[2], &cells[4]),
+            (&json!(1000), &json!(true), &json!("Never"))
+        );
+        let all = json!({"metadata": {"name": "deny"}, "spec": {"podSelector": {}}});
+        assert_eq!(network_policy(&all)[1], "<none>");
+        let web = json!({"metadata": {"name": "web"},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}}});
+        assert_eq!(network_policy(&web)[1], "app=web");
+    }
+}

@@ -1,0 +1,357 @@
+//! CustomResourceDefinitions through stock kubectl, as a chart or operator uses them: a
+//! definition is applied and becomes Established, its objects are created, listed with
+//! their printer columns and short names, patched (merge and JSON; strategic merge is 415
+//! as kube answers), have a status and a scale subresource, are explained from the
+//! published schema, and go with their definition.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use skiff_tests::Lab;
+
+/// A definition of `crontabs.<group>` in the style of kube's documentation example.
+fn definition(group: &str) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("crontabs.{group}")},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab",
+                      "shortNames": ["ct"], "categories": ["all"]},
+            "versions": [{
+                "name": "v1",
+                "served": true,
+                "storage": true,
+                "subresources": {
+                    "status": {},
+                    "scale": {"specReplicasPath": ".spec.replicas",
+                              "statusReplicasPath": ".status.replicas",
+                              "labelSelectorPath": ".status.selector"},
+                },
+                "additionalPrinterColumns": [
+                    {"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"},
+                    {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {
+                        "spec": {
+                            "type": "object",
+                            "description": "What the cron tab runs and when.",
+                            "properties": {
+                                "cronSpec": {"type": "string", "description": "The schedule, in cron format."},
+                                "image": {"type": "string"},
+                                "replicas": {"type": "integer", "minimum": 0, "default": 1},
+                            },
+                        },
+                        "status": {
+                            "type": "object",
+                            "properties": {
+                                "replicas": {"type": "integer"},
+                                "selector": {"type": "string"},
+                            },
+                        },
+                    },
+                }},
+            }],
+        },
+    })
+}
+
+fn crontab(name: &str, group: &str, spec: Value) -> String {
+    json!({"apiVersion": format!("{group}/v1"), "kind": "CronTab",
+           "metadata": {"name": name}, "spec": spec})
+    .to_string()
+}
+
+/// Deletes the definition even when the test fails.
+struct Cleanup<'a> {
+    lab: &'a Lab,
+    crd: String,
+    namespace: String,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.lab.kubectl(&[
+            "delete",
+            "crd",
+            &self.crd,
+            "--ignore-not-found",
+            "--wait=false",
+        ]);
+        let _ = self
+            .lab
+            .kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
+    }
+}
+
+#[test]
+fn a_custom_resource_lives_and_dies_with_its_definition() {
+    let Some(lab) = Lab::from_env() else { return };
+    let group = format!("e2e{}.skiff.test", std::process::id());
+    let crd = format!("crontabs.{group}");
+    let ns = lab.namespace("crd");
+    let _cleanup = Cleanup {
+        lab: &lab,
+        crd: crd.clone(),
+        namespace: ns.clone(),
+    };
+
+    let applied = lab.kubectl_stdin(&["apply", "-f", "-"], &definition(&group).to_string());
+    assert_eq!(applied.code, 0, "{applied:?}");
+    lab.kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=Established",
+        "--timeout=30s",
+        &format!("crd/{crd}"),
+    ]);
+    let accepted = lab.kubectl_ok(&[
+        "get",
+        "crd",
+        &crd,
+        "-o",
+        "jsonpath={.status.acceptedNames.kind}",
+    ]);
+    assert_eq!(accepted, "CronTab");
+
+    // Created, defaulted by the schema, listed with the printer columns and short name.
+    let resource = format!("crontabs.{group}");
+    let created = lab.kubectl_stdin(
+        &["apply", "-n", &ns, "-f", "-"],
+        &crontab(
+            "nightly",
+            &group,
+            json!({"cronSpec": "0 3 * * *", "image": "busybox"}),
+        ),
+    );
+    assert_eq!(created.code, 0, "{created:?}");
+    let table = lab.kubectl_ok(&["get", "ct", "-n", &ns]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "AGE"], "{table}");
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..6], ["nightly", "0", "3", "*", "*", "*"], "{table}");
+    assert_eq!(row[6], "1", "the schema's default: {table}");
+    let all = lab.kubectl_ok(&["get", "all", "-n", &ns, "-o", "name"]);
+    assert!(
+        all.contains(&format!("crontab.{group}/nightly")),
+        "category all: {all}"
+    );
+
+    // Merge and JSON patches; strategic merge is refused as kube refuses it.
+    lab.kubectl_ok(&[
+        "patch",
+        &resource,
+        "nightly",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"image":"alpine"}}"#,
+    ]);
+    lab.kubectl_ok(&[
+        "patch",
+        &resource,
+        "nightly",
+        "-n",
+        &ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/cronSpec","value":"*/5 * * * *"}]"#,
+    ]);
+    let spec = lab.kubectl_ok(&[
+        "get",
+        &resource,
+        "nightly",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.image} {.spec.cronSpec}",
+    ]);
+    assert_eq!(spec, "alpine */5 * * * *");
+    let strategic = lab.kubectl(&[
+        "patch",
+        &resource,
+        "nightly",
+        "-n",
+        &ns,
+        "--type=strategic",
+        "-p",
+        r#"{"spec":{"image":"x"}}"#,
+    ]);
+    assert_ne!(strategic.code, 0, "{strategic:?}");
+    assert!(
+        strategic.stderr.contains("UnsupportedMediaType")
+            || strategic.stderr.contains("unknown format")
+            || strategic.stderr.contains("not supported"),
+        "{strategic:?}"
+    );
+
+    // The status subresource: status changes only through it.
+    lab.kubectl_ok(&[
+        "patch",
+        &resource,
+        "nightly",
+        "-n",
+        &ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":1,"selector":"app=nightly"}}"#,
+    ]);
+    lab.kubectl_ok(&[
+        "patch",
+        &resource,
+        "nightly",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":7}}"#,
+    ]);
+    let status = lab.kubectl_ok(&[
+        "get",
+        &resource,
+        "nightly",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.status.replicas}",
+    ]);
+    assert_eq!(status, "1", "the main resource does not write status");
+
+    // The scale subresource reads and writes the declared paths.
+    lab.kubectl_ok(&["scale", &resource, "nightly", "-n", &ns, "--replicas=3"]);
+    let replicas = lab.kubectl_ok(&[
+        "get",
+        &resource,
+        "nightly",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "3");
+    let scale = lab.kubectl_ok(&[
+        "get",
+        "--raw",
+        &format!("/apis/{group}/v1/namespaces/{ns}/crontabs/nightly/scale"),
+    ]);
+    let scale: Value = serde_json::from_str(&scale).expect("a Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "app=nightly");
+
+    // kubectl explain walks the published schema.
+    let explained = lab.kubectl_ok(&["explain", &format!("{resource}.spec")]);
+    assert!(
+        explained.contains("cronSpec") && explained.contains("The schedule, in cron format."),
+        "{explained}"
+    );
+
+    // Deleting the definition deletes its objects, then the definition.
+    lab.kubectl_ok(&["delete", "crd", &crd, "--timeout=60s"]);
+    lab.eventually(
+        "the crontabs resource is no longer served",
+        Duration::from_secs(30),
+        || {
+            let out = lab.kubectl(&[
+                "get",
+                "--raw",
+                &format!("/apis/{group}/v1/namespaces/{ns}/crontabs"),
+            ]);
+            if out.code == 0 {
+                Err(out.stdout)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    let gone = lab.kubectl(&["get", "crd", &crd]);
+    assert_ne!(gone.code, 0, "{gone:?}");
+}
+
+#[test]
+fn conflicting_names_are_not_accepted() {
+    let Some(lab) = Lab::from_env() else { return };
+    let group = format!("names{}.skiff.test", std::process::id());
+    // Short names of their own, so `kubectl get ct` in the other test stays unambiguous.
+    let mut first = definition(&group);
+    first["spec"]["names"]["shortNames"] = json!(["ctx"]);
+    let mut second = definition(&group);
+    second["metadata"]["name"] = json!(format!("crontables.{group}"));
+    second["spec"]["names"] =
+        json!({"plural": "crontables", "kind": "CronTable", "shortNames": ["ctx"]});
+    let _cleanup = Cleanup {
+        lab: &lab,
+        crd: format!("crontabs.{group}"),
+        namespace: String::from("default-nonexistent"),
+    };
+    let _cleanup_second = Cleanup {
+        lab: &lab,
+        crd: format!("crontables.{group}"),
+        namespace: String::from("default-nonexistent"),
+    };
+    lab.kubectl_stdin(&["apply", "-f", "-"], &first.to_string());
+    lab.kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=Established",
+        "--timeout=30s",
+        &format!("crd/crontabs.{group}"),
+    ]);
+    lab.kubectl_stdin(&["apply", "-f", "-"], &second.to_string());
+    let reason = lab.eventually(
+        "the second definition's names are refused",
+        Duration::from_secs(30),
+        || {
+            let reason = lab.kubectl_ok(&[
+                "get",
+                "crd",
+                &format!("crontables.{group}"),
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"NamesAccepted\")].reason}",
+            ]);
+            if reason.is_empty() {
+                Err("no condition yet".to_owned())
+            } else {
+                Ok(reason)
+            }
+        },
+    );
+    assert_eq!(reason, "ShortNamesConflict");
+    let established = lab.kubectl_ok(&[
+        "get",
+        "crd",
+        &format!("crontables.{group}"),
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+    ]);
+    assert_eq!(established, "False");
+}
+
+#[test]
+fn an_invalid_definition_is_refused_with_its_field() {
+    let Some(lab) = Lab::from_env() else { return };
+    let mut bad = definition("nodots");
+    bad["metadata"]["name"] = json!("crontabs.nodots");
+    bad["spec"]["scope"] = json!("Galaxy");
+    let out = lab.kubectl_stdin(&["create", "-f", "-"], &bad.to_string());
+    assert_ne!(out.code, 0, "{out:?}");
+    for field in ["spec.group", "spec.scope"] {
+        assert!(out.stderr.contains(field), "{field}: {out:?}");
+    }
+}
