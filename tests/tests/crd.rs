@@ -41,6 +41,9 @@ fn definition(group: &str) -> Value {
                         "spec": {
                             "type": "object",
                             "description": "What the cron tab runs and when.",
+                            "x-kubernetes-validations": [
+                                {"rule": "self.replicas <= 10", "message": "at most 10 replicas"},
+                            ],
                             "properties": {
                                 "cronSpec": {"type": "string", "description": "The schedule, in cron format."},
                                 "image": {"type": "string"},
@@ -146,6 +149,44 @@ fn a_custom_resource_lives_and_dies_with_its_definition() {
         .collect();
     assert_eq!(&row[..6], ["nightly", "0", "3", "*", "*", "*"], "{table}");
     assert_eq!(row[6], "1", "the schema's default: {table}");
+    // The schema refuses what it does not allow, with the field at fault; CEL rules too.
+    for (spec, field, message) in [
+        (
+            json!({"cronSpec": 5}),
+            "spec.cronSpec",
+            "must be of type string",
+        ),
+        (
+            json!({"cronSpec": "x", "replicas": -1}),
+            "spec.replicas",
+            "should be greater than or equal to 0",
+        ),
+        (
+            json!({"cronSpec": "x", "replicas": 11}),
+            "spec",
+            "at most 10 replicas",
+        ),
+    ] {
+        let refused = lab.kubectl_stdin(
+            &["create", "-n", &ns, "-f", "-"],
+            &crontab("bad", &group, spec),
+        );
+        assert_ne!(refused.code, 0, "{refused:?}");
+        assert!(
+            refused.stderr.contains(field) && refused.stderr.contains(message),
+            "{field}: {refused:?}"
+        );
+    }
+    // Unknown fields are pruned, and reported under fieldValidation=Strict (kubectl's default).
+    let unknown = lab.kubectl_stdin(
+        &["create", "-n", &ns, "-f", "-"],
+        &crontab("extra", &group, json!({"cronSpec": "x", "colour": "blue"})),
+    );
+    assert_ne!(unknown.code, 0, "{unknown:?}");
+    assert!(
+        unknown.stderr.contains("unknown field \"spec.colour\""),
+        "{unknown:?}"
+    );
     let all = lab.kubectl_ok(&["get", "all", "-n", &ns, "-o", "name"]);
     assert!(
         all.contains(&format!("crontab.{group}/nightly")),
