@@ -276,9 +276,7 @@ impl Quantity {
             return other.clone();
         }
         let low = self.exponent.min(other.exponent);
-        let span = |q: &Self| {
-            i128::from(q.exponent) - i128::from(low) + q.digits.len() as i128
-        };
+        let span = |q: &Self| i128::from(q.exponent) - i128::from(low) + q.digits.len() as i128;
         if span(self).max(span(other)) > MAX_ALIGN {
             let larger = if self.magnitude_cmp(other) == Ordering::Less {
                 other

@@ -84,7 +84,10 @@ pub fn default_pod(pod: &mut Value, ranges: &[Value]) -> Vec<String> {
         if default_requests.is_empty() && default_limits.is_empty() {
             continue;
         }
-        for (key, prefix) in [("containers", "container"), ("initContainers", "init container")] {
+        for (key, prefix) in [
+            ("containers", "container"),
+            ("initContainers", "init container"),
+        ] {
             let Some(containers) = pod
                 .pointer_mut(&format!("/spec/{key}"))
                 .and_then(Value::as_array_mut)
@@ -140,7 +143,8 @@ fn default_container(
         let mut names = Vec::new();
         if let Some(list) = list.as_object_mut() {
             for (resource, value) in extra {
-                list.entry(resource.clone()).or_insert_with(|| value.clone());
+                list.entry(resource.clone())
+                    .or_insert_with(|| value.clone());
             }
             for (resource, value) in defaults {
                 if !list.contains_key(resource) {
@@ -156,7 +160,10 @@ fn default_container(
     let requests = set("requests", default_requests, &given_limits);
     let mut notes = Vec::new();
     if !requests.is_empty() {
-        notes.push(format!("{} request for {prefix} {name}", requests.join(", ")));
+        notes.push(format!(
+            "{} request for {prefix} {name}",
+            requests.join(", ")
+        ));
     }
     if !limits.is_empty() {
         notes.push(format!("{} limit for {prefix} {name}", limits.join(", ")));
@@ -397,9 +404,7 @@ impl Plugin for LimitRanger {
         if !notes.is_empty()
             && let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut)
         {
-            let annotations = metadata
-                .entry("annotations")
-                .or_insert_with(|| json!({}));
+            let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
             if !annotations.is_object() {
                 *annotations = json!({});
             }
@@ -503,7 +508,9 @@ mod tests {
             validate_pod(&two, &ranges),
             ["maximum memory usage per Pod is 1Gi, but limit is 1536Mi"]
         );
-        let claims = [range(json!([{"type": "PersistentVolumeClaim", "max": {"storage": "1Gi"}, "min": {"storage": "100Mi"}}]))];
+        let claims = [range(
+            json!([{"type": "PersistentVolumeClaim", "max": {"storage": "1Gi"}, "min": {"storage": "100Mi"}}]),
+        )];
         let claim = |size: &str| json!({"spec": {"resources": {"requests": {"storage": size}}}});
         assert!(validate_claim(&claim("500Mi"), &claims).is_empty());
         assert_eq!(
@@ -522,8 +529,10 @@ mod tests {
         store
             .create(
                 &object_key("", "limitranges", "team", "limits"),
-                &range(json!([{"type": "Container", "defaultRequest": {"cpu": "100m"},
-                    "default": {"cpu": "200m"}, "max": {"cpu": "1"}}])),
+                &range(
+                    json!([{"type": "Container", "defaultRequest": {"cpu": "100m"},
+                    "default": {"cpu": "200m"}, "max": {"cpu": "1"}}]),
+                ),
             )
             .await
             .expect("create");
@@ -538,12 +547,16 @@ mod tests {
             user: &user,
             dry_run: false,
         };
-        let mut pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "web"}]}});
+        let mut pod =
+            json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "web"}]}});
         plugin
             .admit(&attributes, &mut pod, None, &mut Vec::new())
             .await
             .expect("admitted");
-        assert_eq!(pod["spec"]["containers"][0]["resources"]["requests"]["cpu"], "100m");
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+            "100m"
+        );
         assert_eq!(
             pod["metadata"]["annotations"][ANNOTATION],
             "LimitRanger plugin set: cpu request for container web; cpu limit for container web"
@@ -559,9 +572,9 @@ mod tests {
             .expect_err("refused");
         assert_eq!(error.code, 403);
         assert!(
-            error
-                .to_string()
-                .contains("pods \"web\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"),
+            error.to_string().contains(
+                "pods \"web\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"
+            ),
             "{error}"
         );
     }

@@ -289,7 +289,10 @@ mod tests {
             json!({"pods": "2", "requests.cpu": "500m"}),
             json!({"pods": "1", "requests.cpu": "100m"}),
         );
-        assert!(matches!(judge_pod(&q, &pod(Some("100m"))), Ok(Verdict::Fits { .. })));
+        assert!(matches!(
+            judge_pod(&q, &pod(Some("100m"))),
+            Ok(Verdict::Fits { .. })
+        ));
         assert_eq!(
             judge_pod(&q, &pod(Some("1"))),
             Err("exceeded quota: q, requested: requests.cpu=1, used: requests.cpu=100m, limited: requests.cpu=500m".to_owned())

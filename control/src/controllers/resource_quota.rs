@@ -153,12 +153,48 @@ pub async fn run(client: Client) {
     let (controllers, controllers_w) = reflector::store::<ReplicationController>();
     let (enqueue, queued) = mpsc::unbounded_channel::<ObjectRef<ResourceQuota>>();
     let mut watches = tokio::task::JoinSet::new();
-    watches.spawn(releases(client.clone(), pods_w, quotas.clone(), enqueue.clone(), finished_pod));
-    watches.spawn(releases(client.clone(), services_w, quotas.clone(), enqueue.clone(), never));
-    watches.spawn(releases(client.clone(), config_maps_w, quotas.clone(), enqueue.clone(), never));
-    watches.spawn(releases(client.clone(), secrets_w, quotas.clone(), enqueue.clone(), never));
-    watches.spawn(releases(client.clone(), claims_w, quotas.clone(), enqueue.clone(), never));
-    watches.spawn(releases(client.clone(), controllers_w, quotas.clone(), enqueue.clone(), never));
+    watches.spawn(releases(
+        client.clone(),
+        pods_w,
+        quotas.clone(),
+        enqueue.clone(),
+        finished_pod,
+    ));
+    watches.spawn(releases(
+        client.clone(),
+        services_w,
+        quotas.clone(),
+        enqueue.clone(),
+        never,
+    ));
+    watches.spawn(releases(
+        client.clone(),
+        config_maps_w,
+        quotas.clone(),
+        enqueue.clone(),
+        never,
+    ));
+    watches.spawn(releases(
+        client.clone(),
+        secrets_w,
+        quotas.clone(),
+        enqueue.clone(),
+        never,
+    ));
+    watches.spawn(releases(
+        client.clone(),
+        claims_w,
+        quotas.clone(),
+        enqueue.clone(),
+        never,
+    ));
+    watches.spawn(releases(
+        client.clone(),
+        controllers_w,
+        quotas.clone(),
+        enqueue.clone(),
+        never,
+    ));
     for ready in [
         pods.wait_until_ready().await,
         services.wait_until_ready().await,
@@ -214,10 +250,7 @@ pub async fn run(client: Client) {
         })
     };
     let released = UnboundedReceiverStream::new(queued).map(Ok::<_, watcher::Error>);
-    let queue = futures::stream::select(
-        quota_changes,
-        futures::stream::select(released, resync),
-    );
+    let queue = futures::stream::select(quota_changes, futures::stream::select(released, resync));
     let shared = Arc::new(Shared {
         client,
         caches: Caches {
@@ -312,10 +345,7 @@ fn never<K>(_: &K) -> bool {
     false
 }
 
-async fn reconcile(
-    quota: Arc<ResourceQuota>,
-    shared: Arc<Shared>,
-) -> Result<Action, drive::Error> {
+async fn reconcile(quota: Arc<ResourceQuota>, shared: Arc<Shared>) -> Result<Action, drive::Error> {
     let namespace = quota.namespace().unwrap_or_default();
     let quota_object = serde_json::to_value(quota.as_ref()).unwrap_or(Value::Null);
     let hard = parsed(quota.spec.as_ref().and_then(|s| s.hard.as_ref()));
@@ -375,7 +405,11 @@ mod tests {
         let objects = vec![
             (
                 "pods",
-                vec![pod("100m", "Running"), pod("200m", "Pending"), pod("1", "Succeeded")],
+                vec![
+                    pod("100m", "Running"),
+                    pod("200m", "Pending"),
+                    pod("1", "Succeeded"),
+                ],
             ),
             ("configmaps", vec![]),
         ];
@@ -391,7 +425,12 @@ mod tests {
             ])
         );
         let best_effort = json!({"spec": {"scopes": ["BestEffort"]}});
-        let used = compute_used(&best_effort, &list(&[("pods", "5")]), &objects, &ResourceList::new());
+        let used = compute_used(
+            &best_effort,
+            &list(&[("pods", "5")]),
+            &objects,
+            &ResourceList::new(),
+        );
         assert_eq!(used, list(&[("pods", "0")]));
     }
 
@@ -404,7 +443,11 @@ mod tests {
         };
         assert!(needs_sync(&quota(json!({}))));
         assert!(needs_sync(&quota(json!({"hard": {"pods": "2"}}))));
-        assert!(needs_sync(&quota(json!({"hard": {"pods": "3"}, "used": {"pods": "0"}}))));
-        assert!(!needs_sync(&quota(json!({"hard": {"pods": "2"}, "used": {"pods": "1"}}))));
+        assert!(needs_sync(&quota(
+            json!({"hard": {"pods": "3"}, "used": {"pods": "0"}})
+        )));
+        assert!(!needs_sync(&quota(
+            json!({"hard": {"pods": "2"}, "used": {"pods": "1"}})
+        )));
     }
 }

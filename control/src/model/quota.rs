@@ -178,7 +178,8 @@ pub fn pod_requests_and_limits(pod: &Value, with_overhead: bool) -> (ResourceLis
     if with_overhead && !overhead.is_empty() {
         requests = add(&requests, &overhead);
         // Overhead is added to limits only for resources that have a limit.
-        let limited: ResourceList = mask(&overhead, limits.keys().cloned().collect::<Vec<_>>().iter());
+        let limited: ResourceList =
+            mask(&overhead, limits.keys().cloned().collect::<Vec<_>>().iter());
         limits = add(&limits, &limited);
     }
     (requests, limits)
@@ -301,7 +302,10 @@ pub fn usage(group: &str, plural: &str, object: &Value) -> ResourceList {
         _ => ResourceList::new(),
     };
     usage.insert(count_name(group, plural), one());
-    if group.is_empty() && LEGACY_COUNTS.contains(&plural) && !(plural == "pods" && terminal(object)) {
+    if group.is_empty()
+        && LEGACY_COUNTS.contains(&plural)
+        && !(plural == "pods" && terminal(object))
+    {
         usage.insert(plural.to_owned(), one());
     }
     usage
@@ -310,7 +314,9 @@ pub fn usage(group: &str, plural: &str, object: &Value) -> ResourceList {
 /// True if `name` is a resource the evaluator of `group`/`plural` may charge (kube's
 /// MatchingResources).
 pub fn charges(group: &str, plural: &str, name: &str) -> bool {
-    if name == count_name(group, plural) || (group.is_empty() && name == plural && LEGACY_COUNTS.contains(&plural)) {
+    if name == count_name(group, plural)
+        || (group.is_empty() && name == plural && LEGACY_COUNTS.contains(&plural))
+    {
         return true;
     }
     match (group, plural) {
@@ -486,10 +492,7 @@ pub fn pod_constraints(required: &BTreeSet<String>, pod: &Value) -> Result<(), S
             .unwrap_or_default();
         for resource in &required {
             if !usage.contains_key(*resource) {
-                missing
-                    .entry(resource)
-                    .or_default()
-                    .insert(name.to_owned());
+                missing.entry(resource).or_default().insert(name.to_owned());
             }
         }
     }
@@ -567,8 +570,10 @@ mod tests {
             "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2"}}}],
             "overhead": {"cpu": "10m"}}});
         let usage = usage("", "pods", &p);
-        let text: BTreeMap<&str, String> =
-            usage.iter().map(|(k, v)| (k.as_str(), v.to_string())).collect();
+        let text: BTreeMap<&str, String> = usage
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_string()))
+            .collect();
         assert_eq!(text["pods"], "1");
         assert_eq!(text["count/pods"], "1");
         // max(100m + 200m, 2) + 10m overhead.
@@ -596,7 +601,10 @@ mod tests {
         let usage = super::usage("apps", "deployments", &json!({}));
         assert_eq!(usage.keys().collect::<Vec<_>>(), ["count/deployments.apps"]);
         let usage = super::usage("", "configmaps", &json!({}));
-        assert_eq!(usage.keys().collect::<Vec<_>>(), ["configmaps", "count/configmaps"]);
+        assert_eq!(
+            usage.keys().collect::<Vec<_>>(),
+            ["configmaps", "count/configmaps"]
+        );
         assert!(charges("", "pods", "requests.cpu"));
         assert!(!charges("", "pods", "requests.storage"));
         assert!(charges("apps", "deployments", "count/deployments.apps"));
@@ -638,7 +646,8 @@ mod tests {
             pod_constraints(&required, &p),
             Err("must specify limits.cpu for: a,b; requests.memory for: b".to_owned())
         );
-        let ok = pod(json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Mi"}}}]));
+        let ok =
+            pod(json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Mi"}}}]));
         assert_eq!(pod_constraints(&required, &ok), Ok(()));
     }
 
@@ -646,7 +655,12 @@ mod tests {
     fn charges_fit_or_are_refused_as_kube_words_it() {
         let hard = list(&[("cpu", "2"), ("pods", "2")]);
         let used = list(&[("cpu", "1"), ("pods", "1")]);
-        let fits = charge("q", &hard, &used, &list(&[("cpu", "500m"), ("pods", "1"), ("memory", "1Gi")]));
+        let fits = charge(
+            "q",
+            &hard,
+            &used,
+            &list(&[("cpu", "500m"), ("pods", "1"), ("memory", "1Gi")]),
+        );
         assert_eq!(fits, Ok(list(&[("cpu", "1500m"), ("pods", "2")])));
         assert_eq!(
             charge("q", &hard, &used, &list(&[("cpu", "2"), ("pods", "1")])),

@@ -10,8 +10,9 @@ use k8s_openapi::api::{
     batch::v1::{CronJob, Job},
     coordination::v1::Lease,
     core::v1::{
-        ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-        PodTemplate, ReplicationController, ResourceQuota, Secret, Service, ServiceAccount,
+        ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, PersistentVolume,
+        PersistentVolumeClaim, Pod, PodTemplate, ReplicationController, ResourceQuota, Secret,
+        Service, ServiceAccount,
     },
     discovery::v1::EndpointSlice,
     events::v1::Event as EventsV1Event,
