@@ -189,6 +189,17 @@ impl ResourceQuotaAdmission {
     }
 }
 
+/// True if the cached `quota` may limit objects of `group`/`plural` (its spec or status
+/// names a resource they are charged): the others are not read again from the store.
+fn may_limit(quota: &Value, group: &str, plural: &str) -> bool {
+    ["/spec/hard", "/status/hard"].iter().any(|at| {
+        quota
+            .pointer(at)
+            .and_then(Value::as_object)
+            .is_some_and(|hard| hard.keys().any(|r| charges(group, plural, r)))
+    })
+}
+
 /// True for the writes quota admission charges.
 fn charged_write(attributes: &Attributes<'_>) -> bool {
     if !attributes.subresource.is_empty() || attributes.namespace.is_empty() {
@@ -244,7 +255,7 @@ impl Plugin for ResourceQuotaAdmission {
         };
         quotas.sort_by_key(name_of);
         let mut charged = Vec::new();
-        for quota in &quotas {
+        for quota in quotas.iter().filter(|q| may_limit(q, group, plural)) {
             let name = name_of(quota);
             match self
                 .charge_one(attributes, resource, &name, object, &delta)
@@ -319,6 +330,9 @@ mod tests {
         );
         let services = quota(json!({"services": "1"}), json!({"services": "0"}));
         assert_eq!(judge_pod(&services, &pod(None)), Ok(Verdict::Unconcerned));
+        assert!(!may_limit(&services, "", "pods"));
+        assert!(may_limit(&services, "", "services"));
+        assert!(may_limit(&q, "", "pods"));
     }
 
     #[tokio::test]

@@ -10,7 +10,9 @@
 //! a pod finishes, and every [`RESYNC`] — not on every charge admission writes, which would
 //! race with pods its caches have not seen yet (kube does the same). A status is written only
 //! when it differs from the stored one, so a quiet cluster writes nothing. `count/*`
-//! resources of kinds not cached here keep the usage admission charged.
+//! resources of other built-in kinds (`count/deployments.apps`) are listed when a quota is
+//! synced (their deletions are seen at the next resync); those of custom resources keep
+//! the usage admission charged.
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -345,6 +347,46 @@ fn never<K>(_: &K) -> bool {
     false
 }
 
+/// The built-in kind a `count/<plural>[.<group>]` resource names, if served.
+fn counted_kind(resource: &str) -> Option<&'static crate::resources::ResourceInfo> {
+    let name = resource.strip_prefix("count/")?;
+    let (plural, group) = name.split_once('.').unwrap_or((name, ""));
+    crate::resources::REGISTRY
+        .iter()
+        .find(|r| r.group == group && r.plural == plural && r.namespaced)
+}
+
+/// Live object counts of the built-in kinds `hard` counts (`count/deployments.apps`) that
+/// are not among the cached `objects`: listed (metadata only) when the quota is synced.
+/// Kinds Skiff does not serve as built-ins (custom resources) are left out.
+async fn count_others(
+    client: &Client,
+    namespace: &str,
+    hard: &ResourceList,
+    objects: &[(&str, Vec<Value>)],
+) -> Result<ResourceList, kube::Error> {
+    let cached: BTreeSet<String> = objects.iter().map(|(p, _)| count_name("", p)).collect();
+    let mut counts = ResourceList::new();
+    for resource in hard.keys().filter(|r| !cached.contains(*r)) {
+        let Some(info) = counted_kind(resource) else {
+            continue;
+        };
+        let api_resource = kube::api::ApiResource {
+            group: info.group.to_owned(),
+            version: info.version.to_owned(),
+            api_version: info.api_version(),
+            kind: info.kind.to_owned(),
+            plural: info.plural.to_owned(),
+        };
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &api_resource);
+        let listed = api.list_metadata(&kube::api::ListParams::default()).await?;
+        let count = i64::try_from(listed.items.len()).unwrap_or(i64::MAX);
+        counts.insert(resource.clone(), skiff_quantity::Quantity::from_i64(count));
+    }
+    Ok(counts)
+}
+
 async fn reconcile(quota: Arc<ResourceQuota>, shared: Arc<Shared>) -> Result<Action, drive::Error> {
     let namespace = quota.namespace().unwrap_or_default();
     let quota_object = serde_json::to_value(quota.as_ref()).unwrap_or(Value::Null);
@@ -353,7 +395,9 @@ async fn reconcile(quota: Arc<ResourceQuota>, shared: Arc<Shared>) -> Result<Act
     let stored_hard = parsed(status.and_then(|s| s.hard.as_ref()));
     let stored_used = parsed(status.and_then(|s| s.used.as_ref()));
     let objects = shared.caches.objects(&namespace);
-    let used = compute_used(&quota_object, &hard, &objects, &stored_used);
+    let mut previous = stored_used.clone();
+    previous.extend(count_others(&shared.client, &namespace, &hard, &objects).await?);
+    let used = compute_used(&quota_object, &hard, &objects, &previous);
     if same(&hard, &stored_hard) && same(&used, &stored_used) {
         return Ok(Action::await_change());
     }
@@ -432,6 +476,17 @@ mod tests {
             &ResourceList::new(),
         );
         assert_eq!(used, list(&[("pods", "0")]));
+    }
+
+    #[test]
+    fn object_counts_name_served_kinds() {
+        assert_eq!(
+            counted_kind("count/deployments.apps").map(|r| r.kind),
+            Some("Deployment")
+        );
+        assert_eq!(counted_kind("count/pods").map(|r| r.kind), Some("Pod"));
+        assert!(counted_kind("count/widgets.example.com").is_none());
+        assert!(counted_kind("count/nodes").is_none(), "cluster-scoped");
     }
 
     #[test]
