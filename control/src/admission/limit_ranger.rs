@@ -422,9 +422,14 @@ impl Plugin for LimitRanger {
         &self,
         attributes: &Attributes<'_>,
         object: &Value,
-        _old: Option<&Value>,
+        old: Option<&Value>,
         _warnings: &mut Vec<String>,
     ) -> Result<(), ApiError> {
+        // As kube: objects marked for deletion are not held to new bounds (their
+        // finalizers must still come off).
+        if old.is_some_and(|o| o.pointer("/metadata/deletionTimestamp").is_some()) {
+            return Ok(());
+        }
         let errors = if pod_create(attributes) {
             validate_pod(object, &self.ranges(attributes.namespace).await?)
         } else if claim_write(attributes) {
