@@ -335,6 +335,42 @@ mod tests {
         assert!(may_limit(&q, "", "pods"));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_creates_cannot_share_the_last_slot() {
+        let store = Store::in_memory();
+        let key = object_key("", "resourcequotas", "team", "q");
+        store
+            .create(&key, &quota(json!({"pods": "3"}), json!({"pods": "0"})))
+            .await
+            .expect("create");
+        let plugin = Arc::new(ResourceQuotaAdmission::new(Arc::clone(&store)));
+        let mut racers = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let plugin = Arc::clone(&plugin);
+            racers.spawn(async move {
+                let user = UserInfo::default();
+                let name = format!("web-{i}");
+                let attributes = Attributes {
+                    operation: Operation::Create,
+                    resource: resources::find("", "v1", "pods").expect("pods"),
+                    subresource: "",
+                    namespace: "team",
+                    name: &name,
+                    user: &user,
+                    dry_run: false,
+                };
+                plugin
+                    .validate(&attributes, &pod(None), None, &mut Vec::new())
+                    .await
+                    .is_ok()
+            });
+        }
+        let admitted = racers.join_all().await.into_iter().filter(|ok| *ok).count();
+        assert_eq!(admitted, 3);
+        let stored = store.get(&key).await.expect("get");
+        assert_eq!(stored.pointer("/status/used/pods"), Some(&json!("3")));
+    }
+
     #[tokio::test]
     async fn charges_are_written_and_dry_runs_are_not() {
         let store = Store::in_memory();
