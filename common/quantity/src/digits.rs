@@ -101,6 +101,56 @@ pub(crate) fn saturated(digits: &[u8], exponent: i64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// `a + b` for digit strings of any lengths (leading zeros allowed).
+pub(crate) fn add(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()) + 1);
+    let mut carry = 0u8;
+    let (mut i, mut j) = (a.len(), b.len());
+    while i > 0 || j > 0 || carry > 0 {
+        let x = if i > 0 {
+            i -= 1;
+            a[i]
+        } else {
+            0
+        };
+        let y = if j > 0 {
+            j -= 1;
+            b[j]
+        } else {
+            0
+        };
+        let sum = x + y + carry;
+        out.push(sum % 10);
+        carry = sum / 10;
+    }
+    out.reverse();
+    out
+}
+
+/// `a - b` for digit strings with `a ≥ b` (leading zeros allowed).
+pub(crate) fn subtract(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(a.len());
+    let mut borrow = 0i8;
+    let mut j = b.len();
+    for &x in a.iter().rev() {
+        let y = if j > 0 {
+            j -= 1;
+            b[j] as i8
+        } else {
+            0
+        };
+        let mut d = x as i8 - y - borrow;
+        borrow = 0;
+        if d < 0 {
+            d += 10;
+            borrow = 1;
+        }
+        out.push(d as u8);
+    }
+    out.reverse();
+    out
+}
+
 /// Compare `a * 10^ea` with `b * 10^eb`, both without leading zeros and non-zero.
 pub(crate) fn compare(a: &[u8], ea: i64, b: &[u8], eb: i64) -> Ordering {
     // The position of the leading digit decides, then the digits themselves.

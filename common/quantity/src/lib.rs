@@ -67,6 +67,8 @@ const BINARY_SUFFIXES: [(&str, u32); 6] = [
     ("Pi", 5),
     ("Ei", 6),
 ];
+/// How many decimal places [`Quantity::add`] aligns at most.
+pub const MAX_ALIGN: i128 = 4096;
 /// The smallest representable amount is 1n: finer values round up to it.
 const NANO: i64 = -9;
 
@@ -260,6 +262,84 @@ impl Quantity {
         self.exponent >= 0 || self.digits.is_empty()
     }
 
+    /// `self + other`, exact (apimachinery's `Add`; the result keeps `self`'s format, or
+    /// `other`'s when `self` is zero). When the two values lie more than
+    /// [`MAX_ALIGN`] decimal places apart the smaller one is below any difference a quota
+    /// or a limit can express, and the larger is returned as it is, so a value such as
+    /// `1e2000000000` never makes the sum build billions of digits.
+    #[must_use]
+    pub fn add(&self, other: &Self) -> Self {
+        if other.is_zero() {
+            return self.clone();
+        }
+        if self.is_zero() {
+            return other.clone();
+        }
+        let low = self.exponent.min(other.exponent);
+        let span = |q: &Self| i128::from(q.exponent) - i128::from(low) + q.digits.len() as i128;
+        if span(self).max(span(other)) > MAX_ALIGN {
+            let larger = if self.magnitude_cmp(other) == Ordering::Less {
+                other
+            } else {
+                self
+            };
+            let mut result = larger.clone();
+            result.format = self.format;
+            return result;
+        }
+        let aligned = |q: &Self| {
+            let mut digits = q.digits.clone();
+            let pad = usize::try_from(q.exponent - low).unwrap_or(0);
+            digits.extend(std::iter::repeat_n(0, pad));
+            digits
+        };
+        let (a, b) = (aligned(self), aligned(other));
+        let (negative, mut digits) = if self.negative == other.negative {
+            (self.negative, digits::add(&a, &b))
+        } else {
+            match self.magnitude_cmp(other) {
+                Ordering::Equal => (false, Vec::new()),
+                Ordering::Greater => (self.negative, digits::subtract(&a, &b)),
+                Ordering::Less => (other.negative, digits::subtract(&b, &a)),
+            }
+        };
+        digits::trim_leading_zeros(&mut digits);
+        let zeros = digits::trim_trailing_zeros(&mut digits);
+        Self {
+            negative: negative && !digits.is_empty(),
+            exponent: if digits.is_empty() {
+                0
+            } else {
+                low.saturating_add(i64::try_from(zeros).unwrap_or(0))
+            },
+            digits,
+            format: self.format,
+        }
+    }
+
+    /// `self - other` (see [`Quantity::add`]).
+    #[must_use]
+    pub fn sub(&self, other: &Self) -> Self {
+        let mut negated = other.clone();
+        negated.negative = !negated.negative && !negated.digits.is_empty();
+        let mut result = self.add(&negated);
+        if self.is_zero() {
+            result.format = self.format;
+        }
+        result
+    }
+
+    /// Zero, in `self`'s format.
+    #[must_use]
+    pub fn zero_like(&self) -> Self {
+        Self {
+            negative: false,
+            digits: Vec::new(),
+            exponent: 0,
+            format: self.format,
+        }
+    }
+
     fn magnitude_cmp(&self, other: &Self) -> Ordering {
         match (self.digits.is_empty(), other.digits.is_empty()) {
             (true, true) => Ordering::Equal,
@@ -321,6 +401,20 @@ mod tests {
 
     fn q(text: &str) -> Quantity {
         Quantity::parse(text).expect("a quantity")
+    }
+
+    #[test]
+    fn adds_and_subtracts_exactly() {
+        assert_eq!(q("500m").add(&q("1")).to_string(), "1500m");
+        assert_eq!(q("128Mi").add(&q("128Mi")).to_string(), "256Mi");
+        assert_eq!(q("1").sub(&q("1500m")).to_string(), "-500m");
+        assert_eq!(q("2").sub(&q("2000m")).to_string(), "0");
+        assert_eq!(q("0").add(&q("100m")).to_string(), "100m");
+        assert_eq!(q("1e30").add(&q("1")), q("1000000000000000000000000000001"));
+        assert_eq!(q("-1").add(&q("-1")), q("-2"));
+        // Values thousands of places apart: the larger one, without building the digits.
+        assert_eq!(q("1e2000000000").add(&q("1")), q("1e2000000000"));
+        assert_eq!(q("1").sub(&q("1e2000000000")), q("-1e2000000000"));
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! ([`Chain`]), not branches in handlers.
 
 pub mod default_toleration_seconds;
+pub mod limit_ranger;
 pub mod namespace_lifecycle;
 pub mod node_restriction;
 pub mod pod_security;
 pub mod priority;
 pub mod rbac_escalation;
+pub mod resource_quota;
 pub mod runtime_class;
 pub mod service_account;
 
@@ -141,6 +143,7 @@ pub fn default_chain(
         Arc::new(namespace_lifecycle::NamespaceLifecycle::new(Arc::clone(
             store,
         ))),
+        Arc::new(limit_ranger::LimitRanger::new(Arc::clone(store))),
         Arc::new(service_account::ServiceAccountAdmission::new(Arc::clone(
             store,
         ))),
@@ -163,6 +166,10 @@ pub fn default_chain(
             Arc::clone(&authorization.authorizer),
         )));
     }
+    // kube runs ResourceQuota last, so it charges what every other plugin let through.
+    plugins.push(Arc::new(resource_quota::ResourceQuotaAdmission::new(
+        Arc::clone(store),
+    )));
     Chain::new(plugins)
 }
 

@@ -53,6 +53,7 @@ pub const CONTROLLER_ACCOUNTS: &[&str] = &[
     "root-ca-cert-publisher",
     "clusterrole-aggregation-controller",
     "customresourcedefinition-controller",
+    "resourcequota-controller",
 ];
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";

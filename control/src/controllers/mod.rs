@@ -19,6 +19,7 @@ mod namespace;
 pub mod namespace_defaults;
 mod node_lifecycle;
 mod replicaset;
+pub mod resource_quota;
 pub mod service_lb;
 mod statefulset;
 pub mod supervise;
@@ -185,6 +186,11 @@ fn tasks(clients: &Clients, config: &ControllerConfig) -> Vec<Task> {
             "clusterrole-aggregation",
             &clients.controller("clusterrole-aggregation-controller"),
             clusterrole_aggregation::run,
+        ),
+        task(
+            "resourcequota",
+            &clients.controller("resourcequota-controller"),
+            resource_quota::run,
         ),
         task(
             "customresourcedefinition",

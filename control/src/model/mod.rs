@@ -5,6 +5,7 @@ pub mod cidr;
 pub mod disruption;
 pub mod error;
 pub mod meta;
+pub mod quota;
 pub mod selector;
 pub mod user;
 pub mod validation;

@@ -6,6 +6,7 @@ mod cluster;
 mod networking;
 pub mod pod;
 mod policy;
+mod quota;
 mod rbac;
 mod reviews;
 pub mod scheduling;

@@ -236,6 +236,10 @@ pub fn printer(group: &str, kind: &str) -> Printer {
             ],
             pod_disruption_budget,
         ),
+        ("", "ResourceQuota") => (
+            &[NAME, AGE, ("Request", "string", 0), ("Limit", "string", 0)],
+            resource_quota,
+        ),
         ("scheduling.k8s.io", "PriorityClass") => (
             &[
                 NAME,

@@ -23,6 +23,32 @@ pub(super) fn pod_disruption_budget(o: &Value) -> Vec<Value> {
     ]
 }
 
+/// kube's ResourceQuota columns: `resource: used/hard` pairs in name order, requests
+/// (and counts) apart from `limits.*`.
+pub(super) fn resource_quota(o: &Value) -> Vec<Value> {
+    let hard = o.pointer("/status/hard").and_then(Value::as_object);
+    let used = o.pointer("/status/used");
+    let (mut requests, mut limits) = (Vec::new(), Vec::new());
+    for (resource, limit) in hard.into_iter().flatten() {
+        let spent = used
+            .and_then(|u| u.get(resource))
+            .and_then(Value::as_str)
+            .unwrap_or("0");
+        let cell = format!("{resource}: {spent}/{}", limit.as_str().unwrap_or_default());
+        if resource.starts_with("limits.") {
+            limits.push(cell);
+        } else {
+            requests.push(cell);
+        }
+    }
+    vec![
+        name(o),
+        created(o),
+        json!(requests.join(", ")),
+        json!(limits.join(", ")),
+    ]
+}
+
 pub(super) fn priority_class(o: &Value) -> Vec<Value> {
     vec![
         name(o),
@@ -64,6 +90,16 @@ mod tests {
             (&cells[1], &cells[2], &cells[3]),
             (&json!("N/A"), &json!("25%"), &json!(0))
         );
+    }
+
+    #[test]
+    fn quotas_print_used_over_hard() {
+        let quota = json!({"metadata": {"name": "q"}, "status": {
+            "hard": {"pods": "2", "requests.cpu": "500m", "limits.cpu": "1"},
+            "used": {"pods": "1", "requests.cpu": "100m"}}});
+        let cells = resource_quota(&quota);
+        assert_eq!(cells[2], "pods: 1/2, requests.cpu: 100m/500m");
+        assert_eq!(cells[3], "limits.cpu: 0/1");
     }
 
     #[test]

@@ -446,6 +446,13 @@ const CONTROLLER_NEEDS: &[(&str, &str, &str)] = &[
     ),
     ("disruption-controller", "get", "apps/deployments/scale"),
     ("disruption-controller", "create", "core/events"),
+    ("resourcequota-controller", "list", "core/pods"),
+    ("resourcequota-controller", "watch", "core/configmaps"),
+    (
+        "resourcequota-controller",
+        "update",
+        "core/resourcequotas/status",
+    ),
 ];
 
 /// What kube's controller roles do not grant, though Skiff's controllers do it today (kube's
