@@ -45,6 +45,7 @@ pub struct Target {
 
 /// The production caller: HTTPS to the URL or to one of the Service's endpoints.
 pub struct HttpsCaller {
+    store: Arc<Store>,
     services: Arc<WatchCache>,
     slices: Arc<WatchCache>,
     /// TLS configurations by caBundle (most webhooks share few bundles).
@@ -55,9 +56,25 @@ impl HttpsCaller {
     /// A caller reading Services and EndpointSlices from `store`'s watch caches.
     pub fn new(store: &Arc<Store>) -> Self {
         Self {
+            store: Arc::clone(store),
             services: resources::watch_cache(store, "", "v1", "services"),
             slices: resources::watch_cache(store, "discovery.k8s.io", "v1", "endpointslices"),
             tls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Wait (within the call's timeout) for the Service and EndpointSlice caches to sync
+    /// after start; a webhook called by URL does not need them.
+    async fn caches_synced(&self) {
+        if self.services.synced() && self.slices.synced() {
+            return;
+        }
+        if let Ok(revision) = self.store.current_revision().await {
+            for cache in [&self.services, &self.slices] {
+                let _ = cache
+                    .wait_for(revision, std::time::Duration::from_secs(30))
+                    .await;
+            }
         }
     }
 
@@ -276,6 +293,9 @@ pub async fn post(
 #[async_trait]
 impl Caller for HttpsCaller {
     async fn call(&self, hook: &Hook, review: &Value) -> Result<Value, CallError> {
+        if hook.client_config.service.is_some() {
+            self.caches_synced().await;
+        }
         let target = self.target(hook)?;
         let config = self.tls_config(
             hook.client_config

@@ -409,3 +409,100 @@ pub(crate) fn dry_run_refused(hook: &Hook) -> ApiError {
 
 #[cfg(test)]
 pub(crate) mod fake;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{
+        fake::{self, Answer, Fake},
+        mutating::MutatingWebhooks,
+        validating::ValidatingWebhooks,
+        *,
+    };
+    use crate::{
+        admission::Chain,
+        model::user::UserInfo,
+        registry::{FieldValidation, Registry, Request},
+    };
+
+    #[tokio::test]
+    async fn writes_through_the_registry_are_mutated_warned_and_refused() {
+        let store = Store::in_memory();
+        for (plural, configuration) in [
+            (
+                "mutatingwebhookconfigurations",
+                fake::configuration("m", vec![fake::hook("mutate.example.com", json!({}))]),
+            ),
+            (
+                "validatingwebhookconfigurations",
+                fake::configuration("v", vec![fake::hook("deny.example.com", json!({}))]),
+            ),
+        ] {
+            store
+                .create(&object_key(GROUP, plural, "", plural), &configuration)
+                .await
+                .expect("configuration");
+        }
+        let fake = Fake::new(|hook, review| {
+            let object = &review["request"]["object"];
+            match hook.name.as_str() {
+                "mutate.example.com" => fake::answer(
+                    review,
+                    true,
+                    Some(json!([{"op": "add", "path": "/metadata/labels",
+                                 "value": {"mutated": "yes"}}])),
+                    None,
+                ),
+                _ if object["data"]["deny"] == "true" => fake::answer(
+                    review,
+                    false,
+                    None,
+                    Some(json!({"code": 403, "message": "not this one"})),
+                ),
+                _ => Answer::Review(json!({
+                    "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                    "response": {"uid": review["request"]["uid"], "allowed": true,
+                                 "warnings": ["seen by the webhook"]}})),
+            }
+        });
+        let source = Source::new(Arc::clone(&store), fake);
+        let chain = Chain::new(vec![
+            Arc::new(MutatingWebhooks::new(Arc::clone(&source))),
+            Arc::new(ValidatingWebhooks::new(source)),
+        ]);
+        let registry = Registry::new(store, chain);
+        let user = UserInfo::authenticated("admin", vec!["system:masters".to_owned()]);
+        let request = Request {
+            resource: resources::find("", "v1", "configmaps").expect("served"),
+            namespace: "default",
+            subresource: "",
+            user: &user,
+            dry_run: false,
+            field_validation: FieldValidation::Strict,
+        };
+        let written = registry
+            .create(
+                &request,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}),
+            )
+            .await
+            .expect("created");
+        assert_eq!(written.object["metadata"]["labels"]["mutated"], "yes");
+        assert_eq!(written.warnings, ["seen by the webhook"]);
+        let refused = registry
+            .create(
+                &request,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"},
+                       "data": {"deny": "true"}}),
+            )
+            .await
+            .expect_err("refused")
+            .to_api_error();
+        assert_eq!(refused.code, 403);
+        assert_eq!(
+            refused.message,
+            "admission webhook \"deny.example.com\" denied the request: not this one"
+        );
+    }
+}
