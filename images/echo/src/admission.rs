@@ -47,31 +47,30 @@ pub fn serve(dir: &str, port: u16) -> Result<(), String> {
     for stream in listener.incoming().flatten() {
         let config = Arc::clone(&config);
         thread::spawn(move || {
-            if let Err(e) = connection(config, stream) {
-                eprintln!("skiff-echo: admission connection: {e}");
+            match connection(config, stream) {
+                // Clients often close without TLS close_notify.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+                Err(e) => eprintln!("skiff-echo: admission connection: {e}"),
+                Ok(()) => {}
             }
         });
     }
     Ok(())
 }
 
-fn connection(config: Arc<ServerConfig>, tcp: TcpStream) -> Result<(), String> {
+fn connection(config: Arc<ServerConfig>, tcp: TcpStream) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
-    let tls = ServerConnection::new(config).map_err(|e| e.to_string())?;
+    let tls = ServerConnection::new(config).map_err(std::io::Error::other)?;
     let mut reader = BufReader::new(StreamOwned::new(tls, tcp));
     loop {
         let mut request_line = String::new();
-        if reader
-            .read_line(&mut request_line)
-            .map_err(|e| e.to_string())?
-            == 0
-        {
+        if reader.read_line(&mut request_line)? == 0 {
             return Ok(());
         }
         let mut length = 0usize;
         loop {
             let mut header = String::new();
-            if reader.read_line(&mut header).map_err(|e| e.to_string())? == 0 {
+            if reader.read_line(&mut header)? == 0 {
                 return Ok(());
             }
             if header == "\r\n" || header == "\n" {
@@ -79,14 +78,17 @@ fn connection(config: Arc<ServerConfig>, tcp: TcpStream) -> Result<(), String> {
             }
             let lower = header.to_ascii_lowercase();
             if let Some(value) = lower.strip_prefix("content-length:") {
-                length = value.trim().parse().map_err(|_| "bad content-length")?;
+                length = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| std::io::Error::other("bad content-length"))?;
             }
         }
         if length > MAX_BODY {
-            return Err(format!("body of {length} bytes"));
+            return Err(std::io::Error::other(format!("body of {length} bytes")));
         }
         let mut body = vec![0u8; length];
-        reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+        reader.read_exact(&mut body)?;
         let path = request_line.split_whitespace().nth(1).unwrap_or("");
         let path = path.split('?').next().unwrap_or("");
         let (status, answer) = match serde_json::from_slice::<Value>(&body) {
@@ -103,10 +105,8 @@ fn connection(config: Arc<ServerConfig>, tcp: TcpStream) -> Result<(), String> {
             body.len()
         );
         let stream = reader.get_mut();
-        stream
-            .write_all(response.as_bytes())
-            .and_then(|()| stream.flush())
-            .map_err(|e| e.to_string())?;
+        stream.write_all(response.as_bytes())?;
+        stream.flush()?;
     }
 }
 

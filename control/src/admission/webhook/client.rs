@@ -308,7 +308,7 @@ impl Caller for HttpsCaller {
         let (status, answer) = post(config, &target, body)
             .await
             .map_err(|e| CallError::Failed(format!("Post \"{url}\": {e}")))?;
-        if status != 200 {
+        if !(200..300).contains(&status) {
             let text = String::from_utf8_lossy(&answer);
             let text: String = text.chars().take(256).collect();
             return Err(CallError::Failed(format!(
