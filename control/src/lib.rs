@@ -6,6 +6,7 @@
 //! - `api`: the HTTP surface (generic REST handler, discovery, watch, health).
 //! - `scheduler`: places pods on nodes (filter, score, bind).
 //! - `controllers`: namespace (and, growing, workload) controllers.
+//! - `crd`: CustomResourceDefinitions: serving custom resources, the structural schema engine.
 #![forbid(unsafe_code)]
 
 pub mod admission;

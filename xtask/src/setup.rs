@@ -43,7 +43,17 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "redis-tools",       // the guestbook's redis image (redis-server is redis-check-rdb)
     "php8.2-cli",        // the guestbook frontend image
     "php8.2-redis",      // its redis client extension
+    "python3-venv",      // the virtualenv of the Python tools from PyPI (kopf)
 ];
+
+/// Python packages from PyPI the end-to-end tests run (an operator framework and the
+/// official client, which nobody here wrote), pinned, installed into [`python_env`].
+pub const PYPI_PACKAGES: &[&str] = &["kopf==1.45.2", "kubernetes==37.0.3"];
+
+/// The virtualenv holding [`PYPI_PACKAGES`] (`target/py`).
+pub fn python_env() -> PathBuf {
+    crate::cmd::workspace_root().join("target").join("py")
+}
 
 /// Entry point of `cargo xtask setup`.
 pub fn run() -> Result<()> {
@@ -53,8 +63,12 @@ pub fn run() -> Result<()> {
 
 /// Install what is missing and check the host; used by `setup`, `up` and `test`.
 pub fn ensure() -> Result<()> {
-    let mut progress = Progress::new("setup", 4);
+    let mut progress = Progress::new("setup", 5);
     progress.step("Debian packages", install_debian_packages)?;
+    progress.step(
+        "Python tools from PyPI (kopf) in target/py",
+        install_python_tools,
+    )?;
     progress.step(
         "nightly toolchain with rust-src (eBPF builds)",
         install_rust_src,
@@ -115,6 +129,51 @@ fn install_debian_packages() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Create the virtualenv with Debian's python3 and install the pinned PyPI packages that
+/// are missing.
+fn install_python_tools() -> Result<()> {
+    let env = python_env();
+    let python_path = env.join("bin").join("python");
+    let python = python_path.to_string_lossy().into_owned();
+    if !python_path.exists() {
+        run_cmd(command("/usr/bin/python3", ["-m", "venv"]).arg(&env))
+            .context("could not create the Python virtualenv (Debian's python3-venv)")?;
+    }
+    let missing: Vec<&str> = PYPI_PACKAGES
+        .iter()
+        .copied()
+        .filter(|requirement| {
+            let (name, version) = requirement.split_once("==").unwrap_or((requirement, ""));
+            let shown = output(&mut command(&python, ["-m", "pip", "show", name]));
+            !shown.is_ok_and(|text| text.lines().any(|l| l == format!("Version: {version}")))
+        })
+        .collect();
+    if missing.is_empty() {
+        eprintln!("      all {} packages present", PYPI_PACKAGES.len());
+        return Ok(());
+    }
+    eprintln!("      installing from PyPI: {}", missing.join(" "));
+    run_cmd(
+        command(
+            &python,
+            [
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ],
+        )
+        .args(&missing),
+    )
+    .with_context(|| {
+        format!(
+            "pip could not install {}: check that PyPI is reachable",
+            missing.join(" ")
+        )
+    })
 }
 
 fn install_rust_src() -> Result<()> {

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: the whole test pipeline, exactly what CI runs.
 //!
 //! setup → fmt → clippy → unit tests → fuzz targets (20 s each) → a fresh lab → end-to-end tests → the kubectl
-//! sessions again with kubectl.1.33 itself → the network
+//! sessions again with kubectl.1.33 itself → the custom-resource sessions with kubectl 1.27 → the network
 //! benchmark's quick run (smoke) → down → the after-down checks. The lab is torn down even
 //! when a step fails.
 
@@ -23,7 +23,14 @@ const TEARDOWN_TARGET: &str = "teardown";
 
 /// The e2e targets that are kubectl sessions: run once with the kubectl on PATH (the
 /// Cloud SDK dispatcher) and once with the versioned binary itself.
-const KUBECTL_TARGETS: [&str; 4] = ["apply", "kubectl", "tables", "validation"];
+const KUBECTL_TARGETS: [&str; 5] = ["apply", "crd", "kubectl", "tables", "validation"];
+
+/// The sessions that also run with the oldest kubectl on the machine (client-side
+/// validation and discovery of custom resources differ most between versions).
+const OLDEST_KUBECTL_TARGETS: [&str; 2] = ["crd", "validation"];
+
+/// The oldest kubectl on the machine.
+const KUBECTL_OLDEST: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
 
 /// How long each fuzz target runs in `test` (a smoke run; `cargo xtask fuzz` for longer).
 const FUZZ_SECONDS: u32 = 20;
@@ -49,7 +56,7 @@ pub struct TestArgs {
 pub fn run(args: &TestArgs) -> Result<()> {
     host::require_root("test")?;
     setup::ensure()?;
-    let steps = if args.unit_only { 4 } else { 10 };
+    let steps = if args.unit_only { 4 } else { 11 };
     let mut progress = Progress::new("test", steps);
     progress.step("cargo fmt --check", || {
         run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -114,6 +121,18 @@ pub fn run(args: &TestArgs) -> Result<()> {
             let targets: Vec<String> = KUBECTL_TARGETS.iter().map(|t| (*t).to_owned()).collect();
             let mut cmd = e2e_command(&layout, args.nodes, &targets);
             cmd.env("SKIFF_KUBECTL", KUBECTL_1_33);
+            run_cmd(&mut cmd)
+        })
+    });
+    let e2e = e2e.and_then(|()| {
+        progress.step("custom-resource sessions with the oldest kubectl (1.27)", || {
+            if !std::path::Path::new(KUBECTL_OLDEST).exists() {
+                bail!("{KUBECTL_OLDEST} is missing: it comes with the Cloud SDK's kubectl versions");
+            }
+            let targets: Vec<String> =
+                OLDEST_KUBECTL_TARGETS.iter().map(|t| (*t).to_owned()).collect();
+            let mut cmd = e2e_command(&layout, args.nodes, &targets);
+            cmd.env("SKIFF_KUBECTL", KUBECTL_OLDEST);
             run_cmd(&mut cmd)
         })
     });

@@ -18,6 +18,10 @@ pub enum ErrorKind {
     TooLong(usize),
     /// The field may not be set (or changed).
     Forbidden,
+    /// The value has the wrong type (kube's TypeInvalid: printed as "Invalid value").
+    TypeInvalid(String),
+    /// A list or map has too many items: the actual count (when known) and the maximum.
+    TooMany(Option<usize>, usize),
 }
 
 impl ErrorKind {
@@ -30,6 +34,8 @@ impl ErrorKind {
             Self::NotSupported(..) => "FieldValueNotSupported",
             Self::TooLong(_) => "FieldValueTooLong",
             Self::Forbidden => "FieldValueForbidden",
+            Self::TypeInvalid(_) => "FieldValueTypeInvalid",
+            Self::TooMany(..) => "FieldValueTooMany",
         }
     }
 }
@@ -110,17 +116,29 @@ impl FieldError {
     pub fn cause_message(&self) -> String {
         let head = match &self.kind {
             ErrorKind::Required => "Required value".to_owned(),
-            ErrorKind::Invalid(v) => format!("Invalid value: {}", quote(v)),
+            ErrorKind::Invalid(v) | ErrorKind::TypeInvalid(v) => {
+                format!("Invalid value: {}", quote(v))
+            }
             ErrorKind::Duplicate(v) => format!("Duplicate value: {}", quote(v)),
             ErrorKind::NotSupported(v, supported) => {
-                let list: Vec<String> = supported.iter().map(|s| quote(s)).collect();
+                let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
                 format!(
                     "Unsupported value: {}: supported values: {}",
                     quote(v),
                     list.join(", ")
                 )
             }
-            ErrorKind::TooLong(max) => format!("Too long: may not be more than {max} bytes"),
+            ErrorKind::TooLong(max) => {
+                let unit = if *max == 1 { "byte" } else { "bytes" };
+                format!("Too long: may not be more than {max} {unit}")
+            }
+            ErrorKind::TooMany(actual, max) => {
+                let unit = if *max == 1 { "item" } else { "items" };
+                match actual {
+                    Some(actual) => format!("Too many: {actual}: must have at most {max} {unit}"),
+                    None => format!("Too many: must have at most {max} {unit}"),
+                }
+            }
             ErrorKind::Forbidden => "Forbidden".to_owned(),
         };
         if self.detail.is_empty() {
@@ -139,8 +157,17 @@ impl fmt::Display for FieldError {
 
 /// Quote a value the way Go's %q does for plain strings; numbers stay bare.
 fn quote(v: &str) -> String {
-    // Numbers and Go-rendered values (`[]string{"10.96.0.5"}`) print as they are.
-    if v.parse::<f64>().is_ok() || v.starts_with("[]") {
+    // Numbers, booleans, null, JSON (`{"a":1}`, `["x"]`), already quoted strings and
+    // Go-rendered values (`[]string{"10.96.0.5"}`) print as they are: values rendered the
+    // way kube prints them (see `crd::schema`'s errors) stay exactly so.
+    let prerendered = v.parse::<f64>().is_ok()
+        || matches!(v, "true" | "false" | "null")
+        || v.starts_with("[]")
+        || (v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('{') && v.ends_with('}'))
+                || (v.starts_with('[') && v.ends_with(']'))));
+    if prerendered {
         v.to_owned()
     } else {
         format!("{v:?}")

@@ -6,6 +6,153 @@ use super::{Field, ListMerge, Message, Ty};
 /// Every message, sorted by name.
 #[rustfmt::skip]
 pub static MESSAGES: &[Message] = &[
+    Message { name: "api/admissionregistration/v1/AuditAnnotation", fields: &[
+        Field { tag: 1, json: "key", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "valueExpression", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/ExpressionWarning", fields: &[
+        Field { tag: 2, json: "fieldRef", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "warning", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/MatchCondition", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "expression", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/MatchResources", fields: &[
+        Field { tag: 1, json: "namespaceSelector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "objectSelector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "resourceRules", ty: Ty::Message("api/admissionregistration/v1/NamedRuleWithOperations"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "excludeResourceRules", ty: Ty::Message("api/admissionregistration/v1/NamedRuleWithOperations"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 7, json: "matchPolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/MutatingWebhook", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "clientConfig", ty: Ty::Message("api/admissionregistration/v1/WebhookClientConfig"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "rules", ty: Ty::Message("api/admissionregistration/v1/RuleWithOperations"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "failurePolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 9, json: "matchPolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "namespaceSelector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 11, json: "objectSelector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 6, json: "sideEffects", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 7, json: "timeoutSeconds", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 8, json: "admissionReviewVersions", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 10, json: "reinvocationPolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 12, json: "matchConditions", ty: Ty::Message("api/admissionregistration/v1/MatchCondition"), repeated: true, list: ListMerge::Key("name") },
+    ] },
+    Message { name: "api/admissionregistration/v1/MutatingWebhookConfiguration", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "webhooks", ty: Ty::Message("api/admissionregistration/v1/MutatingWebhook"), repeated: true, list: ListMerge::Key("name") },
+    ] },
+    Message { name: "api/admissionregistration/v1/MutatingWebhookConfigurationList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/admissionregistration/v1/MutatingWebhookConfiguration"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/NamedRuleWithOperations", fields: &[
+        Field { tag: 1, json: "resourceNames", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "ruleWithOperations", ty: Ty::Message("api/admissionregistration/v1/RuleWithOperations"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/ParamKind", fields: &[
+        Field { tag: 1, json: "apiVersion", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "kind", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/ParamRef", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "namespace", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "selector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "parameterNotFoundAction", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/Rule", fields: &[
+        Field { tag: 1, json: "apiGroups", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "apiVersions", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 3, json: "resources", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "scope", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/RuleWithOperations", fields: &[
+        Field { tag: 1, json: "operations", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "rule", ty: Ty::Message("api/admissionregistration/v1/Rule"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/ServiceReference", fields: &[
+        Field { tag: 1, json: "namespace", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "path", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "port", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/TypeChecking", fields: &[
+        Field { tag: 1, json: "expressionWarnings", ty: Ty::Message("api/admissionregistration/v1/ExpressionWarning"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/ValidatingAdmissionPolicy", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/admissionregistration/v1/ValidatingAdmissionPolicySpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/admissionregistration/v1/ValidatingAdmissionPolicyStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/ValidatingAdmissionPolicyBinding", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/admissionregistration/v1/ValidatingAdmissionPolicyBindingSpec"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/ValidatingAdmissionPolicyBindingList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/admissionregistration/v1/ValidatingAdmissionPolicyBinding"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/ValidatingAdmissionPolicyBindingSpec", fields: &[
+        Field { tag: 1, json: "policyName", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "paramRef", ty: Ty::Message("api/admissionregistration/v1/ParamRef"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "matchResources", ty: Ty::Message("api/admissionregistration/v1/MatchResources"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "validationActions", ty: Ty::String, repeated: true, list: ListMerge::Set },
+    ] },
+    Message { name: "api/admissionregistration/v1/ValidatingAdmissionPolicyList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/admissionregistration/v1/ValidatingAdmissionPolicy"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/ValidatingAdmissionPolicySpec", fields: &[
+        Field { tag: 1, json: "paramKind", ty: Ty::Message("api/admissionregistration/v1/ParamKind"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "matchConstraints", ty: Ty::Message("api/admissionregistration/v1/MatchResources"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "validations", ty: Ty::Message("api/admissionregistration/v1/Validation"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "failurePolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "auditAnnotations", ty: Ty::Message("api/admissionregistration/v1/AuditAnnotation"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 6, json: "matchConditions", ty: Ty::Message("api/admissionregistration/v1/MatchCondition"), repeated: true, list: ListMerge::Key("name") },
+        Field { tag: 7, json: "variables", ty: Ty::Message("api/admissionregistration/v1/Variable"), repeated: true, list: ListMerge::Key("name") },
+    ] },
+    Message { name: "api/admissionregistration/v1/ValidatingAdmissionPolicyStatus", fields: &[
+        Field { tag: 1, json: "observedGeneration", ty: Ty::Int64, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "typeChecking", ty: Ty::Message("api/admissionregistration/v1/TypeChecking"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "conditions", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/Condition"), repeated: true, list: ListMerge::Key("type") },
+    ] },
+    Message { name: "api/admissionregistration/v1/ValidatingWebhook", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "clientConfig", ty: Ty::Message("api/admissionregistration/v1/WebhookClientConfig"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "rules", ty: Ty::Message("api/admissionregistration/v1/RuleWithOperations"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "failurePolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 9, json: "matchPolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "namespaceSelector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 10, json: "objectSelector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 6, json: "sideEffects", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 7, json: "timeoutSeconds", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 8, json: "admissionReviewVersions", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 11, json: "matchConditions", ty: Ty::Message("api/admissionregistration/v1/MatchCondition"), repeated: true, list: ListMerge::Key("name") },
+    ] },
+    Message { name: "api/admissionregistration/v1/ValidatingWebhookConfiguration", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "webhooks", ty: Ty::Message("api/admissionregistration/v1/ValidatingWebhook"), repeated: true, list: ListMerge::Key("name") },
+    ] },
+    Message { name: "api/admissionregistration/v1/ValidatingWebhookConfigurationList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/admissionregistration/v1/ValidatingWebhookConfiguration"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/Validation", fields: &[
+        Field { tag: 1, json: "expression", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "message", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "reason", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "messageExpression", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/Variable", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "expression", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/admissionregistration/v1/WebhookClientConfig", fields: &[
+        Field { tag: 3, json: "url", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 1, json: "service", ty: Ty::Message("api/admissionregistration/v1/ServiceReference"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "caBundle", ty: Ty::Bytes, repeated: false, list: ListMerge::Replace },
+    ] },
     Message { name: "api/apps/v1/ControllerRevision", fields: &[
         Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "data", ty: Ty::Message("apimachinery/pkg/runtime/RawExtension"), repeated: false, list: ListMerge::Replace },
@@ -445,6 +592,132 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "replicas", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "selector", ty: Ty::String, repeated: false, list: ListMerge::Replace },
     ] },
+    Message { name: "api/autoscaling/v2/ContainerResourceMetricSource", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "target", ty: Ty::Message("api/autoscaling/v2/MetricTarget"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "container", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/ContainerResourceMetricStatus", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "current", ty: Ty::Message("api/autoscaling/v2/MetricValueStatus"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "container", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/CrossVersionObjectReference", fields: &[
+        Field { tag: 1, json: "kind", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "apiVersion", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/ExternalMetricSource", fields: &[
+        Field { tag: 1, json: "metric", ty: Ty::Message("api/autoscaling/v2/MetricIdentifier"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "target", ty: Ty::Message("api/autoscaling/v2/MetricTarget"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/ExternalMetricStatus", fields: &[
+        Field { tag: 1, json: "metric", ty: Ty::Message("api/autoscaling/v2/MetricIdentifier"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "current", ty: Ty::Message("api/autoscaling/v2/MetricValueStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/HorizontalPodAutoscaler", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/autoscaling/v2/HorizontalPodAutoscalerSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/autoscaling/v2/HorizontalPodAutoscalerStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/HorizontalPodAutoscalerBehavior", fields: &[
+        Field { tag: 1, json: "scaleUp", ty: Ty::Message("api/autoscaling/v2/HpaScalingRules"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "scaleDown", ty: Ty::Message("api/autoscaling/v2/HpaScalingRules"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/HorizontalPodAutoscalerCondition", fields: &[
+        Field { tag: 1, json: "type", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "status", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "lastTransitionTime", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/Time"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "reason", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "message", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/HorizontalPodAutoscalerList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/autoscaling/v2/HorizontalPodAutoscaler"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/HorizontalPodAutoscalerSpec", fields: &[
+        Field { tag: 1, json: "scaleTargetRef", ty: Ty::Message("api/autoscaling/v2/CrossVersionObjectReference"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "minReplicas", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "maxReplicas", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "metrics", ty: Ty::Message("api/autoscaling/v2/MetricSpec"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 5, json: "behavior", ty: Ty::Message("api/autoscaling/v2/HorizontalPodAutoscalerBehavior"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/HorizontalPodAutoscalerStatus", fields: &[
+        Field { tag: 1, json: "observedGeneration", ty: Ty::Int64, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "lastScaleTime", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/Time"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "currentReplicas", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "desiredReplicas", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "currentMetrics", ty: Ty::Message("api/autoscaling/v2/MetricStatus"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 6, json: "conditions", ty: Ty::Message("api/autoscaling/v2/HorizontalPodAutoscalerCondition"), repeated: true, list: ListMerge::Key("type") },
+    ] },
+    Message { name: "api/autoscaling/v2/HpaScalingPolicy", fields: &[
+        Field { tag: 1, json: "type", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "value", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "periodSeconds", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/HpaScalingRules", fields: &[
+        Field { tag: 3, json: "stabilizationWindowSeconds", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 1, json: "selectPolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "policies", ty: Ty::Message("api/autoscaling/v2/HpaScalingPolicy"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "tolerance", ty: Ty::Message("apimachinery/pkg/api/resource/Quantity"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/MetricIdentifier", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "selector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/MetricSpec", fields: &[
+        Field { tag: 1, json: "type", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "object", ty: Ty::Message("api/autoscaling/v2/ObjectMetricSource"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "pods", ty: Ty::Message("api/autoscaling/v2/PodsMetricSource"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "resource", ty: Ty::Message("api/autoscaling/v2/ResourceMetricSource"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 7, json: "containerResource", ty: Ty::Message("api/autoscaling/v2/ContainerResourceMetricSource"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "external", ty: Ty::Message("api/autoscaling/v2/ExternalMetricSource"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/MetricStatus", fields: &[
+        Field { tag: 1, json: "type", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "object", ty: Ty::Message("api/autoscaling/v2/ObjectMetricStatus"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "pods", ty: Ty::Message("api/autoscaling/v2/PodsMetricStatus"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "resource", ty: Ty::Message("api/autoscaling/v2/ResourceMetricStatus"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 7, json: "containerResource", ty: Ty::Message("api/autoscaling/v2/ContainerResourceMetricStatus"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "external", ty: Ty::Message("api/autoscaling/v2/ExternalMetricStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/MetricTarget", fields: &[
+        Field { tag: 1, json: "type", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "value", ty: Ty::Message("apimachinery/pkg/api/resource/Quantity"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "averageValue", ty: Ty::Message("apimachinery/pkg/api/resource/Quantity"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "averageUtilization", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/MetricValueStatus", fields: &[
+        Field { tag: 1, json: "value", ty: Ty::Message("apimachinery/pkg/api/resource/Quantity"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "averageValue", ty: Ty::Message("apimachinery/pkg/api/resource/Quantity"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "averageUtilization", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/ObjectMetricSource", fields: &[
+        Field { tag: 1, json: "describedObject", ty: Ty::Message("api/autoscaling/v2/CrossVersionObjectReference"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "target", ty: Ty::Message("api/autoscaling/v2/MetricTarget"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "metric", ty: Ty::Message("api/autoscaling/v2/MetricIdentifier"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/ObjectMetricStatus", fields: &[
+        Field { tag: 1, json: "metric", ty: Ty::Message("api/autoscaling/v2/MetricIdentifier"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "current", ty: Ty::Message("api/autoscaling/v2/MetricValueStatus"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "describedObject", ty: Ty::Message("api/autoscaling/v2/CrossVersionObjectReference"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/PodsMetricSource", fields: &[
+        Field { tag: 1, json: "metric", ty: Ty::Message("api/autoscaling/v2/MetricIdentifier"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "target", ty: Ty::Message("api/autoscaling/v2/MetricTarget"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/PodsMetricStatus", fields: &[
+        Field { tag: 1, json: "metric", ty: Ty::Message("api/autoscaling/v2/MetricIdentifier"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "current", ty: Ty::Message("api/autoscaling/v2/MetricValueStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/ResourceMetricSource", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "target", ty: Ty::Message("api/autoscaling/v2/MetricTarget"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/autoscaling/v2/ResourceMetricStatus", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "current", ty: Ty::Message("api/autoscaling/v2/MetricValueStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
     Message { name: "api/batch/v1/CronJob", fields: &[
         Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "spec", ty: Ty::Message("api/batch/v1/CronJobSpec"), repeated: false, list: ListMerge::Replace },
@@ -548,6 +821,40 @@ pub static MESSAGES: &[Message] = &[
     Message { name: "api/batch/v1/UncountedTerminatedPods", fields: &[
         Field { tag: 1, json: "succeeded", ty: Ty::String, repeated: true, list: ListMerge::Set },
         Field { tag: 2, json: "failed", ty: Ty::String, repeated: true, list: ListMerge::Set },
+    ] },
+    Message { name: "api/certificates/v1/CertificateSigningRequest", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/certificates/v1/CertificateSigningRequestSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/certificates/v1/CertificateSigningRequestStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/certificates/v1/CertificateSigningRequestCondition", fields: &[
+        Field { tag: 1, json: "type", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 6, json: "status", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "reason", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "message", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "lastUpdateTime", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/Time"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "lastTransitionTime", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/Time"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/certificates/v1/CertificateSigningRequestList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/certificates/v1/CertificateSigningRequest"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/certificates/v1/CertificateSigningRequestSpec", fields: &[
+        Field { tag: 1, json: "request", ty: Ty::Bytes, repeated: false, list: ListMerge::Replace },
+        Field { tag: 7, json: "signerName", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 8, json: "expirationSeconds", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "usages", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "username", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "uid", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "groups", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 6, json: "extra", ty: Ty::Map(&Ty::String, &Ty::Message("api/certificates/v1/ExtraValue")), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/certificates/v1/CertificateSigningRequestStatus", fields: &[
+        Field { tag: 1, json: "conditions", ty: Ty::Message("api/certificates/v1/CertificateSigningRequestCondition"), repeated: true, list: ListMerge::Key("type") },
+        Field { tag: 2, json: "certificate", ty: Ty::Bytes, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/certificates/v1/ExtraValue", fields: &[
+        Field { tag: 1, json: "items", ty: Ty::String, repeated: true, list: ListMerge::Replace },
     ] },
     Message { name: "api/coordination/v1/Lease", fields: &[
         Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
@@ -2102,6 +2409,155 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "count", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
         Field { tag: 2, json: "lastObservedTime", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/MicroTime"), repeated: false, list: ListMerge::Replace },
     ] },
+    Message { name: "api/networking/v1/HttpIngressPath", fields: &[
+        Field { tag: 1, json: "path", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "pathType", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "backend", ty: Ty::Message("api/networking/v1/IngressBackend"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/HttpIngressRuleValue", fields: &[
+        Field { tag: 1, json: "paths", ty: Ty::Message("api/networking/v1/HttpIngressPath"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IPAddress", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/networking/v1/IPAddressSpec"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IPAddressList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/networking/v1/IPAddress"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IPAddressSpec", fields: &[
+        Field { tag: 1, json: "parentRef", ty: Ty::Message("api/networking/v1/ParentReference"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/Ingress", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/networking/v1/IngressSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/networking/v1/IngressStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressBackend", fields: &[
+        Field { tag: 4, json: "service", ty: Ty::Message("api/networking/v1/IngressServiceBackend"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "resource", ty: Ty::Message("api/core/v1/TypedLocalObjectReference"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressClass", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/networking/v1/IngressClassSpec"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressClassList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/networking/v1/IngressClass"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressClassParametersReference", fields: &[
+        Field { tag: 1, json: "apiGroup", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "kind", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "scope", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "namespace", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressClassSpec", fields: &[
+        Field { tag: 1, json: "controller", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "parameters", ty: Ty::Message("api/networking/v1/IngressClassParametersReference"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/networking/v1/Ingress"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressLoadBalancerIngress", fields: &[
+        Field { tag: 1, json: "ip", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "hostname", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "ports", ty: Ty::Message("api/networking/v1/IngressPortStatus"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressLoadBalancerStatus", fields: &[
+        Field { tag: 1, json: "ingress", ty: Ty::Message("api/networking/v1/IngressLoadBalancerIngress"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressPortStatus", fields: &[
+        Field { tag: 1, json: "port", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "protocol", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "error", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressRule", fields: &[
+        Field { tag: 1, json: "host", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "ingressRuleValue", ty: Ty::Message("api/networking/v1/IngressRuleValue"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressRuleValue", fields: &[
+        Field { tag: 1, json: "http", ty: Ty::Message("api/networking/v1/HttpIngressRuleValue"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressServiceBackend", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "port", ty: Ty::Message("api/networking/v1/ServiceBackendPort"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressSpec", fields: &[
+        Field { tag: 4, json: "ingressClassName", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 1, json: "defaultBackend", ty: Ty::Message("api/networking/v1/IngressBackend"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "tls", ty: Ty::Message("api/networking/v1/IngressTls"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 3, json: "rules", ty: Ty::Message("api/networking/v1/IngressRule"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressStatus", fields: &[
+        Field { tag: 1, json: "loadBalancer", ty: Ty::Message("api/networking/v1/IngressLoadBalancerStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IngressTls", fields: &[
+        Field { tag: 1, json: "hosts", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "secretName", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/IpBlock", fields: &[
+        Field { tag: 1, json: "cidr", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "except", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/NetworkPolicy", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/networking/v1/NetworkPolicySpec"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/NetworkPolicyEgressRule", fields: &[
+        Field { tag: 1, json: "ports", ty: Ty::Message("api/networking/v1/NetworkPolicyPort"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "to", ty: Ty::Message("api/networking/v1/NetworkPolicyPeer"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/NetworkPolicyIngressRule", fields: &[
+        Field { tag: 1, json: "ports", ty: Ty::Message("api/networking/v1/NetworkPolicyPort"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 2, json: "from", ty: Ty::Message("api/networking/v1/NetworkPolicyPeer"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/NetworkPolicyList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/networking/v1/NetworkPolicy"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/NetworkPolicyPeer", fields: &[
+        Field { tag: 1, json: "podSelector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "namespaceSelector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "ipBlock", ty: Ty::Message("api/networking/v1/IpBlock"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/NetworkPolicyPort", fields: &[
+        Field { tag: 1, json: "protocol", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "port", ty: Ty::Message("apimachinery/pkg/util/intstr/IntOrString"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "endPort", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/NetworkPolicySpec", fields: &[
+        Field { tag: 1, json: "podSelector", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "ingress", ty: Ty::Message("api/networking/v1/NetworkPolicyIngressRule"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 3, json: "egress", ty: Ty::Message("api/networking/v1/NetworkPolicyEgressRule"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "policyTypes", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/ParentReference", fields: &[
+        Field { tag: 1, json: "group", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "resource", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "namespace", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/ServiceBackendPort", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "number", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/ServiceCIDR", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/networking/v1/ServiceCIDRSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/networking/v1/ServiceCIDRStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/ServiceCIDRList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/networking/v1/ServiceCIDR"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/ServiceCIDRSpec", fields: &[
+        Field { tag: 1, json: "cidrs", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/networking/v1/ServiceCIDRStatus", fields: &[
+        Field { tag: 1, json: "conditions", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/Condition"), repeated: true, list: ListMerge::Key("type") },
+    ] },
     Message { name: "api/node/v1/Overhead", fields: &[
         Field { tag: 1, json: "podFixed", ty: Ty::Map(&Ty::String, &Ty::Message("apimachinery/pkg/api/resource/Quantity")), repeated: false, list: ListMerge::Replace },
     ] },
@@ -2202,6 +2658,124 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "apiGroup", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 3, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
         Field { tag: 4, json: "namespace", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/scheduling/v1/PriorityClass", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "value", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "globalDefault", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "description", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "preemptionPolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/scheduling/v1/PriorityClassList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/scheduling/v1/PriorityClass"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/CSIDriver", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/storage/v1/CSIDriverSpec"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/CSIDriverList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/storage/v1/CSIDriver"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/CSIDriverSpec", fields: &[
+        Field { tag: 1, json: "attachRequired", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "podInfoOnMount", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "volumeLifecycleModes", ty: Ty::String, repeated: true, list: ListMerge::Set },
+        Field { tag: 4, json: "storageCapacity", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "fsGroupPolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 6, json: "tokenRequests", ty: Ty::Message("api/storage/v1/TokenRequest"), repeated: true, list: ListMerge::Replace },
+        Field { tag: 7, json: "requiresRepublish", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 8, json: "seLinuxMount", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 9, json: "nodeAllocatableUpdatePeriodSeconds", ty: Ty::Int64, repeated: false, list: ListMerge::Replace },
+        Field { tag: 10, json: "serviceAccountTokenInSecrets", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/CSINode", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/storage/v1/CSINodeSpec"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/CSINodeDriver", fields: &[
+        Field { tag: 1, json: "name", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "nodeID", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "topologyKeys", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 4, json: "allocatable", ty: Ty::Message("api/storage/v1/VolumeNodeResources"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/CSINodeList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/storage/v1/CSINode"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/CSINodeSpec", fields: &[
+        Field { tag: 1, json: "drivers", ty: Ty::Message("api/storage/v1/CSINodeDriver"), repeated: true, list: ListMerge::Key("name") },
+    ] },
+    Message { name: "api/storage/v1/CSIStorageCapacity", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "nodeTopology", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/LabelSelector"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "storageClassName", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "capacity", ty: Ty::Message("apimachinery/pkg/api/resource/Quantity"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "maximumVolumeSize", ty: Ty::Message("apimachinery/pkg/api/resource/Quantity"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/CSIStorageCapacityList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/storage/v1/CSIStorageCapacity"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/StorageClass", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "provisioner", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "parameters", ty: Ty::Map(&Ty::String, &Ty::String), repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "reclaimPolicy", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 5, json: "mountOptions", ty: Ty::String, repeated: true, list: ListMerge::Replace },
+        Field { tag: 6, json: "allowVolumeExpansion", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 7, json: "volumeBindingMode", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 8, json: "allowedTopologies", ty: Ty::Message("api/core/v1/TopologySelectorTerm"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/StorageClassList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/storage/v1/StorageClass"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/TokenRequest", fields: &[
+        Field { tag: 1, json: "audience", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "expirationSeconds", ty: Ty::Int64, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/VolumeAttachment", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "spec", ty: Ty::Message("api/storage/v1/VolumeAttachmentSpec"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "status", ty: Ty::Message("api/storage/v1/VolumeAttachmentStatus"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/VolumeAttachmentList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/storage/v1/VolumeAttachment"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/VolumeAttachmentSource", fields: &[
+        Field { tag: 1, json: "persistentVolumeName", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "inlineVolumeSpec", ty: Ty::Message("api/core/v1/PersistentVolumeSpec"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/VolumeAttachmentSpec", fields: &[
+        Field { tag: 1, json: "attacher", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "source", ty: Ty::Message("api/storage/v1/VolumeAttachmentSource"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "nodeName", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/VolumeAttachmentStatus", fields: &[
+        Field { tag: 1, json: "attached", ty: Ty::Bool, repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "attachmentMetadata", ty: Ty::Map(&Ty::String, &Ty::String), repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "attachError", ty: Ty::Message("api/storage/v1/VolumeError"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 4, json: "detachError", ty: Ty::Message("api/storage/v1/VolumeError"), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/VolumeAttributesClass", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ObjectMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "driverName", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "parameters", ty: Ty::Map(&Ty::String, &Ty::String), repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/VolumeAttributesClassList", fields: &[
+        Field { tag: 1, json: "metadata", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/ListMeta"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "items", ty: Ty::Message("api/storage/v1/VolumeAttributesClass"), repeated: true, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/VolumeError", fields: &[
+        Field { tag: 1, json: "time", ty: Ty::Message("apimachinery/pkg/apis/meta/v1/Time"), repeated: false, list: ListMerge::Replace },
+        Field { tag: 2, json: "message", ty: Ty::String, repeated: false, list: ListMerge::Replace },
+        Field { tag: 3, json: "errorCode", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
+    ] },
+    Message { name: "api/storage/v1/VolumeNodeResources", fields: &[
+        Field { tag: 1, json: "count", ty: Ty::Int32, repeated: false, list: ListMerge::Replace },
     ] },
     Message { name: "apimachinery/pkg/api/resource/Quantity", fields: &[
         Field { tag: 1, json: "string", ty: Ty::String, repeated: false, list: ListMerge::Replace },

@@ -71,6 +71,10 @@ pub struct BoundPod {
     pub node: String,
     /// Its namespace.
     pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its priority (`spec.priority`, 0 when unset).
+    pub priority: i32,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
     /// Its requests.
@@ -251,6 +255,8 @@ pub fn bound(pod: &Pod, node: &str) -> BoundPod {
     BoundPod {
         node: node.to_owned(),
         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        priority: spec.and_then(|s| s.priority).unwrap_or(0),
         labels: pod.metadata.labels.clone().unwrap_or_default(),
         requests: pod_requests(pod),
         owner: pod

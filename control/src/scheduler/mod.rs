@@ -1,20 +1,22 @@
 //! The scheduler: watch pods without a node and nodes, filter and score with an in-memory
 //! cache, bind through `pods/binding`. A pod that fits nowhere gets PodScheduled=False
 //! (reason Unschedulable) and a FailedScheduling event with kube-scheduler's message, and is
-//! retried whenever nodes or bound pods change.
+//! retried whenever nodes or bound pods change; a pod of higher priority may first evict
+//! lower-priority ones to make room ([`preemption`]).
 
 pub mod cache;
 pub mod predicates;
+pub mod preemption;
 pub mod score;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
     runtime::{
         WatchStreamExt,
         watcher::{self, Event},
@@ -68,6 +70,9 @@ struct Scheduler {
     /// Where the next node search starts (round robin over the cache).
     next_start: usize,
     recorder: Recorder,
+    /// Pods that preempted, by UID: the node they were nominated to and their victims
+    /// (no second preemption while a victim is still there).
+    nominated: HashMap<String, preemption::Plan>,
 }
 
 /// Run until aborted (the caller aborts when leadership is lost).
@@ -80,6 +85,7 @@ pub async fn run(client: Client) {
         reported: HashMap::new(),
         retry: false,
         next_start: 0,
+        nominated: HashMap::new(),
     };
     let mut nodes = watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -136,6 +142,7 @@ impl Scheduler {
                     .unwrap_or_default();
                 if !node.is_empty() {
                     self.pending.remove(&uid);
+                    self.nominated.remove(&uid);
                     if is_terminal(&pod) {
                         self.retry |= self.cache.remove_pod(&uid);
                     } else {
@@ -151,6 +158,7 @@ impl Scheduler {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 self.pending.remove(&uid);
                 self.reported.remove(&uid);
+                self.nominated.remove(&uid);
                 self.retry |= self.cache.remove_pod(&uid);
             }
             Ok(_) => {}
@@ -221,6 +229,7 @@ impl Scheduler {
                     });
                 }
                 Err(message) => {
+                    self.preempt_for(&pod).await;
                     if self.reported.get(&uid) != Some(&message) {
                         self.reported.insert(uid.clone(), message.clone());
                         self.unschedulable(&pod, &message).await;
@@ -272,6 +281,59 @@ impl Scheduler {
         let chosen = best.map(|(_, n)| n.to_owned());
         self.next_start = (start + visited) % total.max(1);
         chosen.ok_or_else(|| predicates::summary(total, &failures))
+    }
+
+    /// Evict lower-priority pods to make room for `pod` if that can make it fit (once: not
+    /// again while the victims of its last preemption are still there). It is then
+    /// nominated to the node (`status.nominatedNodeName`) and scheduled when room is free.
+    async fn preempt_for(&mut self, pod: &Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if let Some(plan) = self.nominated.get(&uid)
+            && plan.victims.iter().any(|v| self.cache.pods.contains_key(v))
+        {
+            return;
+        }
+        let Some(plan) = isolated(&uid, || preemption::plan(pod, &self.cache)).flatten() else {
+            return;
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        tracing::info!(pod = %format!("{namespace}/{name}"), node = %plan.node,
+                       victims = plan.victims.len(), "preempting lower-priority pods");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let nominate = json!({"status": {"nominatedNodeName": plan.node}});
+        if let Err(e) = pods
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&nominate))
+            .await
+        {
+            tracing::debug!(pod = %name, error = %e, "cannot nominate the pod");
+        }
+        for victim in &plan.victims {
+            let Some(bound) = self.cache.pods.get(victim).cloned() else {
+                continue;
+            };
+            let victims: Api<Pod> = Api::namespaced(self.client.clone(), &bound.namespace);
+            match victims.delete(&bound.name, &DeleteParams::default()).await {
+                Ok(_) => {
+                    let victim_ref = ObjectReference {
+                        api_version: Some("v1".to_owned()),
+                        kind: Some("Pod".to_owned()),
+                        name: Some(bound.name.clone()),
+                        namespace: Some(bound.namespace.clone()),
+                        uid: Some(victim.clone()),
+                        ..ObjectReference::default()
+                    };
+                    let message = format!("Preempted by pod {uid} on node {}", plan.node);
+                    self.recorder
+                        .record(&victim_ref, "Normal", "Preempted", &message)
+                        .await;
+                }
+                Err(e) => {
+                    tracing::warn!(victim = %bound.name, error = %e, "cannot preempt a pod");
+                }
+            }
+        }
+        self.nominated.insert(uid, plan);
     }
 
     async fn unschedulable(&self, pod: &Pod, message: &str) {

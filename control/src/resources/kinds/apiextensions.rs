@@ -9,7 +9,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 
 use super::immutable;
 use crate::{
-    crd::schema::Schema,
+    crd::schema::{CompileOptions, Schema},
     model::validation::{self, ErrorList, FieldError},
     resources::strategy::Kind,
 };
@@ -110,8 +110,14 @@ fn version(version: &CustomResourceDefinitionVersion, field: &str, errors: &mut 
             "schemas are required",
         )),
         Some(props) => {
+            let options = CompileOptions {
+                status_subresource: version
+                    .subresources
+                    .as_ref()
+                    .is_some_and(|s| s.status.is_some()),
+            };
             if let Err(schema_errors) =
-                Schema::compile(props, &format!("{field}.schema.openAPIV3Schema"))
+                Schema::compile_with(props, &format!("{field}.schema.openAPIV3Schema"), options)
             {
                 errors.extend(schema_errors);
             }
