@@ -13,6 +13,7 @@ pub mod rbac_escalation;
 pub mod resource_quota;
 pub mod runtime_class;
 pub mod service_account;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -158,6 +159,14 @@ pub fn default_chain(
         )),
         Arc::new(runtime_class::RuntimeClassAdmission::new(Arc::clone(store))),
     ];
+    // Last of the mutating plugins and of the validating ones, as in kube's list.
+    let webhooks = webhook::Source::https(Arc::clone(store));
+    plugins.push(Arc::new(webhook::mutating::MutatingWebhooks::new(
+        Arc::clone(&webhooks),
+    )));
+    plugins.push(Arc::new(webhook::validating::ValidatingWebhooks::new(
+        webhooks,
+    )));
     if let Some(authorization) = authorization
         && let Some(rbac) = &authorization.rbac
     {

@@ -1,6 +1,7 @@
 //! Every resource Skiff serves, described once.
 
 use k8s_openapi::api::{
+    admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
     apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet},
     authentication::v1::{SelfSubjectReview, TokenReview},
     authorization::v1::{
@@ -665,6 +666,36 @@ pub static REGISTRY: &[ResourceInfo] = &[
         field_selectors: &[],
         names: Names::PathSegment,
         strategy: &Typed::<RoleBinding>::new(),
+    },
+    ResourceInfo {
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        kind: "MutatingWebhookConfiguration",
+        plural: "mutatingwebhookconfigurations",
+        singular: "mutatingwebhookconfiguration",
+        namespaced: false,
+        verbs: VERBS,
+        short_names: &[],
+        categories: &["api-extensions"],
+        subresources: NONE,
+        field_selectors: &[],
+        names: Names::Subdomain,
+        strategy: &Typed::<MutatingWebhookConfiguration>::new(),
+    },
+    ResourceInfo {
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        kind: "ValidatingWebhookConfiguration",
+        plural: "validatingwebhookconfigurations",
+        singular: "validatingwebhookconfiguration",
+        namespaced: false,
+        verbs: VERBS,
+        short_names: &[],
+        categories: &["api-extensions"],
+        subresources: NONE,
+        field_selectors: &[],
+        names: Names::Subdomain,
+        strategy: &Typed::<ValidatingWebhookConfiguration>::new(),
     },
     ResourceInfo {
         group: "authentication.k8s.io",

@@ -5,8 +5,15 @@
 //! - TCP on :9000 — echoes every byte back.
 //! - UDP on :9001 — answers each datagram with the hostname.
 //!
-//! Only `std` (and libc for the SIGTERM handler), one thread per connection: small enough to build statically and ship alone in
-//! an image. Ports can be moved with `HTTP_PORT`, `TCP_PORT`, `UDP_PORT`.
+//! - HTTPS on :8443, only with `ADMISSION_TLS_DIR` set — admission webhooks for the tests
+//!   (see [`admission`]).
+//!
+//! `std`, libc for the SIGTERM handler, and rustls (ring) with serde_json for the opt-in
+//! admission mode; one thread per connection: small enough to build statically and ship
+//! alone in an image. Ports can be moved with `HTTP_PORT`, `TCP_PORT`, `UDP_PORT`,
+//! `ADMISSION_PORT`.
+
+mod admission;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -40,6 +47,15 @@ fn main() {
     }
     threads.push(thread::spawn(move || serve_tcp(tcp, serve_echo)));
     threads.push(thread::spawn(move || serve_udp(udp, &hostname)));
+    if let Ok(dir) = std::env::var("ADMISSION_TLS_DIR") {
+        let admission = port("ADMISSION_PORT", 8443);
+        threads.push(thread::spawn(move || {
+            if let Err(e) = admission::serve(&dir, admission) {
+                eprintln!("skiff-echo: admission webhooks: {e}");
+                std::process::exit(1);
+            }
+        }));
+    }
     eprintln!("skiff-echo: http :{http}, tcp echo :{tcp}, udp :{udp}");
     for t in threads {
         let _ = t.join();

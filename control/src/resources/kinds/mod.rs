@@ -1,6 +1,7 @@
 //! [`Kind`](super::strategy::Kind) implementations: the defaults kube-apiserver applies and
 //! the validation it performs, kind by kind.
 
+pub mod admissionregistration;
 pub mod apiextensions;
 mod cluster;
 mod networking;

@@ -240,6 +240,13 @@ pub fn printer(group: &str, kind: &str) -> Printer {
             &[NAME, AGE, ("Request", "string", 0), ("Limit", "string", 0)],
             resource_quota,
         ),
+        (
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration",
+        ) => (
+            &[NAME, ("Webhooks", "integer", 0), AGE],
+            webhook_configuration,
+        ),
         ("scheduling.k8s.io", "PriorityClass") => (
             &[
                 NAME,
@@ -438,6 +445,10 @@ mod tests {
             ("storage.k8s.io", "StorageClass"),
             ("policy", "PodDisruptionBudget"),
             ("scheduling.k8s.io", "PriorityClass"),
+            (
+                "admissionregistration.k8s.io",
+                "ValidatingWebhookConfiguration",
+            ),
             ("networking.k8s.io", "NetworkPolicy"),
             ("networking.k8s.io", "Ingress"),
             ("networking.k8s.io", "IngressClass"),

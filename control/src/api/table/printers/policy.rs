@@ -63,6 +63,15 @@ pub(super) fn priority_class(o: &Value) -> Vec<Value> {
     ]
 }
 
+/// Webhook configurations (both kinds): how many webhooks they hold.
+pub(super) fn webhook_configuration(o: &Value) -> Vec<Value> {
+    let count = o
+        .get("webhooks")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    vec![name(o), json!(count), created(o)]
+}
+
 pub(super) fn network_policy(o: &Value) -> Vec<Value> {
     vec![
         name(o),
