@@ -332,6 +332,9 @@ fn conflicting_names_are_not_accepted() {
     // Short names of their own, so `kubectl get ct` in the other test stays unambiguous.
     let mut first = definition(&group);
     first["spec"]["names"]["shortNames"] = json!(["ctx"]);
+    // No category either: `kubectl get all` in the other test must not see a definition
+    // this test deletes meanwhile.
+    first["spec"]["names"]["categories"] = json!([]);
     let mut second = definition(&group);
     second["metadata"]["name"] = json!(format!("crontables.{group}"));
     second["spec"]["names"] =
