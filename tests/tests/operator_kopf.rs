@@ -153,7 +153,15 @@ fn a_kopf_operator_reconciles_its_custom_resource() {
         },
     );
     assert_eq!(owner, "CronTab");
-    lab.kubectl_ok(&["get", "service", "nightly", "-n", &ns]);
+    // The handler creates the Service after the Deployment.
+    lab.eventually("the operator made the Service", minute, || {
+        let out = lab.kubectl(&["get", "service", "nightly", "-n", &ns]);
+        if out.code == 0 {
+            Ok(())
+        } else {
+            Err(out.stderr)
+        }
+    });
     lab.eventually(
         "the handler's result is in the CronTab's status",
         minute,
