@@ -90,6 +90,37 @@ impl Lab {
     }
 }
 
+/// Cluster objects a test made, deleted when the guard drops — also when the test fails —
+/// in the reverse order they were named (`kubectl delete <kind> <name> --ignore-not-found
+/// --wait=false`).
+pub struct DeleteOnDrop<'a> {
+    lab: &'a Lab,
+    objects: Vec<(String, String)>,
+}
+
+impl Lab {
+    /// A guard deleting `objects` (kind, name) when it drops.
+    pub fn delete_on_drop(&self, objects: &[(&str, &str)]) -> DeleteOnDrop<'_> {
+        DeleteOnDrop {
+            lab: self,
+            objects: objects
+                .iter()
+                .map(|(kind, name)| ((*kind).to_owned(), (*name).to_owned()))
+                .collect(),
+        }
+    }
+}
+
+impl Drop for DeleteOnDrop<'_> {
+    fn drop(&mut self) {
+        for (kind, name) in self.objects.iter().rev() {
+            let _ = self
+                .lab
+                .kubectl(&["delete", kind, name, "--ignore-not-found", "--wait=false"]);
+        }
+    }
+}
+
 /// A kube-rs client from a kubeconfig file.
 pub async fn client_from(path: &Path) -> Client {
     let kubeconfig = Kubeconfig::read_from(path).expect("reading the kubeconfig");

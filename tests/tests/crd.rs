@@ -70,39 +70,13 @@ fn crontab(name: &str, group: &str, spec: Value) -> String {
     .to_string()
 }
 
-/// Deletes the definition even when the test fails.
-struct Cleanup<'a> {
-    lab: &'a Lab,
-    crd: String,
-    namespace: String,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = self.lab.kubectl(&[
-            "delete",
-            "crd",
-            &self.crd,
-            "--ignore-not-found",
-            "--wait=false",
-        ]);
-        let _ = self
-            .lab
-            .kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
-    }
-}
-
 #[test]
 fn a_custom_resource_lives_and_dies_with_its_definition() {
     let Some(lab) = Lab::from_env() else { return };
     let group = format!("e2e{}.skiff.test", std::process::id());
     let crd = format!("crontabs.{group}");
     let ns = lab.namespace("crd");
-    let _cleanup = Cleanup {
-        lab: &lab,
-        crd: crd.clone(),
-        namespace: ns.clone(),
-    };
+    let _cleanup = lab.delete_on_drop(&[("namespace", &ns), ("crd", &crd)]);
 
     let applied = lab.kubectl_stdin(&["apply", "-f", "-"], &definition(&group).to_string());
     assert_eq!(applied.code, 0, "{applied:?}");
@@ -339,16 +313,8 @@ fn conflicting_names_are_not_accepted() {
     second["metadata"]["name"] = json!(format!("crontables.{group}"));
     second["spec"]["names"] =
         json!({"plural": "crontables", "kind": "CronTable", "shortNames": ["ctx"]});
-    let _cleanup = Cleanup {
-        lab: &lab,
-        crd: format!("crontabs.{group}"),
-        namespace: String::from("default-nonexistent"),
-    };
-    let _cleanup_second = Cleanup {
-        lab: &lab,
-        crd: format!("crontables.{group}"),
-        namespace: String::from("default-nonexistent"),
-    };
+    let (first_name, second_name) = (format!("crontabs.{group}"), format!("crontables.{group}"));
+    let _cleanup = lab.delete_on_drop(&[("crd", &first_name), ("crd", &second_name)]);
     lab.kubectl_stdin(&["apply", "-f", "-"], &first.to_string());
     lab.kubectl_ok(&[
         "wait",

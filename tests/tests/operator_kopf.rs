@@ -67,28 +67,6 @@ impl Drop for Operator {
     }
 }
 
-/// Deletes the definition and the namespace even when the test fails.
-struct Cleanup<'a> {
-    lab: &'a Lab,
-    crd: String,
-    namespace: String,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = self.lab.kubectl(&[
-            "delete",
-            "crd",
-            &self.crd,
-            "--ignore-not-found",
-            "--wait=false",
-        ]);
-        let _ = self
-            .lab
-            .kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
-    }
-}
-
 #[test]
 fn a_kopf_operator_reconciles_its_custom_resource() {
     let Some(lab) = Lab::from_env() else { return };
@@ -102,11 +80,7 @@ fn a_kopf_operator_reconciles_its_custom_resource() {
     let group = format!("kopf{}.skiff.test", std::process::id());
     let crd = format!("crontabs.{group}");
     let ns = lab.namespace("kopf");
-    let _cleanup = Cleanup {
-        lab: &lab,
-        crd: crd.clone(),
-        namespace: ns.clone(),
-    };
+    let _cleanup = lab.delete_on_drop(&[("namespace", &ns), ("crd", &crd)]);
     let applied = lab.kubectl_stdin(&["apply", "-f", "-"], &definition(&group));
     assert_eq!(applied.code, 0, "{applied:?}");
     lab.kubectl_ok(&[

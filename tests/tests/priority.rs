@@ -54,37 +54,17 @@ fn pod(name: &str, class: &str, node: &str, millicores: i64) -> String {
     .to_string()
 }
 
-/// Deletes the test's classes and namespace even when it fails.
-struct Cleanup<'a> {
-    lab: &'a Lab,
-    classes: [String; 2],
-    namespace: String,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        for class in &self.classes {
-            let _ = self
-                .lab
-                .kubectl(&["delete", "priorityclass", class, "--ignore-not-found"]);
-        }
-        let _ = self
-            .lab
-            .kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
-    }
-}
-
 #[test]
 fn a_higher_priority_pod_preempts_a_lower_one() {
     let Some(lab) = Lab::from_env() else { return };
     let pid = std::process::id();
     let (low, high) = (format!("low-{pid}"), format!("high-{pid}"));
     let ns = lab.namespace("priority");
-    let _cleanup = Cleanup {
-        lab: &lab,
-        classes: [low.clone(), high.clone()],
-        namespace: ns.clone(),
-    };
+    let _cleanup = lab.delete_on_drop(&[
+        ("namespace", &ns),
+        ("priorityclass", &high),
+        ("priorityclass", &low),
+    ]);
     lab.kubectl_ok(&["create", "priorityclass", &low, "--value=100"]);
     lab.kubectl_ok(&["create", "priorityclass", &high, "--value=100000"]);
     // The class's value is the pod's priority; claiming another one is refused.

@@ -385,6 +385,42 @@ pub(crate) async fn call(
     }
 }
 
+/// Send `object` (and `old`), as the version `sent_as` the hook was matched with, to
+/// `hook` in an AdmissionReview; its answer, checked (`mutating`: a patch may come back),
+/// and the object as sent (what a patch applies to).
+pub(crate) async fn ask(
+    caller: &dyn Caller,
+    hook: &Hook,
+    sent_as: &'static crate::resources::ResourceInfo,
+    attributes: &Attributes<'_>,
+    object: &Value,
+    old: Option<&Value>,
+    mutating: bool,
+) -> Result<(review::Verdict, Value), CallError> {
+    let uid = uuid::Uuid::new_v4().to_string();
+    let version = hook.review_version();
+    let converted = !std::ptr::eq(sent_as, attributes.resource);
+    let convert = |o: &Value| {
+        if converted {
+            review::as_version(o, sent_as)
+        } else {
+            o.clone()
+        }
+    };
+    let sent = convert(object);
+    let sent_old = old.map(convert);
+    let request = review::request(
+        &uid,
+        version,
+        attributes,
+        sent_as,
+        Some(&sent),
+        sent_old.as_ref(),
+    );
+    let answer = call(caller, hook, &request).await?;
+    Ok((review::response(&answer, &uid, version, mutating)?, sent))
+}
+
 /// What a failed call means under the webhook's failurePolicy: `None` (Ignore: logged,
 /// the request goes on) or the 500 kube answers (Fail).
 pub(crate) fn failed(hook: &Hook, error: &CallError) -> Option<ApiError> {

@@ -8,7 +8,7 @@ use std::{collections::BTreeSet, sync::Arc};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Hook, Phase, Source, call, dry_run_refused, exempt, failed, review};
+use super::{Hook, Phase, Source, ask, dry_run_refused, exempt, failed, review};
 use crate::{
     admission::{Attributes, Operation, Plugin},
     model::ApiError,
@@ -41,32 +41,17 @@ impl MutatingWebhooks {
         if attributes.dry_run && !hook.dry_run_safe() {
             return Err(dry_run_refused(hook));
         }
-        let uid = uuid::Uuid::new_v4().to_string();
-        let version = hook.review_version();
-        let converted = !std::ptr::eq(sent_as, attributes.resource);
-        let sent = if converted {
-            review::as_version(object, sent_as)
-        } else {
-            object.clone()
-        };
-        let sent_old = old.map(|o| {
-            if converted {
-                review::as_version(o, sent_as)
-            } else {
-                o.clone()
-            }
-        });
-        let request = review::request(
-            &uid,
-            version,
-            attributes,
+        let caller = self.source.caller();
+        let (verdict, sent) = match ask(
+            caller.as_ref(),
+            hook,
             sent_as,
-            Some(&sent),
-            sent_old.as_ref(),
-        );
-        let verdict = match call(self.source.caller().as_ref(), hook, &request)
-            .await
-            .and_then(|answer| review::response(&answer, &uid, version, true))
+            attributes,
+            object,
+            old,
+            true,
+        )
+        .await
         {
             Ok(verdict) => verdict,
             Err(error) => return failed(hook, &error).map_or(Ok(false), Err),
@@ -95,7 +80,7 @@ impl MutatingWebhooks {
                 hook.name, e.message
             ))
         })?;
-        let patched = if converted {
+        let patched = if !std::ptr::eq(sent_as, attributes.resource) {
             review::as_version(&patched, attributes.resource)
         } else {
             patched

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use serde_json::Value;
 
-use super::{Hook, Phase, Source, call, dry_run_refused, exempt, failed, review};
+use super::{Hook, Phase, Source, ask, dry_run_refused, exempt, failed, review};
 use crate::{
     admission::{Attributes, Plugin},
     model::ApiError,
@@ -35,31 +35,19 @@ impl ValidatingWebhooks {
         object: &Value,
         old: Option<&Value>,
     ) -> Result<Vec<String>, ApiError> {
-        let uid = uuid::Uuid::new_v4().to_string();
-        let version = hook.review_version();
-        let converted = !std::ptr::eq(sent_as, attributes.resource);
-        let convert = |o: &Value| {
-            if converted {
-                review::as_version(o, sent_as)
-            } else {
-                o.clone()
-            }
-        };
-        let sent = convert(object);
-        let sent_old = old.map(convert);
-        let request = review::request(
-            &uid,
-            version,
-            attributes,
+        let caller = self.source.caller();
+        let verdict = match ask(
+            caller.as_ref(),
+            hook,
             sent_as,
-            Some(&sent),
-            sent_old.as_ref(),
-        );
-        let verdict = match call(self.source.caller().as_ref(), hook, &request)
-            .await
-            .and_then(|answer| review::response(&answer, &uid, version, false))
+            attributes,
+            object,
+            old,
+            false,
+        )
+        .await
         {
-            Ok(verdict) => verdict,
+            Ok((verdict, _)) => verdict,
             Err(error) => return failed(hook, &error).map_or(Ok(Vec::new()), Err),
         };
         if !verdict.allowed {
