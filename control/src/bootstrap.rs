@@ -42,9 +42,9 @@ pub async fn ensure_priority_classes(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Create the cluster-scoped `object` of `group`/`plural` unless an object of its name
-/// exists, defaulted and validated as a create through the API would be.
-async fn ensure(
+/// Create `object` of `group`/`plural` (in its `metadata.namespace`, if any) unless an
+/// object of its name exists, defaulted and validated as a create through the API would be.
+pub(crate) async fn ensure(
     store: &Store,
     group: &str,
     version: &str,
@@ -56,7 +56,11 @@ async fn ensure(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let key = object_key(group, plural, "", &name);
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let key = object_key(group, plural, &namespace, &name);
     match store.get(&key).await {
         Ok(_) => return Ok(()),
         Err(StoreError::NotFound) => {}

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod aggregator;
 pub mod api;
 pub mod authn;
 pub mod authz;
@@ -25,4 +26,5 @@ pub mod protobuf;
 pub mod registry;
 pub mod resources;
 pub mod scheduler;
+pub mod service_endpoints;
 pub mod store;

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use skiff_control::{
     admission::Settings as AdmissionSettings,
+    aggregator,
     api::{self, auth::Tokens, serve},
     authn, authz, bootstrap,
     pki::Ca,
@@ -300,6 +301,21 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     }
     // Every replica serves the established CRDs' resources.
     let custom_resources = tokio::spawn(skiff_control::crd::serve::run(store.clone()));
+    // …and proxies the APIServices of extension API servers.
+    let (front_proxy_ca, front_proxy_client) = aggregator::front_proxy::client_identity(&store)
+        .await
+        .context("loading the front-proxy CA from etcd")?;
+    if let Err(e) = aggregator::front_proxy::publish_authentication(
+        &store,
+        &ca.pem.cert,
+        &front_proxy_ca.pem.cert,
+    )
+    .await
+    {
+        warn!(error = %e, "could not publish kube-system/extension-apiserver-authentication");
+    }
+    let aggregator = aggregator::Aggregator::new(&store, front_proxy_client);
+    let discovery_refresh = tokio::spawn(std::sync::Arc::clone(&aggregator).run());
     let endpoint_reconciler = match advertise {
         Some(address) => Some(tokio::spawn(bootstrap::services::reconcile_api_endpoints(
             store.clone(),
@@ -354,7 +370,8 @@ async fn run_server(args: ServeArgs) -> Result<()> {
                 ..AdmissionSettings::default()
             },
         )
-        .with_service_accounts(service_accounts);
+        .with_service_accounts(service_accounts)
+        .with_aggregator(std::sync::Arc::clone(&aggregator));
     reconcile_rbac(&state.registry).await;
     if let Some(rbac) = &authorization.rbac {
         wait_for_rbac(rbac).await;
@@ -402,6 +419,7 @@ async fn run_server(args: ServeArgs) -> Result<()> {
         node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_period),
         load_balancer_pool,
         root_ca: Some(ca.pem.cert.clone()),
+        aggregator: Some(aggregator),
     };
     let (controllers_stop, controllers_stopped) = tokio::sync::watch::channel(false);
     let mut controllers = tokio::spawn(run_controllers(
@@ -425,6 +443,7 @@ async fn run_server(args: ServeArgs) -> Result<()> {
         reconciler.abort();
     }
     custom_resources.abort();
+    discovery_refresh.abort();
     let _ = stop_tx.send(true);
     for server in servers {
         let _ = server.await;

@@ -66,18 +66,28 @@ pub struct Ca {
 impl Ca {
     /// Load the CA from etcd, creating it if this is the first start of the cluster.
     pub async fn load_or_create(store: &Store) -> Result<Self, PkiError> {
-        match store.get(CA_KEY).await {
+        Self::load_or_create_at(store, CA_KEY, "skiff-ca").await
+    }
+
+    /// Load the CA stored at etcd key `key`, creating one named `common_name` there if
+    /// there is none (the cluster CA; the front-proxy CA of API aggregation).
+    pub async fn load_or_create_at(
+        store: &Store,
+        key: &str,
+        common_name: &str,
+    ) -> Result<Self, PkiError> {
+        match store.get(key).await {
             Ok(value) => return Self::from_value(&value),
             Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
-        let fresh = Self::generate()?;
+        let fresh = Self::generate_named(common_name)?;
         let value =
             serde_json::to_value(&fresh.pem).map_err(|e| PkiError::Corrupt(e.to_string()))?;
-        match store.create(CA_KEY, &value).await {
+        match store.create(key, &value).await {
             Ok(_) => Ok(fresh),
             // Another replica won the race: use its CA.
-            Err(StoreError::AlreadyExists) => Self::from_value(&store.get(CA_KEY).await?),
+            Err(StoreError::AlreadyExists) => Self::from_value(&store.get(key).await?),
             Err(e) => Err(e.into()),
         }
     }
@@ -90,10 +100,6 @@ impl Ca {
         let pem: Pem =
             serde_json::from_value(value).map_err(|e| PkiError::Corrupt(e.to_string()))?;
         Ok(Self { pem })
-    }
-
-    fn generate() -> Result<Self, PkiError> {
-        Self::generate_named("skiff-ca")
     }
 
     /// A new self-signed CA named `common_name` (the cluster CA is `skiff-ca`; etcd's own

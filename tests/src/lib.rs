@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cluster;
 pub mod control_replica;
 pub mod datapath_checks;
+pub mod https_echo;
 pub mod kube_proxy;
 pub mod manifests;
 pub mod netns;

@@ -9,66 +9,20 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
-use skiff_tests::Lab;
+use skiff_tests::{
+    Lab,
+    https_echo::{self, Certificates},
+};
 
 /// The webhook's Service name.
 const SERVICE: &str = "hook";
-
-/// A CA and a serving certificate for `<service>.<namespace>.svc`: (CA PEM, cert PEM, key PEM).
-fn certificates(namespace: &str) -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "skiff e2e webhook CA");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let ca_pem = ca.pem();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).expect("issuer");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let names = vec![
-        format!("{SERVICE}.{namespace}.svc"),
-        format!("{SERVICE}.{namespace}.svc.cluster.local"),
-    ];
-    let cert = rcgen::CertificateParams::new(names)
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("serving certificate");
-    (ca_pem, cert.pem(), key.serialize_pem())
-}
-
-fn b64(text: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-/// The webhook server: a Secret, a Deployment of skiff/echo in admission mode, a Service.
-fn server(namespace: &str, cert: &str, key: &str) -> String {
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-        "metadata": {"name": "hook-tls", "namespace": namespace},
-        "data": {"tls.crt": b64(cert), "tls.key": b64(key)}});
-    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": SERVICE, "namespace": namespace},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": SERVICE}},
-            "template": {"metadata": {"labels": {"app": SERVICE}},
-                "spec": {"containers": [{"name": "echo", "image": "skiff/echo",
-                    "env": [{"name": "ADMISSION_TLS_DIR", "value": "/tls"}],
-                    "ports": [{"name": "https", "containerPort": 8443}],
-                    "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
-                    "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": true}]}],
-                    "volumes": [{"name": "tls", "secret": {"secretName": "hook-tls"}}]}}}});
-    let service = json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": SERVICE, "namespace": namespace},
-        "spec": {"selector": {"app": SERVICE},
-                 "ports": [{"name": "https", "port": 443, "targetPort": "https"}]}});
-    json!({"apiVersion": "v1", "kind": "List", "items": [secret, deployment, service]}).to_string()
-}
 
 /// One webhook on ConfigMap creates and updates in the namespaces labelled for this run.
 fn webhook(name: &str, namespace: &str, path: &str, ca: &str, run: &str) -> Value {
     json!({
         "name": name,
         "clientConfig": {"service": {"name": SERVICE, "namespace": namespace, "path": path},
-                         "caBundle": b64(ca)},
+                         "caBundle": base64::engine::general_purpose::STANDARD.encode(ca)},
         "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""],
                    "apiVersions": ["v1"], "resources": ["configmaps"]}],
         "namespaceSelector": {"matchLabels": {"skiff-webhook-e2e": run}},
@@ -128,38 +82,19 @@ fn webhooks_refuse_mutate_and_follow_their_failure_policy() {
     ]);
 
     // The server, up and behind its Service.
-    let (ca, cert, key) = certificates(&ns);
-    lab.apply(&ns, &server(&ns, &cert, &key));
-    lab.kubectl_ok(&[
-        "rollout",
-        "status",
-        "-n",
-        &ns,
-        "deployment/hook",
-        "--timeout=90s",
-    ]);
-    lab.eventually("the webhook's endpoint", Duration::from_secs(30), || {
-        let ready = lab.jsonpath(
-            &ns,
-            &format!("endpointslices -l kubernetes.io/service-name={SERVICE}"),
-            "{.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
-        );
-        if ready.trim().is_empty() {
-            Err("no ready endpoint".to_owned())
-        } else {
-            Ok(())
-        }
-    });
+    let certificates = Certificates::for_service(SERVICE, &ns);
+    https_echo::deploy(&lab, SERVICE, &ns, &certificates);
+    let ca = &certificates.ca;
 
     // The configurations.
     let validating_config = json!({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": validating},
-        "webhooks": [webhook("deny.skiff.test", &ns, "/validate", &ca, &run)]});
+        "webhooks": [webhook("deny.skiff.test", &ns, "/validate", ca, &run)]});
     let mutating_config = json!({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": mutating},
-        "webhooks": [webhook("mutate.skiff.test", &ns, "/mutate", &ca, &run)]});
+        "webhooks": [webhook("mutate.skiff.test", &ns, "/mutate", ca, &run)]});
     for config in [&validating_config, &mutating_config] {
         let out = lab.kubectl_stdin(&["apply", "-f", "-"], &config.to_string());
         assert_eq!(out.code, 0, "{out:?}");

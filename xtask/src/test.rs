@@ -26,8 +26,9 @@ const TEARDOWN_TARGET: &str = "teardown";
 const KUBECTL_TARGETS: [&str; 5] = ["apply", "crd", "kubectl", "tables", "validation"];
 
 /// The sessions that also run with the oldest kubectl on the machine (client-side
-/// validation and discovery of custom resources differ most between versions).
-const OLDEST_KUBECTL_TARGETS: [&str; 2] = ["crd", "validation"];
+/// validation, discovery of custom resources and aggregated APIs differ most between
+/// versions; admission warnings are printed by each version itself).
+const OLDEST_KUBECTL_TARGETS: [&str; 4] = ["aggregation", "crd", "validation", "webhooks"];
 
 /// The oldest kubectl on the machine.
 const KUBECTL_OLDEST: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::response;
 use crate::{
+    aggregator::discovery::RemoteGroup,
     model::ApiError,
     resources::{ResourceInfo, group_versions, served},
 };
@@ -71,8 +72,12 @@ fn aggregated_group(group: &str) -> Value {
     json!({"metadata": {"name": group}, "versions": versions})
 }
 
-fn aggregated(groups: &[&str]) -> Response {
-    let items: Vec<Value> = groups.iter().map(|g| aggregated_group(g)).collect();
+fn aggregated(groups: &[&str], remote: &[RemoteGroup]) -> Response {
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|g| aggregated_group(g))
+        .chain(remote.iter().map(RemoteGroup::aggregated))
+        .collect();
     let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
     let mut response = response::json(StatusCode::OK, &body);
     response.headers_mut().insert(
@@ -105,7 +110,7 @@ fn api_group(group: &str) -> Value {
 /// GET /api.
 pub fn core(headers: &HeaderMap) -> Response {
     if wants_aggregated(headers) {
-        return aggregated(&[""]);
+        return aggregated(&[""], &[]);
     }
     response::json(
         StatusCode::OK,
@@ -113,13 +118,21 @@ pub fn core(headers: &HeaderMap) -> Response {
     )
 }
 
-/// GET /apis.
-pub fn groups(headers: &HeaderMap) -> Response {
+/// GET /apis: the groups served here, then those of available extension API servers.
+pub fn groups(headers: &HeaderMap, remote: Vec<RemoteGroup>) -> Response {
     let groups = named_groups();
+    let remote: Vec<RemoteGroup> = remote
+        .into_iter()
+        .filter(|r| !groups.contains(&r.name.as_str()))
+        .collect();
     if wants_aggregated(headers) {
-        return aggregated(&groups);
+        return aggregated(&groups, &remote);
     }
-    let list: Vec<Value> = groups.iter().map(|g| api_group(g)).collect();
+    let list: Vec<Value> = groups
+        .iter()
+        .map(|g| api_group(g))
+        .chain(remote.iter().map(RemoteGroup::api_group))
+        .collect();
     response::json(
         StatusCode::OK,
         &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}),
@@ -127,11 +140,16 @@ pub fn groups(headers: &HeaderMap) -> Response {
 }
 
 /// GET /apis/{group}.
-pub fn group(group: &str) -> Result<Response, ApiError> {
-    if !named_groups().contains(&group) {
-        return Err(ApiError::no_route());
-    }
-    let mut body = api_group(group);
+pub fn group(group: &str, remote: Vec<RemoteGroup>) -> Result<Response, ApiError> {
+    let mut body = if named_groups().contains(&group) {
+        api_group(group)
+    } else {
+        remote
+            .iter()
+            .find(|r| r.name == group)
+            .map(RemoteGroup::api_group)
+            .ok_or_else(ApiError::no_route)?
+    };
     body["kind"] = json!("APIGroup");
     body["apiVersion"] = json!("v1");
     Ok(response::json(StatusCode::OK, &body))

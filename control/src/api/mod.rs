@@ -59,12 +59,20 @@ pub struct AppState {
     pub rbac: Option<Arc<authz::rbac_source::RbacAuthorizer>>,
     /// TLS towards node agents (logs, exec), when the server has a client identity.
     pub agent_tls: Option<Arc<rustls::ClientConfig>>,
+    /// API aggregation: remote APIServices proxied, their groups in discovery.
+    pub aggregator: Option<Arc<crate::aggregator::Aggregator>>,
 }
 
 impl AppState {
     /// The same state, talking to node agents with this TLS client configuration.
     pub fn with_agent_tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.agent_tls = Some(config);
+        self
+    }
+
+    /// The same state, proxying remote APIServices through `aggregator`.
+    pub fn with_aggregator(mut self, aggregator: Arc<crate::aggregator::Aggregator>) -> Self {
+        self.aggregator = Some(aggregator);
         self
     }
 
@@ -107,6 +115,7 @@ impl AppState {
                 authz::privileged::PrivilegedGroups,
             )])),
             agent_tls: None,
+            aggregator: None,
         }
     }
 }
@@ -231,6 +240,11 @@ fn authorize(
 }
 
 async fn route(state: &AppState, user: &Identity, request: Request) -> Response {
+    if let Some(aggregator) = &state.aggregator
+        && let Some(remote) = aggregator.remote_for_path(request.uri().path())
+    {
+        return aggregator.proxy(&remote, user, request).await;
+    }
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
     let get = parts.method == Method::GET;
@@ -245,7 +259,7 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
             return service_account_issuer(state, &path);
         }
         "/api" if get => Ok(discovery::core(&parts.headers)),
-        "/apis" if get => Ok(discovery::groups(&parts.headers)),
+        "/apis" if get => Ok(discovery::groups(&parts.headers, remote_groups(state))),
         "/openapi/v2" if get => return openapi::serve_v2(&parts.headers),
         "/openapi/v3" if get => Ok(openapi::root()),
         p if get && p.starts_with("/openapi/v3/") => {
@@ -258,10 +272,10 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
             .as_slice()
         {
             ["api", version] if get => discovery::resource_list("", version),
-            ["apis", group] if get => match discovery::group(group) {
+            ["apis", group] if get => match discovery::group(group, remote_groups(state)) {
                 Err(_) => {
                     crate::crd::serve::catch_up(&state.store).await;
-                    discovery::group(group)
+                    discovery::group(group, remote_groups(state))
                 }
                 found => found,
             },
@@ -306,6 +320,15 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
         },
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The groups extension API servers serve now (none without an aggregator).
+fn remote_groups(state: &AppState) -> Vec<crate::aggregator::discovery::RemoteGroup> {
+    state
+        .aggregator
+        .as_ref()
+        .map(|a| crate::aggregator::discovery::remote_groups(a.documents()))
+        .unwrap_or_default()
 }
 
 /// Parse a resource path; a path naming a resource this replica does not serve (yet)

@@ -18,6 +18,9 @@
 //!   `customresourcedefinition-controller`, which writes CRDs and their status and deletes
 //!   the objects of a CRD being deleted (of any group: custom groups are not known in
 //!   advance).
+//! - `skiff:apiservices`: kube-apiserver's aggregator registers the local APIServices and
+//!   keeps every APIService's Available condition in-process; Skiff's
+//!   `apiservice-controller` does both.
 //! - `skiff:node-proxier`: each node's agent is also its kube-proxy (the Service
 //!   datapath), so every node is bound to `system:node-proxier`.
 
@@ -54,6 +57,7 @@ pub const CONTROLLER_ACCOUNTS: &[&str] = &[
     "clusterrole-aggregation-controller",
     "customresourcedefinition-controller",
     "resourcequota-controller",
+    "apiservice-controller",
 ];
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -151,6 +155,15 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
             ]),
             aggregation_rule: None,
         },
+        ClusterRole {
+            metadata: metadata("skiff:apiservices"),
+            rules: Some(vec![rule(
+                &["create", "update", "patch", "delete"],
+                &["apiregistration.k8s.io"],
+                &["apiservices", "apiservices/status"],
+            )]),
+            aggregation_rule: None,
+        },
     ]
 }
 
@@ -169,6 +182,11 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "skiff:customresourcedefinitions",
             "skiff:customresourcedefinitions",
             vec![service_account("customresourcedefinition-controller")],
+        ),
+        binding(
+            "skiff:apiservices",
+            "skiff:apiservices",
+            vec![service_account("apiservice-controller")],
         ),
         binding(
             "skiff:endpoints",

@@ -45,6 +45,8 @@ pub struct ControllerConfig {
     /// The cluster CA certificate (PEM) the root-CA publisher puts in every namespace
     /// (none: the publisher does not run).
     pub root_ca: Option<String>,
+    /// This replica's aggregator (none: the APIService controller does not run).
+    pub aggregator: Option<std::sync::Arc<crate::aggregator::Aggregator>>,
 }
 
 impl Default for ControllerConfig {
@@ -53,6 +55,7 @@ impl Default for ControllerConfig {
             node_monitor_grace: Duration::from_secs(40),
             load_balancer_pool: None,
             root_ca: None,
+            aggregator: None,
         }
     }
 }
@@ -204,6 +207,13 @@ fn tasks(clients: &Clients, config: &ControllerConfig) -> Vec<Task> {
             node_lifecycle::run(lifecycle_client.clone(), grace)
         }),
     ];
+    if let Some(aggregator) = &config.aggregator {
+        let client = clients.controller("apiservice-controller");
+        let aggregator = std::sync::Arc::clone(aggregator);
+        tasks.push(Task::new("apiservice", move || {
+            crate::aggregator::availability::run(client.clone(), std::sync::Arc::clone(&aggregator))
+        }));
+    }
     if let Some(ca) = &config.root_ca {
         let client = clients.controller("root-ca-cert-publisher");
         let ca = ca.clone();

@@ -25,6 +25,7 @@ use k8s_openapi::api::{
     storage::v1::{CSIDriver, CSINode, StorageClass, VolumeAttachment},
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 
 use super::{Names, ResourceInfo, Subresource as S, Typed, VERBS};
 
@@ -786,5 +787,21 @@ pub static REGISTRY: &[ResourceInfo] = &[
         field_selectors: &[],
         names: Names::Subdomain,
         strategy: &Typed::<SubjectAccessReview>::new(),
+    },
+    ResourceInfo {
+        group: "apiregistration.k8s.io",
+        version: "v1",
+        kind: "APIService",
+        plural: "apiservices",
+        singular: "apiservice",
+        namespaced: false,
+        verbs: VERBS,
+        short_names: &[],
+        categories: &["api-extensions"],
+        subresources: STATUS,
+        field_selectors: &[],
+        // `v1.` (the core group's local APIService) is no subdomain.
+        names: Names::PathSegment,
+        strategy: &Typed::<APIService>::new(),
     },
 ];

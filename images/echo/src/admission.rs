@@ -4,7 +4,8 @@
 //!
 //! - `POST /validate`: refuses objects labelled `deny=true` (403, with a message), allows
 //!   the rest with a warning;
-//! - `POST /mutate`: allows, with a JSON patch adding the label `mutated=yes`.
+//! - `POST /mutate`: allows, with a JSON patch adding the label `mutated=yes`;
+//! - `GET /apis/echo.skiff.dev/…`: a tiny aggregated API (see [`crate::aggregated`]).
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -68,6 +69,7 @@ fn connection(config: Arc<ServerConfig>, tcp: TcpStream) -> std::io::Result<()> 
             return Ok(());
         }
         let mut length = 0usize;
+        let mut headers = Vec::new();
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header)? == 0 {
@@ -76,22 +78,30 @@ fn connection(config: Arc<ServerConfig>, tcp: TcpStream) -> std::io::Result<()> 
             if header == "\r\n" || header == "\n" {
                 break;
             }
-            let lower = header.to_ascii_lowercase();
-            if let Some(value) = lower.strip_prefix("content-length:") {
+            let Some((name, value)) = header.split_once(':') else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            if name == "content-length" {
                 length = value
-                    .trim()
                     .parse()
                     .map_err(|_| std::io::Error::other("bad content-length"))?;
             }
+            headers.push((name, value));
         }
         if length > MAX_BODY {
             return Err(std::io::Error::other(format!("body of {length} bytes")));
         }
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body)?;
+        let method = request_line.split_whitespace().next().unwrap_or("");
         let path = request_line.split_whitespace().nth(1).unwrap_or("");
         let path = path.split('?').next().unwrap_or("");
+        let aggregated = (method == "GET")
+            .then(|| crate::aggregated::answer(path, &headers))
+            .flatten();
         let (status, answer) = match serde_json::from_slice::<Value>(&body) {
+            _ if aggregated.is_some() => aggregated.unwrap_or_else(|| ("404 Not Found", json!({}))),
             Ok(review) => match path {
                 "/validate" => ("200 OK", validate(&review)),
                 "/mutate" => ("200 OK", mutate(&review)),

@@ -6,7 +6,8 @@
 //! - UDP on :9001 — answers each datagram with the hostname.
 //!
 //! - HTTPS on :8443, only with `ADMISSION_TLS_DIR` set — admission webhooks for the tests
-//!   (see [`admission`]).
+//!   (see [`admission`]) and an extension API server behind an APIService (see
+//!   [`aggregated`]).
 //!
 //! `std`, libc for the SIGTERM handler, and rustls (ring) with serde_json for the opt-in
 //! admission mode; one thread per connection: small enough to build statically and ship
@@ -14,6 +15,7 @@
 //! `ADMISSION_PORT`.
 
 mod admission;
+mod aggregated;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},

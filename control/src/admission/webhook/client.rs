@@ -1,6 +1,5 @@
-//! Calling a webhook over HTTPS: its URL, or an endpoint of its Service (the ready pod
-//! addresses of the Service's EndpointSlices — the control plane routes pod CIDRs, as
-//! kube-apiserver with `--enable-aggregator-routing` calls endpoints), with TLS verified
+//! Calling a webhook over HTTPS: its URL, or an endpoint of its Service (see
+//! [`ServiceEndpoints`]), with TLS verified
 //! against the webhook's caBundle (the system's roots without one) for the name
 //! `<service>.<namespace>.svc`, as kube does.
 
@@ -22,10 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::{CallError, Caller, Hook};
-use crate::{
-    resources,
-    store::{Store, WatchCache, object_key},
-};
+use crate::{service_endpoints::ServiceEndpoints, store::Store};
 
 /// The largest answer read from a webhook.
 const MAX_RESPONSE: usize = 3 * 1024 * 1024;
@@ -45,9 +41,7 @@ pub struct Target {
 
 /// The production caller: HTTPS to the URL or to one of the Service's endpoints.
 pub struct HttpsCaller {
-    store: Arc<Store>,
-    services: Arc<WatchCache>,
-    slices: Arc<WatchCache>,
+    endpoints: ServiceEndpoints,
     /// TLS configurations by caBundle (most webhooks share few bundles).
     tls: Mutex<HashMap<Vec<u8>, Arc<ClientConfig>>>,
 }
@@ -56,25 +50,8 @@ impl HttpsCaller {
     /// A caller reading Services and EndpointSlices from `store`'s watch caches.
     pub fn new(store: &Arc<Store>) -> Self {
         Self {
-            store: Arc::clone(store),
-            services: resources::watch_cache(store, "", "v1", "services"),
-            slices: resources::watch_cache(store, "discovery.k8s.io", "v1", "endpointslices"),
+            endpoints: ServiceEndpoints::new(store),
             tls: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Wait (within the call's timeout) for the Service and EndpointSlice caches to sync
-    /// after start; a webhook called by URL does not need them.
-    async fn caches_synced(&self) {
-        if self.services.synced() && self.slices.synced() {
-            return;
-        }
-        if let Ok(revision) = self.store.current_revision().await {
-            for cache in [&self.services, &self.slices] {
-                let _ = cache
-                    .wait_for(revision, std::time::Duration::from_secs(30))
-                    .await;
-            }
         }
     }
 
@@ -108,8 +85,9 @@ impl HttpsCaller {
         };
         let port = service.port.unwrap_or(443);
         let address = self
-            .endpoint(&service.namespace, &service.name, port)
-            .map_err(|m| post(&m))?;
+            .endpoints
+            .resolve(&service.namespace, &service.name, port)
+            .map_err(|e| post(&e.to_string()))?;
         let server_name = format!("{}.{}.svc", service.name, service.namespace);
         Ok(Target {
             address,
@@ -117,88 +95,6 @@ impl HttpsCaller {
             server_name,
             path: format!("{}?{query}", service.path.as_deref().unwrap_or("/")),
         })
-    }
-
-    /// A ready endpoint `ip:port` of Service `namespace/name`'s port `port`.
-    fn endpoint(&self, namespace: &str, name: &str, port: i32) -> Result<String, String> {
-        if !self.services.synced() || !self.slices.synced() {
-            return Err("the Service and EndpointSlice caches are not ready yet".to_owned());
-        }
-        let Some(cached) = self
-            .services
-            .get(&object_key("", "services", namespace, name))
-        else {
-            return Err(format!("service \"{name}\" not found"));
-        };
-        let service: Value = serde_json::from_slice(&cached.raw).map_err(|e| e.to_string())?;
-        let port_name = service
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|p| p.get("port").and_then(Value::as_i64) == Some(i64::from(port)))
-            .map(|p| {
-                p.get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .ok_or_else(|| format!("no service port {port} found for service \"{name}\""))?;
-        let snapshot = self
-            .slices
-            .snapshot(&format!("{namespace}/"))
-            .map_err(|e| e.to_string())?;
-        let mut candidates = Vec::new();
-        for cached in &snapshot.objects {
-            if cached
-                .labels
-                .get("kubernetes.io/service-name")
-                .map(String::as_str)
-                != Some(name)
-            {
-                continue;
-            }
-            let Ok(slice) = serde_json::from_slice::<Value>(&cached.raw) else {
-                continue;
-            };
-            let Some(target_port) = slice
-                .get("ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|p| p.get("name").and_then(Value::as_str).unwrap_or_default() == port_name)
-                .and_then(|p| p.get("port").and_then(Value::as_u64))
-            else {
-                continue;
-            };
-            for endpoint in slice
-                .get("endpoints")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let ready = endpoint
-                    .pointer("/conditions/ready")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true);
-                let Some(ip) = endpoint
-                    .pointer("/addresses/0")
-                    .and_then(Value::as_str)
-                    .filter(|_| ready)
-                else {
-                    continue;
-                };
-                candidates.push(if ip.contains(':') {
-                    format!("[{ip}]:{target_port}")
-                } else {
-                    format!("{ip}:{target_port}")
-                });
-            }
-        }
-        if candidates.is_empty() {
-            return Err(format!("no endpoints available for service \"{name}\""));
-        }
-        Ok(candidates.swap_remove(fastrand::usize(..candidates.len())))
     }
 
     /// The TLS configuration trusting `ca_bundle` (PEM), or the system's roots.
@@ -218,9 +114,9 @@ impl HttpsCaller {
     }
 }
 
-/// A TLS client configuration trusting the PEM certificates of `ca_bundle` (the system's
-/// roots if it is empty).
-pub fn tls_config(ca_bundle: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
+/// The roots a server certificate is checked against: the PEM certificates of
+/// `ca_bundle`, or the system's roots when there is none.
+pub fn roots(ca_bundle: Option<&[u8]>) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     match ca_bundle.filter(|b| !b.is_empty()) {
         Some(pem) => {
@@ -240,11 +136,17 @@ pub fn tls_config(ca_bundle: Option<&[u8]>) -> Result<Arc<ClientConfig>, String>
             }
         }
     }
+    Ok(roots)
+}
+
+/// A TLS client configuration trusting the PEM certificates of `ca_bundle` (the system's
+/// roots if it is empty).
+pub fn tls_config(ca_bundle: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+        .with_root_certificates(roots(ca_bundle)?)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
@@ -294,7 +196,7 @@ pub async fn post(
 impl Caller for HttpsCaller {
     async fn call(&self, hook: &Hook, review: &Value) -> Result<Value, CallError> {
         if hook.client_config.service.is_some() {
-            self.caches_synced().await;
+            self.endpoints.synced().await;
         }
         let target = self.target(hook)?;
         let config = self.tls_config(
@@ -334,7 +236,7 @@ mod tests {
     use tokio_rustls::TlsAcceptor;
 
     use super::*;
-    use crate::admission::webhook::validating_hooks;
+    use crate::{admission::webhook::validating_hooks, store::object_key};
 
     /// A one-shot HTTPS server on 127.0.0.1 answering `answer` to one request; its CA PEM,
     /// its port and the request it got.
@@ -473,15 +375,9 @@ mod tests {
         let caller = HttpsCaller::new(&store);
         let revision = store.current_revision().await.expect("revision");
         caller
-            .services
+            .endpoints
             .wait_for(revision, Duration::from_secs(5))
-            .await
-            .expect("services");
-        caller
-            .slices
-            .wait_for(revision, Duration::from_secs(5))
-            .await
-            .expect("slices");
+            .await;
         let configuration = serde_json::from_value(json!({
             "metadata": {"name": "c"},
             "webhooks": [{"name": "v.example.com", "sideEffects": "None",

@@ -3,6 +3,7 @@
 
 pub mod admissionregistration;
 pub mod apiextensions;
+pub mod apiregistration;
 mod cluster;
 mod networking;
 pub mod pod;

@@ -247,6 +247,15 @@ pub fn printer(group: &str, kind: &str) -> Printer {
             &[NAME, ("Webhooks", "integer", 0), AGE],
             webhook_configuration,
         ),
+        ("apiregistration.k8s.io", "APIService") => (
+            &[
+                NAME,
+                ("Service", "string", 0),
+                ("Available", "string", 0),
+                AGE,
+            ],
+            api_service,
+        ),
         ("scheduling.k8s.io", "PriorityClass") => (
             &[
                 NAME,
@@ -445,6 +454,7 @@ mod tests {
             ("storage.k8s.io", "StorageClass"),
             ("policy", "PodDisruptionBudget"),
             ("scheduling.k8s.io", "PriorityClass"),
+            ("apiregistration.k8s.io", "APIService"),
             (
                 "admissionregistration.k8s.io",
                 "ValidatingWebhookConfiguration",

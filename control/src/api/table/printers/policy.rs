@@ -63,6 +63,32 @@ pub(super) fn priority_class(o: &Value) -> Vec<Value> {
     ]
 }
 
+/// APIServices as kube-aggregator prints them: the Service they proxy to (`Local` for
+/// none) and `True`, or `False (Reason)`, from the Available condition.
+pub(super) fn api_service(o: &Value) -> Vec<Value> {
+    let service = match o.pointer("/spec/service") {
+        Some(service) if service.is_object() => {
+            format!("{}/{}", s(service, "namespace"), s(service, "name"))
+        }
+        _ => "Local".to_owned(),
+    };
+    let available = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Available"))
+        .map_or_else(
+            || "Unknown".to_owned(),
+            |c| match (s(c, "status"), s(c, "reason")) {
+                ("True", _) => "True".to_owned(),
+                (status, "") => status.to_owned(),
+                (status, reason) => format!("{status} ({reason})"),
+            },
+        );
+    vec![name(o), json!(service), json!(available), created(o)]
+}
+
 /// Webhook configurations (both kinds): how many webhooks they hold.
 pub(super) fn webhook_configuration(o: &Value) -> Vec<Value> {
     let count = o
