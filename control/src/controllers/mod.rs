@@ -12,6 +12,7 @@ mod disruption;
 mod drive;
 mod endpoints;
 mod gc;
+mod history;
 mod job;
 mod leader;
 pub mod metrics;

@@ -1,20 +1,21 @@
 //! The StatefulSet controller: pods `<set>-0 … <set>-(n-1)` with stable names and hostnames
 //! (`subdomain` = serviceName); OrderedReady creates each only once every lower ordinal is
 //! Running and Ready and removes from the highest down, Parallel does all at once; rolling
-//! updates replace pods from the highest ordinal down to the partition, one at a time;
+//! updates replace pods whose revision (kept as ControllerRevisions, [`super::history`]) is
+//! not the update revision, from the highest ordinal down to the partition, one at a time;
 //! volumeClaimTemplates become per-pod PersistentVolumeClaims `<claim>-<set>-<ordinal>`.
 //! A set without `serviceName` (optional since 1.33) works the same, its pods without a
 //! subdomain; a Warning event says so once per generation.
 
 use super::drive::Error;
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use k8s_openapi::api::{
-    apps::v1::StatefulSet,
+    apps::v1::{ControllerRevision, StatefulSet},
     core::v1::{PersistentVolumeClaim, Pod},
 };
 use kube::{
@@ -25,14 +26,13 @@ use kube::{
 use serde_json::json;
 
 use super::{
-    deployment::{template_hash, without_defaults},
+    history::{self, POD_REVISION_LABEL, Style},
     workload::{
         controller_ref, create_pod, is_ready, owned_pods, pod_from_template, status_differs,
     },
 };
 use skiff_events::{Recorder, reference};
 
-const HASH_LABEL: &str = "controller-revision-hash";
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 const INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 /// Event reason for a set without `serviceName`.
@@ -71,8 +71,12 @@ pub async fn run(client: Client) {
         client,
         warned: Mutex::new(HashMap::new()),
     });
-    let controller =
-        Controller::new(sets, watcher::Config::default()).owns(pods, watcher::Config::default());
+    let controller = Controller::new(sets, watcher::Config::default())
+        .owns(pods, watcher::Config::default())
+        .owns(
+            Api::<ControllerRevision>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        );
     super::drive::drive(
         controller,
         "statefulset",
@@ -133,12 +137,30 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     }
     let replicas = spec.replicas.unwrap_or(1);
     let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
-    let hash = template_hash(
-        &without_defaults(&serde_json::to_value(&spec.template).unwrap_or_default()),
-        0,
-    );
-    let revision = format!("{name}-{hash}");
     let pods = owned_pods(&ctx.client, &namespace, &spec.selector, &owner, true).await?;
+    // The history first: the update revision names the pods to create.
+    let status = set.status.clone().unwrap_or_default();
+    let live: BTreeSet<String> = pods
+        .iter()
+        .filter_map(|p| p.labels().get(POD_REVISION_LABEL).cloned())
+        .collect();
+    let kept: BTreeSet<String> = status.current_revision.iter().cloned().collect();
+    let synced = history::sync(
+        &ctx.client,
+        &history::Owner {
+            meta: &set.metadata,
+            reference: owner.clone(),
+            selector: &spec.selector,
+            template: &spec.template,
+            history_limit: spec.revision_history_limit.unwrap_or(10),
+            collision_count: status.collision_count.unwrap_or(0),
+            style: Style::StatefulSet,
+        },
+        &kept,
+        &live,
+    )
+    .await?;
+    let revision = Style::StatefulSet.pod_label(&synced.update);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut by_ordinal: Vec<Option<&Pod>> =
         vec![None; usize::try_from(replicas.max(0)).unwrap_or(0)];
@@ -193,7 +215,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         let mut template = spec.template.clone();
         let meta = template.metadata.get_or_insert_default();
         let labels = meta.labels.get_or_insert_default();
-        labels.insert(HASH_LABEL.to_owned(), revision.clone());
+        labels.insert(POD_REVISION_LABEL.to_owned(), revision.clone());
         labels.insert(POD_NAME_LABEL.to_owned(), pod_name.clone());
         labels.insert(INDEX_LABEL.to_owned(), i.to_string());
         let mut pod = pod_from_template(
@@ -286,7 +308,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
             if i32::try_from(i).unwrap_or(0) < partition {
                 break;
             }
-            if pod.labels().get(HASH_LABEL) != Some(&revision) {
+            if pod.labels().get(POD_REVISION_LABEL) != Some(&revision) {
                 let _ = api.delete(&pod.name_any(), &DeleteParams::default()).await;
                 busy = true;
                 break;
@@ -297,26 +319,30 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     let present: Vec<&Pod> = by_ordinal.iter().flatten().copied().collect();
     let updated = present
         .iter()
-        .filter(|p| p.labels().get(HASH_LABEL) == Some(&revision))
+        .filter(|p| p.labels().get(POD_REVISION_LABEL) == Some(&revision))
         .count();
     let ready = present.iter().filter(|p| is_ready(p)).count();
+    // The current revision stays until every pod runs the update revision (kube's
+    // completeRollingUpdate); one no longer in the history falls back to the update.
     let current_revision = if updated == present.len() && present.len() == by_ordinal.len() {
         revision.clone()
     } else {
-        set.status
-            .as_ref()
-            .and_then(|s| s.current_revision.clone())
+        status
+            .current_revision
+            .clone()
+            .filter(|c| synced.revisions.iter().any(|r| &r.name_any() == c))
             .unwrap_or_else(|| revision.clone())
     };
     let status = json!({
         "replicas": present.len(),
         "readyReplicas": ready,
         "availableReplicas": ready,
-        "currentReplicas": present.iter().filter(|p| p.labels().get(HASH_LABEL) == Some(&current_revision)).count(),
+        "currentReplicas": present.iter().filter(|p| p.labels().get(POD_REVISION_LABEL) == Some(&current_revision)).count(),
         "updatedReplicas": updated,
         "currentRevision": current_revision,
         "updateRevision": revision,
         "observedGeneration": set.metadata.generation,
+        "collisionCount": (synced.collision_count > 0).then_some(synced.collision_count),
     });
     let current = serde_json::to_value(&set.status).unwrap_or_default();
     if status_differs(&current, &status) {

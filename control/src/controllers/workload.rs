@@ -1,17 +1,18 @@
 //! What the workload controllers share: pods from templates with controller owner
 //! references, pod liveness/readiness/availability as kube-controller-manager judges them,
-//! listing by selector, and adoption of orphans that match.
+//! listing by selector (any kind), and adoption of orphans that match.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt::Debug};
 
 use k8s_openapi::{
     api::core::v1::{Pod, PodTemplateSpec},
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
 };
 use kube::{
-    Api, Client,
+    Api, Client, Resource,
     api::{ListParams, Patch, PatchParams, PostParams},
 };
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::scheduler::predicates::selector_matches;
@@ -103,7 +104,7 @@ pub fn selector_query(selector: &LabelSelector) -> String {
     crate::model::selector::render(&serde_json::to_value(selector).unwrap_or_default())
 }
 
-/// Pods of `namespace` matching `selector` that `owner_uid` controls, adopting matching
+/// Pods of `namespace` matching `selector` that `owner` controls, adopting matching
 /// orphans (as kube's ControllerRefManager does).
 pub async fn owned_pods(
     client: &Client,
@@ -112,24 +113,44 @@ pub async fn owned_pods(
     owner: &OwnerReference,
     adopt: bool,
 ) -> Result<Vec<Pod>, kube::Error> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    owned(
+        &Api::namespaced(client.clone(), namespace),
+        selector,
+        owner,
+        adopt,
+    )
+    .await
+}
+
+/// Objects of `api` matching `selector` that `owner` controls, adopting matching orphans
+/// that are not being deleted when `adopt` (as kube's ControllerRefManager does).
+pub async fn owned<K>(
+    api: &Api<K>,
+    selector: &LabelSelector,
+    owner: &OwnerReference,
+    adopt: bool,
+) -> Result<Vec<K>, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
     let query = selector_query(selector);
-    let listed = pods.list(&ListParams::default().labels(&query)).await?;
+    let listed = api.list(&ListParams::default().labels(&query)).await?;
     let mut owned = Vec::new();
-    for pod in listed.items {
-        let labels: BTreeMap<String, String> = pod.metadata.labels.clone().unwrap_or_default();
+    for object in listed.items {
+        let meta = object.meta();
+        let labels: BTreeMap<String, String> = meta.labels.clone().unwrap_or_default();
         if !selector_matches(selector, &labels) {
             continue;
         }
-        match controller_uid(&pod.metadata) {
-            Some(uid) if uid == owner.uid => owned.push(pod),
+        match controller_uid(meta) {
+            Some(uid) if uid == owner.uid => owned.push(object),
             Some(_) => {}
-            None if adopt && pod.metadata.deletion_timestamp.is_none() => {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
+            None if adopt && meta.deletion_timestamp.is_none() => {
+                let name = meta.name.clone().unwrap_or_default();
+                let mut refs = meta.owner_references.clone().unwrap_or_default();
                 refs.push(owner.clone());
-                let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
-                if let Ok(adopted) = pods
+                let patch = json!({"metadata": {"ownerReferences": refs, "uid": meta.uid}});
+                if let Ok(adopted) = api
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                 {

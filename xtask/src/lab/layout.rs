@@ -74,10 +74,13 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The lab of this checkout.
+    /// The lab of this checkout. The target directory is resolved, so a checkout whose
+    /// `target` links to a shared one names the lab by the paths the kernel reports for its
+    /// mounts (otherwise `down` could not find them).
     pub fn current() -> Self {
+        let target = workspace_root().join("target");
         Self {
-            root: workspace_root().join("target").join("lab"),
+            root: std::fs::canonicalize(&target).unwrap_or(target).join("lab"),
             profile: "debug",
         }
     }

@@ -205,3 +205,37 @@ fn directives_need_a_merge_key_and_a_known_shape() {
         "{primitive_delete:?}"
     );
 }
+
+/// `kubectl rollout undo` for DaemonSets and StatefulSets: the ControllerRevision's data
+/// replaces the whole template, dropping fields the current one has and the old one lacks.
+#[test]
+fn a_revision_patch_replaces_the_whole_template() {
+    let daemonset = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"app": "d"}}, "revisionHistoryLimit": 10,
+            "template": {"metadata": {"labels": {"app": "d", "extra": "x"}, "annotations": {"a": "1"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx:2", "args": ["new"]},
+                                        {"name": "side", "image": "side:1"}],
+                         "nodeSelector": {"disk": "ssd"}}}}});
+    let data = json!({"spec": {"template": {"$patch": "replace",
+        "metadata": {"labels": {"app": "d"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1"}]}}}});
+    let patched = apply(&daemonset, &data, message_for("apps/v1", "DaemonSet")).unwrap();
+    assert_eq!(
+        patched["spec"]["template"],
+        json!({"metadata": {"labels": {"app": "d"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1"}]}})
+    );
+    assert_eq!(
+        patched["spec"]["revisionHistoryLimit"], 10,
+        "the rest of spec stays"
+    );
+    assert_eq!(patched["spec"]["selector"], daemonset["spec"]["selector"]);
+    let statefulset = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
+        "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}});
+    let patched = apply(&statefulset, &data, message_for("apps/v1", "StatefulSet")).unwrap();
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1"
+    );
+    assert_eq!(patched["spec"]["replicas"], 3);
+}

@@ -314,6 +314,81 @@ impl Kind for DaemonSet {
             &["Always"],
             errors,
         );
+        if let Some(strategy) = &spec.update_strategy {
+            validate_daemonset_strategy(strategy, errors);
+        }
+    }
+}
+
+/// The number in a count or percentage, or a message saying what is wrong with it
+/// (kube's `ValidatePositiveIntOrPercent` and `IsNotMoreThan100Percent`).
+fn int_or_percent(value: &IntOrString) -> Result<i64, (String, &'static str)> {
+    match value {
+        IntOrString::Int(n) if *n < 0 => Err((n.to_string(), "must be greater than or equal to 0")),
+        IntOrString::Int(n) => Ok(i64::from(*n)),
+        IntOrString::String(text) => {
+            let number = text
+                .strip_suffix('%')
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<i64>().ok());
+            match number {
+                None => Err((
+                    text.clone(),
+                    "a valid percent string must be a numeric string followed by an ending '%' \
+                     (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                )),
+                Some(p) if p > 100 => Err((text.clone(), "must not be greater than 100%")),
+                Some(p) => Ok(p),
+            }
+        }
+    }
+}
+
+/// kube's `ValidateDaemonSetUpdateStrategy`: a known type; under RollingUpdate, counts or
+/// percentages up to 100% for maxUnavailable and maxSurge, not both zero.
+fn validate_daemonset_strategy(strategy: &DaemonSetUpdateStrategy, errors: &mut ErrorList) {
+    match strategy.type_.as_deref() {
+        Some("OnDelete") | None => {}
+        Some("RollingUpdate") => {
+            let Some(rolling) = &strategy.rolling_update else {
+                return errors.push(FieldError::required(
+                    "spec.updateStrategy.rollingUpdate",
+                    "",
+                ));
+            };
+            let mut check =
+                |value: Option<&IntOrString>, field: &str| match value.map(int_or_percent) {
+                    None => 0,
+                    Some(Ok(n)) => n,
+                    Some(Err((text, why))) => {
+                        errors.push(FieldError::invalid(
+                            format!("spec.updateStrategy.rollingUpdate.{field}"),
+                            text,
+                            why,
+                        ));
+                        // Reported already; not also "both zero".
+                        1
+                    }
+                };
+            let unavailable = check(rolling.max_unavailable.as_ref(), "maxUnavailable");
+            let surge = check(rolling.max_surge.as_ref(), "maxSurge");
+            if unavailable == 0 && surge == 0 {
+                let shown = match &rolling.max_unavailable {
+                    Some(IntOrString::String(s)) => s.clone(),
+                    _ => "0".to_owned(),
+                };
+                errors.push(FieldError::invalid(
+                    "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                    shown,
+                    "may not be 0 when `maxSurge` is 0",
+                ));
+            }
+        }
+        Some(other) => errors.push(FieldError::not_supported(
+            "spec.updateStrategy",
+            other,
+            &["OnDelete", "RollingUpdate"],
+        )),
     }
 }
 
@@ -569,6 +644,53 @@ mod tests {
             .filter(|e| e.field == "spec.schedule" || e.field == "spec.timeZone")
             .map(ToString::to_string)
             .collect()
+    }
+
+    /// The errors on `spec.updateStrategy` of a DaemonSet with this strategy.
+    fn daemonset_strategy_errors(strategy: Value) -> Vec<String> {
+        let body = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}}, "updateStrategy": strategy,
+                "template": {"metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+        Typed::<DaemonSet>::new()
+            .prepare(&body, None)
+            .expect("prepare")
+            .errors
+            .iter()
+            .filter(|e| e.field.starts_with("spec.updateStrategy"))
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_daemonset_may_surge_but_not_with_nothing_to_give() {
+        let rolling = |r: Value| json!({"type": "RollingUpdate", "rollingUpdate": r});
+        assert!(
+            daemonset_strategy_errors(rolling(json!({"maxSurge": 1, "maxUnavailable": 0})))
+                .is_empty()
+        );
+        assert!(
+            daemonset_strategy_errors(rolling(json!({"maxSurge": "10%", "maxUnavailable": "0%"})))
+                .is_empty()
+        );
+        assert!(daemonset_strategy_errors(json!({"type": "OnDelete"})).is_empty());
+        let both_zero =
+            daemonset_strategy_errors(rolling(json!({"maxSurge": 0, "maxUnavailable": 0})));
+        assert_eq!(both_zero.len(), 1, "{both_zero:?}");
+        assert!(
+            both_zero[0].contains("may not be 0 when `maxSurge` is 0"),
+            "{both_zero:?}"
+        );
+        let bad =
+            daemonset_strategy_errors(rolling(json!({"maxSurge": "150%", "maxUnavailable": -1})));
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(
+            bad.iter()
+                .any(|e| e.contains("must not be greater than 100%")),
+            "{bad:?}"
+        );
+        let unknown = daemonset_strategy_errors(json!({"type": "Sometimes"}));
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
     }
 
     #[test]

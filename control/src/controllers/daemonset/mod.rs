@@ -1,15 +1,26 @@
 //! The DaemonSet controller: one pod per eligible node (nodeSelector and required node
 //! affinity match, taints tolerated — with the tolerations kube adds to daemon pods), bound
-//! to its node through node affinity on `metadata.name`; rolling updates replace pods of an
-//! old template at most `maxUnavailable` at a time; status counts as kube reports them.
+//! to its node through node affinity on `metadata.name`; the template's history is kept in
+//! ControllerRevisions ([`super::history`]) and pods carry their revision's hash; rolling
+//! updates replace pods of other revisions within `maxUnavailable`, or surge with `maxSurge`
+//! ([`update`]); status counts as kube reports them.
+
+mod update;
 
 use super::drive::{Context, Error};
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::StreamExt;
 use k8s_openapi::api::{
-    apps::v1::DaemonSet,
-    core::v1::{Node, Pod, Toleration},
+    apps::v1::{ControllerRevision, DaemonSet},
+    core::v1::{
+        Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
+        Toleration,
+    },
 };
 use kube::{
     Api, Client, ResourceExt,
@@ -19,7 +30,7 @@ use kube::{
 use serde_json::json;
 
 use super::{
-    deployment::{template_hash, without_defaults},
+    history::{self, POD_REVISION_LABEL, Style},
     workload::{
         controller_ref, create_pod, is_active, is_available, is_ready, owned_pods,
         pod_from_template, status_differs,
@@ -28,7 +39,8 @@ use super::{
 use crate::scheduler::{cache::NodeInfo, predicates};
 use skiff_events::reference;
 
-const HASH_LABEL: &str = "controller-revision-hash";
+/// The pod label kube puts the DaemonSet's generation in when it creates a pod.
+const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
 
 /// Run the controller until aborted.
 pub async fn run(client: Client) {
@@ -41,6 +53,10 @@ pub async fn run(client: Client) {
     let ctx = Context::new(client, "daemonset-controller");
     let controller = Controller::new(sets, watcher::Config::default())
         .owns(pods, watcher::Config::default())
+        .owns(
+            Api::<ControllerRevision>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
         .reconcile_all_on(node_changes);
     super::drive::drive(
         controller,
@@ -68,6 +84,26 @@ fn daemon_tolerations() -> Vec<Toleration> {
         t("node.kubernetes.io/pid-pressure", "NoSchedule"),
         t("node.kubernetes.io/unschedulable", "NoSchedule"),
     ]
+}
+
+/// Node affinity that binds a pod to `node` (kube's daemon pods are scheduled this way).
+fn pinned_to(node: &str) -> Affinity {
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".to_owned(),
+                        operator: "In".to_owned(),
+                        values: Some(vec![node.to_owned()]),
+                    }]),
+                    match_expressions: None,
+                }],
+            }),
+            preferred_during_scheduling_ignored_during_execution: None,
+        }),
+        ..Affinity::default()
+    }
 }
 
 fn node_of(pod: &Pod) -> String {
@@ -101,16 +137,7 @@ async fn reconcile(set: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Err
     let spec = set.spec.clone().unwrap_or_default();
     let owner = controller_ref("apps/v1", "DaemonSet", &set.metadata);
     let set_ref = reference("apps/v1", "DaemonSet", &set.metadata);
-    let template_value =
-        without_defaults(&serde_json::to_value(&spec.template).unwrap_or_default());
-    let hash = template_hash(&template_value, 0);
     let mut template = spec.template.clone();
-    template
-        .metadata
-        .get_or_insert_default()
-        .labels
-        .get_or_insert_default()
-        .insert(HASH_LABEL.to_owned(), hash.clone());
     if let Some(pod_spec) = template.spec.as_mut() {
         let tolerations = pod_spec.tolerations.get_or_insert_default();
         for t in daemon_tolerations() {
@@ -157,104 +184,104 @@ async fn reconcile(set: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Err
     for pod in pods.iter().filter(|p| is_active(p)) {
         by_node.entry(node_of(pod)).or_default().push(pod);
     }
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut changed = false;
-    // Missing daemons: create; surplus or misplaced ones: delete.
-    for node in &eligible {
-        if by_node.get(node).is_none_or(Vec::is_empty) {
-            let mut pod = pod_from_template(
-                &template,
-                owner.clone(),
-                &namespace,
-                &format!("{name}-"),
-                None,
-            );
-            if let Some(pod_spec) = pod.spec.as_mut() {
-                pod_spec.affinity = Some(serde_json::from_value(json!({"nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
-                    ]}}})).unwrap_or_default());
-            }
-            match create_pod(&ctx.client, &pod).await {
-                Ok(pod_name) => {
-                    changed = true;
-                    ctx.recorder
-                        .record(
-                            &set_ref,
-                            "Normal",
-                            "SuccessfulCreate",
-                            &format!("Created pod: {pod_name}"),
-                        )
-                        .await;
-                }
-                Err(e) => {
-                    ctx.recorder
-                        .record(
-                            &set_ref,
-                            "Warning",
-                            "FailedCreate",
-                            &format!("Error creating: {e}"),
-                        )
-                        .await
-                }
-            }
-        }
+    for node_pods in by_node.values_mut() {
+        node_pods.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
     }
-    for (node, node_pods) in &by_node {
-        let surplus: Vec<&&Pod> = if eligible.contains(node) {
-            node_pods.iter().skip(1).collect()
-        } else {
-            node_pods.iter().collect()
-        };
-        for pod in surplus {
-            let _ = api.delete(&pod.name_any(), &DeleteParams::default()).await;
-            changed = true;
-        }
-    }
-    // Rolling update: replace old-template pods, keeping at most maxUnavailable down.
+    // The history first: the update revision names the pods to create.
+    let live: BTreeSet<String> = pods
+        .iter()
+        .filter_map(|p| p.labels().get(POD_REVISION_LABEL).cloned())
+        .collect();
+    let status = set.status.clone().unwrap_or_default();
+    let synced = history::sync(
+        &ctx.client,
+        &history::Owner {
+            meta: &set.metadata,
+            reference: owner.clone(),
+            selector: &spec.selector,
+            template: &spec.template,
+            history_limit: spec.revision_history_limit.unwrap_or(10),
+            collision_count: status.collision_count.unwrap_or(0),
+            style: Style::DaemonSet,
+        },
+        &BTreeSet::new(),
+        &live,
+    )
+    .await?;
+    let hash = Style::DaemonSet.pod_label(&synced.update);
+    let labels = template
+        .metadata
+        .get_or_insert_default()
+        .labels
+        .get_or_insert_default();
+    labels.insert(POD_REVISION_LABEL.to_owned(), hash.clone());
+    labels.insert(
+        TEMPLATE_GENERATION_LABEL.to_owned(),
+        set.metadata.generation.unwrap_or(0).to_string(),
+    );
     let now = jiff::Timestamp::now();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let on_delete = spec
-        .update_strategy
-        .as_ref()
-        .and_then(|s| s.type_.as_deref())
-        == Some("OnDelete");
-    if !on_delete {
-        let max_unavailable = spec
-            .update_strategy
-            .as_ref()
-            .and_then(|s| s.rolling_update.as_ref())
-            .and_then(|r| r.max_unavailable.as_ref())
-            .map_or(1, |v| match v {
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => *n,
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(p) => {
-                    let percent: f64 = p.trim_end_matches('%').parse().unwrap_or(0.0);
-                    ((eligible.len() as f64) * percent / 100.0).floor() as i32
-                }
-            })
-            .max(1);
-        let unavailable = eligible
-            .iter()
-            .filter(|n| {
-                by_node
-                    .get(*n)
-                    .and_then(|p| p.first())
-                    .is_none_or(|p| !is_available(p, min_ready, now))
-            })
-            .count();
-        let mut budget = usize::try_from(max_unavailable)
-            .unwrap_or(1)
-            .saturating_sub(unavailable);
-        for node in &eligible {
-            let Some(pod) = by_node.get(node).and_then(|p| p.first()) else {
-                continue;
-            };
-            let old = pod.labels().get(HASH_LABEL) != Some(&hash);
-            if old && (budget > 0 || !is_available(pod, min_ready, now)) {
-                let _ = api.delete(&pod.name_any(), &DeleteParams::default()).await;
-                changed = true;
-                budget = budget.saturating_sub(1);
+    let is_new = |p: &Pod| p.labels().get(POD_REVISION_LABEL) == Some(&hash);
+    let available = |p: &Pod| is_available(p, min_ready, now);
+    let plan = update::plan(
+        &update::View {
+            eligible: &eligible,
+            by_node: &by_node,
+            is_new: &is_new,
+            available: &available,
+        },
+        update::budget(spec.update_strategy.as_ref(), eligible.len()),
+    );
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let changed = !plan.create_on.is_empty() || !plan.delete.is_empty();
+    for node in &plan.create_on {
+        let mut pod = pod_from_template(
+            &template,
+            owner.clone(),
+            &namespace,
+            &format!("{name}-"),
+            None,
+        );
+        if let Some(pod_spec) = pod.spec.as_mut() {
+            pod_spec.affinity = Some(pinned_to(node));
+        }
+        match create_pod(&ctx.client, &pod).await {
+            Ok(pod_name) => {
+                ctx.recorder
+                    .record(
+                        &set_ref,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!("Created pod: {pod_name}"),
+                    )
+                    .await;
             }
+            Err(e) => {
+                ctx.recorder
+                    .record(
+                        &set_ref,
+                        "Warning",
+                        "FailedCreate",
+                        &format!("Error creating: {e}"),
+                    )
+                    .await
+            }
+        }
+    }
+    for pod_name in &plan.delete {
+        match api.delete(pod_name, &DeleteParams::default()).await {
+            Ok(_) => {
+                ctx.recorder
+                    .record(
+                        &set_ref,
+                        "Normal",
+                        "SuccessfulDelete",
+                        &format!("Deleted pod: {pod_name}"),
+                    )
+                    .await;
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
         }
     }
     // Status.
@@ -269,8 +296,9 @@ async fn reconcile(set: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Err
         "numberReady": scheduled.iter().filter(|p| is_ready(p)).count(),
         "numberAvailable": scheduled.iter().filter(|p| is_available(p, min_ready, now)).count(),
         "numberUnavailable": eligible.len() - scheduled.iter().filter(|p| is_available(p, min_ready, now)).count(),
-        "updatedNumberScheduled": scheduled.iter().filter(|p| p.labels().get(HASH_LABEL) == Some(&hash)).count(),
+        "updatedNumberScheduled": scheduled.iter().filter(|p| is_new(p)).count(),
         "observedGeneration": set.metadata.generation,
+        "collisionCount": (synced.collision_count > 0).then_some(synced.collision_count),
     });
     let current = serde_json::to_value(&set.status).unwrap_or_default();
     if status_differs(&current, &status) {
