@@ -17,6 +17,7 @@ pub mod oci_runtime;
 pub mod process;
 pub mod streaming;
 pub mod traffic;
+pub mod webhook_server;
 
 use std::{
     net::Ipv4Addr,
