@@ -58,4 +58,3 @@ pub fn server(namespace: &str, cert: &str, key: &str) -> String {
                  "ports": [{"name": "https", "port": 443, "targetPort": "https"}]}});
     json!({"apiVersion": "v1", "kind": "List", "items": [secret, deployment, service]}).to_string()
 }
-

@@ -461,8 +461,15 @@ fn objects_are_served_in_every_version_and_stored_in_one() {
         ])
     };
     assert_eq!(read("v1", "old", "{.apiVersion}"), format!("{group}/v1"));
-    assert_eq!(read("v1beta1", "old", "{.apiVersion}"), format!("{group}/v1beta1"));
-    assert_eq!(read("v1", "old", "{.spec.size}"), "3", "None converts nothing else");
+    assert_eq!(
+        read("v1beta1", "old", "{.apiVersion}"),
+        format!("{group}/v1beta1")
+    );
+    assert_eq!(
+        read("v1", "old", "{.spec.size}"),
+        "3",
+        "None converts nothing else"
+    );
     // Lists (the preferred version, and a named one) and tables convert too.
     let listed = lab.kubectl_ok(&[
         "get",
@@ -557,17 +564,21 @@ fn a_conversion_webhook_converts_between_versions() {
     established(&lab, &crd);
 
     // Written through v1beta1 (spec.size): the webhook renames it for storage in v1.
-    lab.eventually("a write through the webhook", Duration::from_secs(30), || {
-        let created = lab.kubectl_stdin(
-            &["create", "-n", &ns, "-f", "-"],
-            &gizmo("g", &group, "v1beta1", json!({"size": 7})),
-        );
-        if created.code == 0 {
-            Ok(())
-        } else {
-            Err(format!("{created:?}"))
-        }
-    });
+    lab.eventually(
+        "a write through the webhook",
+        Duration::from_secs(30),
+        || {
+            let created = lab.kubectl_stdin(
+                &["create", "-n", &ns, "-f", "-"],
+                &gizmo("g", &group, "v1beta1", json!({"size": 7})),
+            );
+            if created.code == 0 {
+                Ok(())
+            } else {
+                Err(format!("{created:?}"))
+            }
+        },
+    );
     let read = |version: &str, path: &str| {
         lab.kubectl_ok(&[
             "get",
@@ -596,7 +607,13 @@ fn a_conversion_webhook_converts_between_versions() {
 
     // The webhook gone: reads in the other version are kube's 500; the storage version's
     // are not converted at all.
-    lab.kubectl_ok(&["scale", "-n", &ns, &format!("deployment/{SERVICE}"), "--replicas=0"]);
+    lab.kubectl_ok(&[
+        "scale",
+        "-n",
+        &ns,
+        &format!("deployment/{SERVICE}"),
+        "--replicas=0",
+    ]);
     let failed = lab.eventually("the webhook gone", Duration::from_secs(60), || {
         let out = lab.kubectl(&["get", &format!("gizmos.v1beta1.{group}"), "g", "-n", &ns]);
         if out.code == 0 {
@@ -606,7 +623,9 @@ fn a_conversion_webhook_converts_between_versions() {
         }
     });
     assert!(
-        failed.contains(&format!("conversion webhook for {group}/v1, Kind=Gizmo failed")),
+        failed.contains(&format!(
+            "conversion webhook for {group}/v1, Kind=Gizmo failed"
+        )),
         "{failed}"
     );
     assert_eq!(read("v1", "{.spec.sizeInches}"), "7");

@@ -17,7 +17,9 @@ enum Stability {
 /// `v<major>[(alpha|beta)<minor>]`, as kube's `parseKubeVersion` reads it.
 fn parse(version: &str) -> Option<(u64, Stability, u64)> {
     let rest = version.strip_prefix('v')?;
-    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let (major, rest) = rest.split_at(digits);
     if major.is_empty() || major.starts_with('0') {
         return None;
@@ -48,10 +50,12 @@ pub fn priority(a: &str, b: &str) -> Ordering {
         (None, None) => b.cmp(a),
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
-        (Some((a_major, a_stability, a_minor)), Some((b_major, b_stability, b_minor))) => a_stability
-            .cmp(&b_stability)
-            .then(a_major.cmp(&b_major))
-            .then(a_minor.cmp(&b_minor)),
+        (Some((a_major, a_stability, a_minor)), Some((b_major, b_stability, b_minor))) => {
+            a_stability
+                .cmp(&b_stability)
+                .then(a_major.cmp(&b_major))
+                .then(a_minor.cmp(&b_minor))
+        }
     }
 }
 
@@ -67,20 +71,40 @@ mod tests {
     #[test]
     fn kube_aware_order() {
         let mut versions = vec![
-            "foo10", "v11alpha2", "v1", "v3beta1", "v12alpha1", "v2", "foo1", "v10beta3",
-            "v11beta2", "v10",
+            "foo10",
+            "v11alpha2",
+            "v1",
+            "v3beta1",
+            "v12alpha1",
+            "v2",
+            "foo1",
+            "v10beta3",
+            "v11beta2",
+            "v10",
         ];
         sort(&mut versions, |v| v);
         assert_eq!(
             versions,
             [
-                "v10", "v2", "v1", "v11beta2", "v10beta3", "v3beta1", "v12alpha1", "v11alpha2",
-                "foo1", "foo10"
+                "v10",
+                "v2",
+                "v1",
+                "v11beta2",
+                "v10beta3",
+                "v3beta1",
+                "v12alpha1",
+                "v11alpha2",
+                "foo1",
+                "foo10"
             ]
         );
         assert_eq!(priority("v1", "v1beta1"), Ordering::Greater);
         assert_eq!(priority("v1beta1", "v1beta2"), Ordering::Less);
         assert_eq!(priority("v1alpha1", "v1beta1"), Ordering::Less);
-        assert_eq!(priority("v1", "v0"), Ordering::Greater, "v0 is no kube version");
+        assert_eq!(
+            priority("v1", "v0"),
+            Ordering::Greater,
+            "v0 is no kube version"
+        );
     }
 }

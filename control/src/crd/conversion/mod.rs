@@ -116,7 +116,9 @@ pub enum ConversionError {
         expected: usize,
     },
     /// A converted object is not the object sent, in the desired version.
-    #[error("conversion webhook for {gvk} returned invalid converted object at index {index}: {message}")]
+    #[error(
+        "conversion webhook for {gvk} returned invalid converted object at index {index}: {message}"
+    )]
     Invalid {
         /// `group/version, Kind=Kind` of the objects sent.
         gvk: String,
@@ -126,7 +128,9 @@ pub enum ConversionError {
         message: String,
     },
     /// A converted object's labels or annotations are invalid.
-    #[error("conversion webhook for {gvk} returned invalid metadata in object at index {index}: {message}")]
+    #[error(
+        "conversion webhook for {gvk} returned invalid metadata in object at index {index}: {message}"
+    )]
     Metadata {
         /// `group/version, Kind=Kind` of the objects sent.
         gvk: String,
@@ -203,9 +207,13 @@ impl Converter {
             }
             return Ok(objects);
         };
-        let gvk = format!("{}, Kind={}", api_version_of(&objects[first]), conversion.kind);
-        let review_version =
-            review::review_version(&hook.review_versions).ok_or(ConversionError::NoReviewVersion)?;
+        let gvk = format!(
+            "{}, Kind={}",
+            api_version_of(&objects[first]),
+            conversion.kind
+        );
+        let review_version = review::review_version(&hook.review_versions)
+            .ok_or(ConversionError::NoReviewVersion)?;
         let uid = uuid::Uuid::new_v4().to_string();
         let sent: Vec<Value> = pending.iter().map(|&i| objects[i].clone()).collect();
         let request = review::request(&uid, review_version, &desired, &sent);
@@ -237,8 +245,8 @@ impl Converter {
             });
         }
         for (index, (i, object)) in pending.into_iter().zip(converted).enumerate() {
-            objects[i] = review::accept(&objects[i], object, &desired).map_err(|refusal| {
-                match refusal {
+            objects[i] =
+                review::accept(&objects[i], object, &desired).map_err(|refusal| match refusal {
                     review::Refusal::Object(message) => ConversionError::Invalid {
                         gvk: gvk.clone(),
                         index,
@@ -249,8 +257,7 @@ impl Converter {
                         index,
                         message,
                     },
-                }
-            })?;
+                })?;
         }
         Ok(objects)
     }
@@ -303,9 +310,7 @@ impl Converter {
         if objects.iter().all(|o| api_version_of(o) == desired) {
             return Ok(items);
         }
-        let converted = self
-            .convert(&conversion, objects, resource.version)
-            .await?;
+        let converted = self.convert(&conversion, objects, resource.version).await?;
         Ok(converted
             .iter()
             .map(|o| Bytes::from(serde_json::to_vec(o).unwrap_or_default()))

@@ -91,8 +91,9 @@ fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {
 fn string_map(object: &Value, field: &str) -> Result<BTreeMap<String, String>, String> {
     match object.get("metadata").and_then(|m| m.get(field)) {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(value) => serde_json::from_value(value.clone())
-            .map_err(|e| format!("metadata.{field}: {e}")),
+        Some(value) => {
+            serde_json::from_value(value.clone()).map_err(|e| format!("metadata.{field}: {e}"))
+        }
     }
 }
 
@@ -109,7 +110,9 @@ pub enum Refusal {
 /// metadata field but labels and annotations from the original.
 pub fn accept(original: &Value, mut converted: Value, desired: &str) -> Result<Value, Refusal> {
     if !converted.is_object() {
-        return Err(Refusal::Object("the converted object is not a JSON object".to_owned()));
+        return Err(Refusal::Object(
+            "the converted object is not a JSON object".to_owned(),
+        ));
     }
     let got = converted
         .get("apiVersion")
@@ -153,7 +156,10 @@ pub fn accept(original: &Value, mut converted: Value, desired: &str) -> Result<V
             .collect();
         return Err(Refusal::Metadata(causes.join(", ")));
     }
-    let mut metadata = original.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let mut metadata = original
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     if let Some(map) = metadata.as_object_mut() {
         for (field, values) in [("labels", &labels), ("annotations", &annotations)] {
             if values.is_empty() {
@@ -180,11 +186,19 @@ mod tests {
 
     #[test]
     fn the_request_names_the_desired_version() {
-        let review = request("id", "v1", "example.com/v1", &[widget("example.com/v1beta1")]);
+        let review = request(
+            "id",
+            "v1",
+            "example.com/v1",
+            &[widget("example.com/v1beta1")],
+        );
         assert_eq!(review["apiVersion"], "apiextensions.k8s.io/v1");
         assert_eq!(review["request"]["desiredAPIVersion"], "example.com/v1");
         assert_eq!(review["request"]["objects"][0]["spec"]["size"], 1);
-        assert_eq!(review_version(&["v2".into(), "v1beta1".into()]), Some("v1beta1"));
+        assert_eq!(
+            review_version(&["v2".into(), "v1beta1".into()]),
+            Some("v1beta1")
+        );
         assert_eq!(review_version(&["v2".into()]), None);
     }
 
@@ -203,7 +217,10 @@ mod tests {
         let failed = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
                             "response": {"uid": "id", "result": {"status": "Failure",
                                                                  "message": "cannot convert"}}});
-        assert_eq!(converted(&failed, "id", "v1").expect_err("failed"), "cannot convert");
+        assert_eq!(
+            converted(&failed, "id", "v1").expect_err("failed"),
+            "cannot convert"
+        );
         let silent = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
                             "response": {"uid": "id", "result": {}}});
         assert_eq!(
@@ -211,9 +228,16 @@ mod tests {
             "response.result.status was '', not 'Success'"
         );
         let wrong = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"});
-        assert!(converted(&wrong, "id", "v1").expect_err("kind").starts_with("expected webhook response"));
+        assert!(
+            converted(&wrong, "id", "v1")
+                .expect_err("kind")
+                .starts_with("expected webhook response")
+        );
         let empty = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview"});
-        assert_eq!(converted(&empty, "id", "v1").expect_err("empty"), "no response provided");
+        assert_eq!(
+            converted(&empty, "id", "v1").expect_err("empty"),
+            "no response provided"
+        );
     }
 
     #[test]

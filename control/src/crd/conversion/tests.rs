@@ -107,7 +107,10 @@ fn versions_are_served_in_kube_order_with_one_conversion() {
     assert_eq!(conversion.storage, "v1");
     assert!(conversion.webhook.is_none());
     assert_eq!(
-        version(&infos, "v1beta1").strategy.deprecation_warning().as_deref(),
+        version(&infos, "v1beta1")
+            .strategy
+            .deprecation_warning()
+            .as_deref(),
         Some("example.com/v1beta1 Widget is deprecated; use example.com/v1 Widget")
     );
     assert_eq!(version(&infos, "v1").strategy.deprecation_warning(), None);
@@ -130,10 +133,17 @@ async fn none_rewrites_the_api_version_on_write_and_read() {
         .expect("created through v1beta1");
     assert_eq!(written.object["apiVersion"], "example.com/v1beta1");
     let stored = store.get(&stored_key()).await.expect("stored");
-    assert_eq!(stored["apiVersion"], "example.com/v1", "stored as the storage version");
+    assert_eq!(
+        stored["apiVersion"], "example.com/v1",
+        "stored as the storage version"
+    );
     let as_v1 = registry.get(&request(v1, &user), "w").await.expect("v1");
     assert_eq!(as_v1["apiVersion"], "example.com/v1");
-    assert_eq!(as_v1["spec"], json!({"size": 3}), "None changes nothing else");
+    assert_eq!(
+        as_v1["spec"],
+        json!({"size": 3}),
+        "None changes nothing else"
+    );
     let as_beta = registry
         .get(&request(v1beta1, &user), "w")
         .await
@@ -170,7 +180,10 @@ async fn none_rewrites_the_api_version_on_write_and_read() {
         .converter()
         .raw_to_served(
             v1beta1,
-            vec![bytes::Bytes::from(old.to_string()), bytes::Bytes::from(stored.to_string())],
+            vec![
+                bytes::Bytes::from(old.to_string()),
+                bytes::Bytes::from(stored.to_string()),
+            ],
         )
         .await
         .expect("listed");
@@ -207,9 +220,11 @@ fn renaming_webhook() -> Arc<Fake> {
                 o
             })
             .collect();
-        Answer::Review(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+        Answer::Review(
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
             "response": {"uid": review["request"]["uid"], "result": {"status": "Success"},
-                         "convertedObjects": converted}}))
+                         "convertedObjects": converted}}),
+        )
     })
 }
 
@@ -239,7 +254,11 @@ async fn webhook_conversion_goes_through_a_conversion_review() {
     assert_eq!(written.object["spec"], json!({"size": 3}));
     let stored = store.get(&stored_key()).await.expect("stored");
     assert_eq!(stored["apiVersion"], "example.com/v1");
-    assert_eq!(stored["spec"], json!({"sizeInches": 3}), "converted by the webhook");
+    assert_eq!(
+        stored["spec"],
+        json!({"sizeInches": 3}),
+        "converted by the webhook"
+    );
     {
         let calls = fake.calls.lock().expect("calls");
         assert_eq!(calls.len(), 1);
@@ -272,7 +291,12 @@ async fn webhook_failures_are_kubes_500s() {
     let object = json!({"apiVersion": "example.com/v1beta1", "kind": "Widget",
                         "metadata": {"name": "w", "namespace": "ns"}, "spec": {"size": 1}});
     let store = Store::in_memory();
-    let failing = Fake::new(|_, _| Answer::Fail("Post \"https://convert.example.com/convert?timeout=30s\": connection refused".to_owned()));
+    let failing = Fake::new(|_, _| {
+        Answer::Fail(
+            "Post \"https://convert.example.com/convert?timeout=30s\": connection refused"
+                .to_owned(),
+        )
+    });
     let converter = Converter::with_caller(Arc::clone(&store), failing);
     let error = converter
         .convert(&conversion, vec![object.clone()], "v1")
@@ -287,9 +311,11 @@ async fn webhook_failures_are_kubes_500s() {
     );
 
     let refusing = Fake::new(|_, review| {
-        Answer::Review(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+        Answer::Review(
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
             "response": {"uid": review["request"]["uid"],
-                         "result": {"status": "Failure", "message": "size must be even"}}}))
+                         "result": {"status": "Failure", "message": "size must be even"}}}),
+        )
     });
     let error = Converter::with_caller(Arc::clone(&store), refusing)
         .convert(&conversion, vec![object.clone()], "v1")
@@ -301,15 +327,27 @@ async fn webhook_failures_are_kubes_500s() {
     );
 
     let losing = Fake::new(|_, review| {
-        Answer::Review(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+        Answer::Review(
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
             "response": {"uid": review["request"]["uid"], "result": {"status": "Success"},
-                         "convertedObjects": []}}))
+                         "convertedObjects": []}}),
+        )
     });
     let error = Converter::with_caller(Arc::clone(&store), losing)
         .convert(&conversion, vec![object.clone()], "v1")
         .await
         .expect_err("lost");
-    assert!(matches!(error, ConversionError::Count { got: 0, expected: 1, .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            ConversionError::Count {
+                got: 0,
+                expected: 1,
+                ..
+            }
+        ),
+        "{error}"
+    );
 
     // Objects already in the desired version are not sent at all.
     let silent = Fake::new(|_, _| Answer::Fail("must not be called".to_owned()));

@@ -491,7 +491,10 @@ mod tests {
             "conversionReviewVersions": ["v1"]}});
         assert!(errors_of(&crd(webhook, &["v1beta1", "v1"])).is_empty());
         let cases = [
-            (json!({"strategy": "Webhook"}), "spec.conversion.webhook: Required value"),
+            (
+                json!({"strategy": "Webhook"}),
+                "spec.conversion.webhook: Required value",
+            ),
             (
                 json!({"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v1"]}}),
                 "spec.conversion.webhook.clientConfig: Required value",
