@@ -303,18 +303,28 @@ impl Converter {
             return Ok(items);
         };
         let desired = conversion.api_version(resource.version);
-        let objects: Vec<Value> = items
-            .iter()
-            .map(|raw| serde_json::from_slice(raw).unwrap_or_default())
-            .collect();
-        if objects.iter().all(|o| api_version_of(o) == desired) {
+        // Only objects in another version are decoded again and re-encoded.
+        let mut pending = Vec::new();
+        let mut objects = Vec::new();
+        for (i, raw) in items.iter().enumerate() {
+            if let Ok(object) = serde_json::from_slice::<Value>(raw)
+                && api_version_of(&object) != desired
+            {
+                pending.push(i);
+                objects.push(object);
+            }
+        }
+        if pending.is_empty() {
             return Ok(items);
         }
         let converted = self.convert(&conversion, objects, resource.version).await?;
-        Ok(converted
-            .iter()
-            .map(|o| Bytes::from(serde_json::to_vec(o).unwrap_or_default()))
-            .collect())
+        let mut items = items;
+        for (i, object) in pending.into_iter().zip(converted) {
+            if let Ok(raw) = serde_json::to_vec(&object) {
+                items[i] = Bytes::from(raw);
+            }
+        }
+        Ok(items)
     }
 
     /// A cached object (a watch event's) in the version `resource` serves.
