@@ -7,7 +7,13 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skiff_tests::Lab;
+use skiff_tests::{
+    Lab,
+    https_echo::{self, Certificates},
+};
+
+/// The conversion webhook's Service.
+const SERVICE: &str = "hook";
 
 /// A definition of `crontabs.<group>` in the style of kube's documentation example.
 fn definition(group: &str) -> Value {
@@ -364,4 +370,258 @@ fn an_invalid_definition_is_refused_with_its_field() {
     for field in ["spec.group", "spec.scope"] {
         assert!(out.stderr.contains(field), "{field}: {out:?}");
     }
+}
+
+/// Gizmos of `group` in two versions: v1beta1 (`spec.size`, deprecated) and v1
+/// (`spec.sizeInches`), both served; `storage` is stored; converted under `conversion`.
+fn gizmos(group: &str, storage: &str, conversion: Value) -> Value {
+    let schema = |field: &str| {
+        json!({"openAPIV3Schema": {"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                field: {"type": "integer"}, "size": {"type": "integer"}}}}}})
+    };
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("gizmos.{group}")},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            // Names of their own, so the other tests' `kubectl get` stay unambiguous.
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+            "conversion": conversion,
+            "versions": [
+                {"name": "v1beta1", "served": true, "storage": storage == "v1beta1",
+                 "deprecated": true, "schema": schema("size")},
+                {"name": "v1", "served": true, "storage": storage == "v1",
+                 "schema": schema("sizeInches")},
+            ],
+        },
+    })
+}
+
+fn gizmo(name: &str, group: &str, version: &str, spec: Value) -> String {
+    json!({"apiVersion": format!("{group}/{version}"), "kind": "Gizmo",
+           "metadata": {"name": name}, "spec": spec})
+    .to_string()
+}
+
+fn established(lab: &Lab, crd: &str) {
+    lab.kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=Established",
+        "--timeout=30s",
+        &format!("crd/{crd}"),
+    ]);
+}
+
+#[test]
+fn objects_are_served_in_every_version_and_stored_in_one() {
+    let Some(lab) = Lab::from_env() else { return };
+    let group = format!("versions{}.skiff.test", std::process::id());
+    let crd = format!("gizmos.{group}");
+    let ns = lab.namespace("crd-versions");
+    let _cleanup = lab.delete_on_drop(&[("namespace", &ns), ("crd", &crd)]);
+    let none = json!({"strategy": "None"});
+    let applied = lab.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &gizmos(&group, "v1", none.clone()).to_string(),
+    );
+    assert_eq!(applied.code, 0, "{applied:?}");
+    established(&lab, &crd);
+
+    // Discovery prefers v1 and lists both.
+    let preferred = lab.kubectl_ok(&["api-versions"]);
+    for version in ["v1", "v1beta1"] {
+        assert!(
+            preferred.lines().any(|l| l == format!("{group}/{version}")),
+            "{group}/{version}: {preferred}"
+        );
+    }
+
+    // Written through v1beta1 (with its deprecation warning), read through both.
+    let created = lab.kubectl_stdin(
+        &["create", "-n", &ns, "-f", "-"],
+        &gizmo("old", &group, "v1beta1", json!({"size": 3})),
+    );
+    assert_eq!(created.code, 0, "{created:?}");
+    assert!(
+        created.stderr.contains(&format!(
+            "{group}/v1beta1 Gizmo is deprecated; use {group}/v1 Gizmo"
+        )),
+        "{created:?}"
+    );
+    let read = |version: &str, name: &str, path: &str| {
+        lab.kubectl_ok(&[
+            "get",
+            &format!("gizmos.{version}.{group}"),
+            name,
+            "-n",
+            &ns,
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    assert_eq!(read("v1", "old", "{.apiVersion}"), format!("{group}/v1"));
+    assert_eq!(
+        read("v1beta1", "old", "{.apiVersion}"),
+        format!("{group}/v1beta1")
+    );
+    assert_eq!(
+        read("v1", "old", "{.spec.size}"),
+        "3",
+        "None converts nothing else"
+    );
+    // Lists (the preferred version, and a named one) and tables convert too.
+    let listed = lab.kubectl_ok(&[
+        "get",
+        &format!("gizmos.v1beta1.{group}"),
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.items[*].apiVersion}",
+    ]);
+    assert_eq!(listed, format!("{group}/v1beta1"));
+    let table = lab.kubectl_ok(&["get", &format!("gizmos.{group}"), "-n", &ns]);
+    assert!(table.contains("old"), "{table}");
+    let stored_versions = || {
+        lab.kubectl_ok(&[
+            "get",
+            "crd",
+            &crd,
+            "-o",
+            "jsonpath={.status.storedVersions}",
+        ])
+    };
+    assert_eq!(stored_versions(), "[\"v1\"]");
+
+    // The storage version changes: storedVersions grows; old objects still read in both.
+    let applied = lab.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &gizmos(&group, "v1beta1", none).to_string(),
+    );
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert_eq!(stored_versions(), "[\"v1\",\"v1beta1\"]");
+    let created = lab.kubectl_stdin(
+        &["create", "-n", &ns, "-f", "-"],
+        &gizmo("new", &group, "v1", json!({"size": 5})),
+    );
+    assert_eq!(created.code, 0, "{created:?}");
+    for version in ["v1", "v1beta1"] {
+        let listed = lab.kubectl_ok(&[
+            "get",
+            &format!("gizmos.{version}.{group}"),
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.items[*].apiVersion}",
+        ]);
+        assert_eq!(listed, format!("{group}/{version} {group}/{version}"));
+    }
+    assert_eq!(read("v1beta1", "old", "{.spec.size}"), "3");
+    assert_eq!(read("v1", "new", "{.spec.size}"), "5");
+
+    // A version still in storedVersions cannot be dropped from spec.versions.
+    let mut dropped = gizmos(&group, "v1", json!({"strategy": "None"}));
+    if let Some(versions) = dropped["spec"]["versions"].as_array_mut() {
+        versions.remove(0);
+    }
+    let refused = lab.kubectl_stdin(&["apply", "-f", "-"], &dropped.to_string());
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains("must appear in spec.versions"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_conversion_webhook_converts_between_versions() {
+    let Some(lab) = Lab::from_env() else { return };
+    let group = format!("convert{}.skiff.test", std::process::id());
+    let crd = format!("gizmos.{group}");
+    let ns = lab.namespace("crd-convert");
+    // The definition goes first, while its webhook still answers.
+    let _cleanup = lab.delete_on_drop(&[("namespace", &ns), ("crd", &crd)]);
+
+    // The conversion webhook: skiff/echo's /convert behind a Service, trusted by caBundle.
+    let certificates = Certificates::for_service(SERVICE, &ns);
+    https_echo::deploy(&lab, SERVICE, &ns, &certificates);
+    let conversion = json!({"strategy": "Webhook", "webhook": {
+        "clientConfig": {"service": {"name": SERVICE, "namespace": ns, "path": "/convert"},
+                         "caBundle": certificates.ca_bundle()},
+        "conversionReviewVersions": ["v1"]}});
+    let applied = lab.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &gizmos(&group, "v1", conversion).to_string(),
+    );
+    assert_eq!(applied.code, 0, "{applied:?}");
+    established(&lab, &crd);
+
+    // Written through v1beta1 (spec.size): the webhook renames it for storage in v1.
+    lab.eventually(
+        "a write through the webhook",
+        Duration::from_secs(30),
+        || {
+            let created = lab.kubectl_stdin(
+                &["create", "-n", &ns, "-f", "-"],
+                &gizmo("g", &group, "v1beta1", json!({"size": 7})),
+            );
+            if created.code == 0 {
+                Ok(())
+            } else {
+                Err(format!("{created:?}"))
+            }
+        },
+    );
+    let read = |version: &str, path: &str| {
+        lab.kubectl_ok(&[
+            "get",
+            &format!("gizmos.{version}.{group}"),
+            "g",
+            "-n",
+            &ns,
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    assert_eq!(read("v1", "{.spec.sizeInches}"), "7");
+    assert_eq!(read("v1", "{.spec.size}"), "");
+    assert_eq!(read("v1", "{.metadata.labels.converted-by}"), "skiff-echo");
+    assert_eq!(read("v1beta1", "{.apiVersion}"), format!("{group}/v1beta1"));
+    assert_eq!(read("v1beta1", "{.spec.size}"), "7");
+    let listed = lab.kubectl_ok(&[
+        "get",
+        &format!("gizmos.v1beta1.{group}"),
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.items[*].spec.size}",
+    ]);
+    assert_eq!(listed, "7");
+
+    // The webhook gone: reads in the other version are kube's 500; the storage version's
+    // are not converted at all.
+    lab.kubectl_ok(&[
+        "scale",
+        "-n",
+        &ns,
+        &format!("deployment/{SERVICE}"),
+        "--replicas=0",
+    ]);
+    let failed = lab.eventually("the webhook gone", Duration::from_secs(60), || {
+        let out = lab.kubectl(&["get", &format!("gizmos.v1beta1.{group}"), "g", "-n", &ns]);
+        if out.code == 0 {
+            Err("still converted".to_owned())
+        } else {
+            Ok(out.stderr)
+        }
+    });
+    assert!(
+        failed.contains(&format!(
+            "conversion webhook for {group}/v1, Kind=Gizmo failed"
+        )),
+        "{failed}"
+    );
+    assert_eq!(read("v1", "{.spec.sizeInches}"), "7");
 }

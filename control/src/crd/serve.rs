@@ -15,7 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use tracing::{debug, warn};
 
-use super::{schema::Schema, strategy::CustomStrategy};
+use super::{conversion::Conversion, schema::Schema, strategy::CustomStrategy, versions};
 use crate::{
     resources::{
         self, CustomResource, PrinterColumn, ScalePaths, Subresource, apiextensions, custom,
@@ -36,7 +36,8 @@ pub fn established(crd: &CustomResourceDefinition) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
-/// The served versions of an established definition, under its accepted names.
+/// The served versions of an established definition, under its accepted names, in kube's
+/// version priority order (discovery lists them so and prefers the first).
 pub fn resources_of(crd: &CustomResourceDefinition) -> Vec<CustomResource> {
     if !established(crd) {
         return Vec::new();
@@ -46,12 +47,14 @@ pub fn resources_of(crd: &CustomResourceDefinition) -> Vec<CustomResource> {
         .as_ref()
         .and_then(|s| s.accepted_names.clone())
         .unwrap_or_else(|| crd.spec.names.clone());
-    crd.spec
-        .versions
-        .iter()
-        .filter(|v| v.served)
+    let conversion = Conversion::of(crd, &names.kind).map(Arc::new);
+    let mut served: Vec<&CustomResourceDefinitionVersion> =
+        crd.spec.versions.iter().filter(|v| v.served).collect();
+    versions::sort(&mut served, |v| v.name.as_str());
+    served
+        .into_iter()
         .filter_map(|v| {
-            let strategy = match strategy(crd, v, &names.kind) {
+            let strategy = match strategy(crd, v, &names.kind, conversion.clone()) {
                 Ok(strategy) => strategy,
                 Err(why) => {
                     warn!(crd = crd.metadata.name.as_deref().unwrap_or_default(), version = %v.name, %why,
@@ -87,10 +90,41 @@ pub fn resources_of(crd: &CustomResourceDefinition) -> Vec<CustomResource> {
         .collect()
 }
 
+/// The warning kube gives requests to a deprecated version: its deprecationWarning, or
+/// `<group>/<version> <Kind> is deprecated; use <group>/<best> <Kind>` naming the
+/// highest-priority served, non-deprecated version above it.
+pub fn deprecation_warning(
+    crd: &CustomResourceDefinition,
+    version: &CustomResourceDefinitionVersion,
+    kind: &str,
+) -> Option<String> {
+    if version.deprecated != Some(true) {
+        return None;
+    }
+    if let Some(warning) = &version.deprecation_warning {
+        return Some(warning.clone());
+    }
+    let group = &crd.spec.group;
+    let mut message = format!("{group}/{} {kind} is deprecated", version.name);
+    let better = crd
+        .spec
+        .versions
+        .iter()
+        .filter(|v| v.served && v.deprecated != Some(true))
+        .filter(|v| versions::priority(&version.name, &v.name) == std::cmp::Ordering::Less)
+        .map(|v| v.name.as_str())
+        .max_by(|a, b| versions::priority(a, b));
+    if let Some(better) = better {
+        message.push_str(&format!("; use {group}/{better} {kind}"));
+    }
+    Some(message)
+}
+
 fn strategy(
     crd: &CustomResourceDefinition,
     version: &CustomResourceDefinitionVersion,
     kind: &str,
+    conversion: Option<Arc<Conversion>>,
 ) -> Result<CustomStrategy, String> {
     let props = version
         .schema
@@ -134,6 +168,8 @@ fn strategy(
         openapi: serde_json::to_value(&props).unwrap_or_default(),
         columns,
         scale,
+        conversion,
+        deprecation_warning: deprecation_warning(crd, version, kind),
     })
 }
 

@@ -1,10 +1,12 @@
 //! The rules a custom object is written under: its CRD version's structural schema
 //! (pruning, defaulting, validation), printer columns and scale paths.
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
-use super::schema::Schema;
+use super::{conversion::Conversion, schema::Schema};
 use crate::{
     model::validation::ErrorList,
     resources::{Claim, Prepared, PrinterColumn, ScalePaths, Strategy},
@@ -26,6 +28,10 @@ pub struct CustomStrategy {
     pub columns: Vec<PrinterColumn>,
     /// The scale subresource's paths, if it has one.
     pub scale: Option<ScalePaths>,
+    /// How objects convert between the CRD's versions (shared by every version).
+    pub conversion: Option<Arc<Conversion>>,
+    /// The warning requests to a deprecated version earn.
+    pub deprecation_warning: Option<String>,
 }
 
 impl CustomStrategy {
@@ -110,5 +116,13 @@ impl Strategy for CustomStrategy {
 
     fn strategic_merge(&self) -> bool {
         false
+    }
+
+    fn conversion(&self) -> Option<Arc<Conversion>> {
+        self.conversion.clone()
+    }
+
+    fn deprecation_warning(&self) -> Option<String> {
+        self.deprecation_warning.clone()
     }
 }

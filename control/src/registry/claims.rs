@@ -71,11 +71,13 @@ impl Registry {
                 *object = candidate;
                 return Ok(0);
             }
+            // Written in the storage version; answered in the request's.
+            let stored = self.for_storage(request, &candidate).await?;
             let written = match write {
-                Write::Create => self.store.create_claiming(&key, &candidate, &change).await,
+                Write::Create => self.store.create_claiming(&key, &stored, &change).await,
                 Write::Update { expected } => {
                     self.store
-                        .update_claiming(&key, &candidate, expected, &change)
+                        .update_claiming(&key, &stored, expected, &change)
                         .await
                 }
             };

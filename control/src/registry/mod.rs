@@ -32,7 +32,8 @@ pub use update::{Intent, field_validation};
 
 use crate::{
     admission::{self, Chain, Operation},
-    model::user::UserInfo,
+    crd::conversion::Converter,
+    model::{ApiError, user::UserInfo},
     resources::ResourceInfo,
     store::{Store, object_key},
 };
@@ -95,12 +96,42 @@ pub struct Written {
 pub struct Registry {
     store: Arc<Store>,
     admission: Chain,
+    converter: Converter,
 }
 
 impl Registry {
-    /// A registry over `store` admitting writes through `admission`.
+    /// A registry over `store` admitting writes through `admission`, converting custom
+    /// objects between their versions (calling conversion webhooks over HTTPS).
     pub fn new(store: Arc<Store>, admission: Chain) -> Self {
-        Self { store, admission }
+        Self {
+            converter: Converter::new(Arc::clone(&store)),
+            store,
+            admission,
+        }
+    }
+
+    /// The same registry, converting custom objects with `converter`.
+    #[must_use]
+    pub fn with_converter(mut self, converter: Converter) -> Self {
+        self.converter = converter;
+        self
+    }
+
+    /// Converts custom objects between the versions of their resource.
+    pub fn converter(&self) -> &Converter {
+        &self.converter
+    }
+
+    /// `object`, in the request's version, as it is stored (the storage version).
+    pub(crate) async fn for_storage(
+        &self,
+        request: &Request<'_>,
+        object: &Value,
+    ) -> Result<Value, RegistryError> {
+        self.converter
+            .to_storage(request.resource, object.clone())
+            .await
+            .map_err(|e| ApiError::from(e).into())
     }
 
     /// The store.
@@ -123,12 +154,17 @@ impl Registry {
         )
     }
 
-    /// The stored object `name` (resourceVersion set).
+    /// The stored object `name` (resourceVersion set), in the request's version.
     pub async fn get(&self, request: &Request<'_>, name: &str) -> Result<Value, RegistryError> {
-        self.store
+        let stored = self
+            .store
             .get(&Self::key(request, name))
             .await
-            .map_err(|e| RegistryError::storage(request.resource, name, e))
+            .map_err(|e| RegistryError::storage(request.resource, name, e))?;
+        self.converter
+            .to_served(request.resource, stored)
+            .await
+            .map_err(|e| ApiError::from(e).into())
     }
 }
 

@@ -71,9 +71,10 @@ impl Registry {
                             warnings: Vec::new(),
                         });
                     }
+                    let stored = self.for_storage(request, &new).await?;
                     match self
                         .store
-                        .update(&Self::key(request, name), &new, revision)
+                        .update(&Self::key(request, name), &stored, revision)
                         .await
                     {
                         Ok(written) => {

@@ -198,6 +198,14 @@ impl Strategy for Swappable {
     fn strategic_merge(&self) -> bool {
         self.current().strategic_merge()
     }
+
+    fn conversion(&self) -> Option<Arc<crate::crd::conversion::Conversion>> {
+        self.current().conversion()
+    }
+
+    fn deprecation_warning(&self) -> Option<String> {
+        self.current().deprecation_warning()
+    }
 }
 
 static INTERNER: LazyLock<Mutex<Interner>> = LazyLock::new(Mutex::default);

@@ -103,6 +103,17 @@ pub trait Strategy: Send + Sync {
     fn strategic_merge(&self) -> bool {
         true
     }
+
+    /// How objects convert between the versions of the resource (custom resources of a
+    /// CRD); `None`: one version, stored as served.
+    fn conversion(&self) -> Option<std::sync::Arc<crate::crd::conversion::Conversion>> {
+        None
+    }
+
+    /// The `Warning` every request to this version earns (a deprecated CRD version).
+    fn deprecation_warning(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One table column of a custom resource (a CRD's additionalPrinterColumns entry).

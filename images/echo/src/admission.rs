@@ -5,6 +5,9 @@
 //! - `POST /validate`: refuses objects labelled `deny=true` (403, with a message), allows
 //!   the rest with a warning;
 //! - `POST /mutate`: allows, with a JSON patch adding the label `mutated=yes`;
+//! - `POST /convert`: a CRD conversion webhook answering ConversionReviews: an object
+//!   converted to a `…/v1` version has its `spec.size` renamed `spec.sizeInches`, to any
+//!   other version the reverse (and a `converted-by=skiff-echo` label either way).
 //! - `GET /apis/echo.skiff.dev/…`: a tiny aggregated API (see [`crate::aggregated`]).
 
 use std::{
@@ -105,6 +108,7 @@ fn connection(config: Arc<ServerConfig>, tcp: TcpStream) -> std::io::Result<()> 
             Ok(review) => match path {
                 "/validate" => ("200 OK", validate(&review)),
                 "/mutate" => ("200 OK", mutate(&review)),
+                "/convert" => ("200 OK", convert(&review)),
                 _ => ("404 Not Found", json!({"message": "not found"})),
             },
             Err(e) => ("400 Bad Request", json!({"message": e.to_string()})),
@@ -163,4 +167,47 @@ fn mutate(review: &Value) -> Value {
         review,
         json!({"allowed": true, "patchType": "JSONPatch", "patch": patch}),
     )
+}
+
+/// The ConversionReview answering `review`: every object in `desiredAPIVersion`, with
+/// `spec.size` (other versions) and `spec.sizeInches` (`…/v1`) renamed into each other.
+fn convert(review: &Value) -> Value {
+    let desired = review
+        .pointer("/request/desiredAPIVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (from, to) = if desired.ends_with("/v1") {
+        ("size", "sizeInches")
+    } else {
+        ("sizeInches", "size")
+    };
+    let converted: Vec<Value> = review
+        .pointer("/request/objects")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|object| {
+            let mut object = object.clone();
+            object["apiVersion"] = json!(desired);
+            if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut)
+                && let Some(value) = spec.remove(from)
+            {
+                spec.insert(to.to_owned(), value);
+            }
+            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+                if let Some(labels) = labels.as_object_mut() {
+                    labels.insert("converted-by".to_owned(), json!("skiff-echo"));
+                }
+            }
+            object
+        })
+        .collect();
+    json!({
+        "apiVersion": review.get("apiVersion").cloned().unwrap_or(json!("apiextensions.k8s.io/v1")),
+        "kind": "ConversionReview",
+        "response": {"uid": review.pointer("/request/uid").cloned().unwrap_or_default(),
+                     "result": {"status": "Success"},
+                     "convertedObjects": converted},
+    })
 }

@@ -72,6 +72,25 @@ pub struct Hook {
 }
 
 impl Hook {
+    /// A webhook that is only called, never matched against requests (a CRD's conversion
+    /// webhook): `name` at `client_config`, answering within `timeout`.
+    pub fn endpoint(name: &str, client_config: WebhookClientConfig, timeout: Duration) -> Self {
+        Self {
+            configuration: String::new(),
+            name: name.to_owned(),
+            client_config,
+            rules: Vec::new(),
+            ignore_failures: false,
+            exact: true,
+            namespace_selector: None,
+            object_selector: None,
+            side_effects: "None".to_owned(),
+            timeout,
+            review_versions: Vec::new(),
+            reinvoke: false,
+        }
+    }
+
     /// True if calling it during a dry run is safe (sideEffects None or NoneOnDryRun).
     pub fn dry_run_safe(&self) -> bool {
         matches!(self.side_effects.as_str(), "None" | "NoneOnDryRun")

@@ -12,7 +12,7 @@ mod watch;
 mod write;
 
 use axum::{
-    http::{HeaderMap, Method},
+    http::{HeaderMap, HeaderValue, Method},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
@@ -143,10 +143,17 @@ pub async fn dispatch(
         user,
     };
     let result = route(&ctx, method, body).await;
-    match result {
+    let mut response = match result {
         Ok(response) => response,
         Err(error) => error.into_response(),
+    };
+    // Every request to a deprecated version is warned, as kube's CRD handler does.
+    if let Some(warning) = target.info.strategy.deprecation_warning()
+        && let Ok(value) = HeaderValue::from_str(&format!("299 - {warning:?}"))
+    {
+        response.headers_mut().append("warning", value);
     }
+    response
 }
 
 async fn route(ctx: &Ctx<'_>, method: &Method, body: Bytes) -> Result<Response, ApiError> {

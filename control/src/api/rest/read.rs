@@ -120,6 +120,13 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             Ok(result) => result,
             Err(_) => list_from_etcd(ctx, &filter, limit, token).await?,
         };
+    // Stored in the storage version (or an older one): served in the request's.
+    let items = ctx
+        .registry()
+        .converter()
+        .raw_to_served(info, items)
+        .await
+        .map_err(ApiError::from)?;
     if table::wanted(ctx.headers) {
         let objects: Vec<Value> = items
             .iter()

@@ -22,6 +22,7 @@ use super::{
 use crate::{
     api::{request::Query, table},
     model::{ApiError, selector::FieldRequirement},
+    registry::Registry,
     resources::ResourceInfo,
     store::{CachedObject, EventType, WatchCache, WatchError},
 };
@@ -45,9 +46,24 @@ struct Renderer {
     table: bool,
     query: Query,
     columns_sent: bool,
+    registry: Arc<Registry>,
 }
 
 impl Renderer {
+    /// The event for `object` in the watched version (a custom object stored in another
+    /// version is converted; a failed conversion is the stream's ERROR event).
+    async fn converted(&mut self, kind: &str, object: &Arc<CachedObject>) -> Result<Bytes, Bytes> {
+        match self
+            .registry
+            .converter()
+            .cached_to_served(self.info, object)
+            .await
+        {
+            Ok(object) => Ok(self.event(kind, &object)),
+            Err(e) => Err(error_event(&ApiError::from(e))),
+        }
+    }
+
     fn event(&mut self, kind: &str, object: &CachedObject) -> Bytes {
         let mut out = BytesMut::with_capacity(object.raw.len() + 32);
         out.put_slice(b"{\"type\":\"");
@@ -150,6 +166,7 @@ async fn start(ctx: &Ctx<'_>, filter: Filter) -> Result<Response, ApiError> {
         table: table::wanted(ctx.headers),
         query: ctx.query.clone(),
         columns_sent: false,
+        registry: Arc::clone(&ctx.state.registry),
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
 
@@ -235,6 +252,17 @@ fn transition(
     }
 }
 
+/// Send an event (or the ERROR event that ends the stream); false when the watch is over.
+async fn send(tx: &mpsc::Sender<Result<Bytes, Infallible>>, event: Result<Bytes, Bytes>) -> bool {
+    match event {
+        Ok(event) => tx.send(Ok(event)).await.is_ok(),
+        Err(error) => {
+            let _ = tx.send(Ok(error)).await;
+            false
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn pump(
     cache: Arc<WatchCache>,
@@ -255,7 +283,7 @@ async fn pump(
     if let Some(snapshot) = snapshot {
         last = snapshot.revision;
         for object in snapshot.objects.iter().filter(|o| filter.matches_cached(o)) {
-            if tx.send(Ok(renderer.event("ADDED", object))).await.is_err() {
+            if !send(&tx, renderer.converted("ADDED", object).await).await {
                 return;
             }
         }
@@ -266,10 +294,7 @@ async fn pump(
     for event in std::mem::take(&mut subscription.backlog) {
         last = event.revision;
         if let Some(kind) = transition(&event, &filter, &sub_prefix)
-            && tx
-                .send(Ok(renderer.event(kind, &event.object)))
-                .await
-                .is_err()
+            && !send(&tx, renderer.converted(kind, &event.object).await).await
         {
             return;
         }
@@ -293,7 +318,7 @@ async fn pump(
                     // snapshot or the backlog.
                     last = event.revision;
                     if let Some(kind) = transition(&event, &filter, &sub_prefix)
-                        && tx.send(Ok(renderer.event(kind, &event.object))).await.is_err()
+                        && !send(&tx, renderer.converted(kind, &event.object).await).await
                     {
                         return;
                     }

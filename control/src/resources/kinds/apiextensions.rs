@@ -100,6 +100,24 @@ fn version(version: &CustomResourceDefinitionVersion, field: &str, errors: &mut 
             why,
         ));
     }
+    if let Some(warning) = &version.deprecation_warning {
+        let at = format!("{field}.deprecationWarning");
+        if version.deprecated != Some(true) {
+            errors.push(FieldError::invalid(
+                &at,
+                warning,
+                "can only be set for deprecated versions",
+            ));
+        } else if warning.len() > 256 {
+            errors.push(FieldError::too_long(&at, 256));
+        } else if warning.chars().any(char::is_control) {
+            errors.push(FieldError::invalid(
+                &at,
+                warning,
+                "must only contain printable UTF-8 characters",
+            ));
+        }
+    }
     match version
         .schema
         .as_ref()
@@ -181,6 +199,106 @@ fn version(version: &CustomResourceDefinitionVersion, field: &str, errors: &mut 
                 "must be a simple json path starting with .",
             ));
         }
+    }
+}
+
+/// spec.conversion: a known strategy; under Webhook a clientConfig with exactly one of
+/// url and service and a ConversionReview version kube speaks; under None no webhook.
+fn conversion(conversion: &CustomResourceConversion, errors: &mut ErrorList) {
+    if !CONVERSIONS.contains(&conversion.strategy.as_str()) {
+        errors.push(FieldError::not_supported(
+            "spec.conversion.strategy",
+            &conversion.strategy,
+            CONVERSIONS,
+        ));
+        return;
+    }
+    let Some(webhook) = &conversion.webhook else {
+        if conversion.strategy == "Webhook" {
+            errors.push(FieldError::required(
+                "spec.conversion.webhook",
+                "required when strategy is set to Webhook",
+            ));
+        }
+        return;
+    };
+    if conversion.strategy != "Webhook" {
+        errors.push(FieldError::forbidden(
+            "spec.conversion.webhook",
+            "should not be set when strategy is not set to Webhook",
+        ));
+        return;
+    }
+    match &webhook.client_config {
+        None => errors.push(FieldError::required(
+            "spec.conversion.webhook.clientConfig",
+            "required when strategy is set to Webhook",
+        )),
+        Some(config) => match (&config.url, &config.service) {
+            (Some(_), Some(_)) | (None, None) => errors.push(FieldError::required(
+                "spec.conversion.webhook.clientConfig",
+                "exactly one of url or service is required",
+            )),
+            (Some(url), None) if !url.starts_with("https://") => {
+                errors.push(FieldError::invalid(
+                    "spec.conversion.webhook.clientConfig.url",
+                    url,
+                    "'https' is the only allowed URL scheme",
+                ));
+            }
+            (None, Some(service)) => {
+                if service.name.is_empty() {
+                    errors.push(FieldError::required(
+                        "spec.conversion.webhook.clientConfig.service.name",
+                        "service name is required",
+                    ));
+                }
+                if service.namespace.is_empty() {
+                    errors.push(FieldError::required(
+                        "spec.conversion.webhook.clientConfig.service.namespace",
+                        "service namespace is required",
+                    ));
+                }
+            }
+            _ => {}
+        },
+    }
+    let versions = &webhook.conversion_review_versions;
+    let field = "spec.conversion.webhook.conversionReviewVersions";
+    if versions.is_empty() {
+        errors.push(FieldError::required(field, ""));
+    } else if crate::crd::conversion::review::review_version(versions).is_none() {
+        errors.push(FieldError::invalid(
+            field,
+            format!("{versions:?}"),
+            "must include at least one of v1, v1beta1",
+        ));
+    }
+}
+
+/// status.storedVersions: every one still in spec.versions, the storage version among
+/// them (kube's `ValidateCustomResourceDefinitionStoredVersions`).
+fn stored_versions(crd: &CustomResourceDefinition, errors: &mut ErrorList) {
+    let Some(stored) = crd.status.as_ref().and_then(|s| s.stored_versions.as_ref()) else {
+        return;
+    };
+    for (i, version) in stored.iter().enumerate() {
+        if !crd.spec.versions.iter().any(|v| &v.name == version) {
+            errors.push(FieldError::invalid(
+                format!("status.storedVersions[{i}]"),
+                version,
+                "must appear in spec.versions",
+            ));
+        }
+    }
+    if let Some(storage) = crd.spec.versions.iter().find(|v| v.storage)
+        && !stored.contains(&storage.name)
+    {
+        errors.push(FieldError::invalid(
+            "status.storedVersions",
+            format!("{stored:?}"),
+            format!("must have the storage version {}", storage.name),
+        ));
     }
 }
 
@@ -305,19 +423,9 @@ impl Kind for CustomResourceDefinition {
             ));
         }
         if let Some(conversion) = &spec.conversion {
-            if !CONVERSIONS.contains(&conversion.strategy.as_str()) {
-                errors.push(FieldError::not_supported(
-                    "spec.conversion.strategy",
-                    &conversion.strategy,
-                    CONVERSIONS,
-                ));
-            } else if conversion.strategy == "Webhook" && conversion.webhook.is_none() {
-                errors.push(FieldError::required(
-                    "spec.conversion.webhook",
-                    "required when strategy is set to Webhook",
-                ));
-            }
+            self::conversion(conversion, errors);
         }
+        stored_versions(self, errors);
         if let Some(old) = old {
             immutable(&spec.scope, &old.spec.scope, "spec.scope", errors);
             immutable(&spec.group, &old.spec.group, "spec.group", errors);
@@ -341,5 +449,88 @@ impl Kind for CustomResourceDefinition {
             finalizers.push(CLEANUP_FINALIZER.to_owned());
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn crd(conversion: Value, stored: &[&str]) -> CustomResourceDefinition {
+        let schema = json!({"openAPIV3Schema": {"type": "object"}});
+        serde_json::from_value(json!({
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                     "names": {"plural": "widgets", "singular": "widget", "kind": "Widget",
+                               "listKind": "WidgetList"},
+                     "conversion": conversion,
+                     "versions": [
+                         {"name": "v1beta1", "served": true, "storage": false, "schema": schema,
+                          "deprecated": true, "deprecationWarning": "use v1"},
+                         {"name": "v1", "served": true, "storage": true, "schema": schema}]},
+            "status": {"storedVersions": stored}}))
+        .expect("a CRD")
+    }
+
+    fn errors_of(crd: &CustomResourceDefinition) -> Vec<String> {
+        let mut errors = ErrorList::new();
+        crd.validate(None, &mut errors);
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.cause_message()))
+            .collect()
+    }
+
+    #[test]
+    fn conversion_and_stored_versions_are_validated() {
+        assert!(errors_of(&crd(json!({"strategy": "None"}), &["v1"])).is_empty());
+        let webhook = json!({"strategy": "Webhook", "webhook": {
+            "clientConfig": {"service": {"name": "conv", "namespace": "ns", "path": "/convert"}},
+            "conversionReviewVersions": ["v1"]}});
+        assert!(errors_of(&crd(webhook, &["v1beta1", "v1"])).is_empty());
+        let cases = [
+            (
+                json!({"strategy": "Webhook"}),
+                "spec.conversion.webhook: Required value",
+            ),
+            (
+                json!({"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v1"]}}),
+                "spec.conversion.webhook.clientConfig: Required value",
+            ),
+            (
+                json!({"strategy": "Webhook", "webhook": {
+                    "clientConfig": {"url": "https://x.example.com/c"},
+                    "conversionReviewVersions": ["v2"]}}),
+                "spec.conversion.webhook.conversionReviewVersions: Invalid value",
+            ),
+            (
+                json!({"strategy": "None", "webhook": {
+                    "clientConfig": {"url": "https://x.example.com/c"},
+                    "conversionReviewVersions": ["v1"]}}),
+                "spec.conversion.webhook: Forbidden",
+            ),
+        ];
+        for (conversion, expected) in cases {
+            let errors = errors_of(&crd(conversion, &["v1"]));
+            assert!(
+                errors.iter().any(|e| e.starts_with(expected)),
+                "{expected}: {errors:?}"
+            );
+        }
+        let errors = errors_of(&crd(json!({"strategy": "None"}), &["v1alpha1", "v1"]));
+        assert!(
+            errors[0].starts_with("status.storedVersions[0]: Invalid value")
+                && errors[0].contains("must appear in spec.versions"),
+            "{errors:?}"
+        );
+        let mut undeprecated = crd(json!({"strategy": "None"}), &["v1"]);
+        undeprecated.spec.versions[0].deprecated = None;
+        let errors = errors_of(&undeprecated);
+        assert!(
+            errors[0].contains("can only be set for deprecated versions"),
+            "{errors:?}"
+        );
     }
 }
