@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use serde_json::{Value, json};
 use skiff_tests::{
     Lab,
