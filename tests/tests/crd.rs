@@ -625,3 +625,75 @@ fn a_conversion_webhook_converts_between_versions() {
     );
     assert_eq!(read("v1", "{.spec.sizeInches}"), "7");
 }
+
+/// A definition of `widgets.<group>` whose JSON is over 1 MiB: 1,500 documented fields.
+fn large_definition(group: &str) -> Value {
+    let description = "A field of a large generated schema, documented at length as operator \
+        CRDs document theirs. "
+        .repeat(8);
+    let properties: serde_json::Map<String, Value> = (0..1500)
+        .map(|i| {
+            (
+                format!("field{i:04}"),
+                json!({"type": "string", "description": format!("{i}: {description}")}),
+            )
+        })
+        .collect();
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("widgets.{group}")},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": properties}}}}}],
+        },
+    })
+}
+
+#[test]
+fn a_definition_of_more_than_a_mebibyte_applies_server_side() {
+    let Some(lab) = Lab::from_env() else { return };
+    let group = format!("large{}.skiff.test", std::process::id());
+    let crd = format!("widgets.{group}");
+    let ns = lab.namespace("crd-large");
+    let _cleanup = lab.delete_on_drop(&[("namespace", &ns), ("crd", &crd)]);
+    let definition = large_definition(&group).to_string();
+    assert!(definition.len() > 1024 * 1024, "{} bytes", definition.len());
+
+    // Client-side apply would keep the whole definition in an annotation: refused, as kube
+    // refuses annotations over 256 kB.
+    let client_side = lab.kubectl_stdin(&["apply", "-f", "-"], &definition);
+    assert_ne!(client_side.code, 0, "{client_side:?}");
+    assert!(
+        client_side.stderr.contains("metadata.annotations")
+            && client_side.stderr.contains("Too long"),
+        "{client_side:?}"
+    );
+
+    let applied = lab.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &definition);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    lab.kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=Established",
+        "--timeout=30s",
+        &format!("crd/{crd}"),
+    ]);
+    let widget = json!({"apiVersion": format!("{group}/v1"), "kind": "Widget",
+        "metadata": {"name": "w"}, "spec": {"field1499": "last", "unknown": "pruned"}});
+    let created = lab.kubectl_stdin(
+        &["apply", "--server-side", "-n", &ns, "-f", "-"],
+        &widget.to_string(),
+    );
+    assert_eq!(created.code, 0, "{created:?}");
+    let spec = lab.kubectl_ok(&["get", &crd, "w", "-n", &ns, "-o", "jsonpath={.spec}"]);
+    assert_eq!(spec, r#"{"field1499":"last"}"#);
+    // Applying the same definition again changes nothing.
+    let again = lab.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &definition);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("serverside-applied"), "{again:?}");
+}
