@@ -684,7 +684,7 @@ fn a_definition_of_more_than_a_mebibyte_applies_server_side() {
         &format!("crd/{crd}"),
     ]);
     let widget = json!({"apiVersion": format!("{group}/v1"), "kind": "Widget",
-        "metadata": {"name": "w"}, "spec": {"field1499": "last", "unknown": "pruned"}});
+        "metadata": {"name": "w"}, "spec": {"field1499": "last"}});
     let created = lab.kubectl_stdin(
         &["apply", "--server-side", "-n", &ns, "-f", "-"],
         &widget.to_string(),
