@@ -54,6 +54,8 @@ pub const CONTROLLER_ACCOUNTS: &[&str] = &[
     "clusterrole-aggregation-controller",
     "customresourcedefinition-controller",
     "resourcequota-controller",
+    "persistent-volume-binder",
+    "pvc-protection-controller",
 ];
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
