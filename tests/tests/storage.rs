@@ -68,7 +68,11 @@ fn a_claim_binds_and_its_data_survives_the_pod() {
     // Its first pod: the claim is provisioned on the pod's node and bound.
     lab.apply(
         &ns,
-        &pod("writer", "data", "echo survived > /data/hello && sleep 3600"),
+        &pod(
+            "writer",
+            "data",
+            "echo survived > /data/hello && sleep 3600",
+        ),
     );
     lab.wait_running(&ns, "writer");
     let node = lab.jsonpath(&ns, "pod/writer", "{.spec.nodeName}");
@@ -94,18 +98,17 @@ fn a_claim_binds_and_its_data_survives_the_pod() {
     let dir = pv("{.spec.hostPath.path}");
     assert!(dir.ends_with(&format!("/local-path/{volume}")), "{dir}");
     let file = Path::new(&dir).join("hello");
-    lab.eventually("the pod's write reaches the node", MINUTE, || {
-        match std::fs::read_to_string(&file) {
+    lab.eventually(
+        "the pod's write reaches the node",
+        MINUTE,
+        || match std::fs::read_to_string(&file) {
             Ok(text) if text.trim() == "survived" => Ok(()),
             other => Err(format!("{}: {other:?}", file.display())),
-        }
-    });
+        },
+    );
     // The pod goes; a new one goes back to the same node and finds the data.
     lab.kubectl_ok(&["delete", "pod", "writer", "-n", &ns, "--wait=true"]);
-    lab.apply(
-        &ns,
-        &pod("reader", "data", "cat /data/hello && sleep 3600"),
-    );
+    lab.apply(&ns, &pod("reader", "data", "cat /data/hello && sleep 3600"));
     lab.wait_running(&ns, "reader");
     assert_eq!(lab.jsonpath(&ns, "pod/reader", "{.spec.nodeName}"), node);
     lab.eventually("the new pod reads the old pod's data", MINUTE, || {

@@ -63,7 +63,9 @@ impl Plugin for DefaultStorageClass {
     ) -> Result<(), ApiError> {
         if attributes.operation != Operation::Create
             || !attributes.is("", "persistentvolumeclaims")
-            || claim.pointer("/spec/storageClassName").is_some_and(|c| !c.is_null())
+            || claim
+                .pointer("/spec/storageClassName")
+                .is_some_and(|c| !c.is_null())
         {
             return Ok(());
         }
@@ -112,7 +114,11 @@ mod tests {
     async fn claims_without_a_class_get_the_default() {
         let store = Store::in_memory();
         let claim = json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}});
-        assert_eq!(admitted(&store, claim.clone()).await, claim, "no default class yet");
+        assert_eq!(
+            admitted(&store, claim.clone()).await,
+            claim,
+            "no default class yet"
+        );
         let key = crate::store::object_key("storage.k8s.io", "storageclasses", "", "local-path");
         store
             .create(&key, &storage::default_class_object())

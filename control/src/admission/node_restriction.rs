@@ -340,9 +340,7 @@ impl NodeRestriction {
         if unchanged && only_removed && attributes.subresource.is_empty() {
             Ok(())
         } else {
-            Err(attributes.forbidden(
-                "node may only remove finalizers of a persistentvolume",
-            ))
+            Err(attributes.forbidden("node may only remove finalizers of a persistentvolume"))
         }
     }
 }
@@ -414,10 +412,25 @@ mod tests {
         let plugin = NodeRestriction { store: None };
         let update = attributes(&node, "persistentvolumes", Operation::Update, "", "pvc-1");
         let mut warnings = Vec::new();
-        assert!(plugin.validate(&update, &cleared, Some(&old), &mut warnings).await.is_ok());
-        assert!(plugin.validate(&update, &moved, Some(&old), &mut warnings).await.is_err());
+        assert!(
+            plugin
+                .validate(&update, &cleared, Some(&old), &mut warnings)
+                .await
+                .is_ok()
+        );
+        assert!(
+            plugin
+                .validate(&update, &moved, Some(&old), &mut warnings)
+                .await
+                .is_err()
+        );
         let delete = attributes(&node, "persistentvolumes", Operation::Delete, "", "pvc-1");
-        assert!(plugin.validate(&delete, &old, Some(&old), &mut warnings).await.is_err());
+        assert!(
+            plugin
+                .validate(&delete, &old, Some(&old), &mut warnings)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

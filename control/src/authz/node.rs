@@ -239,8 +239,11 @@ impl NodeAuthorizer {
         let on_node = cached
             .as_ref()
             .is_some_and(|v| v.labels.get(label).map(String::as_str) == Some(node));
-        let no_relationship =
-            || Decision::NoOpinion(format!("no relationship found between node '{node}' and this object"));
+        let no_relationship = || {
+            Decision::NoOpinion(format!(
+                "no relationship found between node '{node}' and this object"
+            ))
+        };
         if !attributes.subresource.is_empty() {
             return no_relationship();
         }

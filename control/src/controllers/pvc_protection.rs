@@ -41,7 +41,8 @@ fn holds_claims(pod: &Pod) -> bool {
 
 /// True if `claim` waits for this controller: being deleted, with the finalizer.
 fn protected_and_deleted(claim: &PersistentVolumeClaim) -> bool {
-    claim.metadata.deletion_timestamp.is_some() && claim.finalizers().iter().any(|f| f == PVC_PROTECTION)
+    claim.metadata.deletion_timestamp.is_some()
+        && claim.finalizers().iter().any(|f| f == PVC_PROTECTION)
 }
 
 /// True if some pod of `pods` (any namespace) in the claim's namespace uses it.
@@ -103,7 +104,9 @@ async fn pass(
             .replace(&claim.name_any(), &PostParams::default(), &released)
             .await
         {
-            Ok(_) => info!(claim = %format!("{namespace}/{}", claim.name_any()), "claim no longer in use: released"),
+            Ok(_) => {
+                info!(claim = %format!("{namespace}/{}", claim.name_any()), "claim no longer in use: released")
+            }
             Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => {
                 debug!(claim = %claim.name_any(), "claim changed; next pass");
             }
@@ -116,12 +119,21 @@ async fn pass(
 /// Keep `writer`'s cache of every `K`, waking a pass on every change.
 async fn cache<K>(api: Api<K>, writer: reflector::store::Writer<K>, wake: Arc<Notify>)
 where
-    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer);
-    feed(NAME, stream, move |_event: watcher::Event<K>| wake.notify_one()).await;
+    feed(NAME, stream, move |_event: watcher::Event<K>| {
+        wake.notify_one()
+    })
+    .await;
 }
 
 #[cfg(test)]

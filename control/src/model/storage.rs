@@ -64,7 +64,9 @@ pub fn is_default_class(class: &StorageClass) -> bool {
 }
 
 /// kube's `GetDefaultClass`: among the default classes, the newest (then the first by name).
-pub fn default_class<'a>(classes: impl IntoIterator<Item = &'a StorageClass>) -> Option<&'a StorageClass> {
+pub fn default_class<'a>(
+    classes: impl IntoIterator<Item = &'a StorageClass>,
+) -> Option<&'a StorageClass> {
     classes
         .into_iter()
         .filter(|c| is_default_class(c))
@@ -175,7 +177,11 @@ pub fn node_requirement_matches(req: &NodeSelectorRequirement, value: Option<&St
             ) else {
                 return false;
             };
-            if req.operator == "Gt" { v > bound } else { v < bound }
+            if req.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -350,7 +356,10 @@ pub fn local_path_volume(
     PersistentVolume {
         metadata: ObjectMeta {
             name: Some(name),
-            labels: Some(BTreeMap::from([(LOCAL_PATH_NODE.to_owned(), node.to_owned())])),
+            labels: Some(BTreeMap::from([(
+                LOCAL_PATH_NODE.to_owned(),
+                node.to_owned(),
+            )])),
             annotations: Some(BTreeMap::from([(
                 PROVISIONED_BY.to_owned(),
                 PROVISIONER.to_owned(),
@@ -446,7 +455,10 @@ mod tests {
         let big = volume("big", offer("10Gi"));
         let right = volume("right", offer("2Gi"));
         let found = find_volume(&c, [&small, &big, &right], None);
-        assert_eq!(found.and_then(|v| v.metadata.name.as_deref()), Some("right"));
+        assert_eq!(
+            found.and_then(|v| v.metadata.name.as_deref()),
+            Some("right")
+        );
         assert_eq!(
             check_match(&small, &c, None),
             Err("capacity is smaller than the request")
@@ -511,14 +523,19 @@ mod tests {
             check_match(&v, &claim(rwo("1Gi")), Some(("n2", &on("n2")))),
             Err("node affinity conflict")
         );
-        assert!(volume_allows_node(&volume("free", offer("1Gi")), "n2", &on("n2")));
+        assert!(volume_allows_node(
+            &volume("free", offer("1Gi")),
+            "n2",
+            &on("n2")
+        ));
     }
 
     #[test]
     fn provisioned_volumes_are_pinned_prebound_and_sized_as_asked() {
-        let c = claim(json!({"resources": {"requests": {"storage": "3Gi"}}, "storageClassName": "local-path"}));
-        let class: StorageClass =
-            serde_json::from_value(default_class_object()).expect("class");
+        let c = claim(
+            json!({"resources": {"requests": {"storage": "3Gi"}}, "storageClassName": "local-path"}),
+        );
+        let class: StorageClass = serde_json::from_value(default_class_object()).expect("class");
         let v = local_path_volume(&c, &class, "node-1", "node-1", "/var/lib/skiff/local-path/");
         let spec = v.spec.clone().expect("spec");
         assert_eq!(v.metadata.name.as_deref(), Some("pvc-u1"));
@@ -526,7 +543,10 @@ mod tests {
             spec.host_path.map(|h| h.path).as_deref(),
             Some("/var/lib/skiff/local-path/pvc-u1")
         );
-        assert_eq!(spec.persistent_volume_reclaim_policy.as_deref(), Some("Delete"));
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Delete")
+        );
         assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
         assert_eq!(capacity_bytes(&v), 3 << 30);
         assert!(claim_ref_names(&v, &c));

@@ -117,7 +117,9 @@ fn claim_names(pod: &Pod) -> Vec<String> {
             if let Some(c) = &v.persistent_volume_claim {
                 Some(c.claim_name.clone())
             } else {
-                v.ephemeral.as_ref().map(|_| format!("{pod_name}-{}", v.name))
+                v.ephemeral
+                    .as_ref()
+                    .map(|_| format!("{pod_name}-{}", v.name))
             }
         })
         .collect()
@@ -182,9 +184,9 @@ pub fn filter(state: &PodVolumes, node: &NodeInfo) -> Vec<String> {
     }
     let unserved = state.delayed.iter().any(|(claim, candidates)| {
         candidates.as_ref().is_some_and(|volumes| {
-            !volumes.iter().any(|v| {
-                storage::check_match(v, claim, Some((&node.name, &node.labels))).is_ok()
-            })
+            !volumes
+                .iter()
+                .any(|v| storage::check_match(v, claim, Some((&node.name, &node.labels))).is_ok())
         })
     });
     if unserved {
@@ -247,7 +249,10 @@ mod tests {
 
     #[test]
     fn a_bound_volume_pins_the_pod_to_its_node() {
-        let mut c = cache("WaitForFirstConsumer", json!({"spec": {"volumeName": "pvc-u1"}}));
+        let mut c = cache(
+            "WaitForFirstConsumer",
+            json!({"spec": {"volumeName": "pvc-u1"}}),
+        );
         let claim = c.claims.values().next().cloned().expect("claim");
         let class: StorageClass =
             serde_json::from_value(storage::default_class_object()).expect("class");
@@ -264,7 +269,10 @@ mod tests {
         let c = cache("WaitForFirstConsumer", json!({}));
         let state = pre_filter(&pod("data"), &c).expect("state");
         assert!(filter(&state, &node("n1")).is_empty());
-        assert_eq!(state.delayed_claims(), [("ns".to_owned(), "data".to_owned())]);
+        assert_eq!(
+            state.delayed_claims(),
+            [("ns".to_owned(), "data".to_owned())]
+        );
         let c = cache("Immediate", json!({}));
         let state = pre_filter(&pod("data"), &c).expect("state");
         assert_eq!(filter(&state, &node("n1")), [UNBOUND_IMMEDIATE]);

@@ -96,7 +96,11 @@ pub async fn bound_volume(
 
 /// The host directory of `volume` on this node (whose local-path dir is `root`), created
 /// for a provisioned volume.
-pub fn host_dir(volume: &PersistentVolume, root: &Path, fs_group: Option<u32>) -> Result<PathBuf, String> {
+pub fn host_dir(
+    volume: &PersistentVolume,
+    root: &Path,
+    fs_group: Option<u32>,
+) -> Result<PathBuf, String> {
     let name = volume.name_any();
     let spec = volume.spec.clone().unwrap_or_default();
     if provisioned(volume) {
@@ -117,18 +121,27 @@ pub fn host_dir(volume: &PersistentVolume, root: &Path, fs_group: Option<u32>) -
     if let Some(local) = &spec.local {
         let path = PathBuf::from(&local.path);
         if !path.is_dir() {
-            return Err(format!("local volume {name}: {} is not a directory", local.path));
+            return Err(format!(
+                "local volume {name}: {} is not a directory",
+                local.path
+            ));
         }
         return Ok(path);
     }
-    Err(format!("volume {name}: only hostPath and local volumes are supported by skiff-agent"))
+    Err(format!(
+        "volume {name}: only hostPath and local volumes are supported by skiff-agent"
+    ))
 }
 
 /// The directory `name` under `root`, made 0777 if new; with an fsGroup, its group and
 /// setgid bit are set (on an existing one too, its other bits kept).
 pub fn volume_dir(root: &Path, name: &str, fs_group: Option<u32>) -> Result<PathBuf, String> {
     super::check_single_name("volume", name)?;
-    match std::fs::DirBuilder::new().recursive(false).mode(ROOT_MODE).create(root) {
+    match std::fs::DirBuilder::new()
+        .recursive(false)
+        .mode(ROOT_MODE)
+        .create(root)
+    {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -148,7 +161,10 @@ pub fn volume_dir(root: &Path, name: &str, fs_group: Option<u32>) -> Result<Path
     };
     let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("volume {name}: {e}"))?;
     if !meta.is_dir() {
-        return Err(format!("volume {name}: {} is not a directory", path.display()));
+        return Err(format!(
+            "volume {name}: {} is not a directory",
+            path.display()
+        ));
     }
     let ownership = Ownership {
         fs_group,
@@ -174,7 +190,9 @@ pub fn remove_volume_dir(root: &Path, name: &str) -> Result<(), String> {
         Ok(meta) if meta.is_dir() => {
             std::fs::remove_dir_all(&path).map_err(|e| format!("removing {}: {e}", path.display()))
         }
-        Ok(_) => std::fs::remove_file(&path).map_err(|e| format!("removing {}: {e}", path.display())),
+        Ok(_) => {
+            std::fs::remove_file(&path).map_err(|e| format!("removing {}: {e}", path.display()))
+        }
     }
 }
 

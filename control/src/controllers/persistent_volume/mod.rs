@@ -52,8 +52,16 @@ pub async fn run(client: Client) {
     let wake = Arc::new(Notify::new());
     let mut watches = tokio::task::JoinSet::new();
     watches.spawn(cache(Api::all(client.clone()), claims_w, Arc::clone(&wake)));
-    watches.spawn(cache(Api::all(client.clone()), volumes_w, Arc::clone(&wake)));
-    watches.spawn(cache(Api::all(client.clone()), classes_w, Arc::clone(&wake)));
+    watches.spawn(cache(
+        Api::all(client.clone()),
+        volumes_w,
+        Arc::clone(&wake),
+    ));
+    watches.spawn(cache(
+        Api::all(client.clone()),
+        classes_w,
+        Arc::clone(&wake),
+    ));
     watches.spawn(cache(Api::all(client.clone()), nodes_w, Arc::clone(&wake)));
     for ready in [
         claims.wait_until_ready().await,
@@ -94,12 +102,21 @@ pub async fn run(client: Client) {
 /// Keep `writer`'s cache of every `K`, waking a pass on every change.
 async fn cache<K>(api: Api<K>, writer: reflector::store::Writer<K>, wake: Arc<Notify>)
 where
-    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer);
-    feed(NAME, stream, move |_event: watcher::Event<K>| wake.notify_one()).await;
+    feed(NAME, stream, move |_event: watcher::Event<K>| {
+        wake.notify_one()
+    })
+    .await;
 }
 
 fn all<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<K> {
@@ -155,15 +172,14 @@ async fn execute(client: &Client, recorder: &Recorder, action: Action) {
             status.access_modes = spec.and_then(|s| s.access_modes);
             let result = replace_status(&claims(claim), &updated).await;
             if result.is_ok() && *phase == "Lost" {
-                let message = format!(
-                    "Bound claim has lost its PersistentVolume. Data on the volume is lost!"
-                );
+                let message =
+                    "Bound claim has lost its PersistentVolume. Data on the volume is lost!";
                 recorder
                     .record(
                         &reference("v1", "PersistentVolumeClaim", &claim.metadata),
                         "Warning",
                         "ClaimLost",
-                        &message,
+                        message,
                     )
                     .await;
             }
@@ -214,9 +230,13 @@ async fn replace_status<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
-    api.replace_status(&object.meta().name.clone().unwrap_or_default(), &PostParams::default(), object)
-        .await
-        .map(drop)
+    api.replace_status(
+        &object.meta().name.clone().unwrap_or_default(),
+        &PostParams::default(),
+        object,
+    )
+    .await
+    .map(drop)
 }
 
 fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {

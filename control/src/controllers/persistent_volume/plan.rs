@@ -75,7 +75,10 @@ fn phase_of_claim(claim: &PersistentVolumeClaim) -> &str {
         .unwrap_or_default()
 }
 
-fn annotation<'a>(meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, key: &str) -> Option<&'a str> {
+fn annotation<'a>(
+    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    key: &str,
+) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
@@ -118,7 +121,10 @@ pub fn plan(world: &World) -> Vec<Action> {
         }
     }
     for volume in &world.volumes {
-        if !taken.iter().any(|t| Some(t.as_str()) == volume.metadata.name.as_deref()) {
+        if !taken
+            .iter()
+            .any(|t| Some(t.as_str()) == volume.metadata.name.as_deref())
+        {
             plan_volume(volume, &claims, &mut actions);
         }
     }
@@ -146,10 +152,11 @@ fn plan_unbound_claim(
         .and_then(|n| n.metadata.labels.clone())
         .unwrap_or_default();
     let node = waits.then_some((node_name, &labels));
-    let free = world
-        .volumes
-        .iter()
-        .filter(|v| !taken.iter().any(|t| Some(t.as_str()) == v.metadata.name.as_deref()));
+    let free = world.volumes.iter().filter(|v| {
+        !taken
+            .iter()
+            .any(|t| Some(t.as_str()) == v.metadata.name.as_deref())
+    });
     if let Some(volume) = storage::find_volume(claim, free, node) {
         let name = volume.metadata.name.clone().unwrap_or_default();
         taken.push(name);
@@ -220,7 +227,10 @@ fn bind(claim: &PersistentVolumeClaim, volume: &PersistentVolume, actions: &mut 
     let spec = updated.spec.get_or_insert_with(Default::default);
     let controller_bound = spec.volume_name.as_deref().unwrap_or_default().is_empty();
     spec.volume_name = Some(name);
-    let annotations = updated.metadata.annotations.get_or_insert_with(Default::default);
+    let annotations = updated
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
     if controller_bound {
         annotations.insert(BOUND_BY_CONTROLLER.to_owned(), "yes".to_owned());
     }
@@ -232,7 +242,9 @@ fn bind(claim: &PersistentVolumeClaim, volume: &PersistentVolume, actions: &mut 
     let status = claim.status.clone().unwrap_or_default();
     let capacity = volume.spec.as_ref().and_then(|s| s.capacity.clone());
     let modes = volume.spec.as_ref().and_then(|s| s.access_modes.clone());
-    if phase_of_claim(claim) != "Bound" || status.capacity != capacity || status.access_modes != modes
+    if phase_of_claim(claim) != "Bound"
+        || status.capacity != capacity
+        || status.access_modes != modes
     {
         actions.push(Action::ClaimStatus {
             claim: Box::new(claim.clone()),
@@ -379,7 +391,11 @@ mod tests {
         .expect("node")
     }
 
-    fn world(mode: &str, claims: Vec<PersistentVolumeClaim>, volumes: Vec<PersistentVolume>) -> World {
+    fn world(
+        mode: &str,
+        claims: Vec<PersistentVolumeClaim>,
+        volumes: Vec<PersistentVolume>,
+    ) -> World {
         World {
             claims,
             volumes,
@@ -408,7 +424,11 @@ mod tests {
                     world.claims.retain(|o| o.metadata.name != c.metadata.name);
                     world.claims.push((**c).clone());
                 }
-                Action::ClaimStatus { claim, phase, volume } => {
+                Action::ClaimStatus {
+                    claim,
+                    phase,
+                    volume,
+                } => {
                     for c in &mut world.claims {
                         if c.metadata.name == claim.metadata.name {
                             let status = c.status.get_or_insert_with(Default::default);
@@ -420,7 +440,9 @@ mod tests {
                     }
                 }
                 Action::DeleteVolume(name) => {
-                    world.volumes.retain(|v| v.metadata.name.as_deref() != Some(name));
+                    world
+                        .volumes
+                        .retain(|v| v.metadata.name.as_deref() != Some(name));
                 }
             }
         }
@@ -442,13 +464,19 @@ mod tests {
     fn a_waiting_claim_is_left_alone_until_a_node_is_selected() {
         let mut w = world("WaitForFirstConsumer", vec![claim(json!({}))], vec![]);
         assert!(plan(&w).is_empty());
-        w.claims = vec![claim(json!({"metadata": {"annotations": {SELECTED_NODE: "n2"}}}))];
+        w.claims = vec![claim(
+            json!({"metadata": {"annotations": {SELECTED_NODE: "n2"}}}),
+        )];
         let actions = plan(&w);
         let [Action::Provision(volume)] = actions.as_slice() else {
             panic!("expected one provisioning, got {actions:?}");
         };
         assert_eq!(
-            volume.spec.as_ref().and_then(|s| s.host_path.as_ref()).map(|h| h.path.as_str()),
+            volume
+                .spec
+                .as_ref()
+                .and_then(|s| s.host_path.as_ref())
+                .map(|h| h.path.as_str()),
             Some("/lab/n2/local-path/pvc-u1")
         );
         settle(&mut w);
@@ -491,19 +519,28 @@ mod tests {
     fn a_deleted_claims_volume_is_released_then_deleted_or_kept() {
         let mut w = world(
             "WaitForFirstConsumer",
-            vec![claim(json!({"metadata": {"annotations": {SELECTED_NODE: "n1"}}}))],
+            vec![claim(
+                json!({"metadata": {"annotations": {SELECTED_NODE: "n1"}}}),
+            )],
             vec![],
         );
         settle(&mut w);
         w.claims.clear();
         let actions = plan(&w);
-        assert!(matches!(actions.as_slice(), [Action::VolumePhase { phase: "Released", .. }]));
+        assert!(matches!(
+            actions.as_slice(),
+            [Action::VolumePhase {
+                phase: "Released",
+                ..
+            }]
+        ));
         apply(&mut w, &actions);
         assert_eq!(plan(&w), [Action::DeleteVolume("pvc-u1".to_owned())]);
         // Retain keeps a released volume.
         let mut kept = w.volumes[0].clone();
-        kept.spec.get_or_insert_with(Default::default).persistent_volume_reclaim_policy =
-            Some("Retain".to_owned());
+        kept.spec
+            .get_or_insert_with(Default::default)
+            .persistent_volume_reclaim_policy = Some("Retain".to_owned());
         w.volumes = vec![kept];
         assert!(plan(&w).is_empty());
         // A re-created claim of the same name (another uid) does not take it back.
@@ -519,13 +556,22 @@ mod tests {
         }))
         .expect("volume");
         let w = world("Immediate", vec![], vec![volume]);
-        assert!(matches!(plan(&w).as_slice(), [Action::VolumePhase { phase: "Available", .. }]));
+        assert!(matches!(
+            plan(&w).as_slice(),
+            [Action::VolumePhase {
+                phase: "Available",
+                ..
+            }]
+        ));
     }
 
     #[test]
     fn a_claim_whose_volume_is_gone_is_lost() {
         let bound = claim(json!({"spec": {"volumeName": "gone"}, "status": {"phase": "Bound"}}));
         let w = world("Immediate", vec![bound], vec![]);
-        assert!(matches!(plan(&w).as_slice(), [Action::ClaimStatus { phase: "Lost", .. }]));
+        assert!(matches!(
+            plan(&w).as_slice(),
+            [Action::ClaimStatus { phase: "Lost", .. }]
+        ));
     }
 }
