@@ -87,7 +87,10 @@ fn a_claim_binds_and_its_data_survives_the_pod() {
     );
     let volume = lab.jsonpath(&ns, "pvc/data", "{.spec.volumeName}");
     assert!(volume.starts_with("pvc-"), "{volume:?}");
-    let pv = |path: &str| lab.jsonpath("", &format!("pv/{volume}"), path);
+    let pv = |path: &str| {
+        let output = format!("jsonpath={path}");
+        lab.kubectl_ok(&["get", "pv", &volume, "-o", &output])
+    };
     assert_eq!(pv("{.status.phase}"), "Bound");
     assert_eq!(pv("{.spec.persistentVolumeReclaimPolicy}"), "Delete");
     assert_eq!(pv("{.spec.claimRef.name}"), "data");
