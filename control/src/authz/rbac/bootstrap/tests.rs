@@ -453,8 +453,16 @@ const CONTROLLER_NEEDS: &[(&str, &str, &str)] = &[
         "update",
         "core/resourcequotas/status",
     ),
-    ("persistent-volume-binder", "create", "core/persistentvolumes"),
-    ("persistent-volume-binder", "delete", "core/persistentvolumes"),
+    (
+        "persistent-volume-binder",
+        "create",
+        "core/persistentvolumes",
+    ),
+    (
+        "persistent-volume-binder",
+        "delete",
+        "core/persistentvolumes",
+    ),
     (
         "persistent-volume-binder",
         "update",
@@ -470,7 +478,11 @@ const CONTROLLER_NEEDS: &[(&str, &str, &str)] = &[
         "update",
         "core/persistentvolumeclaims/status",
     ),
-    ("persistent-volume-binder", "watch", "storage.k8s.io/storageclasses"),
+    (
+        "persistent-volume-binder",
+        "watch",
+        "storage.k8s.io/storageclasses",
+    ),
     ("persistent-volume-binder", "list", "core/nodes"),
     (
         "pvc-protection-controller",
