@@ -1,5 +1,6 @@
 //! Objects every cluster starts with: the namespaces and PriorityClasses kube-apiserver
-//! creates at start, and the system Services ([`services`]).
+//! creates at start, the default StorageClass (as a cluster's addons install one), and the
+//! system Services ([`services`]).
 
 pub mod rbac;
 pub mod services;
@@ -40,6 +41,13 @@ pub async fn ensure_priority_classes(store: &Store) -> Result<(), StoreError> {
         ensure(store, "scheduling.k8s.io", "v1", "priorityclasses", class).await?;
     }
     Ok(())
+}
+
+/// Create the default StorageClass `local-path` of the built-in local-path provisioner
+/// unless it exists (a class the user changed or removed the default mark from is kept).
+pub async fn ensure_storage_classes(store: &Store) -> Result<(), StoreError> {
+    let class = crate::model::storage::default_class_object();
+    ensure(store, "storage.k8s.io", "v1", "storageclasses", class).await
 }
 
 /// Create `object` of `group`/`plural` (in its `metadata.namespace`, if any) unless an

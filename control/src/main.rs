@@ -284,6 +284,9 @@ async fn run_server(args: ServeArgs) -> Result<()> {
     if let Err(e) = bootstrap::ensure_priority_classes(&store).await {
         warn!(error = %e, "could not create the system PriorityClasses yet");
     }
+    if let Err(e) = bootstrap::ensure_storage_classes(&store).await {
+        warn!(error = %e, "could not create the default StorageClass yet");
+    }
     let advertise = args
         .advertise_address
         .or_else(|| {

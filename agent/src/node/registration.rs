@@ -26,6 +26,9 @@ pub struct NodeConfig {
     pub runtime_version: String,
     /// The RuntimeClass handlers this node offers (`status.runtimeHandlers`).
     pub runtime_handlers: Vec<String>,
+    /// The directory local-path volumes of this node live in, published on the Node (see
+    /// [`crate::kubelet::volumes::local_path`]).
+    pub local_path_dir: String,
 }
 
 /// The conditions of a healthy node, with `now` as heartbeat and transition time.
@@ -118,6 +121,13 @@ fn labels(config: &NodeConfig, facts: &HostFacts) -> BTreeMap<String, String> {
     .collect()
 }
 
+fn annotations(config: &NodeConfig) -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        crate::kubelet::volumes::local_path::DIR_ANNOTATION.to_owned(),
+        config.local_path_dir.clone(),
+    )])
+}
+
 /// Create the Node, or bring an existing one (from an earlier run) up to date; returns it.
 pub async fn register(
     client: &Client,
@@ -129,7 +139,8 @@ pub async fn register(
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": config.name, "labels": labels(config, facts)},
+        "metadata": {"name": config.name, "labels": labels(config, facts),
+                     "annotations": annotations(config)},
         "spec": {"podCIDR": config.pod_cidr, "podCIDRs": config.pod_cidr.as_ref().map(|c| vec![c.clone()])},
         "status": status(config, facts, now),
     }))
@@ -139,7 +150,8 @@ pub async fn register(
         Err(kube::Error::Api(error)) if error.code == 409 => {
             // Registered before: refresh labels and status, keep the spec it has (its podCIDR
             // may have been assigned by the control plane).
-            let labels = json!({"metadata": {"labels": labels(config, facts)}});
+            let labels = json!({"metadata": {"labels": labels(config, facts),
+                                             "annotations": annotations(config)}});
             nodes
                 .patch(
                     &config.name,

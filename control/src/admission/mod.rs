@@ -3,6 +3,7 @@
 //! then validating plugins (they may only refuse or warn). Plugins are values in a list
 //! ([`Chain`]), not branches in handlers.
 
+pub mod default_storage_class;
 pub mod default_toleration_seconds;
 pub mod limit_ranger;
 pub mod namespace_lifecycle;
@@ -13,6 +14,7 @@ pub mod rbac_escalation;
 pub mod resource_quota;
 pub mod runtime_class;
 pub mod service_account;
+pub mod storage_protection;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -158,6 +160,10 @@ pub fn default_chain(
             settings.default_toleration_seconds,
         )),
         Arc::new(runtime_class::RuntimeClassAdmission::new(Arc::clone(store))),
+        Arc::new(default_storage_class::DefaultStorageClass::new(Arc::clone(
+            store,
+        ))),
+        Arc::new(storage_protection::StorageObjectInUseProtection),
     ];
     // Last of the mutating plugins and of the validating ones, as in kube's list.
     let webhooks = webhook::Source::https(Arc::clone(store));

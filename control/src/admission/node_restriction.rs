@@ -312,6 +312,39 @@ impl NodeRestriction {
     }
 }
 
+impl NodeRestriction {
+    /// A node's write of a PersistentVolume (the Node authorizer allows only its own
+    /// local-path volumes): it may only remove finalizers — its agent clears the cleanup
+    /// finalizer once the directory is gone — never change the volume's spec, labels or
+    /// annotations (a node rewriting a path would mount another node directory).
+    fn volume_write(
+        attributes: &Attributes<'_>,
+        object: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let Some(old) = old.filter(|_| attributes.operation == Operation::Update) else {
+            return Err(attributes.forbidden("node may only update persistentvolumes"));
+        };
+        let same = |pointer: &str| object.pointer(pointer) == old.pointer(pointer);
+        let finalizers = |v: &Value| -> Vec<Value> {
+            v.pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let before = finalizers(old);
+        let only_removed = finalizers(object).iter().all(|f| before.contains(f));
+        let unchanged = ["/spec", "/metadata/labels", "/metadata/annotations"]
+            .iter()
+            .all(|p| same(p));
+        if unchanged && only_removed && attributes.subresource.is_empty() {
+            Ok(())
+        } else {
+            Err(attributes.forbidden("node may only remove finalizers of a persistentvolume"))
+        }
+    }
+}
+
 #[async_trait]
 impl Plugin for NodeRestriction {
     fn name(&self) -> &'static str {
@@ -333,6 +366,7 @@ impl Plugin for NodeRestriction {
             ("", "nodes") => Self::node_write(attributes, node, object, old),
             ("", "pods") => Self::pod_write(attributes, node, object, old),
             ("coordination.k8s.io", "leases") => Self::lease_write(attributes, node, object),
+            ("", "persistentvolumes") => Self::volume_write(attributes, object, old),
             ("", "serviceaccounts") if attributes.subresource == "token" => {
                 self.token_request(attributes, node, object).await
             }
@@ -364,6 +398,39 @@ mod tests {
             user,
             dry_run: false,
         }
+    }
+
+    #[tokio::test]
+    async fn a_node_only_clears_finalizers_of_volumes() {
+        let node = UserInfo::authenticated("system:node:n1", vec![NODES.into()]);
+        let old = json!({"metadata": {"name": "pvc-1", "finalizers": ["skiff.dev/local-path-cleanup"]},
+                         "spec": {"hostPath": {"path": "/var/lib/skiff/local-path/pvc-1"}}});
+        let mut cleared = old.clone();
+        cleared["metadata"]["finalizers"] = json!([]);
+        let mut moved = old.clone();
+        moved["spec"]["hostPath"]["path"] = json!("/etc");
+        let plugin = NodeRestriction { store: None };
+        let update = attributes(&node, "persistentvolumes", Operation::Update, "", "pvc-1");
+        let mut warnings = Vec::new();
+        assert!(
+            plugin
+                .validate(&update, &cleared, Some(&old), &mut warnings)
+                .await
+                .is_ok()
+        );
+        assert!(
+            plugin
+                .validate(&update, &moved, Some(&old), &mut warnings)
+                .await
+                .is_err()
+        );
+        let delete = attributes(&node, "persistentvolumes", Operation::Delete, "", "pvc-1");
+        assert!(
+            plugin
+                .validate(&delete, &old, Some(&old), &mut warnings)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -68,6 +68,7 @@ pub fn request_attributes(
         attributes.subresource = (*sub).to_owned();
     }
     attributes.field_selector = equality_requirements(query.get("fieldSelector").unwrap_or(""));
+    attributes.label_selector = equality_requirements(query.get("labelSelector").unwrap_or(""));
     let named = !attributes.name.is_empty();
     attributes.verb = match *method {
         Method::GET | Method::HEAD if watch => "watch",

@@ -32,6 +32,9 @@ pub struct Attributes {
     /// The request's field selector as `field=value` requirements (lists and watches;
     /// kube's authorizers may scope a list by them, as the Node authorizer does for pods).
     pub field_selector: Vec<(String, String)>,
+    /// The request's label selector as `label=value` requirements (lists and watches; the
+    /// Node authorizer scopes a node's watch of its local-path volumes by it).
+    pub label_selector: Vec<(String, String)>,
 }
 
 /// An authorizer's answer.

@@ -1,6 +1,8 @@
 //! The Node authorizer, as kube's: a node (`system:node:<name>` in `system:nodes`) reads
 //! only the Secrets, ConfigMaps, PersistentVolumeClaims and PersistentVolumes of pods bound
-//! to it, requests tokens only for ServiceAccounts such pods run as, lists and watches only
+//! to it (a volume through the claim its claimRef names), and — Skiff's local-path
+//! provisioner — watches and clears the cleanup finalizer of the volumes labelled
+//! `skiff.dev/local-path-node=<node>`, requests tokens only for ServiceAccounts such pods run as, lists and watches only
 //! its own pods, and writes only its own Lease; everything else a node may do is the static
 //! rules of the `system:node` role (kube's `NodeRules`). What a node may write about its
 //! own objects is narrowed further by the NodeRestriction admission plugin.
@@ -130,6 +132,7 @@ enum Reached {
 /// The Node authorizer.
 pub struct NodeAuthorizer {
     pods: Arc<WatchCache>,
+    volumes: Arc<WatchCache>,
     /// `system:node`'s rules (plus Skiff's node-proxier rules for the agent's datapath).
     rules: Vec<PolicyRule>,
     /// Parsed references per pod key, at the revision they were parsed.
@@ -139,16 +142,19 @@ pub struct NodeAuthorizer {
 impl NodeAuthorizer {
     /// The authorizer over the pods of `store`, allowing `rules` to every node.
     pub fn new(store: &Arc<Store>, rules: Vec<PolicyRule>) -> Self {
-        let pods = resources::find("", "v1", "pods")
-            .map(|info| store.cache(&info.prefix(), info.projection()))
-            .unwrap_or_else(|| {
-                store.cache(
-                    "/registry/core/pods/",
-                    crate::store::Projection { fields: &[] },
-                )
-            });
+        let cache = |plural: &str| {
+            resources::find("", "v1", plural)
+                .map(|info| store.cache(&info.prefix(), info.projection()))
+                .unwrap_or_else(|| {
+                    store.cache(
+                        &crate::store::resource_prefix("", plural),
+                        crate::store::Projection { fields: &[] },
+                    )
+                })
+        };
         Self {
-            pods,
+            pods: cache("pods"),
+            volumes: cache("persistentvolumes"),
             rules,
             parsed: Mutex::new(HashMap::new()),
         }
@@ -214,6 +220,71 @@ impl NodeAuthorizer {
     }
 }
 
+impl NodeAuthorizer {
+    /// A node's access to a PersistentVolume: get one its pods reach through a claim (or
+    /// one of its local-path volumes); list and watch its local-path volumes by label;
+    /// update and patch those (the agent clears their cleanup finalizer).
+    fn volume(&self, node: &str, attributes: &Attributes) -> Decision {
+        let label = crate::model::storage::LOCAL_PATH_NODE;
+        let cached = (!attributes.name.is_empty())
+            .then(|| {
+                self.volumes.get(&crate::store::object_key(
+                    "",
+                    "persistentvolumes",
+                    "",
+                    &attributes.name,
+                ))
+            })
+            .flatten();
+        let on_node = cached
+            .as_ref()
+            .is_some_and(|v| v.labels.get(label).map(String::as_str) == Some(node));
+        let no_relationship = || {
+            Decision::NoOpinion(format!(
+                "no relationship found between node '{node}' and this object"
+            ))
+        };
+        if !attributes.subresource.is_empty() {
+            return no_relationship();
+        }
+        match attributes.verb.as_str() {
+            "list" | "watch" if attributes.name.is_empty() => {
+                let scoped = attributes
+                    .label_selector
+                    .iter()
+                    .any(|(key, value)| key == label && value == node);
+                if scoped {
+                    Decision::Allow(String::new())
+                } else {
+                    Decision::NoOpinion(format!(
+                        "can only list/watch persistentvolumes with label selector {label}={node}"
+                    ))
+                }
+            }
+            "get" | "list" | "watch" => {
+                let claim = cached.as_ref().and_then(|v| {
+                    let volume: serde_json::Value = serde_json::from_slice(&v.raw).ok()?;
+                    let reference = volume.pointer("/spec/claimRef")?;
+                    Some((
+                        reference["namespace"].as_str()?.to_owned(),
+                        reference["name"].as_str()?.to_owned(),
+                    ))
+                });
+                let related = claim.is_some_and(|(namespace, name)| {
+                    self.related(node, &namespace, Reached::Claim, &name)
+                });
+                if on_node || related {
+                    Decision::Allow(String::new())
+                } else {
+                    no_relationship()
+                }
+            }
+            "update" | "patch" if on_node => Decision::Allow(String::new()),
+            _ => no_relationship(),
+        }
+    }
+}
+
 impl Authorizer for NodeAuthorizer {
     fn name(&self) -> &'static str {
         "Node"
@@ -234,6 +305,7 @@ impl Authorizer for NodeAuthorizer {
                 ("", "configmaps", _) => {
                     return self.read_through_pod(node, Reached::ConfigMap, a);
                 }
+                ("", "persistentvolumes", _) => return self.volume(node, a),
                 ("", "persistentvolumeclaims", "") => {
                     return self.read_through_pod(node, Reached::Claim, a);
                 }

@@ -58,6 +58,8 @@ pub const CONTROLLER_ACCOUNTS: &[&str] = &[
     "customresourcedefinition-controller",
     "resourcequota-controller",
     "apiservice-controller",
+    "persistent-volume-binder",
+    "pvc-protection-controller",
 ];
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";

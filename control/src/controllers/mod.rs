@@ -19,6 +19,8 @@ pub mod metrics;
 mod namespace;
 pub mod namespace_defaults;
 mod node_lifecycle;
+pub mod persistent_volume;
+pub mod pvc_protection;
 mod replicaset;
 pub mod resource_quota;
 pub mod service_lb;
@@ -195,6 +197,16 @@ fn tasks(clients: &Clients, config: &ControllerConfig) -> Vec<Task> {
             "resourcequota",
             &clients.controller("resourcequota-controller"),
             resource_quota::run,
+        ),
+        task(
+            "persistentvolume-binder",
+            &clients.controller("persistent-volume-binder"),
+            persistent_volume::run,
+        ),
+        task(
+            "pvc-protection",
+            &clients.controller("pvc-protection-controller"),
+            pvc_protection::run,
         ),
         task(
             "customresourcedefinition",

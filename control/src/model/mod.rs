@@ -7,6 +7,7 @@ pub mod error;
 pub mod meta;
 pub mod quota;
 pub mod selector;
+pub mod storage;
 pub mod user;
 pub mod validation;
 

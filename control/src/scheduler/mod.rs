@@ -8,12 +8,16 @@ pub mod cache;
 pub mod predicates;
 pub mod preemption;
 pub mod score;
+pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::{
+    core::v1::{Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod},
+    storage::v1::StorageClass,
+};
 use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -73,6 +77,16 @@ struct Scheduler {
     /// Pods that preempted, by UID: the node they were nominated to and their victims
     /// (no second preemption while a victim is still there).
     nominated: HashMap<String, preemption::Plan>,
+    /// Claims, volumes and classes, for the pods that use claims.
+    volumes: volumes::VolumeCache,
+}
+
+/// Why a pod fits nowhere.
+struct Unschedulable {
+    /// kube-scheduler's message.
+    message: String,
+    /// Whether evicting lower-priority pods could help (not for missing or unbound claims).
+    preemptible: bool,
 }
 
 /// Run until aborted (the caller aborts when leadership is lost).
@@ -86,6 +100,7 @@ pub async fn run(client: Client) {
         retry: false,
         next_start: 0,
         nominated: HashMap::new(),
+        volumes: volumes::VolumeCache::default(),
     };
     let mut nodes = watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -93,12 +108,39 @@ pub async fn run(client: Client) {
     let mut pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .boxed();
+    let mut claims = watcher::watcher(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
+    let mut pvs = watcher::watcher(
+        Api::<PersistentVolume>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
+    let mut classes = watcher::watcher(
+        Api::<StorageClass>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
     let mut in_flight: JoinSet<(String, String, Bound)> = JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             Some(event) = nodes.next() => scheduler.on_node(event),
             Some(event) = pods.next() => scheduler.on_pod(event),
+            Some(event) = claims.next() => {
+                scheduler.retry |= event.is_ok_and(|e| volumes::apply(&mut scheduler.volumes.claims, e));
+            }
+            Some(event) = pvs.next() => {
+                scheduler.retry |= event.is_ok_and(|e| volumes::apply(&mut scheduler.volumes.volumes, e));
+            }
+            Some(event) = classes.next() => {
+                scheduler.retry |= event.is_ok_and(|e| volumes::apply(&mut scheduler.volumes.classes, e));
+            }
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Ok((uid, node, outcome)) = done {
                     scheduler.on_bound(&uid, &node, outcome);
@@ -206,14 +248,17 @@ impl Scheduler {
                 continue;
             };
             match decision {
-                Ok(node) => {
+                Ok((node, claims)) => {
                     self.pending.remove(&uid);
                     // Assume the binding so the next decision sees this pod's requests.
                     self.cache.add_pod(&uid, bound(&pod, &node));
                     let client = self.client.clone();
                     let recorder = self.recorder.clone();
                     in_flight.spawn(async move {
-                        let outcome = bind(&client, &pod, &node).await;
+                        let outcome = match bind_claims(&client, &claims, &node).await {
+                            Ok(()) => bind(&client, &pod, &node).await,
+                            Err(e) => Bound::Failed(e),
+                        };
                         if matches!(outcome, Bound::Ok) {
                             let pod_ref = reference("v1", "Pod", &pod.metadata);
                             let message = format!(
@@ -228,8 +273,13 @@ impl Scheduler {
                         (uid, node, outcome)
                     });
                 }
-                Err(message) => {
-                    self.preempt_for(&pod).await;
+                Err(Unschedulable {
+                    message,
+                    preemptible,
+                }) => {
+                    if preemptible {
+                        self.preempt_for(&pod).await;
+                    }
                     if self.reported.get(&uid) != Some(&message) {
                         self.reported.insert(uid.clone(), message.clone());
                         self.unschedulable(&pod, &message).await;
@@ -243,10 +293,16 @@ impl Scheduler {
     /// kube-scheduler does on large clusters, the search stops once enough feasible nodes
     /// were found (percentageOfNodesToScore's adaptive default: 50 % minus 1 % per 125
     /// nodes, at least 5 % and at least 100 nodes), starting where the last search stopped.
-    fn choose(&mut self, pod: &Pod) -> Result<String, String> {
+    /// Claims of a WaitForFirstConsumer class come back with the node, to be bound for it
+    /// before the pod is ([`volumes`]).
+    fn choose(&mut self, pod: &Pod) -> Result<(String, volumes::PodVolumes), Unschedulable> {
+        let total = self.cache.nodes.len();
+        let claims = volumes::pre_filter(pod, &self.volumes).map_err(|why| Unschedulable {
+            message: format!("0/{total} nodes are available: {why}."),
+            preemptible: false,
+        })?;
         let needs = predicates::PodNeeds::of(pod);
         let owner = bound(pod, "").owner;
-        let total = self.cache.nodes.len();
         let percent = (50usize.saturating_sub(total / 125)).max(5);
         let enough = (total.saturating_mul(percent) / 100)
             .max(100)
@@ -264,7 +320,8 @@ impl Scheduler {
             .chain(self.cache.nodes.values().take(start))
         {
             visited += 1;
-            let reasons = predicates::filter(pod, &needs, node, &self.cache);
+            let mut reasons = predicates::filter(pod, &needs, node, &self.cache);
+            reasons.extend(volumes::filter(&claims, node));
             if reasons.is_empty() {
                 feasible += 1;
                 let s = score::score(node, needs.requests, owner.as_deref(), &self.cache);
@@ -280,7 +337,12 @@ impl Scheduler {
         }
         let chosen = best.map(|(_, n)| n.to_owned());
         self.next_start = (start + visited) % total.max(1);
-        chosen.ok_or_else(|| predicates::summary(total, &failures))
+        chosen
+            .map(|node| (node, claims.clone()))
+            .ok_or_else(|| Unschedulable {
+                message: predicates::summary(total, &failures),
+                preemptible: !claims.unbound_immediate,
+            })
     }
 
     /// Evict lower-priority pods to make room for `pod` if that can make it fit (once: not
@@ -377,6 +439,49 @@ fn isolated<T>(uid: &str, decide: impl FnOnce() -> T) -> Option<T> {
             None
         }
     }
+}
+
+/// How long the scheduler waits for the PV controller to bind a pod's claims
+/// (kube-scheduler's `bindTimeoutSeconds` is 600; the lab's provisioner answers at once).
+const CLAIM_BIND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// kube's VolumeBinding PreBind: write the chosen node on each unbound claim of a
+/// WaitForFirstConsumer class (`volume.kubernetes.io/selected-node`), then wait until the
+/// PV controller has bound them all; Err(why) if it does not in time.
+async fn bind_claims(
+    client: &Client,
+    claims: &volumes::PodVolumes,
+    node: &str,
+) -> Result<(), String> {
+    let selected = crate::model::storage::SELECTED_NODE;
+    for (namespace, name) in claims.delayed_claims() {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+        let patch = json!({"metadata": {"annotations": {selected: node}}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("selecting node {node} for claim {namespace}/{name}: {e}"))?;
+    }
+    let deadline = tokio::time::Instant::now() + CLAIM_BIND_TIMEOUT;
+    for (namespace, name) in claims.delayed_claims() {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+        loop {
+            let claim = api
+                .get(&name)
+                .await
+                .map_err(|e| format!("reading claim {namespace}/{name}: {e}"))?;
+            let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
+            if phase == Some("Bound") {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "binding volumes: timed out waiting for claim {namespace}/{name} to be bound"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
 }
 
 /// POST pods/{name}/binding.

@@ -48,6 +48,9 @@ pub async fn node_config(args: &Args, handlers: &RuntimeHandlers) -> NodeConfig 
         max_pods: args.max_pods,
         runtime_version: runtime_version(&args.containerd).await,
         runtime_handlers: handlers.names().map(str::to_owned).collect(),
+        local_path_dir: skiff_agent::kubelet::volumes::local_path::root(&args.state_dir)
+            .display()
+            .to_string(),
     }
 }
 

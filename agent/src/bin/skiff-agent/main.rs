@@ -247,6 +247,11 @@ async fn run(args: Args) -> Result<()> {
             match start_kubelet(&args, handlers, client, state.metrics.clone(), pods).await {
                 Ok(kubelet) => {
                     runtime = Some(kubelet.runtime.clone());
+                    tokio::spawn(skiff_agent::kubelet::volumes::local_path::reclaim(
+                        kubelet.client.clone(),
+                        args.node_name.clone(),
+                        skiff_agent::kubelet::volumes::local_path::root(&args.state_dir),
+                    ));
                     if let Some(discovery) = &kubelet.discovery {
                         tokio::spawn(datapath_sync::run(
                             discovery.view(),

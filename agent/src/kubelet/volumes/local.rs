@@ -1,21 +1,12 @@
-//! The volumes that are plain directories of the node: emptyDir (a directory of the pod's,
-//! or tmpfs for medium Memory) and persistentVolumeClaim (a node-local directory per claim,
-//! the lab's local-path storage).
+//! emptyDir volumes: a directory of the pod's, or tmpfs for medium Memory.
 //!
 //! A memory-backed emptyDir is sized as kubelet sizes it (`calculateEmptyDirMemorySize` in
 //! `pkg/volume/emptydir`): the node's allocatable memory, lowered to the pod's memory limit
 //! when every container declares one, lowered again to the volume's `sizeLimit` when that is
 //! positive and smaller; a `sizeLimit` of 0 is ignored, never passed on as tmpfs `size=0`
 //! (which means unlimited). It is mounted nosuid and nodev.
-//!
-//! Claim directories are made 0777, as local-path provisioners make them, so a container of
-//! any user can write its volume; a pod's fsGroup is applied as for emptyDir.
 
-use std::{
-    io::ErrorKind,
-    os::unix::fs::{DirBuilderExt, PermissionsExt},
-    path::{Path, PathBuf},
-};
+use std::path::Path;
 
 use k8s_openapi::{
     api::core::v1::{Container, EmptyDirVolumeSource, Pod},
@@ -25,10 +16,8 @@ use nix::mount::MsFlags;
 
 use super::payload::{self, Ownership};
 
-/// Mode of an emptyDir or a new claim directory (kubelet's and local-path's).
+/// Mode of an emptyDir (kubelet's).
 const WORLD_WRITABLE: u32 = 0o777;
-/// Mode of the directory holding every claim: only the agent looks inside.
-const CLAIMS_DIR_MODE: u32 = 0o750;
 
 /// The memory limit of a container, if it declares a positive one.
 fn memory_limit(container: &Container) -> Option<u64> {
@@ -149,50 +138,8 @@ pub fn empty_dir(
     payload::prepare_root(dir, WORLD_WRITABLE, ownership)
 }
 
-/// The directory of claim `claim` of `namespace` under `state_dir/claims`, made 0777 if
-/// new; with an fsGroup, its group and setgid bit are set (on an existing claim too, its
-/// other bits kept).
-pub fn claim_dir(
-    state_dir: &Path,
-    namespace: &str,
-    claim: &str,
-    fs_group: Option<u32>,
-) -> Result<PathBuf, String> {
-    let claims = state_dir.join("claims");
-    match std::fs::DirBuilder::new()
-        .mode(CLAIMS_DIR_MODE)
-        .create(&claims)
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("creating {}: {e}", claims.display())),
-    }
-    let path = claims.join(format!("{namespace}_{claim}"));
-    let created = match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-        Ok(()) => true,
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
-        Err(e) => return Err(format!("claim {claim}: {e}")),
-    };
-    let ownership = Ownership {
-        fs_group,
-        read_only: false,
-    };
-    if created {
-        payload::prepare_root(&path, WORLD_WRITABLE, ownership)?;
-    } else if fs_group.is_some() {
-        let mode = std::fs::metadata(&path)
-            .map_err(|e| format!("claim {claim}: {e}"))?
-            .permissions()
-            .mode();
-        payload::prepare_root(&path, mode & 0o7777, ownership)?;
-    }
-    Ok(path)
-}
-
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::MetadataExt;
-
     use serde_json::json;
 
     use super::*;
@@ -273,48 +220,5 @@ mod tests {
         assert!(flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_NODEV));
         assert_eq!(data.as_deref(), Some("size=67108864"));
         assert_eq!(tmpfs_options(None).1, None);
-    }
-
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("skiff-local-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp");
-        dir
-    }
-
-    fn mode(path: &Path) -> u32 {
-        std::fs::metadata(path).expect("meta").permissions().mode() & 0o7777
-    }
-
-    #[test]
-    fn claims_are_world_writable_and_their_parent_is_not() {
-        let state = temp("claims");
-        let path = claim_dir(&state, "ns", "data", None).expect("claim");
-        assert_eq!(path, state.join("claims/ns_data"));
-        assert_eq!(mode(&path), 0o777);
-        assert_eq!(mode(&state.join("claims")), 0o750);
-        // An existing claim is left as its users made it.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        claim_dir(&state, "ns", "data", None).expect("again");
-        assert_eq!(mode(&path), 0o700);
-        let _ = std::fs::remove_dir_all(state);
-    }
-
-    #[test]
-    fn claims_get_the_pods_fs_group() {
-        if !nix::unistd::Uid::effective().is_root() {
-            // Changing a directory's group to an arbitrary fsGroup needs root.
-            return;
-        }
-        let state = temp("claims-fsgroup");
-        let path = claim_dir(&state, "ns", "data", Some(2000)).expect("claim");
-        let meta = std::fs::metadata(&path).expect("meta");
-        assert_eq!((mode(&path), meta.gid()), (0o2777, 2000));
-        let old = claim_dir(&state, "ns", "old", None).expect("claim");
-        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        claim_dir(&state, "ns", "old", Some(3000)).expect("again");
-        let meta = std::fs::metadata(&old).expect("meta");
-        assert_eq!((mode(&old), meta.gid()), (0o2775, 3000));
-        let _ = std::fs::remove_dir_all(state);
     }
 }

@@ -1,5 +1,6 @@
-//! Pod volumes made real on the node: emptyDir (a directory, or tmpfs for medium Memory)
-//! and persistentVolumeClaim (a node-local directory per claim), see [`local`]; hostPath;
+//! Pod volumes made real on the node: emptyDir (a directory, or tmpfs for medium Memory),
+//! see [`local`]; persistentVolumeClaim (the claim's bound PersistentVolume, see
+//! [`local_path`]); hostPath;
 //! configMap, secret, downwardAPI and projected (files written from the API, ServiceAccount
 //! tokens included); and the bind mounts each container gets from its volumeMounts.
 //!
@@ -9,6 +10,7 @@
 //! volumes are mounted read-only, as kubelet mounts them.
 
 pub mod local;
+pub mod local_path;
 pub mod payload;
 pub mod sources;
 pub mod subpath;
@@ -113,13 +115,14 @@ async fn prepare_one(
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let fs_group = security::fs_group(pod);
     if let Some(claim) = &volume.persistent_volume_claim {
-        // A node-local volume per claim (the lab's local-path storage): it outlives the
-        // pod, so a StatefulSet pod recreated on this node finds its data again.
-        check_single_name("namespace", &namespace)?;
-        check_single_name("claim", &claim.claim_name)?;
+        // The claim's bound volume: it outlives the pod, and its node affinity brings a
+        // re-created pod back to this node and its data.
+        let bound = local_path::bound_volume(client, &namespace, &claim.claim_name).await?;
+        // `dir` is <state dir>/pods/<uid>/volumes/<name>.
         let state_dir = dir.ancestors().nth(4).unwrap_or(dir);
-        let path = local::claim_dir(state_dir, &namespace, &claim.claim_name, fs_group)?;
-        return Ok((writable(path), Vec::new()));
+        let path = local_path::host_dir(&bound, &local_path::root(state_dir), fs_group)?;
+        let read_only = claim.read_only.unwrap_or(false);
+        return Ok((PreparedVolume { path, read_only }, Vec::new()));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     if let Some(empty) = &volume.empty_dir {
@@ -195,7 +198,7 @@ async fn prepare_one(
 }
 
 /// A hostPath volume after kubelet's type checks (and creation, for the `OrCreate` types).
-fn host_path(path: &str, type_: Option<&str>) -> Result<PathBuf, String> {
+pub(super) fn host_path(path: &str, type_: Option<&str>) -> Result<PathBuf, String> {
     let host = PathBuf::from(path);
     match type_.unwrap_or("") {
         "DirectoryOrCreate" => {

@@ -138,7 +138,21 @@ impl Kind for ServiceAccount {}
 impl Kind for Event {}
 impl Kind for EventsV1Event {}
 impl Kind for Lease {}
-impl Kind for PersistentVolume {}
+/// PersistentVolume: kube's defaults (reclaim policy Retain, volume mode Filesystem, phase
+/// Pending until the PV controller looks at it).
+impl Kind for PersistentVolume {
+    fn default_fields(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        spec.persistent_volume_reclaim_policy
+            .get_or_insert_with(|| "Retain".to_owned());
+        spec.volume_mode
+            .get_or_insert_with(|| "Filesystem".to_owned());
+        self.status
+            .get_or_insert_with(Default::default)
+            .phase
+            .get_or_insert_with(|| "Pending".to_owned());
+    }
+}
 
 impl Kind for PersistentVolumeClaim {
     fn default_fields(&mut self) {

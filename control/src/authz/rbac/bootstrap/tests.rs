@@ -453,6 +453,43 @@ const CONTROLLER_NEEDS: &[(&str, &str, &str)] = &[
         "update",
         "core/resourcequotas/status",
     ),
+    (
+        "persistent-volume-binder",
+        "create",
+        "core/persistentvolumes",
+    ),
+    (
+        "persistent-volume-binder",
+        "delete",
+        "core/persistentvolumes",
+    ),
+    (
+        "persistent-volume-binder",
+        "update",
+        "core/persistentvolumes/status",
+    ),
+    (
+        "persistent-volume-binder",
+        "update",
+        "core/persistentvolumeclaims",
+    ),
+    (
+        "persistent-volume-binder",
+        "update",
+        "core/persistentvolumeclaims/status",
+    ),
+    (
+        "persistent-volume-binder",
+        "watch",
+        "storage.k8s.io/storageclasses",
+    ),
+    ("persistent-volume-binder", "list", "core/nodes"),
+    (
+        "pvc-protection-controller",
+        "update",
+        "core/persistentvolumeclaims",
+    ),
+    ("pvc-protection-controller", "list", "core/pods"),
 ];
 
 /// What kube's controller roles do not grant, though Skiff's controllers do it today (kube's
