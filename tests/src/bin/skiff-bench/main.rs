@@ -14,6 +14,7 @@
 
 mod authz;
 mod cpu;
+mod custom;
 mod net;
 mod pods;
 mod runtime_floor;
@@ -137,6 +138,7 @@ async fn main() -> Result<()> {
                 let user = user_name(&user_kubeconfig)?;
                 report["authz"] = authz::run(&admin, &user, &rbac, &open, quick).await?;
             }
+            report["custom"] = custom::run(&client(&kubeconfig).await?, quick).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Sched {
