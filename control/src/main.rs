@@ -422,6 +422,7 @@ async fn run_server(args: ServeArgs) -> Result<()> {
         node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_period),
         load_balancer_pool,
         root_ca: Some(ca.pem.cert.clone()),
+        signing_ca: Some(ca.pem.clone()),
         aggregator: Some(aggregator),
     };
     let (controllers_stop, controllers_stopped) = tokio::sync::watch::channel(false);

@@ -697,3 +697,87 @@ fn a_definition_of_more_than_a_mebibyte_applies_server_side() {
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("serverside-applied"), "{again:?}");
 }
+
+#[test]
+fn dependents_of_a_custom_resource_go_with_it() {
+    let Some(lab) = Lab::from_env() else { return };
+    let group = format!("gc{}.skiff.test", std::process::id());
+    let crd = format!("crontabs.{group}");
+    let ns = lab.namespace("crd-gc");
+    let _cleanup = lab.delete_on_drop(&[("namespace", &ns), ("crd", &crd)]);
+    let applied = lab.kubectl_stdin(&["apply", "-f", "-"], &definition(&group).to_string());
+    assert_eq!(applied.code, 0, "{applied:?}");
+    lab.kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=Established",
+        "--timeout=30s",
+        &format!("crd/{crd}"),
+    ]);
+    // Two owners: one deleted in the background, one in the foreground.
+    for name in ["background", "foreground"] {
+        let created = lab.kubectl_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &crontab(
+                name,
+                &group,
+                json!({"cronSpec": "* * * * */5", "image": "img"}),
+            ),
+        );
+        assert_eq!(created.code, 0, "{created:?}");
+    }
+    // What an operator creates for each: a ConfigMap and a Service owned by it (the
+    // ConfigMap blocks its owner's foreground deletion).
+    for name in ["background", "foreground"] {
+        let uid = lab.kubectl_ok(&[
+            "get",
+            &crd,
+            name,
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ]);
+        let owner = json!({"apiVersion": format!("{group}/v1"), "kind": "CronTab",
+            "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true});
+        let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": format!("{name}-config"), "ownerReferences": [owner]},
+             "data": {"a": "b"}},
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": format!("{name}-svc"), "ownerReferences": [owner]},
+             "spec": {"ports": [{"port": 80}]}}]});
+        let out = lab.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &objects.to_string());
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    let gone = |name: &str| {
+        lab.eventually(
+            &format!("{name}'s dependents collected"),
+            Duration::from_secs(60),
+            || {
+                let left = lab.kubectl_ok(&["get", "configmaps,services", "-n", &ns, "-o", "name"]);
+                if left.contains(&format!("{name}-config")) || left.contains(&format!("{name}-svc"))
+                {
+                    Err(left)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+    };
+    lab.kubectl_ok(&["delete", &crd, "background", "-n", &ns, "--wait=false"]);
+    gone("background");
+    // Foreground: kubectl waits for the blocking dependents, then the owner is gone.
+    lab.kubectl_ok(&[
+        "delete",
+        &crd,
+        "foreground",
+        "-n",
+        &ns,
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
+    gone("foreground");
+    let owners = lab.kubectl_ok(&["get", &crd, "-n", &ns, "-o", "name"]);
+    assert!(owners.trim().is_empty(), "{owners}");
+}

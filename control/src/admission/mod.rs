@@ -3,6 +3,7 @@
 //! then validating plugins (they may only refuse or warn). Plugins are values in a list
 //! ([`Chain`]), not branches in handlers.
 
+pub mod certificates;
 pub mod default_storage_class;
 pub mod default_toleration_seconds;
 pub mod limit_ranger;
@@ -173,6 +174,11 @@ pub fn default_chain(
     plugins.push(Arc::new(webhook::validating::ValidatingWebhooks::new(
         webhooks,
     )));
+    if let Some(authorization) = authorization {
+        plugins.push(Arc::new(certificates::CertificateAdmission::new(
+            Arc::clone(&authorization.authorizer),
+        )));
+    }
     if let Some(authorization) = authorization
         && let Some(rbac) = &authorization.rbac
     {

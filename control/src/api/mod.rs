@@ -297,12 +297,13 @@ async fn route(state: &AppState, user: &Identity, request: Request) -> Response 
                         let request = axum::extract::Request::from_parts(parts, body);
                         return rest::upgrade(state, user, &target, &query, request).await;
                     }
-                    let bytes =
-                        match axum::body::to_bytes(Body::new(body), body::MAX_BODY + 1).await {
-                            Ok(b) if b.len() > body::MAX_BODY => return too_large(),
-                            Ok(b) => b,
-                            Err(_) => return too_large(),
-                        };
+                    let bytes = match body::read(Body::new(body)).await {
+                        Ok(b) => b,
+                        Err(body::Unread::TooLarge { drained: true }) => {
+                            return ApiError::too_large(body::MAX_BODY).into_response();
+                        }
+                        Err(_) => return too_large(),
+                    };
                     return rest::dispatch(
                         state,
                         user,
@@ -374,9 +375,9 @@ fn service_account_issuer(state: &AppState, path: &str) -> Response {
     response
 }
 
-/// 413 for a body over the limit. The rest of the body is never read, so the connection
-/// cannot carry another request: `Connection: close` tells the client not to reuse it
-/// (a pooled client would otherwise send its next request into a closing connection).
+/// 413 for a body over the limit whose rest could not be drained, so the connection cannot
+/// carry another request: `Connection: close` tells the client not to reuse it (a pooled
+/// client would otherwise send its next request into a closing connection).
 fn too_large() -> Response {
     let mut response = ApiError::too_large(body::MAX_BODY).into_response();
     response.headers_mut().insert(

@@ -58,6 +58,7 @@ pub const CONTROLLER_ACCOUNTS: &[&str] = &[
     "customresourcedefinition-controller",
     "resourcequota-controller",
     "apiservice-controller",
+    "certificate-controller",
     "persistent-volume-binder",
     "pvc-protection-controller",
 ];

@@ -4,6 +4,12 @@
 //! `foregroundDeletion`) has its dependents deleted and waits until those whose reference
 //! blocks it (`blockOwnerDeletion: true`) are gone. Owners are confirmed with a live read
 //! before anything is deleted, so watch ordering never causes a wrong deletion.
+//!
+//! As kube's collector, it follows every served kind that can be listed, watched and
+//! deleted — built-in kinds and custom resources alike, so an operator's Deployments,
+//! Services and ConfigMaps go with the custom resource that owns them — and starts over
+//! with the new set whenever the served kinds change (a CRD established or removed).
+//! Events are left out: nothing owns through them, and they are the busiest kind.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -19,18 +25,60 @@ use kube::{
 };
 use serde_json::json;
 
-/// The kinds the collector tracks (owners and dependents of the built-in controllers).
-const KINDS: &[(&str, &str, &str, &str)] = &[
-    ("apps", "v1", "Deployment", "deployments"),
-    ("apps", "v1", "ReplicaSet", "replicasets"),
-    ("apps", "v1", "StatefulSet", "statefulsets"),
-    ("apps", "v1", "DaemonSet", "daemonsets"),
-    ("apps", "v1", "ControllerRevision", "controllerrevisions"),
-    ("batch", "v1", "Job", "jobs"),
-    ("batch", "v1", "CronJob", "cronjobs"),
-    ("", "v1", "ReplicationController", "replicationcontrollers"),
-    ("", "v1", "Pod", "pods"),
-];
+/// A kind the collector follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tracked {
+    group: String,
+    version: String,
+    kind: String,
+    plural: String,
+    namespaced: bool,
+}
+
+impl Tracked {
+    fn resource(&self) -> ApiResource {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(&self.group, &self.version, &self.kind),
+            &self.plural,
+        )
+    }
+
+    /// The API of objects of this kind in `namespace` (cluster-scoped kinds: all).
+    fn api(&self, client: &Client, namespace: &str) -> Api<DynamicObject> {
+        if self.namespaced {
+            Api::namespaced_with(client.clone(), namespace, &self.resource())
+        } else {
+            Api::all_with(client.clone(), &self.resource())
+        }
+    }
+
+    /// Whether an owner reference's `apiVersion` and `kind` name this kind (any version of
+    /// its group: the object is the same).
+    fn owns_as(&self, api_version: &str, kind: &str) -> bool {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        self.group == group && self.kind == kind
+    }
+}
+
+/// Every served kind that can be listed, watched and deleted, but Events.
+fn tracked_kinds() -> Vec<Tracked> {
+    crate::resources::served()
+        .iter()
+        .filter(|r| {
+            ["list", "watch", "delete"]
+                .iter()
+                .all(|verb| r.verbs.contains(verb))
+                && r.kind != "Event"
+        })
+        .map(|r| Tracked {
+            group: r.group.to_owned(),
+            version: r.version.to_owned(),
+            kind: r.kind.to_owned(),
+            plural: r.plural.to_owned(),
+            namespaced: r.namespaced,
+        })
+        .collect()
+}
 
 const ORPHAN: &str = "orphan";
 const FOREGROUND: &str = "foregroundDeletion";
@@ -45,28 +93,20 @@ struct Node {
     deleting: bool,
 }
 
-fn resource(kind: usize) -> ApiResource {
-    let (group, version, kind_name, plural) = KINDS[kind];
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind_name), plural)
-}
-
-fn api(client: &Client, kind: usize, namespace: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), namespace, &resource(kind))
-}
-
-/// Whether this server serves the kind (a watch on an unserved kind would never sync).
-fn served(kind: usize) -> bool {
-    let (group, version, kind_name, _) = KINDS[kind];
-    crate::resources::served()
-        .iter()
-        .any(|r| r.group == group && r.version == version && r.kind == kind_name)
-}
-
 /// Run until aborted.
 pub async fn run(client: Client) {
-    let watched: Vec<usize> = (0..KINDS.len()).filter(|k| served(*k)).collect();
-    let streams = watched.iter().copied().map(|i| {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource(i));
+    loop {
+        let generation = crate::resources::custom::generation();
+        let kinds = tracked_kinds();
+        follow(&client, &kinds, generation).await;
+        tracing::info!("the served kinds changed: the garbage collector follows the new set");
+    }
+}
+
+/// Follow `kinds` and collect, until the served kinds are no longer those of `generation`.
+async fn follow(client: &Client, kinds: &[Tracked], generation: u64) {
+    let streams = (0..kinds.len()).map(|i| {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kinds[i].resource());
         watcher::watcher(api, watcher::Config::default())
             .default_backoff()
             .map(move |e| (i, e))
@@ -74,7 +114,7 @@ pub async fn run(client: Client) {
     });
     let mut events = futures::stream::select_all(streams);
     let mut graph: HashMap<String, Node> = HashMap::new();
-    let mut synced: Vec<bool> = (0..KINDS.len()).map(|k| !served(k)).collect();
+    let mut synced: Vec<bool> = vec![false; kinds.len()];
     let mut tick = tokio::time::interval(Duration::from_secs(3));
     let mut dirty = false;
     loop {
@@ -102,9 +142,12 @@ pub async fn run(client: Client) {
                 dirty = true;
             }
             _ = tick.tick() => {
+                if crate::resources::custom::generation() != generation {
+                    return;
+                }
                 if dirty && synced.iter().all(|s| *s) {
                     dirty = false;
-                    collect(&client, &graph).await;
+                    collect(client, kinds, &graph).await;
                 }
             }
         }
@@ -112,7 +155,7 @@ pub async fn run(client: Client) {
 }
 
 /// One pass over the graph.
-async fn collect(client: &Client, graph: &HashMap<String, Node>) {
+async fn collect(client: &Client, kinds: &[Tracked], graph: &HashMap<String, Node>) {
     let mut dependents: BTreeMap<&str, Vec<(&String, &Node)>> = BTreeMap::new();
     for (uid, node) in graph {
         for owner in &node.owners {
@@ -133,11 +176,12 @@ async fn collect(client: &Client, graph: &HashMap<String, Node>) {
                     .cloned()
                     .collect();
                 let patch = json!({"metadata": {"ownerReferences": refs}});
-                let _ = api(client, child.kind, &child.namespace)
+                let _ = kinds[child.kind]
+                    .api(client, &child.namespace)
                     .patch(&child.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await;
             }
-            remove_finalizer(client, owner, ORPHAN).await;
+            remove_finalizer(client, kinds, owner, ORPHAN).await;
         } else if owner.finalizers.iter().any(|f| f == FOREGROUND) {
             let step = foreground_step(uid, &children, |child| dependents.contains_key(child));
             for (child, foreground) in step.delete {
@@ -146,12 +190,13 @@ async fn collect(client: &Client, graph: &HashMap<String, Node>) {
                 } else {
                     DeleteParams::background()
                 };
-                let _ = api(client, child.kind, &child.namespace)
+                let _ = kinds[child.kind]
+                    .api(client, &child.namespace)
                     .delete(&child.name, &params)
                     .await;
             }
             if step.release {
-                remove_finalizer(client, owner, FOREGROUND).await;
+                remove_finalizer(client, kinds, owner, FOREGROUND).await;
             }
         }
     }
@@ -161,11 +206,13 @@ async fn collect(client: &Client, graph: &HashMap<String, Node>) {
         .filter(|n| !n.owners.is_empty() && !n.deleting)
     {
         let all_gone = node.owners.iter().all(|o| !graph.contains_key(&o.uid));
-        if !all_gone || !owners_confirmed_gone(client, node).await {
+        if !all_gone || !owners_confirmed_gone(client, kinds, node).await {
             continue;
         }
-        tracing::info!(kind = KINDS[node.kind].2, name = %node.name, namespace = %node.namespace, "deleting an object whose owner is gone");
-        let _ = api(client, node.kind, &node.namespace)
+        let kind = &kinds[node.kind];
+        tracing::info!(kind = %kind.kind, name = %node.name, namespace = %node.namespace, "deleting an object whose owner is gone");
+        let _ = kind
+            .api(client, &node.namespace)
             .delete(&node.name, &DeleteParams::background())
             .await;
     }
@@ -206,16 +253,17 @@ fn foreground_step<'a>(
     }
 }
 
-/// A live read of each owner: gone, or replaced by another object with the same name.
-async fn owners_confirmed_gone(client: &Client, node: &Node) -> bool {
+/// A live read of each owner: gone, or replaced by another object with the same name. An
+/// owner of a kind not served (yet) is never taken for gone.
+async fn owners_confirmed_gone(client: &Client, kinds: &[Tracked], node: &Node) -> bool {
     for owner in &node.owners {
-        let Some(kind) = KINDS.iter().position(|k| k.2 == owner.kind) else {
+        let Some(kind) = kinds
+            .iter()
+            .find(|k| k.owns_as(&owner.api_version, &owner.kind))
+        else {
             return false;
         };
-        match api(client, kind, &node.namespace)
-            .get_opt(&owner.name)
-            .await
-        {
+        match kind.api(client, &node.namespace).get_opt(&owner.name).await {
             Ok(Some(o)) if o.uid().as_deref() == Some(owner.uid.as_str()) => return false,
             Ok(_) => {}
             Err(_) => return false,
@@ -224,10 +272,11 @@ async fn owners_confirmed_gone(client: &Client, node: &Node) -> bool {
     true
 }
 
-async fn remove_finalizer(client: &Client, node: &Node, finalizer: &str) {
+async fn remove_finalizer(client: &Client, kinds: &[Tracked], node: &Node, finalizer: &str) {
     let rest: Vec<&String> = node.finalizers.iter().filter(|f| *f != finalizer).collect();
     let patch = json!({"metadata": {"finalizers": rest}});
-    if let Err(e) = api(client, node.kind, &node.namespace)
+    if let Err(e) = kinds[node.kind]
+        .api(client, &node.namespace)
         .patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
@@ -243,7 +292,7 @@ mod tests {
 
     fn pod(name: &str, owner: &str, blocks: Option<bool>, deleting: bool) -> Node {
         Node {
-            kind: KINDS.len() - 1,
+            kind: 0,
             namespace: "default".to_owned(),
             name: name.to_owned(),
             owners: vec![OwnerReference {
@@ -264,6 +313,37 @@ mod tests {
             .iter()
             .map(|(n, foreground)| (n.name.as_str(), *foreground))
             .collect()
+    }
+
+    #[test]
+    fn every_listable_deletable_kind_but_events_is_tracked_and_owners_resolve_by_group() {
+        let kinds = tracked_kinds();
+        let has =
+            |group: &str, kind: &str| kinds.iter().any(|k| k.group == group && k.kind == kind);
+        for (group, kind) in [
+            ("", "Pod"),
+            ("", "ConfigMap"),
+            ("", "Service"),
+            ("", "Secret"),
+            ("apps", "Deployment"),
+            ("coordination.k8s.io", "Lease"),
+            ("", "Node"),
+        ] {
+            assert!(has(group, kind), "{group}/{kind}");
+        }
+        assert!(!has("", "Event") && !has("events.k8s.io", "Event"));
+        assert!(
+            !has("authorization.k8s.io", "SubjectAccessReview"),
+            "create-only kinds"
+        );
+        let deployment = kinds
+            .iter()
+            .find(|k| k.kind == "Deployment")
+            .expect("deployments");
+        assert!(deployment.owns_as("apps/v1", "Deployment"));
+        assert!(!deployment.owns_as("extensions/v1beta1", "Deployment"));
+        let node = kinds.iter().find(|k| k.kind == "Node").expect("nodes");
+        assert!(node.owns_as("v1", "Node") && !node.namespaced);
     }
 
     #[test]

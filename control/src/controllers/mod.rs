@@ -2,6 +2,7 @@
 //! client with their own certificate), and only the replica holding the leader Lease runs
 //! them, so several replicas never act twice.
 
+pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod crd;
 pub(crate) mod cron;
@@ -48,6 +49,9 @@ pub struct ControllerConfig {
     /// The cluster CA certificate (PEM) the root-CA publisher puts in every namespace
     /// (none: the publisher does not run).
     pub root_ca: Option<String>,
+    /// The cluster CA with its key, the built-in CSR signers sign with (none: they do not
+    /// run).
+    pub signing_ca: Option<crate::pki::Pem>,
     /// This replica's aggregator (none: the APIService controller does not run).
     pub aggregator: Option<std::sync::Arc<crate::aggregator::Aggregator>>,
 }
@@ -58,6 +62,7 @@ impl Default for ControllerConfig {
             node_monitor_grace: Duration::from_secs(40),
             load_balancer_pool: None,
             root_ca: None,
+            signing_ca: None,
             aggregator: None,
         }
     }
@@ -220,6 +225,13 @@ fn tasks(clients: &Clients, config: &ControllerConfig) -> Vec<Task> {
             node_lifecycle::run(lifecycle_client.clone(), grace)
         }),
     ];
+    if let Some(ca) = &config.signing_ca {
+        let client = clients.controller("certificate-controller");
+        let ca = ca.clone();
+        tasks.push(Task::new("csrsigning", move || {
+            certificates::run(client.clone(), ca.clone())
+        }));
+    }
     if let Some(aggregator) = &config.aggregator {
         let client = clients.controller("apiservice-controller");
         let aggregator = std::sync::Arc::clone(aggregator);

@@ -39,6 +39,8 @@ enum Scope {
     Main,
     /// Only `.status`.
     Status,
+    /// Only `.status.conditions` (CertificateSigningRequest approval).
+    Approval,
 }
 
 impl Registry {
@@ -162,10 +164,10 @@ impl Registry {
                         .to_owned(),
             });
         }
-        let scope = if request.subresource == "status" {
-            Scope::Status
-        } else {
-            Scope::Main
+        let scope = match request.subresource {
+            "status" => Scope::Status,
+            "approval" => Scope::Approval,
+            _ => Scope::Main,
         };
         let mut new = merge_scope(request, scope, new, old);
         metadata::carry_over(&mut new, old);
@@ -323,6 +325,18 @@ fn merge_scope(request: &Request<'_>, scope: Scope, mut new: Value, old: &Value)
                     }
                 }
             }
+            merged
+        }
+        Scope::Approval => {
+            let mut merged = old.clone();
+            let conditions = new
+                .pointer_mut("/status/conditions")
+                .map(Value::take)
+                .unwrap_or(Value::Null);
+            if !merged.get("status").is_some_and(Value::is_object) {
+                merged["status"] = serde_json::json!({});
+            }
+            merged["status"]["conditions"] = conditions;
             merged
         }
         Scope::Main => {

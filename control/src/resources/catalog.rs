@@ -9,6 +9,7 @@ use k8s_openapi::api::{
         SubjectAccessReview,
     },
     batch::v1::{CronJob, Job},
+    certificates::v1::CertificateSigningRequest,
     coordination::v1::Lease,
     core::v1::{
         ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, PersistentVolume,
@@ -803,5 +804,20 @@ pub static REGISTRY: &[ResourceInfo] = &[
         // `v1.` (the core group's local APIService) is no subdomain.
         names: Names::PathSegment,
         strategy: &Typed::<APIService>::new(),
+    },
+    ResourceInfo {
+        group: "certificates.k8s.io",
+        version: "v1",
+        kind: "CertificateSigningRequest",
+        plural: "certificatesigningrequests",
+        singular: "certificatesigningrequest",
+        namespaced: false,
+        verbs: VERBS,
+        short_names: &["csr"],
+        categories: &[],
+        subresources: &[S::Status, S::Approval],
+        field_selectors: &["spec.signerName"],
+        names: Names::Subdomain,
+        strategy: &Typed::<CertificateSigningRequest>::new(),
     },
 ];

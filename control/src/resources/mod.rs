@@ -10,7 +10,7 @@ mod strategy;
 pub use catalog::REGISTRY;
 pub use custom::{CustomResource, served};
 pub use kinds::service_alloc::{self, ServiceRanges, set_service_ranges};
-pub use kinds::{apiextensions, scheduling};
+pub use kinds::{apiextensions, certificates, scheduling};
 pub use strategy::{Claim, Prepared, PrinterColumn, ScalePaths, Strategy, Typed};
 
 use crate::store::{Projection, resource_prefix};
@@ -34,6 +34,8 @@ pub enum Subresource {
     Finalize,
     /// `serviceaccounts/token`: a TokenRequest.
     Token,
+    /// `certificatesigningrequests/approval`: the Approved/Denied conditions only.
+    Approval,
 }
 
 impl Subresource {
@@ -48,13 +50,14 @@ impl Subresource {
             Self::Exec => "exec",
             Self::Finalize => "finalize",
             Self::Token => "token",
+            Self::Approval => "approval",
         }
     }
 
     /// Verbs served on it.
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
-            Self::Status | Self::Scale => &["get", "patch", "update"],
+            Self::Status | Self::Scale | Self::Approval => &["get", "patch", "update"],
             Self::Binding | Self::Eviction | Self::Token => &["create"],
             Self::Log => &["get"],
             Self::Exec => &["create", "get"],
@@ -66,7 +69,7 @@ impl Subresource {
     /// parent's own kind.
     pub fn response_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
         match self {
-            Self::Status | Self::Finalize => None,
+            Self::Status | Self::Finalize | Self::Approval => None,
             Self::Scale => Some(("autoscaling", "v1", "Scale")),
             Self::Binding => Some(("", "v1", "Binding")),
             Self::Eviction => Some(("policy", "v1", "Eviction")),

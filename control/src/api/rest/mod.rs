@@ -171,16 +171,20 @@ async fn route(ctx: &Ctx<'_>, method: &Method, body: Bytes) -> Result<Response, 
         ("GET", None, None) if watch => watch::watch(ctx).await,
         ("GET", None, None) => read::list(ctx).await,
         ("GET", Some(name), None) if watch => watch::watch_one(ctx, name).await,
-        ("GET", Some(name), None | Some("status")) => read::get(ctx, name).await,
+        ("GET", Some(name), None | Some("status" | "approval")) => read::get(ctx, name).await,
         ("GET", Some(name), Some("scale")) => subresource::get_scale(ctx, name).await,
         ("POST", None, None) => write::create(ctx, &body).await,
         ("POST", Some(name), Some("binding")) => subresource::bind(ctx, name, &body).await,
         ("POST", Some(name), Some("eviction")) => subresource::evict(ctx, name, &body).await,
         ("POST", Some(name), Some("token")) => token::create(ctx, name, &body).await,
-        ("PUT", Some(name), None | Some("status")) => write::update(ctx, name, &body).await,
+        ("PUT", Some(name), None | Some("status" | "approval")) => {
+            write::update(ctx, name, &body).await
+        }
         ("PUT", Some(name), Some("scale")) => subresource::update_scale(ctx, name, &body).await,
         ("PUT", Some(name), Some("finalize")) => write::finalize(ctx, name, &body).await,
-        ("PATCH", Some(name), None | Some("status")) => write::patch(ctx, name, &body).await,
+        ("PATCH", Some(name), None | Some("status" | "approval")) => {
+            write::patch(ctx, name, &body).await
+        }
         ("PATCH", Some(name), Some("scale")) => subresource::patch_scale(ctx, name, &body).await,
         ("DELETE", Some(name), None) => delete::delete(ctx, name, &body).await,
         ("DELETE", None, None) => delete::delete_collection(ctx, &body).await,

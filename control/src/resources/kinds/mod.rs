@@ -4,6 +4,7 @@
 pub mod admissionregistration;
 pub mod apiextensions;
 pub mod apiregistration;
+pub mod certificates;
 mod cluster;
 mod networking;
 pub mod pod;

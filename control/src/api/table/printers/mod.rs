@@ -247,6 +247,17 @@ pub fn printer(group: &str, kind: &str) -> Printer {
             &[NAME, ("Webhooks", "integer", 0), AGE],
             webhook_configuration,
         ),
+        ("certificates.k8s.io", "CertificateSigningRequest") => (
+            &[
+                NAME,
+                AGE,
+                ("SignerName", "string", 0),
+                ("Requestor", "string", 0),
+                ("RequestedDuration", "string", 0),
+                ("Condition", "string", 0),
+            ],
+            certificate_signing_request,
+        ),
         ("apiregistration.k8s.io", "APIService") => (
             &[
                 NAME,
@@ -455,6 +466,7 @@ mod tests {
             ("policy", "PodDisruptionBudget"),
             ("scheduling.k8s.io", "PriorityClass"),
             ("apiregistration.k8s.io", "APIService"),
+            ("certificates.k8s.io", "CertificateSigningRequest"),
             (
                 "admissionregistration.k8s.io",
                 "ValidatingWebhookConfiguration",

@@ -89,6 +89,53 @@ pub(super) fn api_service(o: &Value) -> Vec<Value> {
     vec![name(o), json!(service), json!(available), created(o)]
 }
 
+/// A duration of seconds as kube's `duration.HumanDuration` words it (`60m`, `10d`).
+fn human_duration(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 3 * 3600 => format!("{}m", s / 60),
+        s if s < 48 * 3600 => format!("{}h", s / 3600),
+        s if s < 8 * 365 * 86400 => format!("{}d", s / 86400),
+        s => format!("{}y", s / (365 * 86400)),
+    }
+}
+
+/// CertificateSigningRequests as kubectl prints them: the condition types in order plus
+/// `Issued` once there is a certificate, or `Pending`.
+pub(super) fn certificate_signing_request(o: &Value) -> Vec<Value> {
+    let mut condition: Vec<String> = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| s(c, "type").to_owned())
+        .collect();
+    if o.pointer("/status/certificate")
+        .and_then(Value::as_str)
+        .is_some_and(|c| !c.is_empty())
+    {
+        condition.push("Issued".to_owned());
+    }
+    let condition = if condition.is_empty() {
+        "Pending".to_owned()
+    } else {
+        condition.join(",")
+    };
+    let duration = o
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .map_or_else(|| "<none>".to_owned(), human_duration);
+    let spec = o.get("spec").unwrap_or(&Value::Null);
+    vec![
+        name(o),
+        created(o),
+        json!(s(spec, "signerName")),
+        json!(s(spec, "username")),
+        json!(duration),
+        json!(condition),
+    ]
+}
+
 /// Webhook configurations (both kinds): how many webhooks they hold.
 pub(super) fn webhook_configuration(o: &Value) -> Vec<Value> {
     let count = o
