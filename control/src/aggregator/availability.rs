@@ -163,8 +163,14 @@ fn updated_status(
     Some(status)
 }
 
-/// Register the missing local APIServices and drop CRD ones no longer served.
-async fn register_local(api: &Api<APIService>, existing: &[APIService]) -> Result<(), kube::Error> {
+/// Register the missing local APIServices and drop CRD ones no longer served — only when
+/// `current` (this replica's served kinds reflect etcd: a leader that just started must
+/// not remove what its CRD cache has not loaded yet).
+async fn register_local(
+    api: &Api<APIService>,
+    existing: &[APIService],
+    current: bool,
+) -> Result<(), kube::Error> {
     let served: BTreeSet<(String, String)> = crate::resources::group_versions()
         .into_iter()
         .map(|(g, v)| (g.to_owned(), v.to_owned()))
@@ -205,7 +211,7 @@ async fn register_local(api: &Api<APIService>, existing: &[APIService]) -> Resul
             spec.and_then(|s| s.version.clone()).unwrap_or_default(),
         );
         let local = spec.is_some_and(|s| s.service.is_none());
-        if automanaged == Some("true") && local && !served.contains(&key) {
+        if current && automanaged == Some("true") && local && !served.contains(&key) {
             let name = apiservice.metadata.name.clone().unwrap_or_default();
             match api.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => info!(apiservice = %name, "removed a local APIService no longer served"),
@@ -221,7 +227,8 @@ async fn register_local(api: &Api<APIService>, existing: &[APIService]) -> Resul
 async fn reconcile(client: &Client, aggregator: &Aggregator) -> Result<(), kube::Error> {
     let api: Api<APIService> = Api::all(client.clone());
     let existing = api.list(&ListParams::default()).await?.items;
-    register_local(&api, &existing).await?;
+    let current = aggregator.served_kinds_current().await;
+    register_local(&api, &existing, current).await?;
     for apiservice in existing {
         let Ok(object) = serde_json::to_value(&apiservice) else {
             continue;

@@ -74,6 +74,7 @@ pub enum BackendError {
 
 /// The aggregator state of one replica.
 pub struct Aggregator {
+    store: Arc<Store>,
     apiservices: Arc<WatchCache>,
     endpoints: ServiceEndpoints,
     /// The front-proxy client certificate presented to backends.
@@ -94,6 +95,7 @@ impl Aggregator {
     /// An aggregator over `store`'s APIServices, presenting `identity` to backends.
     pub fn new(store: &Arc<Store>, identity: Pem) -> Arc<Self> {
         Arc::new(Self {
+            store: Arc::clone(store),
             apiservices: resources::watch_cache(
                 store,
                 "apiregistration.k8s.io",
@@ -105,6 +107,12 @@ impl Aggregator {
             configs: Mutex::new(HashMap::new()),
             documents: RwLock::new(BTreeMap::new()),
         })
+    }
+
+    /// Bring this replica's served kinds up to etcd's current revision (CRDs established or
+    /// removed elsewhere); true if they reflect it.
+    pub async fn served_kinds_current(&self) -> bool {
+        crate::crd::serve::catch_up(&self.store).await
     }
 
     /// The APIService of `group`/`version`, if one is registered.

@@ -224,11 +224,14 @@ pub async fn run(store: Arc<Store>) {
 
 /// Catch up with etcd now: a request for a resource not (yet) served waits until the
 /// CRD cache reflects the current revision, so a client that saw its CRD established
-/// is never answered 404 by a replica a few milliseconds behind.
-pub async fn catch_up(store: &Arc<Store>) {
+/// is never answered 404 by a replica a few milliseconds behind. True if the served set now
+/// reflects etcd's current revision.
+pub async fn catch_up(store: &Arc<Store>) -> bool {
     let cache = definitions(store);
-    if let Ok(revision) = store.current_revision().await {
-        let _ = cache.wait_for(revision, CATCH_UP_LIMIT).await;
-    }
+    let current = match store.current_revision().await {
+        Ok(revision) => cache.wait_for(revision, CATCH_UP_LIMIT).await.is_ok(),
+        Err(_) => false,
+    };
     sync_if_changed(&cache);
+    current
 }
