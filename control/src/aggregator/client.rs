@@ -8,10 +8,8 @@ use std::{sync::Arc, time::Duration};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::{
-    ClientConfig, DigitallySignedStruct, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::CryptoProvider,
-    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject},
+    ClientConfig,
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
 };
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -31,18 +29,16 @@ pub fn tls_config(backend: &Backend, identity: &Pem) -> Result<Arc<ClientConfig>
             .map_err(|e| format!("front-proxy client certificate: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(identity.key.as_bytes())
         .map_err(|e| format!("front-proxy client key: {e}"))?;
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+    if backend.insecure {
+        // insecureSkipTLSVerify: no chain or name check; handshake signatures still are.
+        return skiff_tls::unverified_server_config(Some((chain, key)))
+            .map_err(|e| format!("front-proxy client certificate: {e}"));
+    }
+    let bundle = Some(backend.ca_bundle.as_slice());
+    let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = if backend.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoCertificateCheck(provider)))
-    } else {
-        let bundle = Some(backend.ca_bundle.as_slice());
-        builder.with_root_certificates(crate::admission::webhook::client::roots(bundle)?)
-    };
-    let config = builder
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(crate::admission::webhook::client::roots(bundle)?)
         .with_client_auth_cert(chain, key)
         .map_err(|e| format!("front-proxy client certificate: {e}"))?;
     Ok(Arc::new(config))
@@ -85,54 +81,4 @@ where
         .send_request(request)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// `insecureSkipTLSVerify`: any certificate is accepted; handshake signatures are still
-/// checked, so the peer holds the key of the certificate it sent.
-#[derive(Debug)]
-struct NoCertificateCheck(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoCertificateCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
