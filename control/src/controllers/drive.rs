@@ -132,3 +132,23 @@ where
         }
     }
 }
+
+/// Keep `writer`'s cache of every `K` from `api`, waking `wake` on every change; watch
+/// errors are logged as `name`'s. Returns when the watch ends.
+pub async fn cache_waking<K>(
+    name: &'static str,
+    api: kube::Api<K>,
+    writer: kube::runtime::reflector::store::Writer<K>,
+    wake: Arc<tokio::sync::Notify>,
+) where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    use kube::runtime::WatchStreamExt;
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
+    feed(name, stream, move |_event: watcher::Event<K>| {
+        wake.notify_one()
+    })
+    .await;
+}

@@ -12,19 +12,14 @@ use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Client, ResourceExt,
     api::{ListParams, PostParams},
-    runtime::{
-        WatchStreamExt,
-        reflector::{self, Store},
-        watcher,
-    },
+    runtime::reflector::{self, Store},
 };
-use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use super::drive::feed;
+use super::drive::cache_waking;
 use crate::model::storage::{PVC_PROTECTION, pod_uses_claim};
 
 /// A pass runs at least this often.
@@ -59,8 +54,18 @@ pub async fn run(client: Client) {
     let (pods, pods_w) = reflector::store::<Pod>();
     let wake = Arc::new(Notify::new());
     let mut watches = tokio::task::JoinSet::new();
-    watches.spawn(cache(Api::all(client.clone()), claims_w, Arc::clone(&wake)));
-    watches.spawn(cache(Api::all(client.clone()), pods_w, Arc::clone(&wake)));
+    watches.spawn(cache_waking(
+        NAME,
+        Api::all(client.clone()),
+        claims_w,
+        Arc::clone(&wake),
+    ));
+    watches.spawn(cache_waking(
+        NAME,
+        Api::all(client.clone()),
+        pods_w,
+        Arc::clone(&wake),
+    ));
     if claims.wait_until_ready().await.is_err() || pods.wait_until_ready().await.is_err() {
         warn!("pvc protection controller: a watch ended before its cache was ready");
         return;
@@ -114,26 +119,6 @@ async fn pass(
         }
     }
     Ok(())
-}
-
-/// Keep `writer`'s cache of every `K`, waking a pass on every change.
-async fn cache<K>(api: Api<K>, writer: reflector::store::Writer<K>, wake: Arc<Notify>)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer);
-    feed(NAME, stream, move |_event: watcher::Event<K>| {
-        wake.notify_one()
-    })
-    .await;
 }
 
 #[cfg(test)]

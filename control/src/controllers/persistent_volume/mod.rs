@@ -22,11 +22,7 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, PostParams},
-    runtime::{
-        WatchStreamExt,
-        reflector::{self, Store},
-        watcher,
-    },
+    runtime::reflector::{self, Store},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use skiff_events::{Recorder, reference};
@@ -34,7 +30,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use self::plan::{Action, World};
-use super::drive::feed;
+use super::drive::cache_waking;
 
 /// A full pass runs at least this often (kube's `--pvclaimbinder-sync-period`).
 pub const RESYNC: Duration = Duration::from_secs(15);
@@ -51,18 +47,30 @@ pub async fn run(client: Client) {
     let (nodes, nodes_w) = reflector::store::<Node>();
     let wake = Arc::new(Notify::new());
     let mut watches = tokio::task::JoinSet::new();
-    watches.spawn(cache(Api::all(client.clone()), claims_w, Arc::clone(&wake)));
-    watches.spawn(cache(
+    watches.spawn(cache_waking(
+        NAME,
+        Api::all(client.clone()),
+        claims_w,
+        Arc::clone(&wake),
+    ));
+    watches.spawn(cache_waking(
+        NAME,
         Api::all(client.clone()),
         volumes_w,
         Arc::clone(&wake),
     ));
-    watches.spawn(cache(
+    watches.spawn(cache_waking(
+        NAME,
         Api::all(client.clone()),
         classes_w,
         Arc::clone(&wake),
     ));
-    watches.spawn(cache(Api::all(client.clone()), nodes_w, Arc::clone(&wake)));
+    watches.spawn(cache_waking(
+        NAME,
+        Api::all(client.clone()),
+        nodes_w,
+        Arc::clone(&wake),
+    ));
     for ready in [
         claims.wait_until_ready().await,
         volumes.wait_until_ready().await,
@@ -97,26 +105,6 @@ pub async fn run(client: Client) {
         .await;
     }
     // `watches` goes with this future.
-}
-
-/// Keep `writer`'s cache of every `K`, waking a pass on every change.
-async fn cache<K>(api: Api<K>, writer: reflector::store::Writer<K>, wake: Arc<Notify>)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer);
-    feed(NAME, stream, move |_event: watcher::Event<K>| {
-        wake.notify_one()
-    })
-    .await;
 }
 
 fn all<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<K> {
